@@ -1,0 +1,1 @@
+"""otsentry.alerts stage (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""Collectors: capture bytes -> packets -> TCP streams -> Modbus ADUs -> ModbusEvent / FlowEvent."""

@@ -1,0 +1,54 @@
+"""Intermediate records inside the collector: a decoded PDU and one half of a transaction.
+
+Both decoder backends (native and tshark) produce ``Half`` records; the shared pairing stage turns them into
+``ModbusEvent``s, so the two backends can only disagree on decoding, never on pairing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class CaptureError(Exception):
+    """A capture that cannot be read: names the file and what was wrong (shown to the user in one line)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Conn:
+    """A Modbus/TCP connection, oriented client -> server (the server listens on a Modbus port)."""
+
+    client_ip: str
+    client_port: int
+    server_ip: str
+    server_port: int
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedPdu:
+    """What one Modbus PDU says. ``function_code`` has the exception bit (0x80) cleared.
+
+    ``flags`` holds PDU-level flag names from ``otsentry.records`` (reserved_function, malformed_pdu,
+    length_mismatch); they never raise.
+    """
+
+    function_code: int
+    exception_code: int | None = None
+    sub_function: int | None = None
+    start_address: int | None = None
+    quantity: int | None = None
+    values: tuple[int, ...] = ()
+    flags: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Half:
+    """One ADU: a request (from the client) or a response (from the server), decoded."""
+
+    frame: int  # 1-based frame number of the packet that completed the ADU
+    ts: float  # epoch seconds of that packet
+    conn: Conn
+    from_client: bool
+    transaction_id: int
+    unit_id: int
+    pdu: DecodedPdu
+    flags: frozenset[str] = frozenset()  # framing flags: bad_protocol_id, truncated, midstream

@@ -1,0 +1,1 @@
+"""otsentry.detectors stage (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""otsentry.features stage (see DESIGN.md)."""

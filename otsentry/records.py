@@ -1,0 +1,162 @@
+"""Records exchanged between stages: frozen, versioned, JSON-friendly.
+
+Every record carries ``SCHEMA_VERSION`` in its dict form so that a consumer (a Kafka worker, a student's notebook)
+can refuse data it does not understand instead of misreading it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar, Mapping
+
+SCHEMA_VERSION = 1
+
+# Flags a ModbusEvent may carry. Names are part of the schema: add, never rename.
+FLAG_UNANSWERED = "unanswered"  # request with no response before the pairing timeout (or end of capture)
+FLAG_ORPHAN_RESPONSE = "orphan_response"  # response with no matching request
+FLAG_BAD_PROTOCOL_ID = "bad_protocol_id"  # MBAP protocol id != 0
+FLAG_LENGTH_MISMATCH = "length_mismatch"  # MBAP length disagrees with what the function code implies
+FLAG_TRUNCATED = "truncated"  # ADU cut short (end of stream, capture snap length, or gap)
+FLAG_RESERVED_FUNCTION = "reserved_function"  # function code not in the public table (user-defined or unknown)
+FLAG_MALFORMED_PDU = "malformed_pdu"  # PDU too short or inconsistent for its function code
+FLAG_MIDSTREAM = "midstream"  # connection seen without its handshake
+
+ALL_FLAGS = (
+    FLAG_UNANSWERED,
+    FLAG_ORPHAN_RESPONSE,
+    FLAG_BAD_PROTOCOL_ID,
+    FLAG_LENGTH_MISMATCH,
+    FLAG_TRUNCATED,
+    FLAG_RESERVED_FUNCTION,
+    FLAG_MALFORMED_PDU,
+    FLAG_MIDSTREAM,
+)
+
+
+class SchemaError(ValueError):
+    """A record dict that this version cannot read."""
+
+
+def _check_version(kind: str, data: Mapping[str, Any]) -> None:
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise SchemaError(f"{kind}: schema_version {version!r} is not supported (expected {SCHEMA_VERSION})")
+
+
+def _from_dict(cls: type, kind: str, data: Mapping[str, Any]) -> Any:
+    _check_version(kind, data)
+    names = {f.name for f in fields(cls)}
+    unknown = set(data) - names - {"schema_version", "kind"}
+    if unknown:
+        raise SchemaError(f"{kind}: unknown field(s) {', '.join(sorted(unknown))}")
+    return cls(**{k: data[k] for k in names if k in data})
+
+
+@dataclass(frozen=True, slots=True)
+class ModbusEvent:
+    """One Modbus/TCP transaction: a request and its response when seen.
+
+    ``ts`` is when the transaction started (the request, or the response when no request was seen), in epoch
+    seconds. ``values`` are the register/coil values written by the request or returned by the response, as
+    numbers. Frame numbers are 1-based positions in the capture, as Wireshark counts them, so labels in
+    ``frame;label`` form can be joined to events.
+    """
+
+    ts: float
+    client_ip: str
+    client_port: int
+    server_ip: str
+    server_port: int
+    unit_id: int
+    transaction_id: int
+    function_code: int
+    function_name: str
+    sub_function: int | None = None
+    exception_code: int | None = None
+    start_address: int | None = None
+    quantity: int | None = None
+    values: tuple[int, ...] = ()
+    request_frame: int | None = None
+    response_frame: int | None = None
+    response_ts: float | None = None
+    latency_s: float | None = None
+    flags: tuple[str, ...] = ()
+
+    kind: ClassVar[str] = "modbus"
+
+    @property
+    def is_exception(self) -> bool:
+        return self.exception_code is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["values"] = list(self.values)
+        d["flags"] = list(self.flags)
+        d["kind"] = self.kind
+        d["schema_version"] = SCHEMA_VERSION
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ModbusEvent":
+        event = _from_dict(cls, "ModbusEvent", data)
+        return _replace_sequences(event)
+
+
+@dataclass(frozen=True, slots=True)
+class FlowEvent:
+    """One TCP/UDP/other connection summarised, Modbus or not, so new talkers and services are visible.
+
+    The originator is the host that sent the first SYN (or the first packet seen when the handshake was
+    missed). ``tcp_flags`` is the union of flags seen, as letters (S, A, F, R, P, U).
+    """
+
+    ts_first: float
+    ts_last: float
+    orig_ip: str
+    orig_port: int
+    resp_ip: str
+    resp_port: int
+    transport: str
+    packets_orig: int
+    packets_resp: int
+    bytes_orig: int
+    bytes_resp: int
+    tcp_flags: str = ""
+    syn: int = 0
+    rst: int = 0
+    fin: int = 0
+    retransmissions: int = 0
+    modbus: bool = False
+
+    kind: ClassVar[str] = "flow"
+
+    @property
+    def packets(self) -> int:
+        return self.packets_orig + self.packets_resp
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["kind"] = self.kind
+        d["schema_version"] = SCHEMA_VERSION
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "FlowEvent":
+        return _from_dict(cls, "FlowEvent", data)
+
+
+def _replace_sequences(event: ModbusEvent) -> ModbusEvent:
+    """JSON gives lists; records hold tuples so they stay hashable and immutable."""
+    object.__setattr__(event, "values", tuple(event.values))
+    object.__setattr__(event, "flags", tuple(event.flags))
+    return event
+
+
+def event_from_dict(data: Mapping[str, Any]) -> ModbusEvent | FlowEvent:
+    """Read either event kind from its dict form (one line of ``otsentry inspect --json``)."""
+    kind = data.get("kind")
+    if kind == ModbusEvent.kind:
+        return ModbusEvent.from_dict(data)
+    if kind == FlowEvent.kind:
+        return FlowEvent.from_dict(data)
+    raise SchemaError(f"unknown record kind {kind!r}")

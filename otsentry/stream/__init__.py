@@ -1,0 +1,1 @@
+"""otsentry.stream stage (see DESIGN.md)."""
