@@ -1,0 +1,105 @@
+"""Columnar ModbusEvents and the connection table they refer to.
+
+A ``ModbusBatch`` is the collector's output: numpy columns, one row per transaction, iterable as ``ModbusEvent``
+records. Counting and feature extraction read the columns; only display and JSON output build the objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Iterator
+
+import numpy as np
+
+from otsentry.collectors.halves import NONE, concat_csr, mask_to_flags
+from otsentry.collectors.modbus_pdu import function_name
+from otsentry.collectors.types import Conn
+from otsentry.records import ModbusEvent
+
+
+class ConnTable:
+    """Interns connections: id -> Conn, shared by every batch of one collector run."""
+
+    def __init__(self) -> None:
+        self.conns: list[Conn] = []
+        self._ids: dict[tuple, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.conns)
+
+    def intern(self, key: tuple, make) -> int:
+        """Id of ``key``; ``make()`` builds the Conn the first time the key is seen."""
+        cid = self._ids.get(key)
+        if cid is None:
+            cid = len(self.conns)
+            self._ids[key] = cid
+            self.conns.append(make())
+        return cid
+
+
+@dataclass(frozen=True)
+class ModbusBatch:
+    conn: np.ndarray
+    unit: np.ndarray
+    tid: np.ndarray
+    fc: np.ndarray
+    exc: np.ndarray
+    subfn: np.ndarray
+    addr: np.ndarray
+    qty: np.ndarray
+    req_frame: np.ndarray
+    resp_frame: np.ndarray
+    req_ts_ns: np.ndarray
+    resp_ts_ns: np.ndarray
+    flags: np.ndarray
+    val_start: np.ndarray
+    val_count: np.ndarray
+    values: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.conn)
+
+    @classmethod
+    def empty(cls) -> "ModbusBatch":
+        return cls(**{f.name: np.empty(0, dtype=np.int64) for f in fields(cls)})
+
+    @property
+    def ts_ns(self) -> np.ndarray:
+        """When each transaction started: the request, else the response."""
+        return np.where(self.req_frame != NONE, self.req_ts_ns, self.resp_ts_ns)
+
+    def events(self, conns: ConnTable) -> Iterator[ModbusEvent]:
+        """Materialise ModbusEvent records (for display and JSON; not for the hot path)."""
+        cols = [getattr(self, f.name).tolist() for f in fields(self) if f.name != "values"]
+        values = self.values.tolist()
+        table = conns.conns
+        for (conn, unit, tid, fc, exc, subfn, addr, qty, rqf, rsf, rqt, rst, flags, vs, vc) in zip(*cols):
+            c = table[conn]
+            has_req = rqf != NONE
+            has_resp = rsf != NONE
+            latency = (rst - rqt) / 1e9 if has_req and has_resp else None
+            yield ModbusEvent(
+                ts=(rqt if has_req else rst) / 1e9,
+                client_ip=c.client_ip,
+                client_port=c.client_port,
+                server_ip=c.server_ip,
+                server_port=c.server_port,
+                unit_id=unit,
+                transaction_id=tid,
+                function_code=fc,
+                function_name=function_name(fc),
+                sub_function=None if subfn == NONE else subfn,
+                exception_code=None if exc == NONE else exc,
+                start_address=None if addr == NONE else addr,
+                quantity=None if qty == NONE else qty,
+                values=tuple(values[vs : vs + vc]),
+                request_frame=rqf if has_req else None,
+                response_frame=rsf if has_resp else None,
+                response_ts=rst / 1e9 if has_resp else None,
+                latency_s=latency,
+                flags=mask_to_flags(flags),
+            )
+
+    @staticmethod
+    def concat(batches: list["ModbusBatch"]) -> "ModbusBatch":
+        return concat_csr(ModbusBatch, batches)

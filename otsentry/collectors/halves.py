@@ -1,0 +1,154 @@
+"""Columnar batches of decoded ADUs ("halves" of transactions).
+
+Both the vectorised fast path and the general reassembler append here, so pairing and everything after it work on
+numpy columns rather than on a million small Python objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from otsentry.records import ALL_FLAGS
+
+FLAG_BITS = {name: 1 << i for i, name in enumerate(ALL_FLAGS)}
+NONE = -1  # "absent" in integer columns (exception code, sub-function, address, quantity, frame)
+
+
+def flags_to_mask(names) -> int:
+    mask = 0
+    for name in names:
+        mask |= FLAG_BITS[name]
+    return mask
+
+
+def mask_to_flags(mask: int) -> tuple[str, ...]:
+    return tuple(name for name in ALL_FLAGS if mask & FLAG_BITS[name])
+
+
+@dataclass(frozen=True)
+class HalfBatch:
+    """One row per ADU, in capture order. ``values`` holds every ADU's values back to back (CSR layout)."""
+
+    frame: np.ndarray  # int64
+    ts_ns: np.ndarray  # int64
+    conn: np.ndarray  # int64 connection id (see ConnTable)
+    from_client: np.ndarray  # bool
+    tid: np.ndarray  # int64
+    unit: np.ndarray  # int64
+    fc: np.ndarray  # int64, exception bit cleared
+    exc: np.ndarray  # int64 or NONE
+    subfn: np.ndarray  # int64 or NONE
+    addr: np.ndarray  # int64 or NONE
+    qty: np.ndarray  # int64 or NONE
+    val_start: np.ndarray  # int64 index into values
+    val_count: np.ndarray  # int64
+    flags: np.ndarray  # int64 bit mask over records.ALL_FLAGS
+    values: np.ndarray  # int64
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @classmethod
+    def empty(cls) -> "HalfBatch":
+        cols = {f.name: np.empty(0, dtype=bool if f.name == "from_client" else np.int64) for f in fields(cls)}
+        return cls(**cols)
+
+    def take(self, index: np.ndarray) -> "HalfBatch":
+        """Rows at ``index`` (with their values re-packed)."""
+        counts = self.val_count[index]
+        starts = self.val_start[index]
+        new_start = np.zeros(len(index), dtype=np.int64)
+        if len(index):
+            np.cumsum(counts[:-1], out=new_start[1:])
+        gather = _ranges(starts, counts)
+        cols = {
+            f.name: getattr(self, f.name)[index]
+            for f in fields(self)
+            if f.name not in ("values", "val_start")
+        }
+        return HalfBatch(val_start=new_start, values=self.values[gather], **cols)
+
+    @staticmethod
+    def concat(batches: list["HalfBatch"]) -> "HalfBatch":
+        return concat_csr(HalfBatch, batches)
+
+
+def concat_csr(cls, batches: list):
+    """Concatenate column batches of dataclass ``cls`` whose ``values`` are indexed by ``val_start``."""
+    batches = [b for b in batches if len(b)]
+    if not batches:
+        return cls.empty()
+    if len(batches) == 1:
+        return batches[0]
+    shift = np.cumsum([0] + [len(b.values) for b in batches[:-1]])
+    cols = {f.name: np.concatenate([getattr(b, f.name) for b in batches]) for f in fields(cls) if f.name != "val_start"}
+    cols["val_start"] = np.concatenate([b.val_start + s for b, s in zip(batches, shift)])
+    return cls(**cols)
+
+
+def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Concatenation of arange(s, s + c) for each (s, c), vectorised."""
+    total = int(counts.sum()) if len(counts) else 0
+    if total == 0:
+        return np.empty(0, dtype=np.int64)
+    ends = np.cumsum(counts)
+    offsets = np.repeat(starts - (ends - counts), counts)
+    return np.arange(total, dtype=np.int64) + offsets
+
+
+class HalfBuilder:
+    """Row-at-a-time builder for the general (non-vectorised) path."""
+
+    _COLS = ("frame", "ts_ns", "conn", "from_client", "tid", "unit", "fc", "exc", "subfn", "addr", "qty", "flags")
+
+    def __init__(self) -> None:
+        self._rows: list[tuple] = []
+        self._counts: list[int] = []
+        self._values: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def add(
+        self,
+        frame: int,
+        ts_ns: int,
+        conn: int,
+        from_client: bool,
+        tid: int,
+        unit: int,
+        fc: int,
+        exc: int | None,
+        subfn: int | None,
+        addr: int | None,
+        qty: int | None,
+        values: tuple[int, ...],
+        flags: int,
+    ) -> None:
+        self._rows.append(
+            (
+                frame, ts_ns, conn, from_client, tid, unit, fc,
+                NONE if exc is None else exc,
+                NONE if subfn is None else subfn,
+                NONE if addr is None else addr,
+                NONE if qty is None else qty,
+                flags,
+            )
+        )
+        self._counts.append(len(values))
+        self._values.extend(values)
+
+    def build(self) -> HalfBatch:
+        if not self._rows:
+            return HalfBatch.empty()
+        cols = list(zip(*self._rows))
+        data = {
+            name: np.asarray(col, dtype=bool if name == "from_client" else np.int64)
+            for name, col in zip(self._COLS, cols)
+        }
+        counts = np.asarray(self._counts, dtype=np.int64)
+        start = np.zeros(len(counts), dtype=np.int64)
+        np.cumsum(counts[:-1], out=start[1:])
+        return HalfBatch(val_start=start, val_count=counts, values=np.asarray(self._values, dtype=np.int64), **data)
