@@ -133,7 +133,7 @@ def _consume(state: StreamState, payload: bytes, frame: int, ts_ns: int, out: li
         pos += take
         if len(buf) < state.need:
             return
-        out.append(_adu_from(bytes(buf), frame, ts_ns))
+        _emit(state, bytes(buf), frame, ts_ns, out)
         buf.clear()
         state.need = 0
         if pos >= n:
@@ -157,8 +157,16 @@ def _consume(state: StreamState, payload: bytes, frame: int, ts_ns: int, out: li
             state.buffer += payload[pos:]
             state.need = need
             return
-        out.append(_adu_from(payload[pos : pos + need], frame, ts_ns))
+        _emit(state, payload[pos : pos + need], frame, ts_ns, out)
         pos += need
+
+
+def _emit(state: StreamState, data: bytes, frame: int, ts_ns: int, out: list[RawAdu]) -> None:
+    """An ADU whose MBAP length leaves no room for a function code is framing noise, not an ADU (as in tshark)."""
+    if len(data) < 8:
+        state.skipped_bytes += len(data)
+        return
+    out.append(_adu_from(data, frame, ts_ns))
 
 
 def _header_so_far_ok(head: bytes) -> bool:

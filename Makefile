@@ -1,0 +1,42 @@
+# otsentry: the two set-up commands are `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEMO_CAPTURE := replays/demo-polling.pcap
+
+.PHONY: demo test venv tools unit bench clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(STAMP)
+
+## tools: the reference decoder used by tests (Debian's tshark)
+tools:
+	@command -v tshark >/dev/null 2>&1 || { \
+	  echo "installing tshark (Debian package) ..."; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark >/dev/null; }
+
+## demo: decode the bundled capture of an HMI polling PLCs
+demo: venv
+	$(BIN)/otsentry inspect --summary $(DEMO_CAPTURE)
+	$(BIN)/otsentry inspect $(DEMO_CAPTURE) | head -n 25
+
+## test: everything, with the real external tools
+test: venv tools
+	$(BIN)/python -m pytest
+
+unit: venv
+	$(BIN)/python -m pytest tests/unit
+
+bench: venv tools
+	$(BIN)/python benchmarks/collect.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis benchmarks/out

@@ -1,0 +1,30 @@
+"""Command-line interface: thin click commands over library code.
+
+User errors (bad files, bad options, missing privileges) are one-line messages with exit code 2, never tracebacks.
+Every option can also come from an environment variable ``OTSENTRY_<COMMAND>_<OPTION>``.
+"""
+
+from __future__ import annotations
+
+import click
+
+from otsentry import __version__
+from otsentry.cli.collect import collect
+from otsentry.cli.inspect import inspect_cmd
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "OTSENTRY"})
+@click.version_option(__version__, prog_name="otsentry")
+def main() -> None:
+    """otsentry: passive security monitoring for Modbus/TCP industrial networks.
+
+    \b
+    Start with:
+      otsentry inspect CAPTURE.pcap            what talks Modbus in a capture
+      otsentry inspect --summary CAPTURE.pcap  counts as one JSON object
+      otsentry collect live --iface eth1       decode a mirror port live
+    """
+
+
+main.add_command(inspect_cmd)
+main.add_command(collect)

@@ -1,0 +1,72 @@
+"""``otsentry inspect``: decode captures into Modbus transactions and flows."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from otsentry.cli.common import UserError, parse_ports
+from otsentry.collectors.collector import CollectorConfig, CollectorStats
+from otsentry.collectors.formats import TableWriter, ZeekWriter
+from otsentry.collectors.source import decode_capture
+from otsentry.collectors.types import CaptureError
+
+
+@click.command("inspect")
+@click.argument("captures", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "fmt", flag_value="json", help="One ModbusEvent or FlowEvent per line (JSON).")
+@click.option("--zeek", "fmt", flag_value="zeek", help="Zeek-compatible modbus.log (TSV), one row per ADU.")
+@click.option("--table", "fmt", flag_value="table", default=True, help="A readable table (the default).")
+@click.option("--summary", is_flag=True, help="Only print counts, as one JSON object (fastest).")
+@click.option("--decoder", type=click.Choice(["native", "tshark"]), default="native", show_default=True,
+              help="native: otsentry's own decoder; tshark: Wireshark's dissector through pyshark (slow, for cross-checks).")
+@click.option("--ports", default="502", show_default=True, help="Modbus/TCP server ports, comma-separated.")
+@click.option("--pairing-timeout", type=float, default=5.0, show_default=True,
+              help="Seconds a request waits for its response before it is flagged unanswered.")
+@click.option("--no-flows", is_flag=True, help="Leave non-Modbus flows out of --json and the table.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when it is a terminal).")
+def inspect_cmd(captures, fmt, summary, decoder, ports, pairing_timeout, no_flows, progress) -> None:
+    """Decode CAPTURES (pcap or pcapng) into Modbus/TCP transactions and connection flows.
+
+    Each transaction pairs a request with its response (latency, values read or written); requests without a
+    response, responses without a request and malformed framing are flagged. Several captures are decoded one
+    after the other; --summary adds their counts.
+    """
+    config = CollectorConfig(server_ports=parse_ports(ports), pairing_timeout_s=pairing_timeout)
+    show_progress = sys.stderr.isatty() if progress is None else progress
+    total = CollectorStats()
+    out = sys.stdout
+    writer = None if summary else (ZeekWriter(out) if fmt == "zeek" else TableWriter(out) if fmt == "table" else None)
+    try:
+        for path in captures:
+            run = decode_capture(path, config, decoder=decoder, progress=show_progress)
+            for batch in run:
+                if summary:
+                    continue
+                events = batch.modbus.events(run.conns)
+                if writer is not None:
+                    writer.write(events, [] if no_flows else batch.flows)
+                else:
+                    for ev in events:
+                        out.write(json.dumps(ev.to_dict()) + "\n")
+                    if not no_flows:
+                        for fl in batch.flows:
+                            out.write(json.dumps(fl.to_dict()) + "\n")
+            total.add(run.stats)
+            for warning in run.stats.warnings:
+                click.echo(f"warning: {path}: {warning}", err=True)
+    except CaptureError as exc:
+        raise UserError(str(exc)) from None
+    except BrokenPipeError:
+        sys.stderr.close()
+        return
+    if writer is not None:
+        writer.close()
+    if summary:
+        keys = ("packets", "modbus_adus", "modbus_requests", "modbus_responses", "truncated_adus", "exceptions", "malformed",
+                "unanswered", "orphan_responses", "transactions", "flows", "retransmissions", "duration_s")
+        d = total.to_dict()
+        click.echo(json.dumps({"captures": len(captures), **{k: d[k] for k in keys}}))

@@ -1,0 +1,240 @@
+"""The collector: capture chunks in, ModbusBatch and FlowEvents out.
+
+Per chunk: decode link/IP/TCP headers with numpy, account flows, then frame Modbus ADUs per TCP stream
+(vectorised fast path for streams whose segments each carry exactly one ADU in order; the general reassembler for
+the rest), decode PDUs and pair requests with responses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from otsentry.collectors import fastpath
+from otsentry.collectors.capture import Chunk
+from otsentry.collectors.events import ConnTable, ModbusBatch
+from otsentry.collectors.flows import FlowTable
+from otsentry.collectors.halves import FLAG_BITS, HalfBatch, HalfBuilder, flags_to_mask
+from otsentry.collectors.modbus_pdu import decode_pdu
+from otsentry.collectors.packets import Packets, addr_to_str, decode_packets
+from otsentry.collectors.pairing import Pairer
+from otsentry.collectors.reassembly import SEQ_MOD, RawAdu, StreamState, feed_segment, flush
+from otsentry.collectors.types import Conn
+from otsentry.records import (
+    FLAG_BAD_PROTOCOL_ID,
+    FLAG_LENGTH_MISMATCH,
+    FLAG_MALFORMED_PDU,
+    FLAG_MIDSTREAM,
+    FLAG_TRUNCATED,
+    FlowEvent,
+)
+
+MALFORMED_MASK = flags_to_mask((FLAG_BAD_PROTOCOL_ID, FLAG_LENGTH_MISMATCH, FLAG_MALFORMED_PDU, FLAG_TRUNCATED))
+SYN = 0x02
+
+
+@dataclass(frozen=True)
+class CollectorConfig:
+    server_ports: frozenset[int] = frozenset({502})
+    pairing_timeout_s: float = 5.0
+    flow_idle_timeout_s: float = 120.0
+    flow_active_timeout_s: float = 300.0
+    fast_path: bool = True
+
+
+@dataclass
+class CollectorStats:
+    packets: int = 0
+    modbus_adus: int = 0
+    modbus_requests: int = 0
+    modbus_responses: int = 0
+    truncated_adus: int = 0
+    exceptions: int = 0
+    malformed: int = 0
+    unanswered: int = 0
+    orphan_responses: int = 0
+    transactions: int = 0
+    flows: int = 0
+    retransmissions: int = 0
+    non_modbus_payload_bytes: int = 0
+    first_ts: float | None = None
+    last_ts: float | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float:
+        if self.first_ts is None or self.last_ts is None:
+            return 0.0
+        return round(self.last_ts - self.first_ts, 6)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["duration_s"] = self.duration_s
+        return d
+
+    def add(self, other: "CollectorStats") -> None:
+        """Sum another run's counts into this one (several captures in one command)."""
+        for name in (
+            "packets", "modbus_adus", "modbus_requests", "modbus_responses", "truncated_adus", "exceptions", "malformed",
+            "unanswered", "orphan_responses", "transactions", "flows", "retransmissions", "non_modbus_payload_bytes",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        if other.first_ts is not None:
+            self.first_ts = other.first_ts if self.first_ts is None else min(self.first_ts, other.first_ts)
+            self.last_ts = other.last_ts if self.last_ts is None else max(self.last_ts, other.last_ts)
+        self.warnings.extend(other.warnings)
+
+
+@dataclass(frozen=True)
+class CollectedBatch:
+    modbus: ModbusBatch
+    flows: list[FlowEvent]
+
+
+class Collector:
+    """Stateful over one capture (or one live interface): feed chunks in order, then ``finish()``."""
+
+    def __init__(self, config: CollectorConfig | None = None) -> None:
+        self.config = config or CollectorConfig()
+        self.conns = ConnTable()
+        self.stats = CollectorStats()
+        self._ports = np.array(sorted(self.config.server_ports), dtype=np.int64)
+        self._streams: dict[int, StreamState] = {}
+        self._flows = FlowTable(self.config.server_ports, self.config.flow_idle_timeout_s,
+                                self.config.flow_active_timeout_s)
+        self._pairer = Pairer(self.config.pairing_timeout_s)
+        self._last_frame = 0
+        self._last_ts_ns = 0
+
+    def process(self, chunk: Chunk) -> CollectedBatch:
+        n = len(chunk)
+        if n == 0:
+            return CollectedBatch(ModbusBatch.empty(), [])
+        p = decode_packets(chunk)
+        self.stats.packets += n
+        t0, t1 = float(p.ts_ns.min()) / 1e9, float(p.ts_ns.max()) / 1e9
+        self.stats.first_ts = t0 if self.stats.first_ts is None else min(self.stats.first_ts, t0)
+        self.stats.last_ts = t1 if self.stats.last_ts is None else max(self.stats.last_ts, t1)
+        self._last_frame = int(p.frame[-1])
+        self._last_ts_ns = int(p.ts_ns.max())
+        flows = self._flows.update(p)
+        halves = self._modbus_halves(chunk, p)
+        self._count_halves(halves)
+        events = self._pairer.push(halves, self._last_ts_ns)
+        return self._account(CollectedBatch(events, flows))
+
+    def finish(self) -> CollectedBatch:
+        """End of capture: flush partial ADUs, unanswered requests and open flows."""
+        builder = HalfBuilder()
+        for sid, state in self._streams.items():
+            for adu in flush(state, self._last_frame, self._last_ts_ns):
+                self._add_adu(builder, sid, state, adu)
+            self.stats.non_modbus_payload_bytes += state.skipped_bytes
+            self.stats.retransmissions += state.retransmissions
+        halves = builder.build()
+        self._count_halves(halves)
+        batch = ModbusBatch.concat([self._pairer.push(halves, self._last_ts_ns), self._pairer.flush()]) \
+            if len(halves) else self._pairer.flush()
+        return self._account(CollectedBatch(batch, self._flows.flush()))
+
+    # -- internals -------------------------------------------------------------------------------------------
+
+    def _account(self, out: CollectedBatch) -> CollectedBatch:
+        ev = out.modbus
+        self.stats.transactions += len(ev)
+        self.stats.unanswered += int(((ev.flags & FLAG_BITS["unanswered"]) > 0).sum())
+        self.stats.orphan_responses += int(((ev.flags & FLAG_BITS["orphan_response"]) > 0).sum())
+        self.stats.flows += len(out.flows)
+        return out
+
+    def _count_halves(self, h: HalfBatch) -> None:
+        """ADU counts: complete ADUs only, as tshark counts them; partial ones are ``truncated_adus``."""
+        truncated = (h.flags & FLAG_BITS[FLAG_TRUNCATED]) > 0
+        whole = ~truncated
+        self.stats.truncated_adus += int(truncated.sum())
+        self.stats.modbus_adus += int(whole.sum())
+        req = int((h.from_client & whole).sum())
+        self.stats.modbus_requests += req
+        self.stats.modbus_responses += int(whole.sum()) - req
+        self.stats.exceptions += int((h.exc >= 0).sum())
+        self.stats.malformed += int(((h.flags & MALFORMED_MASK) > 0).sum())
+
+    def _conn_ids(self, p: Packets, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Connection id and direction (True = client to server) of the Modbus packets at ``idx``."""
+        from_client = np.isin(p.dport[idx], self._ports)
+        keys = np.empty((len(idx), 6), dtype=np.uint64)
+        keys[:, 0] = np.where(from_client, p.src_hi[idx], p.dst_hi[idx])
+        keys[:, 1] = np.where(from_client, p.src_lo[idx], p.dst_lo[idx])
+        keys[:, 2] = np.where(from_client, p.sport[idx], p.dport[idx])
+        keys[:, 3] = np.where(from_client, p.dst_hi[idx], p.src_hi[idx])
+        keys[:, 4] = np.where(from_client, p.dst_lo[idx], p.src_lo[idx])
+        keys[:, 5] = np.where(from_client, p.dport[idx], p.sport[idx])
+        void = np.ascontiguousarray(keys).view(np.dtype((np.void, 48))).ravel()
+        uniq, first, inv = np.unique(void, return_index=True, return_inverse=True)
+        ids = np.empty(len(uniq), dtype=np.int64)
+        for j, row in enumerate(keys[first]):
+            key = tuple(int(x) for x in row)
+            ids[j] = self.conns.intern(key, lambda r=key: Conn(addr_to_str(r[0], r[1]), r[2], addr_to_str(r[3], r[4]), r[5]))
+        return ids[inv.ravel()], from_client
+
+    def _modbus_halves(self, chunk: Chunk, p: Packets) -> HalfBatch:
+        on_port = np.isin(p.sport, self._ports) | np.isin(p.dport, self._ports)
+        idx = np.flatnonzero(p.l4_ok & (p.proto == 6) & on_port)
+        if len(idx) == 0:
+            return HalfBatch.empty()
+        conn, from_client = self._conn_ids(p, idx)
+        stream = conn * 2 + (~from_client)
+        parts: list[HalfBatch] = []
+        slow = np.ones(len(idx), dtype=bool)
+        if self.config.fast_path:
+            fast_batch, slow = fastpath.run(chunk, p, idx, conn, from_client, stream, self._streams)
+            parts.append(fast_batch)
+        builder = HalfBuilder()
+        buf = chunk.buf
+        snapped = chunk.caplen < chunk.wirelen  # cut by the capture's snap length (not a bogus IP length)
+        for k in np.flatnonzero(slow).tolist():
+            i = int(idx[k])
+            sid = int(stream[k])
+            state = self._streams.get(sid)
+            if state is None:
+                state = self._streams[sid] = StreamState()
+            off, plen, wire = int(p.payload_off[i]), int(p.payload_len[i]), int(p.payload_wire_len[i])
+            seq = int(p.seq[i])
+            frame, ts = int(p.frame[i]), int(p.ts_ns[i])
+            syn = bool(p.tcp_flags[i] & SYN)
+            for adu in feed_segment(state, seq, syn, buf[off : off + plen], frame, ts):
+                self._add_adu(builder, sid, state, adu)
+            if plen < wire and snapped[i]:  # the capture cut this segment short: whatever was pending can never complete
+                for adu in flush(state, frame, ts):
+                    self._add_adu(builder, sid, state, adu)
+                state.next_seq = (seq + (1 if syn else 0) + wire) % SEQ_MOD
+        parts.append(builder.build())
+        halves = HalfBatch.concat(parts)
+        if len(parts) > 1 and len(halves):
+            halves = halves.take(np.argsort(halves.frame, kind="stable"))
+        return halves
+
+    def _add_adu(self, builder: HalfBuilder, sid: int, state: StreamState, adu: RawAdu) -> None:
+        from_client = sid % 2 == 0
+        pdu = decode_pdu(adu.pdu, from_client)
+        mask = flags_to_mask(pdu.flags)
+        if adu.protocol_id != 0:
+            mask |= FLAG_BITS[FLAG_BAD_PROTOCOL_ID]
+        if adu.truncated:
+            mask |= FLAG_BITS[FLAG_TRUNCATED]
+        if not state.saw_syn:
+            mask |= FLAG_BITS[FLAG_MIDSTREAM]
+        builder.add(adu.frame, adu.ts_ns, sid // 2, from_client, adu.transaction_id, adu.unit_id,
+                    pdu.function_code, pdu.exception_code, pdu.sub_function, pdu.start_address, pdu.quantity,
+                    pdu.values, mask)
+
+
+def collect_chunks(chunks: Iterable[Chunk], config: CollectorConfig | None = None,
+                   collector: Collector | None = None) -> Iterator[CollectedBatch]:
+    """Run a collector over chunks in order, ending with its final flush."""
+    col = collector or Collector(config)
+    for chunk in chunks:
+        yield col.process(chunk)
+    yield col.finish()

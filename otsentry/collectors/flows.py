@@ -1,0 +1,179 @@
+"""Connection summaries (FlowEvent) for every TCP/UDP/other IP conversation, aggregated with numpy per chunk.
+
+Flows are reported when they close (RST, or FIN in both directions), after ``idle_timeout_s`` without packets,
+every ``active_timeout_s`` for long-lived connections (a Modbus poller never closes; the SOC still wants to see it),
+and at the end of the capture. Timeouts run on the capture clock, so a replay gives the same flows as live capture.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from otsentry.collectors.packets import Packets, addr_to_str
+from otsentry.records import FlowEvent
+
+FIN, SYN, RST, PSH, ACK, URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+_FLAG_LETTERS = ((SYN, "S"), (ACK, "A"), (FIN, "F"), (RST, "R"), (PSH, "P"), (URG, "U"))
+_TRANSPORTS = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6"}
+
+
+@dataclass(slots=True)
+class _Flow:
+    key: tuple  # (proto, a_hi, a_lo, a_port, b_hi, b_lo, b_port) with a < b
+    orig_is_a: bool
+    first_ns: int
+    last_ns: int
+    report_start_ns: int
+    pkts: list  # [a->b, b->a]
+    bytes: list
+    flags: int = 0
+    syn: int = 0
+    rst: int = 0
+    fin_dirs: int = 0  # bit 0: a sent FIN, bit 1: b sent FIN
+    fin: int = 0
+    retrans: int = 0
+
+
+class FlowTable:
+    def __init__(
+        self,
+        modbus_ports: frozenset[int],
+        idle_timeout_s: float = 120.0,
+        active_timeout_s: float = 300.0,
+    ) -> None:
+        self.modbus_ports = modbus_ports
+        self.idle_ns = int(idle_timeout_s * 1e9)
+        self.active_ns = int(active_timeout_s * 1e9)
+        self._flows: dict[tuple, _Flow] = {}
+
+    def __len__(self) -> int:
+        return len(self._flows)
+
+    def update(self, p: Packets) -> list[FlowEvent]:
+        """Account one chunk of packets; return the flows that closed or timed out by its end."""
+        m = p.ipver != 0
+        if not m.any():
+            return []
+        proto = p.proto[m].astype(np.uint64)
+        ports_ok = p.l4_ok[m] & ((p.proto[m] == 6) | (p.proto[m] == 17))
+        sport = np.where(ports_ok, p.sport[m], 0).astype(np.uint64)
+        dport = np.where(ports_ok, p.dport[m], 0).astype(np.uint64)
+        shi, slo, dhi, dlo = p.src_hi[m], p.src_lo[m], p.dst_hi[m], p.dst_lo[m]
+        a_is_src = (shi < dhi) | ((shi == dhi) & ((slo < dlo) | ((slo == dlo) & (sport <= dport))))
+        keys = np.empty((len(proto), 7), dtype=np.uint64)
+        keys[:, 0] = proto
+        keys[:, 1] = np.where(a_is_src, shi, dhi)
+        keys[:, 2] = np.where(a_is_src, slo, dlo)
+        keys[:, 3] = np.where(a_is_src, sport, dport)
+        keys[:, 4] = np.where(a_is_src, dhi, shi)
+        keys[:, 5] = np.where(a_is_src, dlo, slo)
+        keys[:, 6] = np.where(a_is_src, dport, sport)
+        void = np.ascontiguousarray(keys).view(np.dtype((np.void, 56))).ravel()
+        uniq, first, inv = np.unique(void, return_index=True, return_inverse=True)
+        inv = inv.ravel()
+        k = len(uniq)
+        ts = p.ts_ns[m]
+        flags = p.tcp_flags[m].astype(np.int64) * (p.proto[m] == 6)
+        wl = p.wirelen[m]
+        dir_b = (~a_is_src).astype(np.int64)  # 0: a->b, 1: b->a
+        slot = inv * 2 + dir_b
+        pkts = np.bincount(slot, minlength=2 * k).reshape(k, 2)
+        byts = np.bincount(slot, weights=wl, minlength=2 * k).reshape(k, 2)
+        first_ts = np.full(k, np.iinfo(np.int64).max)
+        np.minimum.at(first_ts, inv, ts)
+        last_ts = np.zeros(k, dtype=np.int64)
+        np.maximum.at(last_ts, inv, ts)
+        flag_or = np.zeros(k, dtype=np.int64)
+        np.bitwise_or.at(flag_or, inv, flags)
+        syn = np.bincount(inv, weights=(flags & SYN) > 0, minlength=k)
+        rst = np.bincount(inv, weights=(flags & RST) > 0, minlength=k)
+        fin = np.bincount(slot, weights=(flags & FIN) > 0, minlength=2 * k).reshape(k, 2)
+        pure_syn = (flags & (SYN | ACK)) == SYN
+        syn_first = np.full(k, -1)
+        if pure_syn.any():
+            ids, idx = np.unique(inv[pure_syn], return_index=True)
+            syn_first[ids] = np.flatnonzero(pure_syn)[idx]
+        retrans = self._retransmissions(p, m, inv, dir_b, k)
+
+        key_rows = keys[first]
+        for j in range(k):
+            key = tuple(int(x) for x in key_rows[j])
+            flow = self._flows.get(key)
+            if flow is None:
+                opener = syn_first[j] if syn_first[j] >= 0 else first[j]
+                flow = _Flow(key, bool(a_is_src[opener]), int(first_ts[j]), 0, int(first_ts[j]), [0, 0], [0, 0])
+                self._flows[key] = flow
+            flow.last_ns = max(flow.last_ns, int(last_ts[j]))
+            flow.pkts[0] += int(pkts[j, 0])
+            flow.pkts[1] += int(pkts[j, 1])
+            flow.bytes[0] += int(byts[j, 0])
+            flow.bytes[1] += int(byts[j, 1])
+            flow.flags |= int(flag_or[j])
+            flow.syn += int(syn[j])
+            flow.rst += int(rst[j])
+            flow.fin += int(fin[j, 0] + fin[j, 1])
+            flow.fin_dirs |= (fin[j, 0] > 0) | ((fin[j, 1] > 0) << 1)
+            flow.retrans += int(retrans[j])
+        return self._expire(int(ts.max()))
+
+    @staticmethod
+    def _retransmissions(p: Packets, m: np.ndarray, inv: np.ndarray, dir_b: np.ndarray, k: int) -> np.ndarray:
+        """TCP segments repeating (direction, seq, length) already seen in this chunk."""
+        seg = m.copy()
+        seg[m] = (p.proto[m] == 6) & p.l4_ok[m] & (p.payload_wire_len[m] > 0)
+        sel = seg[m]
+        if not sel.any():
+            return np.zeros(k, dtype=np.int64)
+        rows = np.stack(
+            [inv[sel], dir_b[sel], p.seq[seg].astype(np.int64), p.payload_wire_len[seg].astype(np.int64)], axis=1
+        )
+        _, idx = np.unique(rows, axis=0, return_index=True)
+        dup = np.ones(len(rows), dtype=bool)
+        dup[idx] = False
+        return np.bincount(rows[dup, 0], minlength=k)
+
+    def _expire(self, now_ns: int) -> list[FlowEvent]:
+        out = []
+        for key, flow in list(self._flows.items()):
+            closed = flow.rst > 0 or flow.fin_dirs == 3
+            if closed or now_ns - flow.last_ns > self.idle_ns:
+                out.append(self._event(flow))
+                del self._flows[key]
+            elif now_ns - flow.report_start_ns > self.active_ns:
+                out.append(self._event(flow))
+                self._flows[key] = _Flow(key, flow.orig_is_a, flow.last_ns, flow.last_ns, now_ns, [0, 0], [0, 0])
+        return out
+
+    def flush(self) -> list[FlowEvent]:
+        """End of capture: report every flow still open."""
+        out = [self._event(f) for f in self._flows.values() if f.pkts[0] + f.pkts[1]]
+        self._flows.clear()
+        return out
+
+    def _event(self, f: _Flow) -> FlowEvent:
+        proto, ahi, alo, aport, bhi, blo, bport = f.key
+        a, b = (addr_to_str(ahi, alo), aport), (addr_to_str(bhi, blo), bport)
+        o, r = (0, 1) if f.orig_is_a else (1, 0)
+        (oip, oport), (rip, rport) = (a, b) if f.orig_is_a else (b, a)
+        return FlowEvent(
+            ts_first=f.first_ns / 1e9,
+            ts_last=f.last_ns / 1e9,
+            orig_ip=oip,
+            orig_port=oport,
+            resp_ip=rip,
+            resp_port=rport,
+            transport=_TRANSPORTS.get(proto, str(proto)),
+            packets_orig=f.pkts[o],
+            packets_resp=f.pkts[r],
+            bytes_orig=f.bytes[o],
+            bytes_resp=f.bytes[r],
+            tcp_flags="".join(letter for bit, letter in _FLAG_LETTERS if f.flags & bit),
+            syn=f.syn,
+            rst=f.rst,
+            fin=f.fin,
+            retransmissions=f.retrans,
+            modbus=proto == 6 and (aport in self.modbus_ports or bport in self.modbus_ports),
+        )

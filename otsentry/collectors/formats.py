@@ -1,0 +1,111 @@
+"""Human and Zeek-compatible renderings of collector output."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from typing import IO, Iterable
+
+from otsentry.collectors.modbus_pdu import exception_name, zeek_func_name
+from otsentry.records import FlowEvent, ModbusEvent
+
+_B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def zeek_uid(client_ip: str, client_port: int, server_ip: str, server_port: int) -> str:
+    """A stable Zeek-style connection uid ("C" + 17 base62 chars), derived from the connection 4-tuple."""
+    n = int.from_bytes(hashlib.sha1(f"{client_ip}|{client_port}|{server_ip}|{server_port}".encode()).digest()[:13], "big")
+    chars = []
+    for _ in range(17):
+        n, r = divmod(n, 62)
+        chars.append(_B62[r])
+    return "C" + "".join(chars)
+
+
+def _ts(t: float) -> str:
+    return datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+class ZeekWriter:
+    """modbus.log as Zeek writes it: one row per ADU (REQ or RESP), in capture order within each batch."""
+
+    FIELDS = ("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "tid", "unit", "func", "pdu_type",
+              "exception")
+    TYPES = ("time", "string", "addr", "port", "addr", "port", "count", "count", "string", "string", "string")
+
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%d-%H-%M-%S")
+        out.write("#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tmodbus\n")
+        out.write(f"#open\t{now}\n#fields\t" + "\t".join(self.FIELDS) + "\n#types\t" + "\t".join(self.TYPES) + "\n")
+
+    def write(self, events: Iterable[ModbusEvent], flows: Iterable[FlowEvent] = ()) -> None:
+        rows = []
+        for ev in events:
+            uid = zeek_uid(ev.client_ip, ev.client_port, ev.server_ip, ev.server_port)
+            conn = (ev.client_ip, str(ev.client_port), ev.server_ip, str(ev.server_port))
+            if ev.request_frame is not None:
+                rows.append((ev.request_frame, 0, ev.ts, uid, conn, ev, "REQ", zeek_func_name(ev.function_code), "-"))
+            if ev.response_frame is not None:
+                exc = ev.exception_code is not None
+                func = zeek_func_name(ev.function_code | 0x80 if exc else ev.function_code)
+                rows.append((ev.response_frame, 1, ev.response_ts, uid, conn, ev, "RESP", func,
+                             exception_name(ev.exception_code) if exc else "-"))
+        rows.sort(key=lambda r: (r[0], r[1]))
+        for _, _, ts, uid, conn, ev, kind, func, exc in rows:
+            self.out.write(f"{ts:.6f}\t{uid}\t" + "\t".join(conn) + f"\t{ev.transaction_id}\t{ev.unit_id}\t{func}\t{kind}\t{exc}\n")
+
+    def close(self) -> None:
+        self.out.write(f"#close\t{datetime.now(timezone.utc).strftime('%Y-%m-%d-%H-%M-%S')}\n")
+
+
+class TableWriter:
+    """An aligned table for people: one line per transaction, flows after them."""
+
+    HEADER = f"{'time (UTC)':23} {'client':>21} -> {'server':21} {'unit':>4} {'tid':>5} {'function':28} " \
+             f"{'addr':>5} {'qty':>4} {'latency':>8}  details"
+
+    def __init__(self, out: IO[str], max_values: int = 8) -> None:
+        self.out = out
+        self.max_values = max_values
+        self._header_done = False
+
+    def write(self, events: Iterable[ModbusEvent], flows: Iterable[FlowEvent] = ()) -> None:
+        for ev in events:
+            self._header()
+            details = []
+            if ev.exception_code is not None:
+                details.append(f"EXCEPTION {exception_name(ev.exception_code)}")
+            if ev.sub_function is not None:
+                details.append(f"sub={ev.sub_function}")
+            if ev.values:
+                shown = ", ".join(str(v) for v in ev.values[: self.max_values])
+                more = f", ... ({len(ev.values)})" if len(ev.values) > self.max_values else ""
+                details.append(f"values=[{shown}{more}]")
+            if ev.flags:
+                details.append("flags=" + ",".join(ev.flags))
+            lat = f"{ev.latency_s * 1000:.1f}ms" if ev.latency_s is not None else "-"
+            addr = "-" if ev.start_address is None else str(ev.start_address)
+            qty = "-" if ev.quantity is None else str(ev.quantity)
+            self.out.write(
+                f"{_ts(ev.ts):23} {ev.client_ip + ':' + str(ev.client_port):>21} -> "
+                f"{ev.server_ip + ':' + str(ev.server_port):21} {ev.unit_id:>4} {ev.transaction_id:>5} "
+                f"{ev.function_name[:28]:28} {addr:>5} {qty:>4} {lat:>8}  {' '.join(details)}\n"
+            )
+        for fl in flows:
+            self._header()
+            self.out.write(
+                f"{_ts(fl.ts_first):23} {fl.orig_ip + ':' + str(fl.orig_port):>21} -> "
+                f"{fl.resp_ip + ':' + str(fl.resp_port):21} FLOW {fl.transport} {'modbus' if fl.modbus else 'other'}"
+                f" packets={fl.packets} bytes={fl.bytes_orig + fl.bytes_resp} flags={fl.tcp_flags or '-'}"
+                f" duration={fl.ts_last - fl.ts_first:.1f}s\n"
+            )
+
+    def _header(self) -> None:
+        if not self._header_done:
+            self.out.write(self.HEADER + "\n")
+            self._header_done = True
+
+    def close(self) -> None:
+        if not self._header_done:
+            self.out.write("(no Modbus transactions or flows)\n")

@@ -1,0 +1,32 @@
+"""Shared test fixtures: where the public captures live, and how a missing tool is treated."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_PCAPS = ROOT.parent / "shared" / "data" / "pcaps"
+IN_CI = os.environ.get("CI") == "true"
+
+
+def shared_pcaps() -> list[Path]:
+    """Every public capture beside the clone (``../shared/data/pcaps``); CI must have them."""
+    files = sorted(SHARED_PCAPS.glob("*.pcap*"))
+    if not files and IN_CI:
+        raise RuntimeError(f"no captures in {SHARED_PCAPS}: CI needs ../shared beside the clone")
+    return files
+
+
+def require_tool(name: str) -> str:
+    """Path of an external tool; a missing tool fails in CI and skips elsewhere."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (make test installs it)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path

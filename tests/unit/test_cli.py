@@ -1,0 +1,86 @@
+"""The CLI: help, version, one-line user errors with exit code 2, and the output forms."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from otsentry import __version__
+from otsentry.cli import main
+from otsentry.records import event_from_dict
+from tests.conftest import SHARED_PCAPS
+
+SMALL = SHARED_PCAPS / "zeek-modbus-and-non-modbus-p502.pcap"
+SUMMARY_KEYS = {"packets", "modbus_adus", "modbus_requests", "modbus_responses", "exceptions", "malformed",
+                "unanswered", "flows", "duration_s"}
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def test_help_and_version(runner):
+    res = runner.invoke(main, ["--help"])
+    assert res.exit_code == 0 and "inspect" in res.output
+    res = runner.invoke(main, ["inspect", "--help"])
+    assert res.exit_code == 0 and "--zeek" in res.output and "--summary" in res.output
+    res = runner.invoke(main, ["--version"])
+    assert res.exit_code == 0 and __version__ in res.output
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [(None, "no such file"), (b"hello, not a capture at all", "not a pcap"), (b"", "empty")],
+)
+def test_bad_capture_is_one_line_error(runner, tmp_path, content, expected):
+    path = tmp_path / "bad.pcap"
+    if content is not None:
+        path.write_bytes(content)
+    res = runner.invoke(main, ["inspect", "--summary", str(path)])
+    assert res.exit_code == 2
+    assert "Traceback" not in res.output
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "bad.pcap" in lines[0] and expected in lines[0].lower()
+
+
+def test_bad_ports_option(runner):
+    res = runner.invoke(main, ["inspect", "--ports", "abc", str(SMALL)])
+    assert res.exit_code == 2 and "port" in res.output
+
+
+def test_summary_json(runner):
+    res = runner.invoke(main, ["inspect", "--summary", str(SMALL)])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.output)
+    assert SUMMARY_KEYS <= set(summary)
+    assert summary["modbus_adus"] == summary["modbus_requests"] + summary["modbus_responses"] == 12
+    assert summary["packets"] == 86
+
+
+def test_json_lines_round_trip(runner):
+    res = runner.invoke(main, ["inspect", "--json", str(SMALL)])
+    assert res.exit_code == 0, res.output
+    records = [event_from_dict(json.loads(line)) for line in res.output.splitlines()]
+    kinds = {r.kind for r in records}
+    assert kinds == {"modbus", "flow"}
+    modbus = [r for r in records if r.kind == "modbus"]
+    assert len(modbus) == 6 and all(r.response_frame is not None for r in modbus)
+
+
+def test_zeek_rows_match_zeek_baseline(runner):
+    """tid, unit, func, pdu_type and exception agree with Zeek's own modbus.log for this capture."""
+    res = runner.invoke(main, ["inspect", "--zeek", str(SMALL)])
+    assert res.exit_code == 0, res.output
+    ours = [line.split("\t")[6:] for line in res.output.splitlines() if not line.startswith("#")]
+    baseline = SHARED_PCAPS / "zeek-baselines" / "zeek-modbus-and-non-modbus-p502.modbus.log"
+    theirs = [line.split("\t")[6:] for line in baseline.read_text().splitlines() if not line.startswith("#")]
+    assert ours == theirs
+
+
+def test_table_output(runner):
+    res = runner.invoke(main, ["inspect", str(SMALL)])
+    assert res.exit_code == 0, res.output
+    assert "READ_COILS" in res.output and "FLOW" in res.output
