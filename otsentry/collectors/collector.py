@@ -16,6 +16,7 @@ from otsentry.collectors import fastpath
 from otsentry.collectors.capture import Chunk
 from otsentry.collectors.events import ConnTable, ModbusBatch
 from otsentry.collectors.flows import FlowTable
+from otsentry.collectors.grouping import group_rows
 from otsentry.collectors.halves import FLAG_BITS, HalfBatch, HalfBuilder, flags_to_mask
 from otsentry.collectors.modbus_pdu import decode_pdu
 from otsentry.collectors.packets import Packets, addr_to_str, decode_packets
@@ -171,13 +172,12 @@ class Collector:
         keys[:, 3] = np.where(from_client, p.dst_hi[idx], p.src_hi[idx])
         keys[:, 4] = np.where(from_client, p.dst_lo[idx], p.src_lo[idx])
         keys[:, 5] = np.where(from_client, p.dport[idx], p.sport[idx])
-        void = np.ascontiguousarray(keys).view(np.dtype((np.void, 48))).ravel()
-        uniq, first, inv = np.unique(void, return_index=True, return_inverse=True)
-        ids = np.empty(len(uniq), dtype=np.int64)
+        first, inv = group_rows(keys)
+        ids = np.empty(len(first), dtype=np.int64)
         for j, row in enumerate(keys[first]):
             key = tuple(int(x) for x in row)
             ids[j] = self.conns.intern(key, lambda r=key: Conn(addr_to_str(r[0], r[1]), r[2], addr_to_str(r[3], r[4]), r[5]))
-        return ids[inv.ravel()], from_client
+        return ids[inv], from_client
 
     def _modbus_halves(self, chunk: Chunk, p: Packets) -> HalfBatch:
         on_port = np.isin(p.sport, self._ports) | np.isin(p.dport, self._ports)
@@ -186,15 +186,11 @@ class Collector:
             return HalfBatch.empty()
         conn, from_client = self._conn_ids(p, idx)
         stream = conn * 2 + (~from_client)
-        parts: list[HalfBatch] = []
-        slow = np.ones(len(idx), dtype=bool)
-        if self.config.fast_path:
-            fast_batch, slow = fastpath.run(chunk, p, idx, conn, from_client, stream, self._streams)
-            parts.append(fast_batch)
         builder = HalfBuilder()
         buf = chunk.buf
         snapped = chunk.caplen < chunk.wirelen  # cut by the capture's snap length (not a bogus IP length)
-        for k in np.flatnonzero(slow).tolist():
+
+        def slow_segment(k: int) -> None:
             i = int(idx[k])
             sid = int(stream[k])
             state = self._streams.get(sid)
@@ -206,15 +202,22 @@ class Collector:
             syn = bool(p.tcp_flags[i] & SYN)
             for adu in feed_segment(state, seq, syn, buf[off : off + plen], frame, ts):
                 self._add_adu(builder, sid, state, adu)
-            if plen < wire and snapped[i]:  # the capture cut this segment short: whatever was pending can never complete
+            if plen < wire and snapped[i]:  # the capture cut this segment short: what is pending can never complete
                 for adu in flush(state, frame, ts):
                     self._add_adu(builder, sid, state, adu)
                 state.next_seq = (seq + (1 if syn else 0) + wire) % SEQ_MOD
-        parts.append(builder.build())
-        halves = HalfBatch.concat(parts)
-        if len(parts) > 1 and len(halves):
-            halves = halves.take(np.argsort(halves.frame, kind="stable"))
-        return halves
+
+        if self.config.fast_path:
+            fast = fastpath.run(chunk, p, idx, conn, from_client, stream, self._streams, slow_segment)
+        else:
+            fast = HalfBatch.empty()
+            for k in range(len(idx)):
+                slow_segment(k)
+        slow = builder.build()
+        if not len(slow):
+            return fast
+        # Not re-sorted by frame: pairing orders by (key, frame), and the output is ordered by frame.
+        return HalfBatch.concat([fast, slow])
 
     def _add_adu(self, builder: HalfBuilder, sid: int, state: StreamState, adu: RawAdu) -> None:
         from_client = sid % 2 == 0

@@ -1,18 +1,21 @@
 """Vectorised Modbus framing and decoding for the common case.
 
-A stream (one direction of one connection) takes the fast path for a chunk when it has no partial ADU pending,
-no SYN in the chunk, and every payload segment in the chunk follows the previous one exactly and holds exactly one
-well-framed ADU. That is what a PLC poller sends nearly all the time; everything else (split ADUs, several ADUs per
-segment, retransmissions, gaps, handshakes) goes to the general reassembler, which gives identical results.
+A segment takes the fast path when it holds exactly one well-framed ADU, follows its stream's previous segment
+exactly, and its stream has no partial ADU pending. That is what a PLC poller sends nearly all the time;
+everything else (split ADUs, several ADUs per segment, retransmissions, gaps, handshakes) goes, in order, to the
+general reassembler, which gives identical results.
 Within the fast path, the frequent well-formed PDUs (function codes 1-6, 15, 16 and exception responses) are
 decoded with numpy; anything else is decoded by the same table-driven decoder the general path uses.
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from otsentry.collectors.capture import Chunk
+from otsentry.collectors.grouping import stable_order
 from otsentry.collectors.halves import FLAG_BITS, NONE, HalfBatch, HalfBuilder, _ranges, flags_to_mask
 from otsentry.collectors.modbus_pdu import decode_pdu
 from otsentry.collectors.packets import Packets
@@ -36,75 +39,72 @@ def run(
     from_client: np.ndarray,
     stream: np.ndarray,
     streams: dict[int, StreamState],
-) -> tuple[HalfBatch, np.ndarray]:
-    """Decode the eligible streams; return their halves and the mask (over ``idx``) left for the general path."""
+    slow_segment: Callable[[int], None],
+) -> HalfBatch:
+    """Decode the fast segments of a chunk; hand every other segment, in order, to ``slow_segment(k)``.
+
+    Per stream, segments are cut into runs of consecutive single-ADU segments. Runs and the segments between
+    them are walked in capture order: a run is taken by the fast path when the stream's reassembler is aligned at
+    its first sequence number; otherwise its first segment goes to the general path and the rest is tried again.
+    """
     n = len(idx)
-    slow = np.zeros(n, dtype=bool)
     plen = p.payload_len[idx].astype(np.int64)
     wire = p.payload_wire_len[idx].astype(np.int64)
     syn = (p.tcp_flags[idx] & SYN) > 0
     active = (plen > 0) | (wire > 0) | syn  # pure ACKs change nothing
     if not active.any():
-        return HalfBatch.empty(), slow
+        return HalfBatch.empty()
     u8 = np.frombuffer(chunk.buf, dtype=np.uint8)
     base = p.payload_off[idx].astype(np.int64)
     seq = p.seq[idx].astype(np.int64)
 
     # Is each active segment exactly one well-framed ADU?
-    ok = active & ~syn & (plen == wire) & (plen >= 8)
-    safe = np.where(ok, base, 0)
-    mlen = np.where(ok, _u16(u8, safe + 4), 0)
-    ok &= (u8[safe + 2] == 0) & (u8[safe + 3] == 0) & (mlen >= 2) & (plen == mlen + 6)
+    whole = active & ~syn & (plen == wire) & (plen >= 8)
+    safe = np.where(whole, base, 0)
+    mlen = np.where(whole, _u16(u8, safe + 4), 0)
+    whole &= (u8[safe + 2] == 0) & (u8[safe + 3] == 0) & (mlen >= 2) & (plen == mlen + 6)
 
-    # Contiguity per stream, in capture order.
     act = np.flatnonzero(active)
-    order = act[np.argsort(stream[act], kind="stable")]
+    order = act[stable_order(stream[act])]
     s_sorted = stream[order]
-    starts_stream = np.ones(len(order), dtype=bool)
-    starts_stream[1:] = s_sorted[1:] != s_sorted[:-1]
-    expected = np.empty(len(order), dtype=np.int64)
-    expected[1:] = (seq[order[:-1]] + plen[order[:-1]]) % SEQ_MOD
-    contiguous = ~starts_stream & (seq[order] == expected)
-    first_pos = np.flatnonzero(starts_stream)
-    stream_ids = s_sorted[first_pos]
-    first_ok = np.ones(len(first_pos), dtype=bool)
-    for j, sid in enumerate(stream_ids.tolist()):
-        state = streams.get(sid)
-        if state is not None:
-            if not state.aligned:
-                first_ok[j] = False
-            elif state.next_seq is not None and state.next_seq != int(seq[order[first_pos[j]]]):
-                first_ok[j] = False
-    contiguous[first_pos] = first_ok
-    good = ok[order] & contiguous
-    # A stream is eligible only if all its active segments in the chunk are good.
-    group = np.cumsum(starts_stream) - 1
-    bad_per_stream = np.bincount(group, weights=~good, minlength=len(first_pos)) > 0
-    elig_sorted = ~bad_per_stream[group]
-    slow[order[~elig_sorted]] = True
+    w_sorted = whole[order]
+    new_stream = np.ones(len(order), dtype=bool)
+    new_stream[1:] = s_sorted[1:] != s_sorted[:-1]
+    contiguous = np.zeros(len(order), dtype=bool)
+    contiguous[1:] = seq[order[1:]] == (seq[order[:-1]] + plen[order[:-1]]) % SEQ_MOD
+    run_start = new_stream | ~w_sorted | ~contiguous
+    run_start[1:] |= ~w_sorted[:-1]
+    starts = np.flatnonzero(run_start)
+    ends = np.append(starts[1:], len(order))
 
-    # Update state of the eligible streams: next expected seq after their last segment.
-    last_pos = np.append(first_pos[1:], len(order)) - 1
-    for j in np.flatnonzero(~bad_per_stream).tolist():
-        sid = int(stream_ids[j])
-        k = order[last_pos[j]]
+    fast_rows = np.zeros(n, dtype=bool)
+    midstream = np.zeros(n, dtype=bool)
+    order_l = order.tolist()
+    for a, b in zip(starts.tolist(), ends.tolist()):
+        k = order_l[a]
+        if not w_sorted[a]:
+            slow_segment(k)
+            continue
+        sid = int(stream[k])
         state = streams.get(sid)
         if state is None:
             state = streams[sid] = StreamState()
-        state.next_seq = int((seq[k] + plen[k]) % SEQ_MOD)
+        while a < b:
+            k = order_l[a]
+            if state.aligned and (state.next_seq is None or state.next_seq == seq[k]):
+                rows = order[a:b]
+                fast_rows[rows] = True
+                midstream[rows] = not state.saw_syn
+                last = order_l[b - 1]
+                state.next_seq = int((seq[last] + plen[last]) % SEQ_MOD)
+                break
+            slow_segment(k)
+            a += 1
 
-    rows = np.sort(order[elig_sorted])
+    rows = np.flatnonzero(fast_rows)
     if len(rows) == 0:
-        return HalfBatch.empty(), slow
-    midstream = np.array([not streams[int(s)].saw_syn for s in stream[rows].tolist()], dtype=bool) \
-        if len(rows) < 64 else _midstream(stream[rows], streams)
-    return _decode(u8, p, idx[rows], base[rows], plen[rows], conn[rows], from_client[rows], midstream), slow
-
-
-def _midstream(sids: np.ndarray, streams: dict[int, StreamState]) -> np.ndarray:
-    uniq, inv = np.unique(sids, return_inverse=True)
-    flags = np.array([not streams[int(s)].saw_syn for s in uniq.tolist()], dtype=bool)
-    return flags[inv.ravel()]
+        return HalfBatch.empty()
+    return _decode(u8, p, idx[rows], base[rows], plen[rows], conn[rows], from_client[rows], midstream[rows])
 
 
 def _decode(
@@ -198,16 +198,21 @@ def _decode(
         builder.add(int(fast.frame[k]), int(fast.ts_ns[k]), int(conn[k]), bool(from_client[k]), int(tid[k]),
                     int(unit[k]), d.function_code, d.exception_code, d.sub_function, d.start_address, d.quantity,
                     d.values, flags_to_mask(d.flags) | int(flags[k]))
-    both = HalfBatch.concat([fast.take(np.flatnonzero(vec)), builder.build()])
-    return both.take(np.argsort(both.frame, kind="stable"))
+    return HalfBatch.concat([fast.take(np.flatnonzero(vec)), builder.build()])
 
 
 def _fill_words(values, val_start, vcount, rows, first_byte, u8) -> None:
+    """Big-endian 16-bit words into their rows' value slots; rows grouped by count to use 2-D gathers."""
     if not rows.any():
         return
-    counts = vcount[rows]
-    byte_pos = np.repeat(first_byte[rows], counts) + 2 * (_ranges(np.zeros(len(counts), np.int64), counts))
-    values[_ranges(val_start[rows], counts)] = _u16(u8, byte_pos)
+    sel = np.flatnonzero(rows)
+    counts = vcount[sel]
+    for c in np.unique(counts).tolist():
+        if c == 0:
+            continue
+        g = sel[counts == c]
+        raw = u8[first_byte[g][:, None] + np.arange(2 * c, dtype=np.int64)]  # (rows, 2c) bytes
+        values[val_start[g][:, None] + np.arange(c, dtype=np.int64)] = raw.view(">u2")
 
 
 def _fill_bits(values, val_start, vcount, rows, first_byte, nbytes, u8) -> None:

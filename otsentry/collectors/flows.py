@@ -12,6 +12,7 @@ from typing import Iterator
 
 import numpy as np
 
+from otsentry.collectors.grouping import group_rows
 from otsentry.collectors.packets import Packets, addr_to_str
 from otsentry.records import FlowEvent
 
@@ -71,10 +72,8 @@ class FlowTable:
         keys[:, 4] = np.where(a_is_src, dhi, shi)
         keys[:, 5] = np.where(a_is_src, dlo, slo)
         keys[:, 6] = np.where(a_is_src, dport, sport)
-        void = np.ascontiguousarray(keys).view(np.dtype((np.void, 56))).ravel()
-        uniq, first, inv = np.unique(void, return_index=True, return_inverse=True)
-        inv = inv.ravel()
-        k = len(uniq)
+        first, inv = group_rows(keys)
+        k = len(first)
         ts = p.ts_ns[m]
         flags = p.tcp_flags[m].astype(np.int64) * (p.proto[m] == 6)
         wl = p.wirelen[m]
@@ -121,19 +120,18 @@ class FlowTable:
 
     @staticmethod
     def _retransmissions(p: Packets, m: np.ndarray, inv: np.ndarray, dir_b: np.ndarray, k: int) -> np.ndarray:
-        """TCP segments repeating (direction, seq, length) already seen in this chunk."""
+        """TCP data segments whose (direction, sequence number) was already seen in this chunk."""
         seg = m.copy()
         seg[m] = (p.proto[m] == 6) & p.l4_ok[m] & (p.payload_wire_len[m] > 0)
         sel = seg[m]
         if not sel.any():
             return np.zeros(k, dtype=np.int64)
-        rows = np.stack(
-            [inv[sel], dir_b[sel], p.seq[seg].astype(np.int64), p.payload_wire_len[seg].astype(np.int64)], axis=1
-        )
-        _, idx = np.unique(rows, axis=0, return_index=True)
-        dup = np.ones(len(rows), dtype=bool)
+        flow = inv[sel].astype(np.uint64)
+        key = (flow << np.uint64(33)) | (dir_b[sel].astype(np.uint64) << np.uint64(32)) | p.seq[seg].astype(np.uint64)
+        _, idx = np.unique(key, return_index=True)
+        dup = np.ones(len(key), dtype=bool)
         dup[idx] = False
-        return np.bincount(rows[dup, 0], minlength=k)
+        return np.bincount(inv[sel][dup], minlength=k)
 
     def _expire(self, now_ns: int) -> list[FlowEvent]:
         out = []

@@ -39,7 +39,7 @@ class Pairer:
             return ModbusBatch.empty()
         if now_ns is None:
             now_ns = int(h.ts_ns.max())
-        order = np.lexsort((np.arange(n), h.tid, h.unit, h.conn))
+        order = np.lexsort((np.arange(n), h.frame, h.tid, h.unit, h.conn))
         conn, unit, tid = h.conn[order], h.unit[order], h.tid[order]
         is_req = h.from_client[order]
         ts = h.ts_ns[order]
