@@ -15,10 +15,9 @@ import numpy as np
 from otsentry.collectors import fastpath
 from otsentry.collectors.capture import Chunk
 from otsentry.collectors.events import ConnTable, ModbusBatch
-from otsentry.collectors.flows import FlowTable
-from otsentry.collectors.grouping import group_rows
+from otsentry.collectors.flows import FlowGroups, FlowTable, group_flows
 from otsentry.collectors.halves import FLAG_BITS, HalfBatch, HalfBuilder, flags_to_mask
-from otsentry.collectors.modbus_pdu import decode_pdu
+from otsentry.collectors.modbus_pdu import decode_pdu_cached as decode_pdu
 from otsentry.collectors.packets import Packets, addr_to_str, decode_packets
 from otsentry.collectors.pairing import Pairer
 from otsentry.collectors.reassembly import SEQ_MOD, RawAdu, StreamState, feed_segment, flush
@@ -120,8 +119,9 @@ class Collector:
         self.stats.last_ts = t1 if self.stats.last_ts is None else max(self.stats.last_ts, t1)
         self._last_frame = int(p.frame[-1])
         self._last_ts_ns = int(p.ts_ns.max())
-        flows = self._flows.update(p)
-        halves = self._modbus_halves(chunk, p)
+        groups = group_flows(p)
+        flows = self._flows.update(p, groups)
+        halves = self._modbus_halves(chunk, p, groups)
         self._count_halves(halves)
         events = self._pairer.push(halves, self._last_ts_ns)
         return self._account(CollectedBatch(events, flows))
@@ -162,29 +162,37 @@ class Collector:
         self.stats.exceptions += int((h.exc >= 0).sum())
         self.stats.malformed += int(((h.flags & MALFORMED_MASK) > 0).sum())
 
-    def _conn_ids(self, p: Packets, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Connection id and direction (True = client to server) of the Modbus packets at ``idx``."""
-        from_client = np.isin(p.dport[idx], self._ports)
-        keys = np.empty((len(idx), 6), dtype=np.uint64)
-        keys[:, 0] = np.where(from_client, p.src_hi[idx], p.dst_hi[idx])
-        keys[:, 1] = np.where(from_client, p.src_lo[idx], p.dst_lo[idx])
-        keys[:, 2] = np.where(from_client, p.sport[idx], p.dport[idx])
-        keys[:, 3] = np.where(from_client, p.dst_hi[idx], p.src_hi[idx])
-        keys[:, 4] = np.where(from_client, p.dst_lo[idx], p.src_lo[idx])
-        keys[:, 5] = np.where(from_client, p.dport[idx], p.sport[idx])
-        first, inv = group_rows(keys)
-        ids = np.empty(len(first), dtype=np.int64)
-        for j, row in enumerate(keys[first]):
-            key = tuple(int(x) for x in row)
-            ids[j] = self.conns.intern(key, lambda r=key: Conn(addr_to_str(r[0], r[1]), r[2], addr_to_str(r[3], r[4]), r[5]))
-        return ids[inv], from_client
+    def _conn_ids(self, g: FlowGroups, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Connection id and direction (True = client to server) of the IP packets at ``rows`` (over g.mask).
 
-    def _modbus_halves(self, chunk: Chunk, p: Packets) -> HalfBatch:
+        The client is the sender when the receiver's port is a Modbus server port, else the receiver.
+        """
+        ports = self.config.server_ports
+        a_to_b = g.a_is_src[rows]
+        grp = g.inv[rows]
+        used = np.unique(grp)
+        table = np.zeros((len(g.first), 2, 2), dtype=np.int64)  # [group, sent by a?] -> (conn id, from client)
+        for j in used.tolist():
+            _, ahi, alo, aport, bhi, blo, bport = (int(x) for x in g.keys[g.first[j]])
+            for sent_by_a in (0, 1):
+                src, dst = ((ahi, alo, aport), (bhi, blo, bport)) if sent_by_a else ((bhi, blo, bport), (ahi, alo, aport))
+                from_client = dst[2] in ports
+                cli, srv = (src, dst) if from_client else (dst, src)
+                key = (*cli, *srv)
+                cid = self.conns.intern(
+                    key, lambda c=cli, s=srv: Conn(addr_to_str(c[0], c[1]), c[2], addr_to_str(s[0], s[1]), s[2])
+                )
+                table[j, sent_by_a] = (cid, from_client)
+        pair = table[grp, a_to_b.astype(np.int64)]
+        return pair[:, 0], pair[:, 1].astype(bool)
+
+    def _modbus_halves(self, chunk: Chunk, p: Packets, g: FlowGroups) -> HalfBatch:
         on_port = np.isin(p.sport, self._ports) | np.isin(p.dport, self._ports)
-        idx = np.flatnonzero(p.l4_ok & (p.proto == 6) & on_port)
+        modbus = p.l4_ok & (p.proto == 6) & on_port
+        idx = np.flatnonzero(modbus)
         if len(idx) == 0:
             return HalfBatch.empty()
-        conn, from_client = self._conn_ids(p, idx)
+        conn, from_client = self._conn_ids(g, np.flatnonzero(modbus[g.mask]))
         stream = conn * 2 + (~from_client)
         builder = HalfBuilder()
         buf = chunk.buf

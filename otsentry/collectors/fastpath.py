@@ -16,8 +16,8 @@ import numpy as np
 
 from otsentry.collectors.capture import Chunk
 from otsentry.collectors.grouping import stable_order
-from otsentry.collectors.halves import FLAG_BITS, NONE, HalfBatch, HalfBuilder, _ranges, flags_to_mask
-from otsentry.collectors.modbus_pdu import decode_pdu
+from otsentry.collectors.halves import FLAG_BITS, NONE, HalfBatch, flags_to_mask
+from otsentry.collectors.modbus_pdu import decode_pdu_cached as decode_pdu
 from otsentry.collectors.packets import Packets
 from otsentry.collectors.reassembly import SEQ_MOD, StreamState
 from otsentry.records import FLAG_MIDSTREAM
@@ -171,58 +171,102 @@ def _decode(
     vcount[br] = bc[br] * 8
     vcount[wr] = wq_qty[wr]
     vcount[wc] = wq_qty[wc]
+    # Values are laid out block by block (rows of one shape together); val_start points into the blocks.
     val_start = np.zeros(m, dtype=np.int64)
-    if m:
-        np.cumsum(vcount[:-1], out=val_start[1:])
-    values = np.zeros(int(vcount.sum()), dtype=np.int64)
-    values[val_start[w1]] = np.where(fc[w1] == 5, (coil_val[w1] == 0xFF00).astype(np.int64), coil_val[w1])
-    _fill_words(values, val_start, vcount, rr, base + 9, u8)
-    _fill_words(values, val_start, vcount, wr, base + 13, u8)
-    _fill_bits(values, val_start, vcount, br, base + 9, bc, u8)
-    _fill_bits(values, val_start, vcount, wc, base + 13, wq_bc, u8)
-
+    blocks = _Blocks(val_start)
+    blocks.add(np.flatnonzero(w1), 1, np.where(fc[w1] == 5, (coil_val[w1] == 0xFF00).astype(np.int64), coil_val[w1]))
+    words = _WordViews(u8)
+    _words(blocks, words, rr, base + 9, vcount)
+    _words(blocks, words, wr, base + 13, vcount)
+    _bits(blocks, u8, br, base + 9, vcount)
+    _bits(blocks, u8, wc, base + 13, vcount)
     flags = np.where(midstream, MIDSTREAM, 0).astype(np.int64)
     subfn = np.full(m, NONE, dtype=np.int64)
-    fast = HalfBatch(
-        frame=p.frame[pk].astype(np.int64), ts_ns=p.ts_ns[pk].astype(np.int64), conn=conn.astype(np.int64),
-        from_client=from_client.astype(bool), tid=tid, unit=unit, fc=fc, exc=exc, subfn=subfn, addr=addr, qty=qty,
-        val_start=val_start, val_count=vcount, flags=flags, values=values,
-    )
-    if vec.all():
-        return fast
-    # The rest: one whole ADU each, decoded by the table decoder.
-    builder = HalfBuilder()
+    # The rest: one whole ADU each, decoded by the table decoder into the same columns.
     for k in np.flatnonzero(~vec).tolist():
         b = int(base[k])
         d = decode_pdu(u8[b + 7 : b + int(plen[k])].tobytes(), bool(from_client[k]))
-        builder.add(int(fast.frame[k]), int(fast.ts_ns[k]), int(conn[k]), bool(from_client[k]), int(tid[k]),
-                    int(unit[k]), d.function_code, d.exception_code, d.sub_function, d.start_address, d.quantity,
-                    d.values, flags_to_mask(d.flags) | int(flags[k]))
-    return HalfBatch.concat([fast.take(np.flatnonzero(vec)), builder.build()])
+        fc[k] = d.function_code
+        exc[k] = NONE if d.exception_code is None else d.exception_code
+        subfn[k] = NONE if d.sub_function is None else d.sub_function
+        addr[k] = NONE if d.start_address is None else d.start_address
+        qty[k] = NONE if d.quantity is None else d.quantity
+        flags[k] |= flags_to_mask(d.flags)
+        vcount[k] = len(d.values)
+        blocks.add(np.array([k]), len(d.values), np.asarray(d.values, dtype=np.int64))
+    return HalfBatch(
+        frame=p.frame[pk].astype(np.int64), ts_ns=p.ts_ns[pk].astype(np.int64), conn=conn.astype(np.int64),
+        from_client=from_client.astype(bool), tid=tid, unit=unit, fc=fc, exc=exc, subfn=subfn, addr=addr, qty=qty,
+        val_start=val_start, val_count=vcount, flags=flags, values=blocks.values(),
+    )
 
 
-def _fill_words(values, val_start, vcount, rows, first_byte, u8) -> None:
-    """Big-endian 16-bit words into their rows' value slots; rows grouped by count to use 2-D gathers."""
-    if not rows.any():
-        return
+class _Blocks:
+    """Collects value blocks; each block holds rows of equal value count back to back."""
+
+    def __init__(self, val_start: np.ndarray) -> None:
+        self.val_start = val_start
+        self.parts: list[np.ndarray] = []
+        self.size = 0
+
+    def add(self, rows: np.ndarray, count: int, flat: np.ndarray) -> None:
+        if len(rows) == 0:
+            return
+        self.val_start[rows] = self.size + count * np.arange(len(rows), dtype=np.int64)
+        self.parts.append(flat.ravel())
+        self.size += len(rows) * count
+
+    def values(self) -> np.ndarray:
+        if not self.parts:
+            return np.empty(0, dtype=np.int64)
+        return np.concatenate(self.parts).astype(np.int64, copy=False)
+
+
+class _WordViews:
+    """The buffer as big-endian 16-bit words at even and at odd byte offsets, for row-wise copies."""
+
+    def __init__(self, u8: np.ndarray) -> None:
+        self.views = (
+            u8[: len(u8) // 2 * 2].view(">u2"),
+            u8[1 : 1 + (len(u8) - 1) // 2 * 2].view(">u2"),
+        )
+
+    def rows(self, first_byte: np.ndarray, count: int) -> np.ndarray:
+        """(len(first_byte), count) words starting at each byte offset."""
+        out = np.empty((len(first_byte), count), dtype=np.uint16)
+        for parity in (0, 1):
+            sel = (first_byte & 1) == parity
+            if sel.any():
+                view = self.views[parity]
+                windows = np.lib.stride_tricks.sliding_window_view(view, count)
+                out[sel] = windows[(first_byte[sel] - parity) // 2]
+        return out
+
+
+def _words(blocks: _Blocks, words: _WordViews, rows: np.ndarray, first_byte: np.ndarray, vcount: np.ndarray) -> None:
     sel = np.flatnonzero(rows)
+    if len(sel) == 0:
+        return
     counts = vcount[sel]
     for c in np.unique(counts).tolist():
-        if c == 0:
-            continue
         g = sel[counts == c]
-        raw = u8[first_byte[g][:, None] + np.arange(2 * c, dtype=np.int64)]  # (rows, 2c) bytes
-        values[val_start[g][:, None] + np.arange(c, dtype=np.int64)] = raw.view(">u2")
+        if c:
+            blocks.add(g, c, words.rows(first_byte[g], c))
 
 
-def _fill_bits(values, val_start, vcount, rows, first_byte, nbytes, u8) -> None:
-    if not rows.any():
+def _bits(blocks: _Blocks, u8: np.ndarray, rows: np.ndarray, first_byte: np.ndarray, vcount: np.ndarray) -> None:
+    """Packed coils (lowest bit first); each row keeps its first ``vcount`` bits."""
+    sel = np.flatnonzero(rows)
+    if len(sel) == 0:
         return
-    nb = nbytes[rows]
-    data = u8[_ranges(first_byte[rows], nb)]
-    bits = np.unpackbits(data, bitorder="little").astype(np.int64)
-    counts = vcount[rows]
-    # Each row owns nb*8 bits; keep its first `counts` of them.
-    bit_start = np.zeros(len(nb), dtype=np.int64)
-    np.cumsum(nb[:-1] * 8, out=bit_start[1:])
-    values[_ranges(val_start[rows], counts)] = bits[_ranges(bit_start, counts)]
+    counts = vcount[sel]
+    windows = None
+    for c in np.unique(counts).tolist():
+        g = sel[counts == c]
+        if not c:
+            continue
+        nbytes = (c + 7) // 8
+        if windows is None or windows.shape[1] != nbytes:
+            windows = np.lib.stride_tricks.sliding_window_view(u8, nbytes)
+        bits = np.unpackbits(windows[first_byte[g]], axis=1, bitorder="little")[:, :c]
+        blocks.add(g, c, bits)

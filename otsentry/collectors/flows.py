@@ -38,6 +38,37 @@ class _Flow:
     retrans: int = 0
 
 
+@dataclass(frozen=True)
+class FlowGroups:
+    """The IP packets of a chunk grouped by conversation; shared by flow accounting and Modbus connections."""
+
+    mask: np.ndarray  # which packets are IP (rows below are over these)
+    keys: np.ndarray  # (n, 7) uint64: proto, a_hi, a_lo, a_port, b_hi, b_lo, b_port with endpoint a < b
+    a_is_src: np.ndarray  # bool: the packet goes a -> b
+    first: np.ndarray  # first row of each group
+    inv: np.ndarray  # group of each row
+
+
+def group_flows(p: Packets) -> FlowGroups:
+    m = p.ipver != 0
+    proto = p.proto[m].astype(np.uint64)
+    ports_ok = p.l4_ok[m] & ((p.proto[m] == 6) | (p.proto[m] == 17))
+    sport = np.where(ports_ok, p.sport[m], 0).astype(np.uint64)
+    dport = np.where(ports_ok, p.dport[m], 0).astype(np.uint64)
+    shi, slo, dhi, dlo = p.src_hi[m], p.src_lo[m], p.dst_hi[m], p.dst_lo[m]
+    a_is_src = (shi < dhi) | ((shi == dhi) & ((slo < dlo) | ((slo == dlo) & (sport <= dport))))
+    keys = np.empty((len(proto), 7), dtype=np.uint64)
+    keys[:, 0] = proto
+    keys[:, 1] = np.where(a_is_src, shi, dhi)
+    keys[:, 2] = np.where(a_is_src, slo, dlo)
+    keys[:, 3] = np.where(a_is_src, sport, dport)
+    keys[:, 4] = np.where(a_is_src, dhi, shi)
+    keys[:, 5] = np.where(a_is_src, dlo, slo)
+    keys[:, 6] = np.where(a_is_src, dport, sport)
+    first, inv = group_rows(keys)
+    return FlowGroups(m, keys, a_is_src, first, inv)
+
+
 class FlowTable:
     def __init__(
         self,
@@ -53,26 +84,12 @@ class FlowTable:
     def __len__(self) -> int:
         return len(self._flows)
 
-    def update(self, p: Packets) -> list[FlowEvent]:
+    def update(self, p: Packets, g: "FlowGroups | None" = None) -> list[FlowEvent]:
         """Account one chunk of packets; return the flows that closed or timed out by its end."""
-        m = p.ipver != 0
-        if not m.any():
+        g = g or group_flows(p)
+        if g is None or len(g.inv) == 0:
             return []
-        proto = p.proto[m].astype(np.uint64)
-        ports_ok = p.l4_ok[m] & ((p.proto[m] == 6) | (p.proto[m] == 17))
-        sport = np.where(ports_ok, p.sport[m], 0).astype(np.uint64)
-        dport = np.where(ports_ok, p.dport[m], 0).astype(np.uint64)
-        shi, slo, dhi, dlo = p.src_hi[m], p.src_lo[m], p.dst_hi[m], p.dst_lo[m]
-        a_is_src = (shi < dhi) | ((shi == dhi) & ((slo < dlo) | ((slo == dlo) & (sport <= dport))))
-        keys = np.empty((len(proto), 7), dtype=np.uint64)
-        keys[:, 0] = proto
-        keys[:, 1] = np.where(a_is_src, shi, dhi)
-        keys[:, 2] = np.where(a_is_src, slo, dlo)
-        keys[:, 3] = np.where(a_is_src, sport, dport)
-        keys[:, 4] = np.where(a_is_src, dhi, shi)
-        keys[:, 5] = np.where(a_is_src, dlo, slo)
-        keys[:, 6] = np.where(a_is_src, dport, sport)
-        first, inv = group_rows(keys)
+        m, keys, a_is_src, first, inv = g.mask, g.keys, g.a_is_src, g.first, g.inv
         k = len(first)
         ts = p.ts_ns[m]
         flags = p.tcp_flags[m].astype(np.int64) * (p.proto[m] == 6)

@@ -6,6 +6,7 @@ numpy columns rather than on a million small Python objects.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -16,7 +17,8 @@ FLAG_BITS = {name: 1 << i for i, name in enumerate(ALL_FLAGS)}
 NONE = -1  # "absent" in integer columns (exception code, sub-function, address, quantity, frame)
 
 
-def flags_to_mask(names) -> int:
+@functools.lru_cache(maxsize=1024)
+def flags_to_mask(names: frozenset[str] | tuple[str, ...]) -> int:
     mask = 0
     for name in names:
         mask |= FLAG_BITS[name]

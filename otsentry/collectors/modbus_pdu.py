@@ -49,6 +49,7 @@ READ_HOLDING_REGISTERS_EXCEPTION), else ``unknown-<raw byte in decimal>`` (0x9C 
 
 from __future__ import annotations
 
+import functools
 import struct
 import sys
 from array import array
@@ -430,3 +431,12 @@ def decode_pdu(pdu: bytes, is_request: bool) -> DecodedPdu:
     if spec is None:
         return _RESERVED_PDUS[raw]
     return (spec.request if is_request else spec.response)(raw, pdu[1:])
+
+
+@functools.lru_cache(maxsize=16384)
+def decode_pdu_cached(pdu: bytes, is_request: bool) -> DecodedPdu:
+    """``decode_pdu`` memoised: pollers repeat the same requests (and often the same responses) all day long.
+
+    Safe because DecodedPdu is immutable; ``pdu`` must be ``bytes`` (hashable).
+    """
+    return decode_pdu(pdu, is_request)

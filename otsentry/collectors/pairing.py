@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from otsentry.collectors.events import ModbusBatch
-from otsentry.collectors.halves import FLAG_BITS, NONE, HalfBatch, _ranges
+from otsentry.collectors.halves import FLAG_BITS, NONE, HalfBatch
 from otsentry.records import FLAG_ORPHAN_RESPONSE, FLAG_UNANSWERED
 
 UNANSWERED = FLAG_BITS[FLAG_UNANSWERED]
@@ -39,11 +39,12 @@ class Pairer:
             return ModbusBatch.empty()
         if now_ns is None:
             now_ns = int(h.ts_ns.max())
-        order = np.lexsort((np.arange(n), h.frame, h.tid, h.unit, h.conn))
-        conn, unit, tid = h.conn[order], h.unit[order], h.tid[order]
+        key = (h.conn << 24) | (h.unit << 16) | h.tid  # (connection, unit, transaction id) in one integer
+        order = np.lexsort((h.frame, key))  # stable: ADUs of one frame keep their order
+        k = key[order]
         is_req = h.from_client[order]
         ts = h.ts_ns[order]
-        same = (conn[1:] == conn[:-1]) & (unit[1:] == unit[:-1]) & (tid[1:] == tid[:-1])
+        same = k[1:] == k[:-1]
         pair = same & is_req[:-1] & ~is_req[1:] & (ts[1:] - ts[:-1] <= self._timeout_ns)
         paired = np.zeros(n, dtype=bool)
         paired[:-1] |= pair
@@ -101,12 +102,9 @@ def _build(h: HalfBatch, req: np.ndarray, resp: np.ndarray, extra_flags: np.ndar
     resp_count = np.where(has_resp, h.val_count[np.maximum(resp, 0)], 0)
     src = np.where(resp_count > 0, resp, req)
     src = np.where(src >= 0, src, any_idx)
-    val_start_src = h.val_start[src]
-    val_count = np.where((src >= 0), h.val_count[src], 0)
-    new_start = np.zeros(len(src), dtype=np.int64)
-    if len(src):
-        np.cumsum(val_count[:-1], out=new_start[1:])
-    values = h.values[_ranges(val_start_src, val_count)]
+    # Events point into the halves' value array (CSR with arbitrary starts): no copy of register values.
+    val_start = h.val_start[src]
+    val_count = h.val_count[src]
     flags = _pick(h.flags, req).clip(min=0) | _pick(h.flags, resp).clip(min=0) | extra_flags
     return ModbusBatch(
         conn=h.conn[any_idx],
@@ -122,7 +120,7 @@ def _build(h: HalfBatch, req: np.ndarray, resp: np.ndarray, extra_flags: np.ndar
         req_ts_ns=_pick(h.ts_ns, req),
         resp_ts_ns=_pick(h.ts_ns, resp),
         flags=flags,
-        val_start=new_start,
+        val_start=val_start,
         val_count=val_count,
-        values=values,
+        values=h.values,
     )
