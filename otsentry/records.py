@@ -160,3 +160,113 @@ def event_from_dict(data: Mapping[str, Any]) -> ModbusEvent | FlowEvent:
     if kind == FlowEvent.kind:
         return FlowEvent.from_dict(data)
     raise SchemaError(f"unknown record kind {kind!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureWindow:
+    """One time window for one asset pair (``kind="pair"``) or one conversation (``kind="flow"``).
+
+    ``values`` follow the names of ``otsentry.features.schema`` for ``schema`` and ``kind``; the dict form maps
+    names to values so that a reader never depends on positions. ``unit_id`` is -1 for flow windows;
+    ``port``/``transport`` are the responder's service for flow windows (0 / "" for pair windows).
+    """
+
+    window_start: float
+    window_end: float
+    kind: str
+    client_ip: str
+    server_ip: str
+    unit_id: int
+    values: tuple[float, ...]
+    schema: str
+    port: int = 0
+    transport: str = ""
+    first_frame: int = 0  # frame numbers covered, for labels in frame;label form
+    last_frame: int = 0
+
+    @property
+    def pair(self) -> tuple[str, str, int]:
+        return (self.client_ip, self.server_ip, self.unit_id)
+
+    def feature_names(self) -> tuple[str, ...]:
+        from otsentry.features.schema import FLOW_FEATURES, PAIR_FEATURES
+
+        return PAIR_FEATURES if self.kind == "pair" else FLOW_FEATURES
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["values"] = dict(zip(self.feature_names(), self.values))
+        d["record"] = "feature_window"
+        d["schema_version"] = SCHEMA_VERSION
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "FeatureWindow":
+        _check_version("FeatureWindow", data)
+        d = {k: v for k, v in data.items() if k not in ("record", "schema_version")}
+        tmp = cls(**{**d, "values": ()})
+        named = data["values"]
+        missing = [n for n in tmp.feature_names() if n not in named]
+        if missing:
+            raise SchemaError(f"FeatureWindow: missing feature(s) {', '.join(missing[:5])}")
+        return cls(**{**d, "values": tuple(float(named[n]) for n in tmp.feature_names())})
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureEvidence:
+    """A feature that drove an alert: its value and the range seen while learning."""
+
+    name: str
+    value: float
+    baseline_low: float
+    baseline_high: float
+    contribution: float = 0.0  # share of the score (models) or 1.0 (policy rules)
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """What fired, on which window and asset pair, why, and how sure. ``id`` is deterministic (see ``alert_id``)."""
+
+    id: str
+    rule_id: str
+    rule_name: str
+    category: str  # "policy" or "anomaly"
+    detector: str
+    severity: str  # low | medium | high | critical
+    risk_score: float  # 0-100
+    score: float
+    threshold: float
+    window_start: float
+    window_end: float
+    client_ip: str
+    server_ip: str
+    unit_id: int
+    explanation: str
+    evidence: tuple[FeatureEvidence, ...] = ()
+    function_codes: tuple[int, ...] = ()
+    server_port: int = 0
+    transport: str = "tcp"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["evidence"] = [asdict(e) for e in self.evidence]
+        d["function_codes"] = list(self.function_codes)
+        d["record"] = "alert"
+        d["schema_version"] = SCHEMA_VERSION
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Alert":
+        _check_version("Alert", data)
+        d = {k: v for k, v in data.items() if k not in ("record", "schema_version")}
+        d["evidence"] = tuple(FeatureEvidence(**e) for e in d.get("evidence", ()))
+        d["function_codes"] = tuple(d.get("function_codes", ()))
+        return cls(**d)
+
+
+def alert_id(window_start: float, window_end: float, client_ip: str, server_ip: str, unit_id: int, rule_id: str) -> str:
+    """Deterministic alert id: replaying or re-indexing the same capture never duplicates an alert."""
+    import hashlib
+
+    key = f"{window_start:.6f}|{window_end:.6f}|{client_ip}|{server_ip}|{unit_id}|{rule_id}"
+    return hashlib.sha256(key.encode()).hexdigest()[:32]

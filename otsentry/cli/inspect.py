@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 
 from otsentry.cli.common import UserError, parse_ports
+from otsentry.cli.output import BatchPrinter
 from otsentry.collectors.collector import CollectorConfig, CollectorStats
-from otsentry.collectors.formats import TableWriter, ZeekWriter
 from otsentry.collectors.source import decode_capture
 from otsentry.collectors.types import CaptureError
 
@@ -38,23 +38,13 @@ def inspect_cmd(captures, fmt, summary, decoder, ports, pairing_timeout, no_flow
     config = CollectorConfig(server_ports=parse_ports(ports), pairing_timeout_s=pairing_timeout)
     show_progress = sys.stderr.isatty() if progress is None else progress
     total = CollectorStats()
-    out = sys.stdout
-    writer = None if summary else (ZeekWriter(out) if fmt == "zeek" else TableWriter(out) if fmt == "table" else None)
+    printer = None if summary else BatchPrinter(sys.stdout, fmt, no_flows)
     try:
         for path in captures:
             run = decode_capture(path, config, decoder=decoder, progress=show_progress)
             for batch in run:
-                if summary:
-                    continue
-                events = batch.modbus.events(run.conns)
-                if writer is not None:
-                    writer.write(events, [] if no_flows else batch.flows)
-                else:
-                    for ev in events:
-                        out.write(json.dumps(ev.to_dict()) + "\n")
-                    if not no_flows:
-                        for fl in batch.flows:
-                            out.write(json.dumps(fl.to_dict()) + "\n")
+                if printer is not None:
+                    printer.write(batch, run.conns)
             total.add(run.stats)
             for warning in run.stats.warnings:
                 click.echo(f"warning: {path}: {warning}", err=True)
@@ -63,8 +53,8 @@ def inspect_cmd(captures, fmt, summary, decoder, ports, pairing_timeout, no_flow
     except BrokenPipeError:
         sys.stderr.close()
         return
-    if writer is not None:
-        writer.close()
+    if printer is not None:
+        printer.close()
     if summary:
         keys = ("packets", "modbus_adus", "modbus_requests", "modbus_responses", "truncated_adus", "exceptions", "malformed",
                 "unanswered", "orphan_responses", "transactions", "flows", "retransmissions", "duration_s")

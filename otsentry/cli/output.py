@@ -1,0 +1,46 @@
+"""Writing collector batches to a stream: shared by ``inspect`` and ``collect`` so both print the same forms."""
+
+from __future__ import annotations
+
+import json
+from typing import IO
+
+from otsentry.collectors.collector import CollectedBatch
+from otsentry.collectors.events import ConnTable
+from otsentry.collectors.formats import TableWriter, ZeekWriter
+
+
+class BatchPrinter:
+    """Prints batches as JSON lines (one ModbusEvent or FlowEvent per line), a table, or Zeek's modbus.log.
+
+    ``flush=True`` pushes every batch out at once: a live collector piped into ``jq`` must not sit in a buffer.
+    """
+
+    def __init__(self, out: IO[str], fmt: str = "json", no_flows: bool = False, flush: bool = False) -> None:
+        if fmt not in ("json", "table", "zeek"):
+            raise ValueError(f"unknown output format {fmt!r}")
+        self.out = out
+        self.no_flows = no_flows
+        self.flush = flush
+        self.writer = ZeekWriter(out) if fmt == "zeek" else TableWriter(out) if fmt == "table" else None
+
+    def write(self, batch: CollectedBatch, conns: ConnTable) -> None:
+        events = batch.modbus.events(conns)
+        flows = [] if self.no_flows else batch.flows
+        if self.writer is not None:
+            self.writer.write(events, flows)
+        else:
+            write = self.out.write
+            for ev in events:
+                write(json.dumps(ev.to_dict()) + "\n")
+            for fl in flows:
+                write(json.dumps(fl.to_dict()) + "\n")
+        if self.flush:
+            self.out.flush()
+
+    def close(self) -> None:
+        """End of output: the table's "nothing seen" line, Zeek's ``#close``."""
+        if self.writer is not None:
+            self.writer.close()
+        if self.flush:
+            self.out.flush()
