@@ -65,6 +65,9 @@ class TableWriter:
     HEADER = f"{'time (UTC)':23} {'client':>21} -> {'server':21} {'unit':>4} {'tid':>5} {'function':28} " \
              f"{'addr':>5} {'qty':>4} {'latency':>8}  details"
 
+    # Per-connection facts that would repeat on every line; they stay in --json.
+    QUIET_FLAGS = frozenset({"midstream"})
+
     def __init__(self, out: IO[str], max_values: int = 8) -> None:
         self.out = out
         self.max_values = max_values
@@ -82,8 +85,9 @@ class TableWriter:
                 shown = ", ".join(str(v) for v in ev.values[: self.max_values])
                 more = f", ... ({len(ev.values)})" if len(ev.values) > self.max_values else ""
                 details.append(f"values=[{shown}{more}]")
-            if ev.flags:
-                details.append("flags=" + ",".join(ev.flags))
+            shown_flags = [f for f in ev.flags if f not in self.QUIET_FLAGS]
+            if shown_flags:
+                details.append("flags=" + ",".join(shown_flags))
             lat = f"{ev.latency_s * 1000:.1f}ms" if ev.latency_s is not None else "-"
             addr = "-" if ev.start_address is None else str(ev.start_address)
             qty = "-" if ev.quantity is None else str(ev.quantity)
