@@ -1,1 +1,1 @@
-"""otsentry.alerts stage (see DESIGN.md)."""
+"""Alerts: ECS mapping and sinks (JSONL file; Elasticsearch in a later stage)."""

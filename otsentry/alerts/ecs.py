@@ -1,0 +1,92 @@
+"""Alert -> Elastic Common Schema document: what lands in Elasticsearch and in ``--alerts-out FILE.jsonl``.
+
+Field choices follow ECS 8.x: ``event.kind: alert``, the window as ``event.start``/``event.end``, the asset pair as
+``source``/``destination``, the rule under ``rule.*``; otsentry's own fields live under ``otsentry.*``. Numbers stay
+numbers (register values, scores), never comma-joined strings.
+"""
+
+from __future__ import annotations
+
+import socket
+from datetime import datetime, timezone
+from functools import lru_cache
+from typing import Any
+
+from otsentry import __version__
+from otsentry.records import Alert
+
+# ECS event.severity is numeric; these follow Elastic's detection-rule convention.
+SEVERITY_NUMBER = {"low": 21, "medium": 47, "high": 73, "critical": 99}
+
+
+def iso(ts: float) -> str:
+    """Epoch seconds as an ISO-8601 UTC timestamp with milliseconds (what Elasticsearch's date type expects)."""
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@lru_cache(maxsize=1)
+def _hostname() -> str:
+    return socket.gethostname()
+
+
+def to_ecs(alert: Alert, observer_name: str | None = None) -> dict[str, Any]:
+    """The ECS document for one alert (a plain dict, JSON-serialisable)."""
+    related = sorted({alert.client_ip, alert.server_ip} - {""})
+    destination: dict[str, Any] = {"ip": alert.server_ip}
+    if alert.server_port:
+        destination["port"] = alert.server_port
+    return {
+        "@timestamp": iso(alert.window_start),
+        "event": {
+            "kind": "alert",
+            "category": ["network", "intrusion_detection"],
+            "type": ["info"],
+            "id": alert.id,
+            "module": "otsentry",
+            "dataset": "otsentry.alerts",
+            "start": iso(alert.window_start),
+            "end": iso(alert.window_end),
+            "severity": SEVERITY_NUMBER.get(alert.severity, 47),
+            "risk_score": round(float(alert.risk_score), 2),
+        },
+        "rule": {
+            "id": alert.rule_id,
+            "name": alert.rule_name,
+            "category": alert.category,
+            "ruleset": "otsentry",
+            "description": alert.explanation,
+        },
+        "source": {"ip": alert.client_ip},
+        "destination": destination,
+        "network": {"transport": alert.transport or "tcp", "protocol": "modbus"},
+        "related": {"ip": related},
+        "observer": {
+            "type": "ids",
+            "vendor": "otsentry",
+            "product": "otsentry",
+            "version": __version__,
+            "hostname": _hostname(),
+            "name": observer_name or _hostname(),
+        },
+        "message": alert.explanation,
+        "otsentry": {
+            "alert_id": alert.id,
+            "detector": alert.detector,
+            "severity": alert.severity,
+            "score": float(alert.score),
+            "threshold": float(alert.threshold),
+            "unit_id": int(alert.unit_id),
+            "function_codes": [int(c) for c in alert.function_codes],
+            "window_s": round(alert.window_end - alert.window_start, 6),
+            "top_features": [
+                {
+                    "name": e.name,
+                    "value": float(e.value),
+                    "baseline_low": float(e.baseline_low),
+                    "baseline_high": float(e.baseline_high),
+                    "contribution": float(e.contribution),
+                }
+                for e in alert.evidence
+            ],
+        },
+    }
