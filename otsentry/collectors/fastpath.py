@@ -16,7 +16,7 @@ import numpy as np
 
 from otsentry.collectors.capture import Chunk
 from otsentry.collectors.grouping import stable_order
-from otsentry.collectors.halves import FLAG_BITS, NONE, HalfBatch, flags_to_mask
+from otsentry.collectors.halves import FLAG_BITS, NONE, HalfBatch, _ranges, flags_to_mask
 from otsentry.collectors.modbus_pdu import decode_pdu_cached as decode_pdu
 from otsentry.collectors.packets import Packets
 from otsentry.collectors.reassembly import SEQ_MOD, StreamState
@@ -58,31 +58,42 @@ def run(
     base = p.payload_off[idx].astype(np.int64)
     seq = p.seq[idx].astype(np.int64)
 
-    # Is each active segment exactly one well-framed ADU?
-    whole = active & ~syn & (plen == wire) & (plen >= 8)
-    safe = np.where(whole, base, 0)
-    mlen = np.where(whole, _u16(u8, safe + 4), 0)
-    whole &= (u8[safe + 2] == 0) & (u8[safe + 3] == 0) & (mlen >= 2) & (plen == mlen + 6)
+    # Is each active segment exactly one well-framed ADU? Or the first part of one (length known, not all in)?
+    clean = active & ~syn & (plen == wire)
+    head = clean & (plen >= 6)
+    safe = np.where(head, base, 0)
+    need = np.where(head, _u16(u8, safe + 4), 0) + 6
+    head &= (u8[safe + 2] == 0) & (u8[safe + 3] == 0) & (need >= 8)
+    whole = head & (plen == need)
+    opens = head & (plen < need)
 
     act = np.flatnonzero(active)
     order = act[stable_order(stream[act])]
     s_sorted = stream[order]
-    w_sorted = whole[order]
     new_stream = np.ones(len(order), dtype=bool)
     new_stream[1:] = s_sorted[1:] != s_sorted[:-1]
     contiguous = np.zeros(len(order), dtype=bool)
     contiguous[1:] = seq[order[1:]] == (seq[order[:-1]] + plen[order[:-1]]) % SEQ_MOD
-    run_start = new_stream | ~w_sorted | ~contiguous
-    run_start[1:] |= ~w_sorted[:-1]
+    # Split pairs: an ADU opened by one segment and completed exactly by the next one of the same stream.
+    o1, o2 = order[:-1], order[1:]
+    pair = opens[o1] & clean[o2] & ~new_stream[1:] & contiguous[1:] & (plen[o1] + plen[o2] == need[o1])
+    pair[1:] &= ~pair[:-1]  # a segment is never both the end of one pair and the start of another
+    is_s1 = np.append(pair, False)
+    is_s2 = np.insert(pair, 0, False)
+    good = whole[order] | is_s1 | is_s2
+    run_start = new_stream | ~good | ~contiguous
+    run_start[1:] |= ~good[:-1]
+    run_start &= ~is_s2
     starts = np.flatnonzero(run_start)
     ends = np.append(starts[1:], len(order))
 
-    fast_rows = np.zeros(n, dtype=bool)
-    midstream = np.zeros(n, dtype=bool)
+    fast_pos = np.zeros(len(order), dtype=bool)
+    mid_pos = np.zeros(len(order), dtype=bool)
     order_l = order.tolist()
+    s2_l = is_s2.tolist()
     for a, b in zip(starts.tolist(), ends.tolist()):
         k = order_l[a]
-        if not w_sorted[a]:
+        if not good[a]:
             slow_segment(k)
             continue
         sid = int(stream[k])
@@ -91,20 +102,39 @@ def run(
             state = streams[sid] = StreamState()
         while a < b:
             k = order_l[a]
-            if state.aligned and (state.next_seq is None or state.next_seq == seq[k]):
-                rows = order[a:b]
-                fast_rows[rows] = True
-                midstream[rows] = not state.saw_syn
+            if not s2_l[a] and state.aligned and (state.next_seq is None or state.next_seq == seq[k]):
+                fast_pos[a:b] = True
+                mid_pos[a:b] = not state.saw_syn
                 last = order_l[b - 1]
                 state.next_seq = int((seq[last] + plen[last]) % SEQ_MOD)
                 break
             slow_segment(k)
             a += 1
 
-    rows = np.flatnonzero(fast_rows)
-    if len(rows) == 0:
-        return HalfBatch.empty()
-    return _decode(u8, p, idx[rows], base[rows], plen[rows], conn[rows], from_client[rows], midstream[rows])
+    parts = []
+    single = np.sort(order[fast_pos & ~is_s1 & ~is_s2])
+    if len(single):
+        midstream = np.zeros(n, dtype=bool)
+        midstream[order[mid_pos]] = True
+        parts.append(_decode(u8, p, idx[single], base[single], plen[single], conn[single], from_client[single],
+                             midstream[single]))
+    q = np.flatnonzero(fast_pos & is_s2)
+    if len(q):
+        parts.append(_decode_pairs(u8, p, idx, base, plen, conn, from_client, order[q - 1], order[q], mid_pos[q]))
+    return HalfBatch.concat(parts)
+
+
+def _decode_pairs(u8, p, idx, base, plen, conn, from_client, first, second, midstream) -> HalfBatch:
+    """ADUs split over two segments: copy each into a small contiguous buffer, then decode as usual."""
+    starts = np.empty(2 * len(first), dtype=np.int64)
+    counts = np.empty(2 * len(first), dtype=np.int64)
+    starts[0::2], starts[1::2] = base[first], base[second]
+    counts[0::2], counts[1::2] = plen[first], plen[second]
+    aux = u8[_ranges(starts, counts)]
+    size = plen[first] + plen[second]
+    aux_base = np.zeros(len(first), dtype=np.int64)
+    np.cumsum(size[:-1], out=aux_base[1:])
+    return _decode(aux, p, idx[second], aux_base, size, conn[second], from_client[second], midstream)
 
 
 def _decode(
