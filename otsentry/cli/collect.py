@@ -7,10 +7,9 @@ from pathlib import Path
 
 import click
 
-from otsentry.cli.common import UserError, parse_ports
+from otsentry.cli.common import UserError, collector_config, collector_options
 from otsentry.cli.inspect import inspect_cmd
 from otsentry.cli.output import BatchPrinter
-from otsentry.collectors.collector import CollectorConfig
 from otsentry.collectors.live import LiveCapture
 from otsentry.collectors.types import CaptureError
 
@@ -25,23 +24,21 @@ def collect() -> None:
 @click.option("--filter", "bpf", default=None, metavar="BPF",
               help="BPF capture filter. Default: TCP on the --ports. '' captures everything, so non-Modbus flows "
                    "on the segment are reported too.")
-@click.option("--ports", default="502", show_default=True, help="Modbus/TCP server ports, comma-separated.")
+@collector_options
 @click.option("--count", type=click.IntRange(min=1), default=None, help="Stop after this many packets.")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
               help="Stop after this many seconds.")
 @click.option("--json", "fmt", flag_value="json", default=True, help="One ModbusEvent or FlowEvent per line (default).")
 @click.option("--table", "fmt", flag_value="table", help="A readable table.")
-@click.option("--pairing-timeout", type=float, default=5.0, show_default=True,
-              help="Seconds a request waits for its response before it is flagged unanswered.")
 @click.option("--no-flows", is_flag=True, help="Leave connection flows out of the output.")
-def live_cmd(iface, bpf, ports, count, duration, fmt, pairing_timeout, no_flows) -> None:
+def live_cmd(iface, bpf, config_path, ports, count, duration, fmt, pairing_timeout, no_flows) -> None:
     """Capture IFACE and print Modbus/TCP transactions and flows as they are decoded.
 
     Runs until Ctrl-C or SIGTERM (or --count / --duration): the transactions still pending are then flushed and
     printed. Output is flushed after every batch (at most about half a second late), so it can be piped into jq.
     Needs CAP_NET_RAW (root, or setcap on the Python binary).
     """
-    config = CollectorConfig(server_ports=parse_ports(ports), pairing_timeout_s=pairing_timeout)
+    config = collector_config(config_path, ports, pairing_timeout)
     capture = LiveCapture(iface, config, bpf=bpf, count=count, duration_s=duration)
     printer = BatchPrinter(sys.stdout, fmt, no_flows, flush=True)
     try:
@@ -64,15 +61,13 @@ def live_cmd(iface, bpf, ports, count, duration, fmt, pairing_timeout, no_flows)
 
 @collect.command("pcap")
 @click.argument("captures", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--ports", default="502", show_default=True, help="Modbus/TCP server ports, comma-separated.")
-@click.option("--pairing-timeout", type=float, default=5.0, show_default=True,
-              help="Seconds a request waits for its response before it is flagged unanswered.")
+@collector_options
 @click.option("--no-flows", is_flag=True, help="Leave connection flows out of the output.")
 @click.pass_context
-def pcap_cmd(ctx: click.Context, captures, ports, pairing_timeout, no_flows) -> None:
+def pcap_cmd(ctx: click.Context, captures, config_path, ports, pairing_timeout, no_flows) -> None:
     """Run the collector over capture files, printing events as JSON lines (as ``inspect --json`` does).
 
     The same decoding as a live interface; a later version publishes to Kafka instead of printing.
     """
-    ctx.invoke(inspect_cmd, captures=captures, fmt="json", summary=False, decoder="native", ports=ports,
+    ctx.invoke(inspect_cmd, captures=captures, fmt="json", summary=False, decoder="native", config_path=config_path, ports=ports,
                pairing_timeout=pairing_timeout, no_flows=no_flows, progress=False)

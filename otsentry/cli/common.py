@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import click
+
+from otsentry.collectors.collector import CollectorConfig
+from otsentry.config import ConfigError, load_config
 
 
 class UserError(click.ClickException):
@@ -19,3 +25,28 @@ def parse_ports(value: str) -> frozenset[int]:
     if not ports or any(not 0 < p < 65536 for p in ports):
         raise click.BadParameter(f"{value!r}: ports must be between 1 and 65535")
     return ports
+
+
+def collector_options(f):
+    """--config, --ports and --pairing-timeout, shared by every command that runs the collector."""
+    f = click.option("--pairing-timeout", type=float, default=None,
+                     help="Seconds a request waits for its response before it is flagged unanswered [default: 5].")(f)
+    f = click.option("--ports", default=None,
+                     help="Modbus/TCP server ports, comma-separated [default: 502].")(f)
+    f = click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="YAML config (see configs/collector.yaml); command-line options override it.")(f)
+    return f
+
+
+def collector_config(config_path: Path | None, ports: str | None, pairing_timeout: float | None) -> CollectorConfig:
+    """The collector config from the YAML file (if any), overridden by the options given on the command line."""
+    try:
+        config = load_config(config_path)["collector"]
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
+    changes = {}
+    if ports is not None:
+        changes["server_ports"] = parse_ports(ports)
+    if pairing_timeout is not None:
+        changes["pairing_timeout_s"] = pairing_timeout
+    return replace(config, **changes)

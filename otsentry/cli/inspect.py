@@ -8,9 +8,9 @@ from pathlib import Path
 
 import click
 
-from otsentry.cli.common import UserError, parse_ports
+from otsentry.cli.common import UserError, collector_config, collector_options
 from otsentry.cli.output import BatchPrinter
-from otsentry.collectors.collector import CollectorConfig, CollectorStats
+from otsentry.collectors.collector import CollectorStats
 from otsentry.collectors.source import decode_capture
 from otsentry.collectors.types import CaptureError
 
@@ -23,19 +23,17 @@ from otsentry.collectors.types import CaptureError
 @click.option("--summary", is_flag=True, help="Only print counts, as one JSON object (fastest).")
 @click.option("--decoder", type=click.Choice(["native", "tshark"]), default="native", show_default=True,
               help="native: otsentry's own decoder; tshark: Wireshark's dissector through pyshark (slow, for cross-checks).")
-@click.option("--ports", default="502", show_default=True, help="Modbus/TCP server ports, comma-separated.")
-@click.option("--pairing-timeout", type=float, default=5.0, show_default=True,
-              help="Seconds a request waits for its response before it is flagged unanswered.")
+@collector_options
 @click.option("--no-flows", is_flag=True, help="Leave non-Modbus flows out of --json and the table.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when it is a terminal).")
-def inspect_cmd(captures, fmt, summary, decoder, ports, pairing_timeout, no_flows, progress) -> None:
+def inspect_cmd(captures, fmt, summary, decoder, config_path, ports, pairing_timeout, no_flows, progress) -> None:
     """Decode CAPTURES (pcap or pcapng) into Modbus/TCP transactions and connection flows.
 
     Each transaction pairs a request with its response (latency, values read or written); requests without a
     response, responses without a request and malformed framing are flagged. Several captures are decoded one
     after the other; --summary adds their counts.
     """
-    config = CollectorConfig(server_ports=parse_ports(ports), pairing_timeout_s=pairing_timeout)
+    config = collector_config(config_path, ports, pairing_timeout)
     show_progress = sys.stderr.isatty() if progress is None else progress
     total = CollectorStats()
     printer = None if summary else BatchPrinter(sys.stdout, fmt, no_flows)

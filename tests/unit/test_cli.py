@@ -84,3 +84,22 @@ def test_table_output(runner):
     res = runner.invoke(main, ["inspect", str(SMALL)])
     assert res.exit_code == 0, res.output
     assert "READ_COILS" in res.output and "FLOW" in res.output
+
+
+def test_config_file_and_override(runner, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("collector:\n  server_ports: [5020]\n")
+    # With only port 5020 configured, nothing on 502 is Modbus ...
+    res = runner.invoke(main, ["inspect", "--summary", "--config", str(cfg), str(SMALL)])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["modbus_adus"] == 0
+    # ... and the command line wins over the file.
+    res = runner.invoke(main, ["inspect", "--summary", "--config", str(cfg), "--ports", "502", str(SMALL)])
+    assert json.loads(res.output)["modbus_adus"] == 12
+
+
+def test_bad_config_is_user_error(runner, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("collector:\n  bogus: 1\n")
+    res = runner.invoke(main, ["inspect", "--summary", "--config", str(cfg), str(SMALL)])
+    assert res.exit_code == 2 and "unknown key 'bogus'" in res.output and "Traceback" not in res.output
