@@ -22,7 +22,7 @@ from otsentry.collectors.types import CaptureError
 @click.option("--table", "fmt", flag_value="table", default=True, help="A readable table (the default).")
 @click.option("--summary", is_flag=True, help="Only print counts, as one JSON object (fastest).")
 @click.option("--decoder", type=click.Choice(["native", "tshark"]), default="native", show_default=True,
-              help="native: otsentry's own decoder; tshark: Wireshark's dissector through pyshark (slow, for cross-checks).")
+              help="native: otsentry's own decoder; tshark: Wireshark's dissector (tshark -T json, about 4,000 ADUs/s: for cross-checks).")
 @collector_options
 @click.option("--no-flows", is_flag=True, help="Leave non-Modbus flows out of --json and the table.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when it is a terminal).")
