@@ -11,7 +11,7 @@ from typing import Iterator
 
 import numpy as np
 
-from otsentry.collectors.halves import NONE, concat_csr, mask_to_flags
+from otsentry.collectors.halves import NONE, VALUE_DTYPE, concat_csr, mask_to_flags
 from otsentry.collectors.modbus_pdu import function_name
 from otsentry.collectors.types import Conn
 from otsentry.records import ModbusEvent
@@ -61,7 +61,9 @@ class ModbusBatch:
 
     @classmethod
     def empty(cls) -> "ModbusBatch":
-        return cls(**{f.name: np.empty(0, dtype=np.int64) for f in fields(cls)})
+        cols = {f.name: np.empty(0, dtype=np.int64) for f in fields(cls)}
+        cols["values"] = np.empty(0, dtype=VALUE_DTYPE)
+        return cls(**cols)
 
     @property
     def ts_ns(self) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 
 from otsentry.collectors.capture import Chunk
 from otsentry.collectors.grouping import stable_order
-from otsentry.collectors.halves import FLAG_BITS, NONE, HalfBatch, _ranges, flags_to_mask
+from otsentry.collectors.halves import FLAG_BITS, NONE, VALUE_DTYPE, HalfBatch, _ranges, flags_to_mask
 from otsentry.collectors.modbus_pdu import decode_pdu_cached as decode_pdu
 from otsentry.collectors.packets import Packets
 from otsentry.collectors.reassembly import SEQ_MOD, StreamState
@@ -111,30 +111,28 @@ def run(
             slow_segment(k)
             a += 1
 
-    parts = []
     single = np.sort(order[fast_pos & ~is_s1 & ~is_s2])
-    if len(single):
-        midstream = np.zeros(n, dtype=bool)
-        midstream[order[mid_pos]] = True
-        parts.append(_decode(u8, p, idx[single], base[single], plen[single], conn[single], from_client[single],
-                             midstream[single]))
     q = np.flatnonzero(fast_pos & is_s2)
+    if len(single) + len(q) == 0:
+        return HalfBatch.empty()
+    midstream = np.zeros(n, dtype=bool)
+    midstream[order[mid_pos]] = True
+    rows, adu_base, adu_len = single, base[single], plen[single]
     if len(q):
-        parts.append(_decode_pairs(u8, p, idx, base, plen, conn, from_client, order[q - 1], order[q], mid_pos[q]))
-    return HalfBatch.concat(parts)
-
-
-def _decode_pairs(u8, p, idx, base, plen, conn, from_client, first, second, midstream) -> HalfBatch:
-    """ADUs split over two segments: copy each into a small contiguous buffer, then decode as usual."""
-    starts = np.empty(2 * len(first), dtype=np.int64)
-    counts = np.empty(2 * len(first), dtype=np.int64)
-    starts[0::2], starts[1::2] = base[first], base[second]
-    counts[0::2], counts[1::2] = plen[first], plen[second]
-    aux = u8[_ranges(starts, counts)]
-    size = plen[first] + plen[second]
-    aux_base = np.zeros(len(first), dtype=np.int64)
-    np.cumsum(size[:-1], out=aux_base[1:])
-    return _decode(aux, p, idx[second], aux_base, size, conn[second], from_client[second], midstream)
+        # ADUs split over two segments: their bytes are copied behind the chunk, so one decode covers all.
+        first, second = order[q - 1], order[q]
+        starts = np.empty(2 * len(q), dtype=np.int64)
+        counts = np.empty(2 * len(q), dtype=np.int64)
+        starts[0::2], starts[1::2] = base[first], base[second]
+        counts[0::2], counts[1::2] = plen[first], plen[second]
+        size = plen[first] + plen[second]
+        pair_base = np.zeros(len(q), dtype=np.int64)
+        np.cumsum(size[:-1], out=pair_base[1:])
+        u8 = np.concatenate([u8, u8[_ranges(starts, counts)]])
+        rows = np.concatenate([single, second])
+        adu_base = np.concatenate([adu_base, len(chunk.buf) + pair_base])
+        adu_len = np.concatenate([adu_len, size])
+    return _decode(u8, p, idx[rows], adu_base, adu_len, conn[rows], from_client[rows], midstream[rows])
 
 
 def _decode(
@@ -223,7 +221,7 @@ def _decode(
         qty[k] = NONE if d.quantity is None else d.quantity
         flags[k] |= flags_to_mask(d.flags)
         vcount[k] = len(d.values)
-        blocks.add(np.array([k]), len(d.values), np.asarray(d.values, dtype=np.int64))
+        blocks.add(np.array([k]), len(d.values), np.asarray(d.values, dtype=VALUE_DTYPE))
     return HalfBatch(
         frame=p.frame[pk].astype(np.int64), ts_ns=p.ts_ns[pk].astype(np.int64), conn=conn.astype(np.int64),
         from_client=from_client.astype(bool), tid=tid, unit=unit, fc=fc, exc=exc, subfn=subfn, addr=addr, qty=qty,
@@ -248,8 +246,8 @@ class _Blocks:
 
     def values(self) -> np.ndarray:
         if not self.parts:
-            return np.empty(0, dtype=np.int64)
-        return np.concatenate(self.parts).astype(np.int64, copy=False)
+            return np.empty(0, dtype=VALUE_DTYPE)
+        return np.concatenate(self.parts, dtype=VALUE_DTYPE)
 
 
 class _WordViews:

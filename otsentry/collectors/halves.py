@@ -15,6 +15,8 @@ from otsentry.records import ALL_FLAGS
 
 FLAG_BITS = {name: 1 << i for i, name in enumerate(ALL_FLAGS)}
 NONE = -1  # "absent" in integer columns (exception code, sub-function, address, quantity, frame)
+# Register/coil values are 16-bit (or smaller) in every public function code: int32 halves the copying.
+VALUE_DTYPE = np.int32
 
 
 @functools.lru_cache(maxsize=1024)
@@ -47,7 +49,7 @@ class HalfBatch:
     val_start: np.ndarray  # int64 index into values
     val_count: np.ndarray  # int64
     flags: np.ndarray  # int64 bit mask over records.ALL_FLAGS
-    values: np.ndarray  # int64
+    values: np.ndarray  # VALUE_DTYPE
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -55,6 +57,7 @@ class HalfBatch:
     @classmethod
     def empty(cls) -> "HalfBatch":
         cols = {f.name: np.empty(0, dtype=bool if f.name == "from_client" else np.int64) for f in fields(cls)}
+        cols["values"] = np.empty(0, dtype=VALUE_DTYPE)
         return cls(**cols)
 
     def take(self, index: np.ndarray) -> "HalfBatch":
@@ -153,4 +156,4 @@ class HalfBuilder:
         counts = np.asarray(self._counts, dtype=np.int64)
         start = np.zeros(len(counts), dtype=np.int64)
         np.cumsum(counts[:-1], out=start[1:])
-        return HalfBatch(val_start=start, val_count=counts, values=np.asarray(self._values, dtype=np.int64), **data)
+        return HalfBatch(val_start=start, val_count=counts, values=np.asarray(self._values, dtype=VALUE_DTYPE), **data)
