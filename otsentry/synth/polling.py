@@ -20,7 +20,7 @@ from otsentry.synth.pcapwriter import PcapWriter
 from otsentry.synth.plant import SETPOINTS, Host, RegisterBank, make_hosts
 from otsentry.synth.sim import (FLOW_MODBUS, T_FLOW, T_MULTI, T_REQUEST, T_RESPONSE, T_RETRANSMISSION, T_SPLIT,
                                 Actor, GroundTruth, Sim, Tag, Transaction)
-from otsentry.synth.tcp import Endpoint, TcpConnection
+from otsentry.synth.tcp import Endpoint, Frame, TcpConnection
 
 DEFAULT_START_NS = 1_709_280_000 * 1_000_000_000  # 2024-03-01 08:00:00 UTC
 _MS = 1_000_000
@@ -53,6 +53,10 @@ class PollingOptions:
     midstream: bool = True  # HMI connections already open when the capture starts
     background: bool = True  # DNS and HTTP flows
     gateway_units: int = 3  # unit ids behind PLC 1 (a serial gateway); the others answer unit 1
+    historian_period_s: tuple[float, float] = (0.9, 1.1)  # historian poll period per PLC, drawn once per PLC
+    # None: each HMI write moves a setpoint by a small random step (a random walk, which drifts over hours).
+    # A fraction f: writes draw from the register's initial value +- f, a stable band a detector can learn.
+    write_band: float | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,8 @@ class Poller:
         self.tid = 0
         self.cycle = 0
         self._reads = 8 + sim.rng.randrange(9)  # size of the HMI's input-register block
+        # Setpoints as configured before any write: the centre of the band for ``write_band``.
+        self.nominal = {unit: [bank.register(SETPOINTS + i) for i in range(20)] for unit, bank in banks.items()}
 
     # -- connection lifecycle -----------------------------------------------------------------------------------
 
@@ -172,9 +178,14 @@ class Poller:
         if fc <= mb.READ_INPUT_REGISTERS:
             request = mb.read_request(fc, address, quantity)
         elif fc == mb.WRITE_SINGLE_REGISTER:
-            request = mb.write_single_register(address, max(0, bank.register(address) + rng.randrange(-50, 51)))
+            value = (self.band_value(unit, address) if self.opts.write_band is not None
+                     else max(0, bank.register(address) + rng.randrange(-50, 51)))
+            request = mb.write_single_register(address, value)
         elif fc == mb.WRITE_MULTIPLE_REGISTERS:
-            values = [max(0, bank.register(address + i) + rng.randrange(-20, 21)) for i in range(quantity)]
+            if self.opts.write_band is not None:
+                values = [self.band_value(unit, address + i) for i in range(quantity)]
+            else:
+                values = [max(0, bank.register(address + i) + rng.randrange(-20, 21)) for i in range(quantity)]
             request = mb.write_multiple_registers_request(address, values)
         elif fc == mb.WRITE_SINGLE_COIL:
             request = mb.write_single_coil(address, not bank.coils[address])
@@ -209,6 +220,35 @@ class Poller:
         else:
             response = mb.read_device_id_response(self.device_id)
         return request, response, 0
+
+    def band_value(self, unit: int, address: int) -> int:
+        """A setpoint value from the register's normal band (``write_band`` around its initial value)."""
+        nominal = self.nominal[unit][address - SETPOINTS]
+        width = max(1, int(nominal * (self.opts.write_band or 0.0)))
+        return max(0, nominal + self.sim.rng.randint(-width, width))
+
+    def inject(self, t: int, unit: int, request: bytes, response: bytes, latency_ns: int,
+               exception_code: int = 0) -> list[Frame]:
+        """Send a caller-built request PDU and its response PDU on this poller's open connection.
+
+        For scenarios where the usual client itself does something unusual (an operator's typo, a hijacked
+        HMI): the transaction takes the poller's next transaction id and travels on its connection, one
+        segment each way (never split or retransmitted, so its frames are exactly two), and draws nothing from
+        the shared RNG, so the rest of the capture stays what it would have been. Returns both frames so that
+        the caller can label them. The caller applies any effect on the register bank.
+        """
+        if self.conn is None:
+            raise RuntimeError("inject needs an open connection")
+        fc = request[0]
+        tid = self._new_tid()
+        txn = self._txn(t, unit, tid, fc, exception_code, int.from_bytes(request[1:3], "big"),
+                        int.from_bytes(request[3:5], "big"))
+        req = self.conn.segment(t, True, mb.adu(tid, unit, request))
+        self.sim.emit(req, ((T_REQUEST, fc, txn),) + (self._flow_tag or ()))
+        self._flow_tag = None
+        resp = self.conn.segment(t + latency_ns, False, mb.adu(tid, unit, response))
+        self.sim.emit(resp, ((T_RESPONSE, fc, exception_code, txn),))
+        return [req, resp]
 
     def _new_tid(self) -> int:
         self.tid = (self.tid + 1) & 0xFFFF
@@ -289,6 +329,49 @@ class Poller:
         return t
 
 
+@dataclass
+class Plant:
+    """Everything ``build_plant`` set up: the hosts, the pollers (HMI first per PLC), every actor with its start."""
+
+    hosts: dict[str, Host]
+    plcs: list[Host]
+    pollers: list[Poller]
+    actors: list[tuple[int, Actor]]
+
+
+def build_plant(sim: Sim, plcs: int, opts: PollingOptions, *, link: str = "ethernet",
+                vlans: tuple[int, ...] = (), ipv6: bool = False, start_ns: int = DEFAULT_START_NS) -> Plant:
+    """Hosts, register banks, pollers and background actors, drawing from ``sim.rng`` in a fixed order.
+
+    Separate from ``generate_polling`` so that scenarios can add actors (attackers) to the same plant and run
+    it for a duration instead of a packet count; the draw order is what makes a seed give the same bytes.
+    """
+    rng = sim.rng
+    hosts = make_hosts(rng, plcs, ipv6)
+    actors: list[tuple[int, Actor]] = []
+    pollers: list[Poller] = []
+    clients = [hosts["hmi"]] + ([hosts["historian"]] if opts.historian else [])
+    plc_hosts = [hosts[f"plc{i + 1}"] for i in range(plcs)]
+    for i, plc in enumerate(plc_hosts):
+        units = list(range(1, opts.gateway_units + 1)) if i == 0 and plcs > 1 else [1]
+        banks = {unit: RegisterBank(rng) for unit in units}
+        for client in clients:
+            historian = client.name == "historian"
+            period = rng.uniform(*opts.period_s) if not historian else rng.uniform(*opts.historian_period_s)
+            cfg = _PollerConfig(historian, int(period * 1e9), link, vlans, opts.midstream and not historian)
+            poller = Poller(sim, opts, cfg, client, plc, banks, _DEVICE_IDS[i % 2])
+            first = rng.uniform(0.5, 3.0) if historian else rng.uniform(0, period)
+            actors.append((start_ns + int(first * 1e9), poller))
+            pollers.append(poller)
+    if opts.background:
+        names = [(f"{h.name}.plant.local", ip_bytes(h.ip)) for h in [hosts["historian"]] + plc_hosts]
+        actors.append((start_ns + int(rng.uniform(1, 10) * 1e9),
+                       DnsClient(sim, hosts["hmi"], hosts["dns"], names, link, vlans)))
+        actors.append((start_ns + int(rng.uniform(5, 60) * 1e9),
+                       WebBrowser(sim, hosts["eng"], plc_hosts, link, vlans)))
+    return Plant(hosts, plc_hosts, pollers, actors)
+
+
 def generate_polling(path: str | os.PathLike[str], packets: int, seed: int, plcs: int = 4, *,
                      options: PollingOptions | None = None, link: str = "ethernet", vlan: int | None = None,
                      ipv6: bool = False, nanosecond: bool = False, start_ns: int = DEFAULT_START_NS,
@@ -297,30 +380,10 @@ def generate_polling(path: str | os.PathLike[str], packets: int, seed: int, plcs
     if packets < 0 or plcs < 1:
         raise ValueError("packets must be >= 0 and plcs >= 1")
     opts = options or PollingOptions()
-    rng = random.Random(seed)
-    sim = Sim(rng, keep_transactions)
-    hosts = make_hosts(rng, plcs, ipv6)
-    vlans = () if vlan is None else (vlan,)
-    actors: list[tuple[int, Actor]] = []
-    clients = [hosts["hmi"]] + ([hosts["historian"]] if opts.historian else [])
-    plc_hosts = [hosts[f"plc{i + 1}"] for i in range(plcs)]
-    for i, plc in enumerate(plc_hosts):
-        units = list(range(1, opts.gateway_units + 1)) if i == 0 and plcs > 1 else [1]
-        banks = {unit: RegisterBank(rng) for unit in units}
-        for client in clients:
-            historian = client.name == "historian"
-            period = rng.uniform(*opts.period_s) if not historian else rng.uniform(0.9, 1.1)
-            cfg = _PollerConfig(historian, int(period * 1e9), link, vlans, opts.midstream and not historian)
-            poller = Poller(sim, opts, cfg, client, plc, banks, _DEVICE_IDS[i % 2])
-            first = rng.uniform(0.5, 3.0) if historian else rng.uniform(0, period)
-            actors.append((start_ns + int(first * 1e9), poller))
-    if opts.background:
-        names = [(f"{h.name}.plant.local", ip_bytes(h.ip)) for h in [hosts["historian"]] + plc_hosts]
-        actors.append((start_ns + int(rng.uniform(1, 10) * 1e9),
-                       DnsClient(sim, hosts["hmi"], hosts["dns"], names, link, vlans)))
-        actors.append((start_ns + int(rng.uniform(5, 60) * 1e9),
-                       WebBrowser(sim, hosts["eng"], plc_hosts, link, vlans)))
+    sim = Sim(random.Random(seed), keep_transactions)
+    plant = build_plant(sim, plcs, opts, link=link, vlans=() if vlan is None else (vlan,), ipv6=ipv6,
+                        start_ns=start_ns)
     truth = GroundTruth(seed=seed)
     with PcapWriter(path, linktype=LINKTYPES[link], nanosecond=nanosecond) as writer:
-        sim.run(writer, actors, packets, truth)
+        sim.run(writer, plant.actors, packets, truth)
     return truth
