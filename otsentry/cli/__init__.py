@@ -10,6 +10,7 @@ import click
 
 from otsentry import __version__
 from otsentry.cli.collect import collect
+from otsentry.cli.detect import evaluate_cmd, run_cmd, train_cmd
 from otsentry.cli.inspect import inspect_cmd
 
 
@@ -23,8 +24,13 @@ def main() -> None:
       otsentry inspect CAPTURE.pcap            what talks Modbus in a capture
       otsentry inspect --summary CAPTURE.pcap  counts as one JSON object
       otsentry collect live --iface eth1       decode a mirror port live
+      otsentry train good.pcap -o plant.otsb   learn how the plant normally talks
+      otsentry run new.pcap --model plant.otsb alerts, explained
     """
 
 
 main.add_command(inspect_cmd)
 main.add_command(collect)
+main.add_command(train_cmd)
+main.add_command(run_cmd)
+main.add_command(evaluate_cmd)

@@ -50,3 +50,24 @@ def collector_config(config_path: Path | None, ports: str | None, pairing_timeou
     if pairing_timeout is not None:
         changes["pairing_timeout_s"] = pairing_timeout
     return replace(config, **changes)
+
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """'10s', '1.5m', '2h', '500ms' or a bare number of seconds -> seconds (> 0)."""
+    value = text.strip().lower()
+    for unit in sorted(_UNITS, key=len, reverse=True):
+        if value.endswith(unit):
+            number, scale = value[: -len(unit)], _UNITS[unit]
+            break
+    else:
+        number, scale = value, 1.0
+    try:
+        seconds = float(number) * scale
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: expected a duration such as 10s, 5m or 1h") from None
+    if not seconds > 0:
+        raise click.BadParameter(f"{text!r}: a duration must be positive")
+    return seconds

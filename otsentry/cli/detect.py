@@ -1,0 +1,200 @@
+"""``otsentry train``, ``otsentry run`` and ``otsentry evaluate``: the embedded pipeline (no broker, no database)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import click
+
+from otsentry.cli.common import UserError, collector_config, collector_options, parse_duration
+from otsentry.collectors.types import CaptureError
+
+CAPTURES = click.argument("captures", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+WINDOW = click.option("--window", "window", default="10s", show_default=True, metavar="DURATION",
+                      help="Length of the tumbling feature windows (e.g. 10s, 1m).")
+
+
+def _load_bundle(model: Path):
+    from otsentry.detectors.bundle import BundleError, ModelBundle
+
+    try:
+        return ModelBundle.load(model)
+    except BundleError as exc:
+        raise UserError(str(exc)) from None
+    except OSError as exc:
+        raise UserError(f"{model}: cannot read model ({exc.strerror})") from None
+
+
+def _progress(enabled: bool | None, desc: str):
+    show = sys.stderr.isatty() if enabled is None else enabled
+    if not show:
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(unit=" windows", desc=desc, leave=False)
+    return bar.update, bar.close
+
+
+def _user_errors(fn):
+    """Turn the library's user-facing errors into one-line CLI errors."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from otsentry.detectors.evaluation import LabelError
+        from otsentry.pipeline import PipelineError
+
+        try:
+            return fn(*args, **kwargs)
+        except (CaptureError, PipelineError, LabelError) as exc:
+            raise UserError(str(exc)) from None
+
+    return wrapper
+
+
+@click.command("train")
+@CAPTURES
+@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the model bundle (e.g. plant.otsb).")
+@WINDOW
+@click.option("--learn-for", default=None, metavar="DURATION", help="Learn only from the first DURATION (e.g. 10m).")
+@click.option("--false-alarm-rate", type=click.FloatRange(0, 0.5, min_open=True), default=1e-4, show_default=True,
+              help="Target share of normal windows above the anomaly threshold.")
+@collector_options
+@click.option("--progress/--no-progress", default=None, help="Progress on stderr (default: when it is a terminal).")
+@_user_errors
+def train_cmd(captures, output, window, learn_for, false_alarm_rate, config_path, ports, pairing_timeout,
+              progress) -> None:
+    """Learn how the plant normally talks from known-good CAPTURES; save the baseline as a model bundle.
+
+    The bundle holds the policy baseline (who talks to whom, function codes, address and value ranges, services)
+    and one anomaly ensemble per window kind (ECOD, IForest, HBOS, COPOD, KNN), with thresholds calibrated on the
+    learning windows. `otsentry run --model` loads it.
+    """
+    from otsentry.pipeline import train
+
+    config = collector_config(config_path, ports, pairing_timeout)
+    update, close = _progress(progress, "learning")
+    t0 = time.monotonic()
+    try:
+        bundle = train(list(captures), parse_duration(window), config,
+                       parse_duration(learn_for) if learn_for else None, false_alarm_rate, update)
+    finally:
+        close()
+    path = bundle.save(output)
+    t = bundle.training
+    click.echo(f"learned from {t.windows} windows ({t.pairs} asset pairs and conversations, {t.duration_s / 60:.1f} min "
+               f"of traffic) in {time.monotonic() - t0:.1f} s")
+    for name, det in bundle.detectors.items():
+        click.echo(f"  anomaly model {name}: threshold {det.threshold_:.4g}")
+    click.echo(f"model written to {path}")
+
+
+@click.command("run")
+@CAPTURES
+@click.option("--model", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Model bundle from `otsentry train`.")
+@click.option("--learn-for", default=None, metavar="DURATION",
+              help="Instead of --model: learn from the first DURATION of the captures, score the rest.")
+@click.option("--alerts-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also append alerts as ECS JSON lines to this file (ids already in it are not written again).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="table: one readable line per alert; json: one ECS document per line.")
+@WINDOW
+@collector_options
+@click.option("--progress/--no-progress", default=None, help="Progress on stderr (default: when it is a terminal).")
+@_user_errors
+def run_cmd(captures, model, learn_for, alerts_out, fmt, window, config_path, ports, pairing_timeout,
+            progress) -> None:
+    """Replay CAPTURES through collector, features, detectors and alerts, and print the alerts.
+
+    Give a model (--model) learned by `otsentry train`, or --learn-for to learn from the start of the captures.
+    A summary goes to stderr at the end.
+    """
+    from otsentry.alerts.ecs import to_ecs
+    from otsentry.alerts.sinks import AlertTable, JsonlSink
+    from otsentry.pipeline import run
+
+    if (model is None) == (learn_for is None):
+        raise UserError("give either --model MODEL or --learn-for DURATION")
+    config = collector_config(config_path, ports, pairing_timeout)
+    bundle = _load_bundle(model) if model is not None else None
+    table = AlertTable(sys.stdout) if fmt == "table" else None
+    sink = JsonlSink(alerts_out) if alerts_out is not None else None
+
+    def on_alert(alert) -> None:
+        if table is not None:
+            table.write(alert)
+        else:
+            sys.stdout.write(json.dumps(to_ecs(alert), sort_keys=True) + "\n")
+        if sink is not None:
+            sink.write(alert)
+
+    update, close = _progress(progress, "scoring")
+    t0 = time.monotonic()
+    try:
+        result = run(list(captures), bundle, parse_duration(learn_for) if learn_for else None,
+                     parse_duration(window), config, on_alert, progress=update)
+    finally:
+        close()
+        if sink is not None:
+            sink.close()
+    by_sev = Counter(a.severity for a in result.alerts)
+    sev = ", ".join(f"{by_sev[s]} {s}" for s in ("critical", "high", "medium", "low") if by_sev[s]) or "none"
+    learned = f"learned from {result.learned_windows} windows, " if learn_for else ""
+    click.echo(f"otsentry: {learned}scored {result.windows} windows in {time.monotonic() - t0:.1f} s: "
+               f"{len(result.alerts)} alerts ({sev})" + (f"; written to {alerts_out}" if alerts_out else ""),
+               err=True)
+
+
+@click.command("evaluate")
+@click.argument("capture", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--labels", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Ground truth: `frame;label` per frame (1 = attack) or `start;end` intervals, ';'-separated.")
+@click.option("--model", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Model bundle.")
+@click.option("--learn-for", default=None, metavar="DURATION", help="Instead of --model: learn from the first DURATION.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
+@WINDOW
+@collector_options
+@click.option("--progress/--no-progress", default=None, help="Progress on stderr (default: when it is a terminal).")
+@_user_errors
+def evaluate_cmd(capture, labels, model, learn_for, as_json, window, config_path, ports, pairing_timeout,
+                 progress) -> None:
+    """Score CAPTURE against ground-truth LABELS: window-level precision, recall, F1, ROC-AUC, time to detect and
+    false alerts per hour of normal traffic."""
+    from otsentry.detectors.evaluation import evaluate, load_labels
+    from otsentry.pipeline import attack_frames_from_capture, run
+
+    if (model is None) == (learn_for is None):
+        raise UserError("give either --model MODEL or --learn-for DURATION")
+    truth = load_labels(labels)
+    config = collector_config(config_path, ports, pairing_timeout)
+    bundle = _load_bundle(model) if model is not None else None
+    update, close = _progress(progress, "scoring")
+    try:
+        result = run([capture], bundle, parse_duration(learn_for) if learn_for else None, parse_duration(window),
+                     config, keep_scores=True, progress=update)
+    finally:
+        close()
+    frames = attack_frames_from_capture(capture, truth.frames)
+    ev = evaluate(result.detection.scored_windows, result.alerts, result.detection.scores, truth, frames)
+    if as_json:
+        click.echo(json.dumps({"capture": str(capture), "labels": str(labels), **ev.to_dict()}, sort_keys=True))
+        return
+    rows = [
+        ("windows scored", ev.windows), ("attack windows", ev.attack_windows), ("alerted windows", ev.alerted_windows),
+        ("precision", f"{ev.precision:.3f}"), ("recall", f"{ev.recall:.3f}"), ("F1", f"{ev.f1:.3f}"),
+        ("ROC-AUC", "-" if ev.roc_auc is None else f"{ev.roc_auc:.3f}"),
+        ("detected", "yes" if ev.detected else "no"),
+        ("time to detect", "-" if ev.time_to_detect_s is None else f"{ev.time_to_detect_s:.1f} s"),
+        ("false alerts", ev.false_alerts), ("normal traffic", f"{ev.normal_hours:.2f} h"),
+        ("false alerts per hour", f"{ev.false_alerts_per_hour:.2f}"),
+    ]
+    for name, value in rows:
+        click.echo(f"{name:22} {value}")
+    if ev.alerts_by_rule:
+        click.echo("alerts by rule: " + ", ".join(f"{k} {v}" for k, v in ev.alerts_by_rule.items()))

@@ -1,0 +1,184 @@
+"""The embedded pipeline: captures -> collector -> feature windows -> detectors -> alerts, in one process.
+
+``train`` learns a ModelBundle from known-good captures; ``Detection`` scores windows as they stream in (keeping
+the policy baseline's re-alert state across batches); ``run`` wires both, optionally learning on the first part
+of the capture itself (``learn_for_s``), as a student replaying a scenario or an operator starting fresh would.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from otsentry.collectors.collector import CollectorConfig
+from otsentry.detectors.evaluation import window_key
+from otsentry.features.pipeline import windows_from_capture
+from otsentry.records import Alert, FeatureWindow
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WINDOW_S = 10.0
+BATCH_WINDOWS = 256  # windows scored together (models are faster on matrices than on single rows)
+
+
+class PipelineError(ValueError):
+    """A problem the user can fix (too little learning data, incompatible bundle...); one line."""
+
+
+def iter_windows(paths: Sequence[Path], window_s: float, config: CollectorConfig | None = None,
+                 progress: Callable[[int], None] | None = None) -> Iterator[FeatureWindow]:
+    """Feature windows of several captures, one after the other, each as it closes."""
+    for path in paths:
+        for w in windows_from_capture(path, window_s, config):
+            yield w
+            if progress is not None:
+                progress(1)
+
+
+def fit_bundle(windows: Sequence[FeatureWindow], window_s: float, captures: Iterable[str] = (),
+               false_alarm_rate: float = 1e-4):
+    """Learn the policy baseline and one anomaly ensemble per window kind that has enough windows."""
+    from otsentry.detectors.anomaly import AnomalyWindowDetector
+    from otsentry.detectors.bundle import ModelBundle, TrainingStats
+    from otsentry.detectors.policy import PolicyBaseline
+
+    if not windows:
+        raise PipelineError("no traffic to learn from: the learning captures hold no Modbus or IP conversation")
+    policy = PolicyBaseline().fit(windows)
+    detectors = {}
+    for kind in ("pair", "flow"):
+        detector = AnomalyWindowDetector(kind=kind, false_alarm_rate=false_alarm_rate)
+        try:
+            detectors[kind] = detector.fit(windows)
+        except ValueError as exc:
+            if kind == "pair":
+                raise PipelineError(str(exc)) from None
+            log.warning("no flow model: %s", exc)
+    return ModelBundle(detectors=detectors, policy=policy, window_s=window_s,
+                       training=TrainingStats.from_windows(windows, captures))
+
+
+def train(paths: Sequence[Path], window_s: float = DEFAULT_WINDOW_S, config: CollectorConfig | None = None,
+          learn_for_s: float | None = None, false_alarm_rate: float = 1e-4,
+          progress: Callable[[int], None] | None = None):
+    """Learn from known-good captures (all of them, or their first ``learn_for_s`` seconds)."""
+    windows = list(iter_windows(paths, window_s, config, progress))
+    if learn_for_s is not None and windows:
+        end = min(w.window_start for w in windows) + learn_for_s
+        windows = [w for w in windows if w.window_end <= end]
+    return fit_bundle(windows, window_s, [str(p) for p in paths], false_alarm_rate)
+
+
+@dataclass
+class Detection:
+    """Scores windows in batches with a bundle; alerts come out in window order, ids deterministic."""
+
+    bundle: object
+    keep_scores: bool = False
+    scores: dict[tuple, float] = field(default_factory=dict)
+    windows: int = 0
+    _pending: list[FeatureWindow] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        policy = getattr(self.bundle, "policy", None)
+        self._suppressor = policy.new_suppressor() if policy is not None else None
+        self.scored_windows: list[FeatureWindow] = []
+
+    def feed(self, window: FeatureWindow) -> list[Alert]:
+        self._pending.append(window)
+        return self._score() if len(self._pending) >= BATCH_WINDOWS else []
+
+    def flush(self) -> list[Alert]:
+        return self._score() if self._pending else []
+
+    def _score(self) -> list[Alert]:
+        batch, self._pending = self._pending, []
+        self.windows += len(batch)
+        alerts: list[Alert] = []
+        policy = getattr(self.bundle, "policy", None)
+        if policy is not None:
+            alerts.extend(policy.detect(batch, self._suppressor))
+        for detector in self.bundle.detectors.values():
+            alerts.extend(detector.detect(batch))
+            if self.keep_scores:
+                selected, raw = detector.score_windows(batch)
+                for w, s in zip(selected, np.asarray(raw, dtype=float) / max(detector.threshold_, 1e-12)):
+                    self.scores[window_key(w)] = float(s)
+        if self.keep_scores:
+            self.scored_windows.extend(batch)
+        return sorted(alerts, key=lambda a: (a.window_start, a.client_ip, a.server_ip, a.unit_id, a.rule_id))
+
+
+@dataclass
+class RunResult:
+    alerts: list[Alert]
+    windows: int
+    learned_windows: int
+    bundle: object
+    detection: Detection
+
+
+def run(paths: Sequence[Path], bundle=None, learn_for_s: float | None = None, window_s: float = DEFAULT_WINDOW_S,
+        config: CollectorConfig | None = None, on_alert: Callable[[Alert], None] | None = None,
+        keep_scores: bool = False, progress: Callable[[int], None] | None = None) -> RunResult:
+    """Replay captures through the whole pipeline.
+
+    With ``bundle``, every window is scored. With ``learn_for_s``, the windows of the first ``learn_for_s`` seconds
+    are learned from (they are not scored) and the rest is scored as it streams.
+    """
+    if (bundle is None) == (learn_for_s is None):
+        raise PipelineError("give either a model (--model) or a learning period (--learn-for), not both or neither")
+    if bundle is not None and abs(bundle.window_s - window_s) > 1e-9:
+        window_s = bundle.window_s  # the model decides the window length it was trained on
+    learning: list[FeatureWindow] = []
+    learn_end: float | None = None
+    detection: Detection | None = Detection(bundle, keep_scores) if bundle is not None else None
+    alerts: list[Alert] = []
+
+    def emit(batch: list[Alert]) -> None:
+        for a in batch:
+            alerts.append(a)
+            if on_alert is not None:
+                on_alert(a)
+
+    for w in iter_windows(paths, window_s, config, progress):
+        if detection is None:
+            if learn_end is None:
+                learn_end = w.window_start + learn_for_s
+            if w.window_end <= learn_end:
+                learning.append(w)
+                continue
+            bundle = fit_bundle(learning, window_s, [str(p) for p in paths])
+            detection = Detection(bundle, keep_scores)
+        emit(detection.feed(w))
+    if detection is None:
+        raise PipelineError(
+            f"the captures hold no traffic after the {learn_for_s:g} s learning period: nothing left to score"
+        )
+    emit(detection.flush())
+    return RunResult(alerts, detection.windows, len(learning), bundle, detection)
+
+
+def attack_frames_from_capture(path: Path, frames: frozenset[int]):
+    """Time and hosts of each labelled frame (what window-level truth needs), read straight from the capture."""
+    from otsentry.collectors.capture import open_capture
+    from otsentry.collectors.packets import addr_to_str, decode_packets
+    from otsentry.detectors.evaluation import AttackFrame
+
+    if not frames:
+        return []
+    wanted = np.fromiter(sorted(frames), dtype=np.int64)
+    out = []
+    with open_capture(path) as reader:
+        for chunk in reader.chunks():
+            p = decode_packets(chunk)
+            rows = np.flatnonzero(np.isin(p.frame, wanted) & (p.ipver != 0))
+            for i in rows.tolist():
+                hosts = frozenset((addr_to_str(int(p.src_hi[i]), int(p.src_lo[i])),
+                                   addr_to_str(int(p.dst_hi[i]), int(p.dst_lo[i]))))
+                out.append(AttackFrame(int(p.ts_ns[i]) / 1e9, hosts))
+    return out
