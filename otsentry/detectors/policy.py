@@ -1,0 +1,242 @@
+"""The policy baseline: allow-lists learned from known-good windows, explained alerts for what falls outside.
+
+Deterministic and explainable by construction: no scores to calibrate, every alert names the learned range it
+broke. ``fit`` learns, per asset pair, the function codes, address and value ranges and per-window count ranges
+(see ``policy_profiles``), and from flow windows the conversations (originator, responder, port, transport);
+``detect`` runs the rules of ``policy_rules`` on each window.
+
+Rate limiting (why: a "new X" rule that fires every 10 s window for the same X floods the SOC and hides the next
+new X). Each finding names the facts it reports: the new IP, the pair, the (pair, function code), the service...
+A finding becomes an alert when at least one of its facts was not reported in the last ``realert_interval_s``
+seconds of *window time* (default one hour; ``None``: once per fact); the alert then lists all of the window's
+facts for that rule and refreshes them. So the first window with a deviation always alerts, a condition that
+persists is re-reported once per interval as a reminder, and a new fact (a second new talker, another function
+code) alerts at once. Time is the windows' own, so a capture gives the same alerts on every replay; ``detect``
+starts from a fresh ``AlertSuppressor`` unless given one, which a streaming caller keeps across batches.
+
+Alert ids come from ``alert_id`` over (window, asset pair, rule). Flow windows have no unit id (-1), so their
+service (port/transport) is folded into the rule part of the key: two new services between the same two hosts in
+one window are two alerts, not one.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Hashable, Iterable, Mapping, Sequence
+
+from otsentry.detectors.base import BaseDetector, NotFittedError
+from otsentry.detectors.policy_profiles import (PairProfile, check_window, merge_all, profile_of)
+from otsentry.detectors.policy_rules import FLOW_RULES, PAIR_RULES, RISK_SCORES, RULES, Finding
+from otsentry.features.schema import SCHEMA_VERSION
+from otsentry.records import Alert, FeatureWindow, alert_id
+
+STATE_KIND = "otsentry.policy_baseline"
+STATE_VERSION = 1
+
+Pair = tuple[str, str, int]
+Asset = tuple[str, int]
+Conversation = tuple[str, str, int, str]  # originator, responder, responder port, transport
+
+
+class AlertSuppressor:
+    """Remembers, per reported fact, the window time it was last reported; decides what may alert again."""
+
+    def __init__(self, interval_s: float | None) -> None:
+        self.interval_s = interval_s
+        self._last: dict[Hashable, float] = {}
+
+    def allows(self, facts: Iterable[Hashable], t: float) -> bool:
+        for fact in facts:
+            last = self._last.get(fact)
+            if last is None or (self.interval_s is not None and abs(t - last) >= self.interval_s):
+                return True
+        return False
+
+    def record(self, facts: Iterable[Hashable], t: float) -> None:
+        for fact in facts:
+            self._last[fact] = t
+
+
+def _window_order(w: FeatureWindow) -> tuple[Any, ...]:
+    """Time first, then pair windows before flow windows (they carry unit id and function codes), then keys."""
+    return (w.window_start, w.window_end, w.kind != "pair", w.client_ip, w.server_ip, w.unit_id, w.port,
+            w.transport)
+
+
+class PolicyBaseline:
+    """Learned allow-lists for the OT segment; ``detect`` turns deviations into explained alerts.
+
+    Parameters (thresholds are relative to what was learned, with floors, so that normal-but-rare traffic stays
+    quiet after a short learning period):
+
+    * ``exception_burst_factor``, ``exception_burst_min``: a window alerts when its exception count exceeds
+      ``max(factor * learned_max, learned_max + min)`` for the pair;
+    * ``address_margin``: registers tolerated beyond the learned address ranges (all requests, and writes);
+    * ``value_margin``, ``value_margin_min``: a written value alerts when outside the learned written range widened
+      by ``max(value_margin * learned span, value_margin_min)``;
+    * ``pool_writes_per_client``: a client that wrote to this asset while learning is judged, for write codes,
+      write addresses and written values, against everything it wrote (its other assets too), and a client that
+      wrote to one unit id of a server is a known writer of the server's other unit ids (a gateway's units);
+      ``False`` judges every pair on its own history only (stricter, needs a longer learning period);
+    * ``always_alert_restart``: FC 8 restart-communications and force-listen-only alert even if seen while learning
+      (they take a device off the network; a learning capture holding one is more likely tainted than normal);
+    * ``realert_interval_s``: window-time interval before the same fact is reported again (``None``: never).
+    """
+
+    get_params = BaseDetector.get_params
+    __repr__ = BaseDetector.__repr__
+
+    def __init__(self, exception_burst_factor: float = 3.0, exception_burst_min: float = 5.0,
+                 address_margin: int = 10, value_margin: float = 1.0, value_margin_min: float = 10.0,
+                 pool_writes_per_client: bool = True, always_alert_restart: bool = True,
+                 realert_interval_s: float | None = 3600.0) -> None:
+        self.exception_burst_factor = exception_burst_factor
+        self.exception_burst_min = exception_burst_min
+        self.address_margin = address_margin
+        self.value_margin = value_margin
+        self.value_margin_min = value_margin_min
+        self.pool_writes_per_client = pool_writes_per_client
+        self.always_alert_restart = always_alert_restart
+        self.realert_interval_s = realert_interval_s
+
+    # -- learning -------------------------------------------------------------------------------------------------
+
+    def fit(self, windows: Iterable[FeatureWindow]) -> "PolicyBaseline":
+        """Learn the allow-lists from known-good windows (pair and flow windows, in any order)."""
+        pair_profiles: dict[Pair, list[PairProfile]] = {}
+        talkers: set[str] = set()
+        conversations: set[Conversation] = set()
+        stats = {"pair_windows": 0, "flow_windows": 0, "start": None, "end": None}
+        for w in windows:
+            check_window(w)
+            talkers.update((w.client_ip, w.server_ip))
+            if w.kind == "pair":
+                stats["pair_windows"] += 1
+                pair_profiles.setdefault(w.pair, []).append(profile_of(w))
+            else:
+                stats["flow_windows"] += 1
+                conversations.add((w.client_ip, w.server_ip, int(w.port), w.transport))
+            stats["start"] = w.window_start if stats["start"] is None else min(stats["start"], w.window_start)
+            stats["end"] = w.window_end if stats["end"] is None else max(stats["end"], w.window_end)
+        if not stats["pair_windows"] and not stats["flow_windows"]:
+            raise ValueError("PolicyBaseline.fit needs at least one window of known-good traffic")
+        pairs = {pair: merge_all(ps) for pair, ps in pair_profiles.items()}
+        self._set_learned(frozenset(talkers), pairs, frozenset(conversations), stats)
+        return self
+
+    def _set_learned(self, talkers: frozenset[str], pairs: Mapping[Pair, PairProfile],
+                     conversations: frozenset[Conversation], stats: Mapping[str, Any]) -> None:
+        """Store what was learned and derive the lookups the rules use (shared by fit and from_state)."""
+        self.talkers_ = talkers
+        self.pairs_ = dict(sorted(pairs.items()))
+        self.conversations_ = conversations
+        self.training_stats_ = dict(stats)
+        assets: dict[Asset, list[PairProfile]] = {}
+        clients: dict[Asset, set[str]] = {}
+        writers: dict[Asset, set[str]] = {}
+        wrote: dict[str, list[PairProfile]] = {}
+        for (client, server, unit), profile in self.pairs_.items():
+            assets.setdefault((server, unit), []).append(profile)
+            clients.setdefault((server, unit), set()).add(client)
+            if profile.wrote:
+                writers.setdefault((server, unit), set()).add(client)
+                wrote.setdefault(client, []).append(profile.writes_only())
+        self.assets_ = {a: merge_all(ps) for a, ps in sorted(assets.items())}
+        self.clients_ = {a: frozenset(c) for a, c in sorted(clients.items())}
+        self.writers_ = {a: frozenset(c) for a, c in sorted(writers.items())}
+        server_writers: dict[str, set[str]] = {}
+        for (server, _), cs in writers.items():
+            server_writers.setdefault(server, set()).update(cs)
+        self.server_writers_ = {s: frozenset(c) for s, c in sorted(server_writers.items())}
+        self.writer_profiles_ = {c: merge_all(ps) for c, ps in sorted(wrote.items())}
+        self.services_ = frozenset((resp, port, transport) for _, resp, port, transport in conversations)
+        client_services: dict[str, set[tuple[int, str]]] = {}
+        for orig, _, port, transport in conversations:
+            client_services.setdefault(orig, set()).add((port, transport))
+        self.client_services_ = {c: frozenset(s) for c, s in sorted(client_services.items())}
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "pairs_"):
+            raise NotFittedError("PolicyBaseline is not fitted yet: call fit() on learning data first")
+
+    # -- detection ------------------------------------------------------------------------------------------------
+
+    def new_suppressor(self) -> AlertSuppressor:
+        """Rate-limit memory for a stream of ``detect`` calls (keep one per stream, in window-time order)."""
+        return AlertSuppressor(self.realert_interval_s)
+
+    def findings(self, window: FeatureWindow) -> list[Finding]:
+        """Every rule's verdict on one window, without rate limiting (for inspection and tests)."""
+        self._check_fitted()
+        check_window(window)
+        rules = PAIR_RULES if window.kind == "pair" else FLOW_RULES
+        return [f for f in (rule(self, window) for rule in rules) if f is not None]
+
+    def detect(self, windows: Sequence[FeatureWindow], suppressor: AlertSuppressor | None = None) -> list[Alert]:
+        """Alerts for the windows, in window-time order, rate-limited as the module docstring explains."""
+        self._check_fitted()
+        memory = suppressor if suppressor is not None else self.new_suppressor()
+        alerts = []
+        for w in sorted(windows, key=_window_order):
+            for finding in self.findings(w):
+                if memory.allows(finding.facts, w.window_start):
+                    memory.record(finding.facts, w.window_start)
+                    alerts.append(_to_alert(w, finding))
+        return alerts
+
+    # -- persistence ----------------------------------------------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        """JSON-ready, sorted and stable: the same baseline always gives the same document (no pickle)."""
+        self._check_fitted()
+        return {
+            "kind": STATE_KIND,
+            "version": STATE_VERSION,
+            "feature_schema": SCHEMA_VERSION,
+            "params": self.get_params(),
+            "talkers": sorted(self.talkers_),
+            "pairs": [{"client": c, "server": s, "unit": u, **p.to_state()} for (c, s, u), p in self.pairs_.items()],
+            "conversations": [{"originator": o, "responder": r, "port": p, "transport": t}
+                              for o, r, p, t in sorted(self.conversations_)],
+            "training_stats": dict(sorted(self.training_stats_.items())),
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> "PolicyBaseline":
+        """Rebuild a fitted baseline from ``to_state()``; refuses another kind, version or feature schema."""
+        if state.get("kind") != STATE_KIND or state.get("version") != STATE_VERSION:
+            raise ValueError(f"not a version-{STATE_VERSION} policy baseline state: "
+                             f"kind={state.get('kind')!r}, version={state.get('version')!r}")
+        if state.get("feature_schema") != SCHEMA_VERSION:
+            raise ValueError(f"policy baseline learned on feature schema {state.get('feature_schema')!r}, "
+                             f"this version reads {SCHEMA_VERSION!r}: relearn it")
+        baseline = cls(**state["params"])
+        pairs = {(p["client"], p["server"], int(p["unit"])): PairProfile.from_state(p) for p in state["pairs"]}
+        conversations = frozenset((c["originator"], c["responder"], int(c["port"]), c["transport"])
+                                  for c in state["conversations"])
+        baseline._set_learned(frozenset(state["talkers"]), pairs, conversations, state["training_stats"])
+        return baseline
+
+
+def _to_alert(w: FeatureWindow, f: Finding) -> Alert:
+    key_rule = f.rule_id if w.kind == "pair" else f"{f.rule_id}@{w.port}/{w.transport}"
+    return Alert(
+        id=alert_id(w.window_start, w.window_end, w.client_ip, w.server_ip, w.unit_id, key_rule),
+        rule_id=f.rule_id,
+        rule_name=RULES[f.rule_id][0],
+        category="policy",
+        detector="policy",
+        severity=f.severity,
+        risk_score=RISK_SCORES[f.severity],
+        score=float(f.score),
+        threshold=float(f.threshold),
+        window_start=w.window_start,
+        window_end=w.window_end,
+        client_ip=w.client_ip,
+        server_ip=w.server_ip,
+        unit_id=w.unit_id,
+        explanation=f.explanation,
+        evidence=f.evidence,
+        function_codes=f.function_codes,
+        server_port=w.port,
+        transport=w.transport or "tcp",
+    )

@@ -1,0 +1,406 @@
+"""The policy rules: each looks at one window against the learned allow-lists and says what deviates, and why.
+
+A rule returns at most one ``Finding`` per window. A finding names the *facts* it reports (the new talker, the
+(pair, function code), ...): the baseline uses them to rate-limit, so the same fact is not re-reported every
+window while a different fact in the same window still is. Rules never see wall-clock time.
+
+Which history a rule judges a window against (the fallbacks are what keeps a 10-minute learning period from
+raising false alerts on normal-but-rare traffic):
+
+* the pair's own profile when the pair was seen while learning;
+* for a pair never seen, the asset's profile (every client of that server/unit), so a new client is still checked
+  for unknown function codes, addresses and values (``new_pair`` already says that the pair is new);
+* for a client that wrote to this asset while learning, write-related checks (write codes, write addresses,
+  written values) also accept what that client wrote to its other assets (``pool_writes_per_client``): writes are
+  rare, so ten minutes holds only a handful per unit, and units behind one gateway share a register map. With
+  pooling, a client that wrote to one unit id of a server is a known writer of its other unit ids too.
+
+Rules do not repeat each other: a write by a client that is not a known writer is ``first_write`` alone (its write
+codes are not also "new function codes"), and FC 8 is only ever ``diagnostics``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Hashable, Iterable
+
+from otsentry.collectors.modbus_names import ZEEK_EXCEPTION_CODES, ZEEK_FUNCTION_CODES
+from otsentry.detectors.policy_profiles import (DIAGNOSTICS, OTHER_FUNCTION_CODE, PairProfile, Range, count,
+                                                function_codes, measured_range, write_codes)
+from otsentry.features.schema import TRACKED_EXCEPTION_CODES, WRITE_CODES
+from otsentry.records import FeatureEvidence, FeatureWindow
+
+if TYPE_CHECKING:  # pragma: no cover
+    from otsentry.detectors.policy import PolicyBaseline
+
+# rule id -> (rule name, description); the description is what ECS ``rule.description`` shows.
+RULES: dict[str, tuple[str, str]] = {
+    "policy.new_talker": ("New talker", "An IP address never seen on the OT network while learning."),
+    "policy.new_pair": ("New asset pair", "A client talking to a server/unit it never talked to while learning."),
+    "policy.new_function_code": ("New function code", "A Modbus function code never used by this pair while learning."),
+    "policy.first_write": ("First write", "A client writing to a server/unit it did not write to while learning."),
+    "policy.address_out_of_range": ("Address out of range", "Requests or writes outside the learned address range."),
+    "policy.write_value_out_of_range": ("Written value out of range", "A value written outside the learned range."),
+    "policy.exception_burst": ("Exception burst", "Far more exception responses than the learned maximum per window."),
+    "policy.diagnostics": ("Diagnostics command", "FC 8 restart, listen-only, or diagnostics never seen for the pair."),
+    "policy.new_service": ("New service", "A connection to a (host, port, transport) never seen while learning."),
+}
+
+# Elastic's convention for risk scores by severity (detection rules use 21 / 47 / 73 / 99).
+RISK_SCORES = {"low": 21.0, "medium": 47.0, "high": 73.0, "critical": 99.0}
+
+SERVICE_NAMES = {
+    21: "FTP", 22: "SSH", 23: "Telnet", 53: "DNS", 69: "TFTP", 80: "HTTP", 102: "S7comm", 123: "NTP", 135: "MS RPC",
+    137: "NetBIOS", 139: "NetBIOS", 161: "SNMP", 443: "HTTPS", 445: "SMB", 502: "Modbus", 2404: "IEC 104",
+    3389: "RDP", 4840: "OPC UA", 5900: "VNC", 5985: "WinRM", 5986: "WinRM", 20000: "DNP3", 44818: "EtherNet/IP",
+    47808: "BACnet",
+}
+# Write codes that do the same thing one item or several at a time: a client that wrote with one of them is not
+# reported for using the other (an HMI writing one coil with FC 5 and eight with FC 15 is one habit).
+WRITE_FAMILIES = (frozenset({5, 15}), frozenset({6, 16}))
+# Remote access, file sharing and lateral-movement services: high severity when they appear.
+REMOTE_ACCESS_PORTS = frozenset({21, 22, 23, 69, 135, 139, 445, 3389, 5900, 5985, 5986})
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One rule's verdict on one window, before it becomes an Alert."""
+
+    rule_id: str
+    severity: str
+    explanation: str
+    facts: tuple[Hashable, ...]  # what is reported, for rate limiting
+    evidence: tuple[FeatureEvidence, ...] = ()
+    function_codes: tuple[int, ...] = ()
+    score: float = 1.0
+    threshold: float = 0.5
+
+
+# -- wording ------------------------------------------------------------------------------------------------------
+
+def num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def span(r: Range) -> str:
+    """'address 105' or 'addresses 100-110'."""
+    return f"address {num(r[0])}" if r[0] == r[1] else f"addresses {num(r[0])}-{num(r[1])}"
+
+
+def rng(r: Range) -> str:
+    return num(r[0]) if r[0] == r[1] else f"{num(r[0])}-{num(r[1])}"
+
+
+def fc_label(code: int) -> str:
+    if code == OTHER_FUNCTION_CODE:
+        return "an unlisted function code (fc_other)"
+    name = ZEEK_FUNCTION_CODES.get(code)
+    return f"FC {code} ({name})" if name else f"FC {code}"
+
+
+def fc_list(codes: Iterable[int]) -> str:
+    codes = sorted(codes)
+    listed = [c for c in codes if c != OTHER_FUNCTION_CODE]
+    text = "FC " + ", ".join(str(c) for c in listed) if listed else ""
+    if OTHER_FUNCTION_CODE in codes:
+        text = f"{text} and an unlisted code" if text else "an unlisted function code"
+    return text or "no function code"
+
+
+def names(ips: Iterable[str]) -> str:
+    ips = sorted(ips)
+    return ips[0] if len(ips) == 1 else ", ".join(ips[:-1]) + " and " + ips[-1]
+
+
+def service_label(port: int, transport: str) -> str:
+    if port == 0:
+        return transport.upper() or "a portless protocol"
+    name = SERVICE_NAMES.get(port)
+    return f"{port}/{transport} ({name})" if name else f"{port}/{transport}"
+
+
+def evidence(name: str, value: float, baseline: Range | None = None, drove: bool = True) -> FeatureEvidence:
+    low, high = baseline if baseline is not None else (0.0, 0.0)
+    return FeatureEvidence(name, float(value), float(low), float(high), 1.0 if drove else 0.0)
+
+
+def write_detail(w: FeatureWindow) -> str:
+    """'FC 16, addresses 100-110' for the writes of a window."""
+    parts = [fc_list(write_codes(w))] if write_codes(w) else []
+    addrs = measured_range(w, "write_addr_min", "write_addr_max", "writes")
+    if addrs is not None:
+        parts.append(span(addrs))
+    return ", ".join(parts) or "writes"
+
+
+# -- history lookups -----------------------------------------------------------------------------------------------
+
+def known_writer(b: "PolicyBaseline", w: FeatureWindow) -> bool:
+    """Did this client write to this unit while learning (or, when pooling, to another unit of this server)?
+
+    Units behind one gateway IP are one device to the network and to whoever is allowed to write to it; ten
+    minutes of learning easily miss the rare write to one of them.
+    """
+    if w.client_ip in b.writers_.get((w.server_ip, w.unit_id), frozenset()):
+        return True
+    return b.pool_writes_per_client and w.client_ip in b.server_writers_.get(w.server_ip, frozenset())
+
+
+def write_history(b: "PolicyBaseline", w: FeatureWindow) -> PairProfile | None:
+    """What a known writer's writes are judged against: its pair, plus its other assets when pooling."""
+    if not known_writer(b, w):
+        return None
+    if not b.pool_writes_per_client:
+        return b.pairs_[w.pair]
+    return b.writer_profiles_[w.client_ip].merge(b.pairs_.get(w.pair, PairProfile()))
+
+
+# -- pair rules ----------------------------------------------------------------------------------------------------
+
+def new_talker_pair(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
+    new = [ip for ip in (w.client_ip, w.server_ip) if ip not in b.talkers_]
+    if not new:
+        return None
+    what = f"Modbus requests to {w.server_ip} unit {w.unit_id} ({fc_list(function_codes(w))})"
+    if len(new) == 2:
+        text = f"{w.client_ip} and {w.server_ip} were never seen on the OT network while learning; the first " \
+               f"sends {what}"
+    elif new[0] == w.client_ip:
+        text = f"{w.client_ip} was never seen on the OT network while learning and now sends {what}"
+    else:
+        text = (f"{w.server_ip} was never seen on the OT network while learning and now receives Modbus requests "
+                f"from {w.client_ip} (unit {w.unit_id}, {fc_list(function_codes(w))})")
+    return Finding("policy.new_talker", "high", text, tuple(("policy.new_talker", ip) for ip in new),
+                   (evidence("requests", count(w, "requests")),), tuple(sorted(function_codes(w) - {0})))
+
+
+def new_pair(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
+    if w.pair in b.pairs_:
+        return None
+    clients = b.clients_.get((w.server_ip, w.unit_id))
+    context = (f"only {names(clients)} talked to it while learning" if clients
+               else "nobody talked to this unit while learning")
+    text = (f"{w.client_ip} sent Modbus requests ({fc_list(function_codes(w))}) to {w.server_ip} unit {w.unit_id}, "
+            f"a pair never seen while learning: {context}")
+    return Finding("policy.new_pair", "medium", text, (("policy.new_pair", w.pair),),
+                   (evidence("requests", count(w, "requests")),), tuple(sorted(function_codes(w) - {0})))
+
+
+def new_function_code(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
+    pair = b.pairs_.get(w.pair)
+    base = pair or b.assets_.get((w.server_ip, w.unit_id))
+    if base is None:
+        return None  # nothing learned for this unit: new_pair / new_talker say so
+    allowed = set(base.function_codes)
+    history = write_history(b, w)
+    if history is not None:
+        allowed |= history.function_codes
+        allowed |= {c for family in WRITE_FAMILIES if family & history.function_codes for c in family}
+    owned = {DIAGNOSTICS} | (set() if history is not None else set(WRITE_CODES))  # diagnostics / first_write
+    new = sorted(function_codes(w) - allowed - owned)
+    if not new:
+        return None
+    scope = "this pair" if pair is not None else f"{w.server_ip} unit {w.unit_id}"
+    listed = ", ".join(fc_label(c) for c in new) if len(new) <= 3 else f"{len(new)} function codes ({fc_list(new)})"
+    text = (f"{w.client_ip} sent {listed} to {w.server_ip} unit {w.unit_id}, "
+            f"never seen for {scope} while learning (learned: {fc_list(base.function_codes)})")
+    severe = any(c in WRITE_CODES or c == OTHER_FUNCTION_CODE for c in new)
+    ev = tuple(evidence(f"fc_{c}" if c else "fc_other", count(w, f"fc_{c}" if c else "fc_other")) for c in new)
+    return Finding("policy.new_function_code", "high" if severe else "medium", text,
+                   tuple(("policy.new_function_code", w.pair, c) for c in new), ev, tuple(c for c in new if c))
+
+
+def first_write(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
+    if count(w, "writes") <= 0 or known_writer(b, w):
+        return None
+    writers = b.writers_.get((w.server_ip, w.unit_id), frozenset())
+    head = f"{w.client_ip} wrote to {w.server_ip} unit {w.unit_id} ({write_detail(w)})"
+    if w.pair in b.pairs_:
+        others = f" (only {names(writers)} wrote to it)" if writers else ", and no client wrote to it"
+        text = f"{head} but only read from it while learning{others}"
+    else:
+        text = f"{head} but {'only ' + names(writers) if writers else 'no client'} wrote to it while learning"
+    return Finding("policy.first_write", "high", text, (("policy.first_write", w.pair),),
+                   (evidence("writes", count(w, "writes")),), write_codes(w))
+
+
+def _outside(observed: Range, learned: Range, margin: float) -> bool:
+    return observed[0] < learned[0] - margin or observed[1] > learned[1] + margin
+
+
+def address_out_of_range(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
+    pair = b.pairs_.get(w.pair)
+    base = pair or b.assets_.get((w.server_ip, w.unit_id))
+    margin = float(b.address_margin)
+    seen = measured_range(w, "addr_min", "addr_max", "addr_distinct")
+    learned = base.address_range if base is not None else None
+    reads_out = seen is not None and learned is not None and _outside(seen, learned, margin)
+    history = write_history(b, w)
+    wseen = measured_range(w, "write_addr_min", "write_addr_max", "writes")
+    wlearned = history.write_address_range if history is not None else None
+    writes_out = wseen is not None and wlearned is not None and _outside(wseen, wlearned, margin)
+    if not (reads_out or writes_out):
+        return None
+    where = f"{w.server_ip} unit {w.unit_id}"
+    ev: list[FeatureEvidence] = []
+    facts: list[Hashable] = []
+    parts: list[str] = []
+    if writes_out:
+        assert wseen is not None and wlearned is not None
+        parts.append(f"{w.client_ip} wrote {span(wseen)} on {where}, outside the learned write range "
+                     f"{rng(wlearned)}")
+        ev += [evidence("write_addr_min", wseen[0], wlearned, wseen[0] < wlearned[0] - margin),
+               evidence("write_addr_max", wseen[1], wlearned, wseen[1] > wlearned[1] + margin)]
+        facts.append(("policy.address_out_of_range", w.pair, "write"))
+    if reads_out:
+        assert seen is not None and learned is not None
+        if writes_out:
+            parts.append(f"its requests reached {span(seen)} (learned {rng(learned)})")
+        else:
+            parts.append(f"{w.client_ip} accessed {span(seen)} on {where}, outside the learned range "
+                         f"{rng(learned)}")
+        ev += [evidence("addr_min", seen[0], learned, seen[0] < learned[0] - margin),
+               evidence("addr_max", seen[1], learned, seen[1] > learned[1] + margin)]
+        facts.append(("policy.address_out_of_range", w.pair, "all"))
+    codes = write_codes(w) if writes_out and not reads_out else tuple(sorted(function_codes(w) - {0}))
+    return Finding("policy.address_out_of_range", "high" if writes_out else "medium", "; ".join(parts),
+                   tuple(facts), tuple(ev), codes)
+
+
+def write_value_out_of_range(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
+    seen = measured_range(w, "write_value_min", "write_value_max", "writes")
+    if seen is None:
+        return None
+    history = write_history(b, w)
+    asset = b.assets_.get((w.server_ip, w.unit_id))
+    if history is not None:
+        learned, basis = history.write_value_range, f"the values {w.client_ip} wrote"
+    else:  # a new writer: judge against everything written to this unit
+        learned, basis = (asset.write_value_range if asset else None), "the values written to it"
+    if learned is None:
+        return None
+    margin = max(b.value_margin * (learned[1] - learned[0]), b.value_margin_min)
+    if not _outside(seen, learned, margin):
+        return None
+    pair = b.pairs_.get(w.pair)
+    read = (pair or asset).read_value_range if (pair or asset) is not None else None
+    context = f"; values read from it: {rng(read)}" if read is not None else ""
+    word = "value" if seen[0] == seen[1] else "values"
+    text = (f"{w.client_ip} wrote {word} {rng(seen)} to {w.server_ip} unit {w.unit_id} ({write_detail(w)}), "
+            f"outside {basis} while learning ({rng(learned)}{context})")
+    ev = [evidence("write_value_min", seen[0], learned, seen[0] < learned[0] - margin),
+          evidence("write_value_max", seen[1], learned, seen[1] > learned[1] + margin)]
+    if read is not None:
+        ev += [evidence("value_min", count(w, "value_min"), read, False),
+               evidence("value_max", count(w, "value_max"), read, False)]
+    return Finding("policy.write_value_out_of_range", "high", text, (("policy.write_value_out_of_range", w.pair),),
+                   tuple(ev), write_codes(w))
+
+
+def exception_burst(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
+    exceptions = count(w, "exceptions")
+    base = b.pairs_.get(w.pair) or b.assets_.get((w.server_ip, w.unit_id))
+    learned = base.max_count("exceptions") if base is not None else 0.0
+    threshold = max(b.exception_burst_factor * learned, learned + b.exception_burst_min)
+    if exceptions <= threshold:
+        return None
+    by_code = [(count(w, f"exc_{c}"), ZEEK_EXCEPTION_CODES.get(c, f"exception {c}")) for c in TRACKED_EXCEPTION_CODES]
+    by_code.append((count(w, "exc_other"), "other exception codes"))
+    top_n, top_name = max(by_code, key=lambda t: t[0])
+    mostly = f" (mostly {top_name})" if top_n > 0 else ""
+    text = (f"{w.server_ip} unit {w.unit_id} returned {num(exceptions)} exception responses to {w.client_ip} in "
+            f"this window{mostly}, above the learned maximum of {num(learned)} per window")
+    low = base.counts.get("exceptions", (0.0, 0.0))[0] if base is not None else 0.0
+    return Finding("policy.exception_burst", "medium", text, (("policy.exception_burst", w.pair),),
+                   (evidence("exceptions", exceptions, (low, learned)),), tuple(sorted(function_codes(w) - {0})),
+                   exceptions, threshold)
+
+
+_DIAG_WORDS = {
+    "listen_only": "FC 8 sub-function 4 (force listen-only mode)",
+    "restart": "FC 8 sub-function 1 (restart communications)",
+    "other": "FC 8 (diagnostics)",
+}
+
+
+def diagnostics(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
+    pair = b.pairs_.get(w.pair)
+    restart, listen = count(w, "diag_restart"), count(w, "diag_listen_only")
+    other = max(count(w, "diag_other"), count(w, "fc_8") - restart - listen)
+
+    def learned(name: str) -> bool:
+        return not b.always_alert_restart and pair is not None and pair.max_count(name) > 0
+
+    kinds = []
+    if listen > 0 and not learned("diag_listen_only"):
+        kinds.append("listen_only")
+    if restart > 0 and not learned("diag_restart"):
+        kinds.append("restart")
+    if other > 0 and (pair is None or DIAGNOSTICS not in pair.function_codes):
+        kinds.append("other")
+    if not kinds:
+        return None
+    critical = "listen_only" in kinds or "restart" in kinds
+    text = f"{' and '.join(_DIAG_WORDS[k] for k in kinds)} sent to {w.server_ip} unit {w.unit_id} by {w.client_ip}"
+    if "listen_only" in kinds:
+        text += ": the device stops answering Modbus until its communications are restarted"
+    elif "restart" in kinds:
+        text += ": the device restarts its communications port and may drop connections"
+    else:
+        text += ", never seen for this pair while learning"
+    features = {"listen_only": ("diag_listen_only", listen), "restart": ("diag_restart", restart),
+                "other": ("diag_other", other)}
+    ev = []
+    for k in kinds:
+        name, value = features[k]
+        ev.append(evidence(name, value, (0.0, pair.max_count(name) if pair else 0.0)))
+    return Finding("policy.diagnostics", "critical" if critical else "high", text,
+                   tuple(("policy.diagnostics", w.pair, k) for k in kinds), tuple(ev), (DIAGNOSTICS,))
+
+
+PAIR_RULES = (new_talker_pair, new_pair, new_function_code, first_write, address_out_of_range,
+              write_value_out_of_range, exception_burst, diagnostics)
+
+
+# -- flow rules ----------------------------------------------------------------------------------------------------
+
+def new_talker_flow(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
+    new = [ip for ip in (w.client_ip, w.server_ip) if ip not in b.talkers_]
+    if not new:
+        return None
+    svc = service_label(w.port, w.transport)
+    if len(new) == 2:
+        text = f"{w.client_ip} and {w.server_ip} were never seen on the OT network while learning; the first " \
+               f"connects to the second on {svc}"
+    elif new[0] == w.client_ip:
+        text = f"{w.client_ip} was never seen on the OT network while learning and now connects to {w.server_ip} " \
+               f"on {svc}"
+    else:
+        text = f"{w.server_ip} was never seen on the OT network while learning and is now contacted by " \
+               f"{w.client_ip} on {svc}"
+    return Finding("policy.new_talker", "high", text, tuple(("policy.new_talker", ip) for ip in new),
+                   (evidence("packets", count(w, "packets")),))
+
+
+def new_service(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
+    """A (responder, port, transport) never seen, unless this originator used that service type elsewhere.
+
+    The exception keeps an engineering station that browses one PLC's web page after another from alerting on
+    each PLC it had not reached during learning, while RDP or SMB that nobody used still alerts.
+    """
+    if (w.server_ip, w.port, w.transport) in b.services_:
+        return None
+    if (w.port, w.transport) in b.client_services_.get(w.client_ip, frozenset()):
+        return None
+    svc = service_label(w.port, w.transport)
+    offered = sorted((p, t) for ip, p, t in b.services_ if ip == w.server_ip)
+    context = (f" (it only offered {', '.join(service_label(p, t) for p, t in offered)})" if offered else "")
+    text = f"{w.client_ip} connected to {w.server_ip} on {svc}, a service never seen on that host while learning" \
+           f"{context}"
+    severity = "high" if w.port in REMOTE_ACCESS_PORTS else "medium"
+    return Finding("policy.new_service", severity, text,
+                   (("policy.new_service", w.client_ip, w.server_ip, w.port, w.transport),),
+                   (evidence("packets", count(w, "packets")), evidence("connections", count(w, "connections"))))
+
+
+FLOW_RULES = (new_talker_flow, new_service)
