@@ -79,13 +79,18 @@ class Detection:
 
     bundle: object
     keep_scores: bool = False
+    suppress: bool = True  # policy re-alert suppression; evaluation turns it off to judge every window
     scores: dict[tuple, float] = field(default_factory=dict)
     windows: int = 0
     _pending: list[FeatureWindow] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        from otsentry.detectors.policy import AlertSuppressor
+
         policy = getattr(self.bundle, "policy", None)
-        self._suppressor = policy.new_suppressor() if policy is not None else None
+        self._suppressor = None
+        if policy is not None:
+            self._suppressor = policy.new_suppressor() if self.suppress else AlertSuppressor(0.0)
         self.scored_windows: list[FeatureWindow] = []
 
     def feed(self, window: FeatureWindow) -> list[Alert]:
@@ -124,7 +129,8 @@ class RunResult:
 
 def run(paths: Sequence[Path], bundle=None, learn_for_s: float | None = None, window_s: float = DEFAULT_WINDOW_S,
         config: CollectorConfig | None = None, on_alert: Callable[[Alert], None] | None = None,
-        keep_scores: bool = False, progress: Callable[[int], None] | None = None) -> RunResult:
+        keep_scores: bool = False, progress: Callable[[int], None] | None = None,
+        suppress: bool = True) -> RunResult:
     """Replay captures through the whole pipeline.
 
     With ``bundle``, every window is scored. With ``learn_for_s``, the windows of the first ``learn_for_s`` seconds
@@ -136,7 +142,7 @@ def run(paths: Sequence[Path], bundle=None, learn_for_s: float | None = None, wi
         window_s = bundle.window_s  # the model decides the window length it was trained on
     learning: list[FeatureWindow] = []
     learn_end: float | None = None
-    detection: Detection | None = Detection(bundle, keep_scores) if bundle is not None else None
+    detection: Detection | None = Detection(bundle, keep_scores, suppress) if bundle is not None else None
     alerts: list[Alert] = []
 
     def emit(batch: list[Alert]) -> None:
@@ -153,7 +159,7 @@ def run(paths: Sequence[Path], bundle=None, learn_for_s: float | None = None, wi
                 learning.append(w)
                 continue
             bundle = fit_bundle(learning, window_s, [str(p) for p in paths])
-            detection = Detection(bundle, keep_scores)
+            detection = Detection(bundle, keep_scores, suppress)
         emit(detection.feed(w))
     if detection is None:
         raise PipelineError(

@@ -165,7 +165,12 @@ def run_cmd(captures, model, learn_for, alerts_out, fmt, window, config_path, po
 def evaluate_cmd(capture, labels, model, learn_for, as_json, window, config_path, ports, pairing_timeout,
                  progress) -> None:
     """Score CAPTURE against ground-truth LABELS: window-level precision, recall, F1, ROC-AUC, time to detect and
-    false alerts per hour of normal traffic."""
+    false alerts per hour of normal traffic.
+
+    Every window is judged on its own: the policy's hourly re-alert suppression (which `run` applies so a SOC is
+    not told the same thing every 10 s) is off here, so a missed window is a real miss and every false window
+    counts as a false alert.
+    """
     from otsentry.detectors.evaluation import evaluate, load_labels
     from otsentry.pipeline import attack_frames_from_capture, run
 
@@ -177,7 +182,7 @@ def evaluate_cmd(capture, labels, model, learn_for, as_json, window, config_path
     update, close = _progress(progress, "scoring")
     try:
         result = run([capture], bundle, parse_duration(learn_for) if learn_for else None, parse_duration(window),
-                     config, keep_scores=True, progress=update)
+                     config, keep_scores=True, progress=update, suppress=False)
     finally:
         close()
     frames = attack_frames_from_capture(capture, truth.frames)
@@ -186,7 +191,7 @@ def evaluate_cmd(capture, labels, model, learn_for, as_json, window, config_path
         click.echo(json.dumps({"capture": str(capture), "labels": str(labels), **ev.to_dict()}, sort_keys=True))
         return
     rows = [
-        ("windows scored", ev.windows), ("attack windows", ev.attack_windows), ("alerted windows", ev.alerted_windows),
+        ("host-pair windows", ev.windows), ("attack windows", ev.attack_windows), ("alerted windows", ev.alerted_windows),
         ("precision", f"{ev.precision:.3f}"), ("recall", f"{ev.recall:.3f}"), ("F1", f"{ev.f1:.3f}"),
         ("ROC-AUC", "-" if ev.roc_auc is None else f"{ev.roc_auc:.3f}"),
         ("detected", "yes" if ev.detected else "no"),

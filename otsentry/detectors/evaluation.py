@@ -6,8 +6,11 @@ Labels come in two forms (both ``;``-separated CSV, a header line optional):
 * per frame, ``frame;label`` with 1 = attack (what the scenario generator writes);
 * per time interval, ``start;end`` in epoch seconds (or ISO-8601).
 
-A window counts as an attack window when an attack frame between the same two hosts falls inside it (frame
-labels), or when it overlaps an attack interval (interval labels, which know no hosts).
+Evaluation units are (time window, pair of hosts): the pair windows of every unit id behind a server and the
+flow windows between the same two hosts in one time slot form one unit, as a SOC analyst sees it ("was there an
+alert about these two hosts in these 10 seconds?"). A unit is an attack unit when an attack frame between the
+two hosts falls inside its window (frame labels), or when it overlaps an attack interval (interval labels, which
+know no hosts). A unit is alerted when any alert names one of its windows; its score is the highest of its windows.
 """
 
 from __future__ import annotations
@@ -154,9 +157,9 @@ def window_key(w: FeatureWindow) -> tuple:
     return (w.kind, round(w.window_start, 6), w.client_ip, w.server_ip, w.unit_id, w.port, w.transport)
 
 
-def alert_window_key(a: Alert, kind: str) -> tuple:
-    return (kind, round(a.window_start, 6), a.client_ip, a.server_ip, a.unit_id,
-            0 if kind == "pair" else a.server_port, "" if kind == "pair" else a.transport)
+def unit_key(window_start: float, a: str, b: str) -> tuple:
+    """The evaluation unit of a window or alert: its time slot and the two hosts, in either direction."""
+    return (round(window_start, 6), frozenset((a, b)))
 
 
 def evaluate(
@@ -167,36 +170,32 @@ def evaluate(
     attack_frames: Sequence[AttackFrame] = (),
     attack_start: float | None = None,
 ) -> Evaluation:
-    """Window-level quality of a detection run.
+    """Unit-level quality of a detection run (see the module docstring for what a unit is).
 
     ``scores`` maps a window key (see ``window_key``) to its score (higher = more anomalous); windows without a
     score count as 0. ``attack_start`` (default: the first labelled attack time) is where time to detect counts from.
     """
     alerts = list(alerts)
-    windows = list(windows)
-    alerted_keys: dict[tuple, float] = {}
     rules: dict[str, int] = {}
+    alerted: dict[tuple, float] = {}  # unit -> earliest alert time (window end)
     for a in alerts:
         rules[a.rule_id] = rules.get(a.rule_id, 0) + 1
-        kind = "pair" if a.unit_id >= 0 else "flow"
-        key = alert_window_key(a, kind)
-        alerted_keys[key] = min(alerted_keys.get(key, a.window_end), a.window_end)
-    ev = Evaluation(windows=len(windows), alerts_by_rule=dict(sorted(rules.items())))
-    truth = np.zeros(len(windows), dtype=bool)
-    flagged = np.zeros(len(windows), dtype=bool)
-    score = np.zeros(len(windows), dtype=float)
-    detect_times: list[float] = []
-    normal_spans: set[float] = set()
+        key = unit_key(a.window_start, a.client_ip, a.server_ip)
+        alerted[key] = min(alerted.get(key, a.window_end), a.window_end)
+    units: dict[tuple, FeatureWindow] = {}
+    unit_score: dict[tuple, float] = {}
+    for w in windows:
+        key = unit_key(w.window_start, w.client_ip, w.server_ip)
+        units.setdefault(key, w)
+        unit_score[key] = max(unit_score.get(key, 0.0), scores.get(window_key(w), 0.0))
+    ev = Evaluation(windows=len(units), alerts_by_rule=dict(sorted(rules.items())))
     index = AttackIndex(labels, attack_frames)
-    for i, w in enumerate(windows):
-        key = window_key(w)
-        truth[i] = index.is_attack(w)
-        flagged[i] = key in alerted_keys
-        score[i] = scores.get(key, 0.0) + (1e6 if flagged[i] else 0.0)
-        if truth[i] and flagged[i]:
-            detect_times.append(alerted_keys[key])
-        if not truth[i]:
-            normal_spans.add(w.window_start)
+    keys = list(units)
+    truth = np.array([index.is_attack(units[k]) for k in keys], dtype=bool)
+    flagged = np.array([k in alerted for k in keys], dtype=bool)
+    score = np.array([unit_score[k] + (1e6 if f else 0.0) for k, f in zip(keys, flagged)], dtype=float)
+    detect_times = [alerted[k] for k, t, f in zip(keys, truth, flagged) if t and f]
+    normal_slots = {k[0] for k, t in zip(keys, truth) if not t}
     ev.attack_windows = int(truth.sum())
     ev.alerted_windows = int(flagged.sum())
     ev.true_positives = int((truth & flagged).sum())
@@ -214,7 +213,7 @@ def evaluate(
     if detect_times and start is not None:
         ev.time_to_detect_s = round(max(0.0, min(detect_times) - start), 3)
     ev.false_alerts = ev.false_positives
-    span = max((w.window_end - w.window_start for w in windows), default=0.0)
-    ev.normal_hours = round(len(normal_spans) * span / 3600.0, 4)
+    span = max((w.window_end - w.window_start for w in units.values()), default=0.0)
+    ev.normal_hours = round(len(normal_slots) * span / 3600.0, 4)
     ev.false_alerts_per_hour = round(ev.false_alerts / ev.normal_hours, 3) if ev.normal_hours else 0.0
     return ev
