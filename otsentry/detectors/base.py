@@ -40,16 +40,18 @@ class BaseDetector:
         if not hasattr(self, "threshold_"):
             raise NotFittedError(f"{type(self).__name__} is not fitted yet: call fit() on learning data first")
 
-    def _calibrate(self, train_scores: np.ndarray, false_alarm_rate: float) -> None:
+    def _calibrate(self, train_scores: np.ndarray, false_alarm_rate: float, margin: float = 0.1) -> None:
         """Threshold at the (1 - false_alarm_rate) quantile of the learning scores, plus a margin.
 
-        The margin (a fraction of the score spread) keeps the highest learning window from alerting on the same
-        data, so a clean capture replayed against its own model raises nothing.
+        The margin (``margin`` times the 99th-50th percentile spread of the scores) keeps the highest learning
+        window from alerting on the same data, so a clean capture replayed against its own model raises nothing.
+        With n learning scores a quantile cannot resolve rates below ~1/n: a detector that must stay under one
+        false alarm per several thousand windows asks for a larger margin rather than a smaller rate.
         """
         scores = np.asarray(train_scores, dtype=float)
         q = float(np.quantile(scores, 1.0 - false_alarm_rate)) if len(scores) else 0.0
         spread = float(np.quantile(scores, 0.99) - np.quantile(scores, 0.5)) if len(scores) else 0.0
-        self.threshold_ = q + 0.1 * max(spread, 1e-9)
+        self.threshold_ = q + margin * max(spread, 1e-9)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         self._check_fitted()
