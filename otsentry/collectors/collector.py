@@ -8,7 +8,7 @@ the rest), decode PDUs and pair requests with responses.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
@@ -93,11 +93,18 @@ class CollectedBatch:
     flows: list[FlowEvent]
 
 
+class PacketObserver(Protocol):
+    """Sees every chunk's decoded packets and flow grouping (e.g. per-window flow features); must not modify them."""
+
+    def observe(self, p: Packets, g: FlowGroups) -> None: ...
+
+
 class Collector:
     """Stateful over one capture (or one live interface): feed chunks in order, then ``finish()``."""
 
-    def __init__(self, config: CollectorConfig | None = None) -> None:
+    def __init__(self, config: CollectorConfig | None = None, observers: Sequence[PacketObserver] = ()) -> None:
         self.config = config or CollectorConfig()
+        self.observers = tuple(observers)
         self.conns = ConnTable()
         self.stats = CollectorStats()
         self._ports = np.array(sorted(self.config.server_ports), dtype=np.int64)
@@ -120,6 +127,8 @@ class Collector:
         self._last_frame = int(p.frame[-1])
         self._last_ts_ns = int(p.ts_ns.max())
         groups = group_flows(p)
+        for observer in self.observers:
+            observer.observe(p, groups)
         flows = self._flows.update(p, groups)
         halves = self._modbus_halves(chunk, p, groups)
         self._count_halves(halves)

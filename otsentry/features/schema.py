@@ -7,17 +7,65 @@ Two kinds of windows share the record type:
   Modbus or not, so a new talker or a new service on the OT segment is visible.
 
 Adding a feature means a new schema version: a model bundle trained on another version is refused.
+
+How each feature is computed (``otsentry.features``; a transaction is one ModbusBatch row, in the window of its
+start time; "absent" features are ``ABSENT`` = -1, other features of an empty set are 0)::
+
+  requests / responses / transactions   rows with a request / with a response / all rows
+  fc_N, fc_other, fc_distinct           rows per function code (exception responses count under the cleared code)
+  exceptions, exc_N, exc_other          rows whose response is an exception, per exception code
+  reads / writes / write_ratio          rows with a code in READ_CODES / WRITE_CODES; writes / (reads + writes)
+  diag_restart / _listen_only / _other  FC 8 rows with sub-function 1 / 4 / any other
+  addr_min / addr_max                   over rows with a start address: lowest start; highest last address
+                                        (start + quantity - 1 for RANGE_CODES, else the start); absent if none
+  addr_span / addr_distinct             addr_max - addr_min + 1 (0 if none); distinct start addresses
+  write_addr_min / write_addr_max       the same over WRITE_ADDRESS_CODES rows (absent if none)
+  quantity_mean / quantity_max          over rows with a quantity (request's, else response's)
+  interarrival_mean_s / _std_s / _cv    gaps between consecutive request start times of the pair in the window
+                                        (population std; cv = std / mean); 0 with fewer than 2 requests
+  latency_mean_ms / _p95_ms / _max_ms   response ts - request ts of answered rows; p95 by nearest rank
+  unanswered / orphan_responses         rows flagged unanswered / orphan_response by the collector's pairing
+  malformed                             rows flagged bad_protocol_id, length_mismatch, malformed_pdu or truncated
+  values_count                          register values read: non-exception answered FC 3/4/23 with an address
+  value_min / value_max / value_range   over those values (absent if none; range 0)
+  value_change_rate                     changed / compared, a value compared with the same position of the previous
+                                        read of the same block (see otsentry.features.values); 0 if none compared
+  bit_change_rate                       the same for FC 1/2 reads (bits trimmed to the quantity asked)
+  write_value_min / write_value_max     values written by FC 5/6/15/16 requests (absent if none)
+  tcp_syn / tcp_rst                     packets with SYN (SYN/ACK too) / RST flag   } over the TCP connections from
+  tcp_retransmissions                   data segments bringing no new bytes         } the client to a Modbus port
+  tcp_connections                       distinct connections (5-tuples) seen        } of the server in the window:
+  tcp_packets / tcp_bytes               packets / bytes on the wire, both ways      } per (client, server), the
+                                                                                    } same on every unit id
+  flow: packets, bytes (+ _orig/_resp)  per direction, wire length; connections = distinct 5-tuples
+  flow: tcp_syn / tcp_rst / tcp_fin     packets with the flag; retransmissions as above
+  flow: duration_s                      last - first packet of the window's conversations; modbus = TCP to a
+                                        Modbus server port
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = "pair-flow-v1"
+SCHEMA_VERSION = "pair-flow-v2"  # v2: semantics fixed by otsentry.features; tcp_packets/bytes, bit_change_rate
 
 # Function codes with a column of their own; anything else counts in fc_other.
 TRACKED_FUNCTION_CODES = (1, 2, 3, 4, 5, 6, 7, 8, 11, 15, 16, 17, 20, 21, 22, 23, 24, 43)
 TRACKED_EXCEPTION_CODES = (1, 2, 3, 4, 5, 6, 10, 11)
 READ_CODES = frozenset({1, 2, 3, 4, 7, 11, 12, 17, 20, 24})
 WRITE_CODES = frozenset({5, 6, 15, 16, 21, 22, 23})
+# Codes whose (start address, quantity) name a range of addressed items: addr_max is the range's last address.
+RANGE_CODES = frozenset({1, 2, 3, 4, 15, 16, 23})
+# Codes whose start address is the one written (FC 23's decoded address is its read address, so it is left out).
+WRITE_ADDRESS_CODES = frozenset({5, 6, 15, 16, 22})
+# Codes whose values are what a client wrote to coils/registers (write_value_min/max).
+WRITE_VALUE_CODES = frozenset({5, 6, 15, 16})
+# Read codes whose response values feed the register statistics (value_*) and the bit change rate.
+REGISTER_READ_CODES = frozenset({3, 4, 23})
+BIT_READ_CODES = frozenset({1, 2})
+DIAG_RESTART, DIAG_LISTEN_ONLY = 1, 4  # FC 8 sub-functions 1 (restart communications) and 4 (force listen-only)
+
+# Value of addr_min/max, write_addr_min/max, value_min/max and write_value_min/max when the window has nothing to
+# compute them from: addresses and register values are >= 0, so -1 can never be a real value.
+ABSENT = -1.0
 
 PAIR_FEATURES: tuple[str, ...] = (
     "requests",
@@ -56,13 +104,16 @@ PAIR_FEATURES: tuple[str, ...] = (
     "value_min",
     "value_max",
     "value_range",
-    "value_change_rate",  # fraction of read values that differ from the previous read of the same address
+    "value_change_rate",  # fraction of read register values that differ from the previous read of the same address
+    "bit_change_rate",  # the same for coils and discrete inputs (FC 1/2)
     "write_value_min",
     "write_value_max",
     "tcp_syn",
     "tcp_rst",
     "tcp_retransmissions",
     "tcp_connections",
+    "tcp_packets",
+    "tcp_bytes",
 )
 
 FLOW_FEATURES: tuple[str, ...] = (
