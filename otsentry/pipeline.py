@@ -16,27 +16,32 @@ import numpy as np
 
 from otsentry.collectors.collector import CollectorConfig
 from otsentry.detectors.evaluation import window_key
-from otsentry.features.pipeline import windows_from_capture
+from otsentry.features.pipeline import window_batches_from_capture
 from otsentry.records import Alert, FeatureWindow
 
 log = logging.getLogger(__name__)
 
 DEFAULT_WINDOW_S = 10.0
-BATCH_WINDOWS = 256  # windows scored together (models are faster on matrices than on single rows)
 
 
 class PipelineError(ValueError):
     """A problem the user can fix (too little learning data, incompatible bundle...); one line."""
 
 
+def iter_window_batches(paths: Sequence[Path], window_s: float, config: CollectorConfig | None = None,
+                        progress: Callable[[int], None] | None = None) -> Iterator[list[FeatureWindow]]:
+    """Feature windows of several captures, one after the other, in the groups in which they close."""
+    for path in paths:
+        for group in window_batches_from_capture(path, window_s, config):
+            yield group
+            if progress is not None:
+                progress(len(group))
+
+
 def iter_windows(paths: Sequence[Path], window_s: float, config: CollectorConfig | None = None,
                  progress: Callable[[int], None] | None = None) -> Iterator[FeatureWindow]:
-    """Feature windows of several captures, one after the other, each as it closes."""
-    for path in paths:
-        for w in windows_from_capture(path, window_s, config):
-            yield w
-            if progress is not None:
-                progress(1)
+    for group in iter_window_batches(paths, window_s, config, progress):
+        yield from group
 
 
 def fit_bundle(windows: Sequence[FeatureWindow], window_s: float, captures: Iterable[str] = (),
@@ -80,6 +85,7 @@ class Detection:
     bundle: object
     keep_scores: bool = False
     suppress: bool = True  # policy re-alert suppression; evaluation turns it off to judge every window
+    min_batch: int = 1  # live capture: score every group at once; replays get big groups anyway
     scores: dict[tuple, float] = field(default_factory=dict)
     windows: int = 0
     _pending: list[FeatureWindow] = field(default_factory=list)
@@ -93,9 +99,10 @@ class Detection:
             self._suppressor = policy.new_suppressor() if self.suppress else AlertSuppressor(0.0)
         self.scored_windows: list[FeatureWindow] = []
 
-    def feed(self, window: FeatureWindow) -> list[Alert]:
-        self._pending.append(window)
-        return self._score() if len(self._pending) >= BATCH_WINDOWS else []
+    def feed(self, windows: Sequence[FeatureWindow]) -> list[Alert]:
+        """Score a group of windows that just closed (groups smaller than ``min_batch`` wait for more)."""
+        self._pending.extend(windows)
+        return self._score() if len(self._pending) >= self.min_batch else []
 
     def flush(self) -> list[Alert]:
         return self._score() if self._pending else []
@@ -151,16 +158,17 @@ def run(paths: Sequence[Path], bundle=None, learn_for_s: float | None = None, wi
             if on_alert is not None:
                 on_alert(a)
 
-    for w in iter_windows(paths, window_s, config, progress):
+    for group in iter_window_batches(paths, window_s, config, progress):
         if detection is None:
             if learn_end is None:
-                learn_end = w.window_start + learn_for_s
-            if w.window_end <= learn_end:
-                learning.append(w)
+                learn_end = group[0].window_start + learn_for_s
+            learning.extend(w for w in group if w.window_end <= learn_end)
+            group = [w for w in group if w.window_end > learn_end]
+            if not group:
                 continue
             bundle = fit_bundle(learning, window_s, [str(p) for p in paths])
             detection = Detection(bundle, keep_scores, suppress)
-        emit(detection.feed(w))
+        emit(detection.feed(group))
     if detection is None:
         raise PipelineError(
             f"the captures hold no traffic after the {learn_for_s:g} s learning period: nothing left to score"

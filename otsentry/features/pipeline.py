@@ -11,14 +11,15 @@ from otsentry.features.windows import Windower
 from otsentry.records import FeatureWindow
 
 
-def windows_from_capture(path: str | Path, window_s: float = 10.0, config: CollectorConfig | None = None, *,
-                         lateness_s: float = 5.0, chunk_bytes: int | None = None,
-                         windower: Windower | None = None) -> Iterator[FeatureWindow]:
-    """Decode a capture and yield its windows as they close (memory stays flat at any capture size).
+def window_batches_from_capture(path: str | Path, window_s: float = 10.0, config: CollectorConfig | None = None, *,
+                                lateness_s: float = 5.0, chunk_bytes: int | None = None,
+                                windower: Windower | None = None) -> Iterator[list[FeatureWindow]]:
+    """Decode a capture and yield its windows in the groups in which they close (memory stays flat).
 
-    The lateness is raised to the collector's pairing timeout when shorter: an unanswered request is only reported
-    that long after it started, and would otherwise arrive after its window closed. Pass ``windower`` to read its
-    ``stats`` afterwards (its window and lateness then win over the arguments).
+    Detectors score a group at a time (models are much faster on a matrix than row by row), and a group is never
+    held back waiting for more. The lateness is raised to the collector's pairing timeout when shorter: an
+    unanswered request is only reported that long after it started, and would otherwise arrive after its window
+    closed. Pass ``windower`` to read its ``stats`` afterwards (its window and lateness then win over the arguments).
     """
     config = config or CollectorConfig()
     if windower is None:
@@ -30,5 +31,18 @@ def windows_from_capture(path: str | Path, window_s: float = 10.0, config: Colle
     if chunk_bytes is not None:
         run.chunk_bytes = chunk_bytes
     for batch in run:
-        yield from windower.push(batch, run.conns)
-    yield from windower.flush()
+        closed = windower.push(batch, run.conns)
+        if closed:
+            yield closed
+    last = windower.flush()
+    if last:
+        yield last
+
+
+def windows_from_capture(path: str | Path, window_s: float = 10.0, config: CollectorConfig | None = None,
+                         **kwargs) -> Iterator[FeatureWindow]:
+    """The windows of ``window_batches_from_capture`` one by one."""
+    for group in window_batches_from_capture(path, window_s, config, **kwargs):
+        yield from group
+
+

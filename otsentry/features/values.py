@@ -7,7 +7,8 @@ range (start address and count), in transaction start-time order. That is exactl
 address for a poller reading fixed blocks, the case this feature is for; reads of a different block overlapping
 the address are not compared. A block read for the first time, or last read more than ``ttl_s`` before, has no
 previous value and is left out of the rate's denominator. At most ``max_values`` values are remembered (about 8
-bytes each), the blocks read least recently dropped first. Block identity is a 64-bit hash of its key.
+bytes each), the blocks read least recently dropped first (only this cap, far above a plant's register count, can
+make a result depend on how the capture was chunked). Block identity is a 64-bit hash of its key.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def _block_time_order(bk: np.ndarray, cnt: np.ndarray, ts: np.ndarray, frame: np
     t0 = int(ts.min())
     if int(ts.max()) - t0 < 1 << 40 and len(blocks) < 1 << 22:
         key = (rank[inv] << 40) | (ts - t0)
-        order = np.argsort(key, kind="stable")
+        order = np.argsort(key)  # keys are unique when accepted below, so stability does not matter
         k = key[order]
         if not (k[1:] == k[:-1]).any():
             return order
