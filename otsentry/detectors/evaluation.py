@@ -54,6 +54,8 @@ def load_labels(path: str | Path) -> Labels:
         text = path.read_text()
     except OSError as exc:
         raise LabelError(f"{path}: cannot read labels ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise LabelError(f"{path}: not a text file of labels (expected 'frame;label' or 'start;end' lines)") from None
     frames: set[int] = set()
     intervals: list[tuple[float, float]] = []
     form = None
