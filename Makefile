@@ -5,6 +5,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_CAPTURE := replays/demo-polling.pcap
+# A 40-minute scenario (10 min to learn from, then a function-code sweep by a new host), generated on demand.
+DEMO_SCENARIO := replays/generated/fc_sweep-seed7.pcap
 
 .PHONY: demo test venv tools unit bench clean
 
@@ -23,10 +25,15 @@ tools:
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark >/dev/null; }
 
-## demo: decode the bundled capture of an HMI polling PLCs
-demo: venv
+## demo: the whole pipeline on a bundled scenario: learn 10 minutes, then print and save the alerts
+demo: venv $(DEMO_SCENARIO)
 	$(BIN)/otsentry inspect --summary $(DEMO_CAPTURE)
-	$(BIN)/otsentry inspect $(DEMO_CAPTURE) | head -n 25
+	$(BIN)/otsentry run $(DEMO_SCENARIO) --learn-for 10m --alerts-out out/demo-alerts.jsonl
+	@echo "alerts as ECS JSON lines: out/demo-alerts.jsonl"
+
+$(DEMO_SCENARIO): | venv
+	mkdir -p $(dir $@)
+	$(BIN)/python -m otsentry.synth.scenarios fc_sweep $@ --seed 7 --labels $(@:.pcap=.csv) > $(@:.pcap=.json)
 
 ## test: everything, with the real external tools
 test: venv tools

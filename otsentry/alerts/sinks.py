@@ -31,6 +31,7 @@ class JsonlSink:
                         self._seen.add(json.loads(line)["event"]["id"])
                     except (ValueError, KeyError, TypeError):
                         continue
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file: IO[str] = self.path.open("a")
         self.written = 0
 
