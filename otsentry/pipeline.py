@@ -59,10 +59,8 @@ def fit_bundle(windows: Sequence[FeatureWindow], window_s: float, captures: Iter
         detector = AnomalyWindowDetector(kind=kind, false_alarm_rate=false_alarm_rate)
         try:
             detectors[kind] = detector.fit(windows)
-        except ValueError as exc:
-            if kind == "pair":
-                raise PipelineError(str(exc)) from None
-            log.warning("no flow model: %s", exc)
+        except ValueError as exc:  # too few windows of this kind: the policy baseline still covers them
+            log.warning("no %s anomaly model, policy rules only for %s windows: %s", kind, kind, exc)
     return ModelBundle(detectors=detectors, policy=policy, window_s=window_s,
                        training=TrainingStats.from_windows(windows, captures))
 

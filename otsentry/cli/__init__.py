@@ -6,6 +6,8 @@ Every option can also come from an environment variable ``OTSENTRY_<COMMAND>_<OP
 
 from __future__ import annotations
 
+import logging
+
 import click
 
 from otsentry import __version__
@@ -28,6 +30,8 @@ def main() -> None:
       otsentry run new.pcap --model plant.otsb alerts, explained
     """
 
+
+logging.basicConfig(level=logging.WARNING, format="otsentry: %(levelname)s: %(message)s")
 
 main.add_command(inspect_cmd)
 main.add_command(collect)

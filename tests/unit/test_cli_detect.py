@@ -77,7 +77,7 @@ def test_evaluate_json(scenario, model):
         (["run", "{pcap}", "--model", "{pcap}"], "not an otsentry model bundle"),
         (["run", "{pcap}", "--learn-for", "soon"], "duration"),
         (["evaluate", "{pcap}", "--labels", "{pcap}", "--learn-for", "5m"], "labels"),
-        (["train", "{pcap}", "-o", "{folder}/x.otsb", "--learn-for", "10s"], "windows to learn from"),
+        (["train", "{pcap}", "-o", "{folder}/x.otsb", "--learn-for", "1s"], "no traffic to learn from"),
     ],
 )
 def test_user_errors_are_one_line(scenario, args, needle):
