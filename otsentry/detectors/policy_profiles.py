@@ -32,6 +32,11 @@ _PAIR_INDEX = {name: i for i, name in enumerate(PAIR_FEATURES)}
 _FLOW_INDEX = {name: i for i, name in enumerate(FLOW_FEATURES)}
 
 
+_FC_COLUMNS = tuple((c, _PAIR_INDEX[f"fc_{c}"]) for c in TRACKED_FUNCTION_CODES) + (
+    (OTHER_FUNCTION_CODE, _PAIR_INDEX["fc_other"]),
+)
+
+
 def check_window(w: FeatureWindow) -> None:
     """Refuse windows this baseline cannot read (another schema, another kind, a short vector)."""
     if w.kind not in ("pair", "flow"):
@@ -70,11 +75,12 @@ def measured_range(w: FeatureWindow, low: str, high: str, gate: str) -> Range | 
 
 
 def function_codes(w: FeatureWindow) -> frozenset[int]:
-    """Codes used in a pair window; ``fc_other`` shows as ``OTHER_FUNCTION_CODE``."""
-    codes = {c for c in TRACKED_FUNCTION_CODES if count(w, f"fc_{c}") > 0}
-    if count(w, "fc_other") > 0:
-        codes.add(OTHER_FUNCTION_CODE)
-    return frozenset(codes)
+    """Codes used in a pair window; ``fc_other`` shows as ``OTHER_FUNCTION_CODE``.
+
+    Called by several rules for every window: reads the tuple by precomputed index (NaN compares False).
+    """
+    values = w.values
+    return frozenset(code for code, i in _FC_COLUMNS if values[i] > 0)
 
 
 def write_codes(w: FeatureWindow) -> tuple[int, ...]:
