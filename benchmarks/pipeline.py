@@ -1,0 +1,57 @@
+"""End-to-end throughput of the embedded pipeline: ``otsentry run CAPTURE --model M`` on a 1,000,000-packet capture.
+
+Reproducible: the capture comes from otsentry's own generator (cached in benchmarks/out/, shared with
+benchmarks/collect.py); the model is trained on the first 10 minutes of it. Prints packets/s and peak memory of the
+run, next to ``otsentry inspect --summary`` (collector only) on the same file, so the cost of features and
+detectors is visible. Not a test: numbers depend on the machine.
+
+    .venv/bin/python benchmarks/pipeline.py [--packets N] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+from collect import capture, measure  # noqa: E402  (benchmarks/collect.py, same folder)
+
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--packets", type=int, default=1_000_000)
+    parser.add_argument("--quick", action="store_true", help="100,000 packets")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    packets = 100_000 if args.quick else args.packets
+    path, truth = capture(packets, args.seed, fresh=False)
+    model = OUT / f"{path.stem}.otsb"
+    otsentry = [sys.executable, "-m", "otsentry"]
+    if not model.exists():
+        trained = measure("train", [*otsentry, "train", str(path), "--learn-for", "10m", "-o", str(model),
+                                    "--no-progress"], keep_stdout=True)
+        if trained.error:
+            print(f"train failed: {trained.error}")
+            return 1
+        print(f"model: {model} trained in {trained.seconds:.1f} s (first 10 minutes of the capture)")
+    runs = [
+        measure("otsentry run", [*otsentry, "run", str(path), "--model", str(model), "--format", "json",
+                                 "--no-progress"], keep_stdout=False),
+        measure("inspect --summary", [*otsentry, "inspect", "--summary", str(path)], keep_stdout=False),
+    ]
+    print(f"\n{'stage':20} {'packets':>10} {'seconds':>9} {'packets/s':>11} {'peak MiB':>9}")
+    for r in runs:
+        if r.error:
+            print(f"{r.tool}: {r.error}")
+            return 1
+        print(f"{r.tool:20} {truth['packets']:>10,} {r.seconds:>9.2f} {truth['packets'] / r.seconds:>11,.0f} "
+              f"{r.peak_mib:>9.1f}")
+    print("\ntarget: otsentry run >= 500,000 packets/s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
