@@ -145,6 +145,18 @@ def run(paths: Sequence[Path], bundle=None, learn_for_s: float | None = None, wi
         raise PipelineError("give either a model (--model) or a learning period (--learn-for), not both or neither")
     if bundle is not None and abs(bundle.window_s - window_s) > 1e-9:
         window_s = bundle.window_s  # the model decides the window length it was trained on
+    return run_batches(iter_window_batches(paths, window_s, config, progress), bundle, learn_for_s, window_s,
+                       on_alert, keep_scores, suppress, [str(p) for p in paths])
+
+
+def run_batches(batches: Iterable[list[FeatureWindow]], bundle=None, learn_for_s: float | None = None,
+                window_s: float = DEFAULT_WINDOW_S, on_alert: Callable[[Alert], None] | None = None,
+                keep_scores: bool = False, suppress: bool = True, captures: Iterable[str] = ()) -> RunResult:
+    """``run`` over window groups from any source, so a caller can wrap the stream (a paced replay, a live feed)
+    and still get the same learning, scoring and alert order. ``captures`` only names the sources in the bundle."""
+    if (bundle is None) == (learn_for_s is None):
+        raise PipelineError("give either a model (--model) or a learning period (--learn-for), not both or neither")
+    captures = list(captures)
     learning: list[FeatureWindow] = []
     learn_end: float | None = None
     detection: Detection | None = Detection(bundle, keep_scores, suppress) if bundle is not None else None
@@ -156,7 +168,7 @@ def run(paths: Sequence[Path], bundle=None, learn_for_s: float | None = None, wi
             if on_alert is not None:
                 on_alert(a)
 
-    for group in iter_window_batches(paths, window_s, config, progress):
+    for group in batches:
         if detection is None:
             if learn_end is None:
                 learn_end = group[0].window_start + learn_for_s
@@ -164,7 +176,7 @@ def run(paths: Sequence[Path], bundle=None, learn_for_s: float | None = None, wi
             group = [w for w in group if w.window_end > learn_end]
             if not group:
                 continue
-            bundle = fit_bundle(learning, window_s, [str(p) for p in paths])
+            bundle = fit_bundle(learning, window_s, captures)
             detection = Detection(bundle, keep_scores, suppress)
         emit(detection.feed(group))
     if detection is None:
@@ -173,6 +185,44 @@ def run(paths: Sequence[Path], bundle=None, learn_for_s: float | None = None, wi
         )
     emit(detection.flush())
     return RunResult(alerts, detection.windows, len(learning), bundle, detection)
+
+
+def run_live(iface: str, bundle, config: CollectorConfig | None = None, *, bpf: str | None = None,
+             count: int | None = None, duration_s: float | None = None,
+             on_alert: Callable[[Alert], None] | None = None) -> RunResult:
+    """Score a live interface with a bundle, until Ctrl-C/SIGTERM (or ``count``/``duration_s``).
+
+    Windows close as traffic moves the capture clock, and on the wall clock between batches, so an alert comes at
+    most one window plus the pairing timeout after the traffic that caused it; at the end the open windows are
+    flushed and scored.
+    """
+    import time as _time
+
+    from otsentry.collectors.live import LiveCapture
+    from otsentry.features.windows import Windower
+
+    config = config or CollectorConfig()
+    windower = Windower(bundle.window_s, config.pairing_timeout_s, server_ports=config.server_ports)
+    capture = LiveCapture(iface, config, bpf=bpf, count=count, duration_s=duration_s, observers=(windower.observer,))
+    detection = Detection(bundle)
+    alerts: list[Alert] = []
+
+    def emit(batch: list[Alert]) -> None:
+        for a in batch:
+            alerts.append(a)
+            if on_alert is not None:
+                on_alert(a)
+
+    with capture:
+        for batch in capture:
+            closed = windower.push(batch, capture.conns) + windower.tick(_time.time())
+            if closed:
+                emit(detection.feed(closed))
+    last = windower.flush()
+    if last:
+        emit(detection.feed(last))
+    emit(detection.flush())
+    return RunResult(alerts, detection.windows, 0, bundle, detection)
 
 
 def attack_frames_from_capture(path: Path, frames: frozenset[int]):

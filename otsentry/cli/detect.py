@@ -95,7 +95,9 @@ def train_cmd(captures, output, window, learn_for, false_alarm_rate, config_path
 
 
 @click.command("run")
-@CAPTURES
+@click.argument("captures", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--iface", "-i", default=None,
+              help="Instead of captures: score a live interface (mirror port) with --model until Ctrl-C/SIGTERM.")
 @click.option("--model", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Model bundle from `otsentry train`.")
 @click.option("--learn-for", default=None, metavar="DURATION",
@@ -108,17 +110,22 @@ def train_cmd(captures, output, window, learn_for, false_alarm_rate, config_path
 @collector_options
 @click.option("--progress/--no-progress", default=None, help="Progress on stderr (default: when it is a terminal).")
 @_user_errors
-def run_cmd(captures, model, learn_for, alerts_out, fmt, window, config_path, ports, pairing_timeout,
+def run_cmd(captures, iface, model, learn_for, alerts_out, fmt, window, config_path, ports, pairing_timeout,
             progress) -> None:
     """Replay CAPTURES through collector, features, detectors and alerts, and print the alerts.
 
     Give a model (--model) learned by `otsentry train`, or --learn-for to learn from the start of the captures.
-    A summary goes to stderr at the end.
+    With --iface, a live interface is scored with --model instead (needs CAP_NET_RAW). A summary goes to stderr
+    at the end.
     """
     from otsentry.alerts.ecs import to_ecs
     from otsentry.alerts.sinks import AlertTable, JsonlSink
-    from otsentry.pipeline import run
+    from otsentry.pipeline import run, run_live
 
+    if bool(captures) == bool(iface):
+        raise UserError("give capture files or --iface IF (one of them)")
+    if iface and model is None:
+        raise UserError("live scoring needs a model: otsentry train good.pcap -o plant.otsb, then --model plant.otsb")
     if (model is None) == (learn_for is None):
         raise UserError("give either --model MODEL or --learn-for DURATION")
     config = collector_config(config_path, ports, pairing_timeout)
@@ -131,14 +138,19 @@ def run_cmd(captures, model, learn_for, alerts_out, fmt, window, config_path, po
             table.write(alert)
         else:
             sys.stdout.write(json.dumps(to_ecs(alert), sort_keys=True) + "\n")
+            sys.stdout.flush()
         if sink is not None:
             sink.write(alert)
 
-    update, close = _progress(progress, "scoring")
+    update, close = _progress(progress if not iface else False, "scoring")
     t0 = time.monotonic()
     try:
-        result = run(list(captures), bundle, parse_duration(learn_for) if learn_for else None,
-                     parse_duration(window), config, on_alert, progress=update)
+        if iface:
+            click.echo(f"otsentry: scoring {iface} live with {model}; Ctrl-C to stop", err=True)
+            result = run_live(iface, bundle, config, on_alert=on_alert)
+        else:
+            result = run(list(captures), bundle, parse_duration(learn_for) if learn_for else None,
+                         parse_duration(window), config, on_alert, progress=update)
     finally:
         close()
         if sink is not None:

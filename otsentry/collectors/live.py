@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Iterable, Iterator
+from typing import Sequence, Any, Callable, Iterable, Iterator
 
 from otsentry.collectors.capture import chunk_from_packets
 from otsentry.collectors.collector import CollectedBatch, Collector, CollectorConfig
@@ -222,6 +222,7 @@ class LiveCapture:
         batch_packets: int = DEFAULT_BATCH_PACKETS,
         batch_interval_s: float = DEFAULT_BATCH_INTERVAL_S,
         handle_signals: bool = True,
+        observers: Sequence[Any] = (),
     ) -> None:
         if count is not None and count <= 0:
             raise ValueError("count must be positive")
@@ -238,7 +239,7 @@ class LiveCapture:
         self.batch_packets = batch_packets
         self.batch_interval_s = batch_interval_s
         self.handle_signals = handle_signals
-        self.collector = Collector(self.config)
+        self.collector = Collector(self.config, observers=tuple(observers))  # e.g. the windower's flow observer
         self.conns = self.collector.conns
         self.stats = self.collector.stats
         self.linktype: int | None = None
