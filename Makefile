@@ -8,7 +8,7 @@ DEMO_CAPTURE := replays/demo-polling.pcap
 # A 40-minute scenario (10 min to learn from, then a function-code sweep by a new host), generated on demand.
 DEMO_SCENARIO := replays/generated/fc_sweep-seed7.pcap
 
-.PHONY: demo test venv tools unit bench clean
+.PHONY: demo test venv tools services services-stop services-deps unit bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,12 +18,16 @@ $(STAMP): setup.cfg pyproject.toml
 
 venv: $(STAMP)
 
-## tools: the reference decoder used by tests (Debian's tshark)
+## tools: the reference decoder used by tests (Debian's tshark) and the browser that opens the replay report
 tools:
 	@command -v tshark >/dev/null 2>&1 || { \
 	  echo "installing tshark (Debian package) ..."; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tshark >/dev/null; }
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing chromium (Debian package) ..."; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 ## demo: the whole pipeline on a bundled scenario: learn 10 minutes, then print and save the alerts
 demo: venv $(DEMO_SCENARIO)
@@ -35,8 +39,23 @@ $(DEMO_SCENARIO): | venv
 	mkdir -p $(dir $@)
 	$(BIN)/python -m otsentry.synth.scenarios fc_sweep $@ --seed 7 --labels $(@:.pcap=.csv) > $(@:.pcap=.json)
 
-## test: everything, with the real external tools
-test: venv tools
+## services: real external services for tests and development, started in the background (Apache Kafka on
+## 127.0.0.1:9092; later Elasticsearch). Downloaded once into ~/.cache/otsentry/services (OTSENTRY_CACHE).
+services: services-deps
+	$(PYTHON) services/kafka.py start
+
+services-stop:
+	$(PYTHON) services/kafka.py stop
+
+## services-deps: a JDK (17 or newer) and Maven, which fetch and run the services (Debian packages)
+services-deps:
+	@{ command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; } || { \
+	  echo "installing a JDK and Maven (Debian packages) ..."; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jdk-headless maven >/dev/null; }
+
+## test: everything, with the real external tools and services
+test: venv tools services
 	$(BIN)/python -m pytest
 
 unit: venv

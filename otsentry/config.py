@@ -12,13 +12,14 @@ from typing import Any, Mapping
 import yaml
 
 from otsentry.collectors.collector import CollectorConfig
+from otsentry.stream.settings import SECRET_ENV, STREAM_SECTIONS, secret_fields
 
 
 class ConfigError(ValueError):
     """A config that cannot be used; the message names the file and key."""
 
 
-SECTIONS: dict[str, type] = {"collector": CollectorConfig}
+SECTIONS: dict[str, type] = {"collector": CollectorConfig, **STREAM_SECTIONS}
 
 
 def _coerce(section: str, name: str, expected: Any, value: Any) -> Any:
@@ -37,6 +38,10 @@ def _coerce(section: str, name: str, expected: Any, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{section}.{name}: expected a number, got {value!r}")
         return type(default)(value)
+    if isinstance(default, str):
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{section}.{name}: expected a string, got {value!r}")
+        return str(value)
     return value
 
 
@@ -47,11 +52,20 @@ def build_section(section: str, cls: type, data: Mapping[str, Any] | None) -> An
     if not isinstance(data, Mapping):
         raise ConfigError(f"{section}: expected a mapping, got {type(data).__name__}")
     defaults = cls()
-    known = {f.name for f in fields(cls)}
+    secrets = set(secret_fields(cls))
+    for key in sorted(secrets & set(data)):
+        var = SECRET_ENV.get(key, key.upper())
+        raise ConfigError(f"{section}.{key}: secrets are not read from config files; set {var} in the environment")
+    known = {f.name for f in fields(cls)} - secrets
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"{section}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
     kwargs = {k: _coerce(section, k, getattr(defaults, k), v) for k, v in data.items()}
+    choices = {f.name: f.metadata.get("choices") for f in fields(cls)}
+    for k, v in kwargs.items():
+        if choices.get(k) and v not in choices[k]:
+            listed = ", ".join(c or "''" for c in choices[k])
+            raise ConfigError(f"{section}.{k}: expected one of {listed}, got {v!r}")
     return cls(**kwargs)
 
 

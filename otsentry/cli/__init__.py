@@ -14,6 +14,8 @@ from otsentry import __version__
 from otsentry.cli.collect import collect
 from otsentry.cli.detect import evaluate_cmd, run_cmd, train_cmd
 from otsentry.cli.inspect import inspect_cmd
+from otsentry.cli.stream import detect_cmd
+from otsentry.cli.replay import replay
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "OTSENTRY"})
@@ -28,6 +30,8 @@ def main() -> None:
       otsentry collect live --iface eth1       decode a mirror port live
       otsentry train good.pcap -o plant.otsb   learn how the plant normally talks
       otsentry run new.pcap --model plant.otsb alerts, explained
+      otsentry detect --kafka HOST:9092 --model plant.otsb   a detector worker over Kafka
+      otsentry replay list                     attack scenarios with ground truth, to replay and score
     """
 
 
@@ -38,3 +42,5 @@ main.add_command(collect)
 main.add_command(train_cmd)
 main.add_command(run_cmd)
 main.add_command(evaluate_cmd)
+main.add_command(detect_cmd)
+main.add_command(replay)

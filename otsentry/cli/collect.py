@@ -10,6 +10,7 @@ import click
 from otsentry.cli.common import UserError, collector_config, collector_options
 from otsentry.cli.inspect import inspect_cmd
 from otsentry.cli.output import BatchPrinter
+from otsentry.cli.streamopts import COLLECTOR_SKIP, kafka_requested, stream_options, stream_params
 from otsentry.collectors.live import LiveCapture
 from otsentry.collectors.types import CaptureError
 
@@ -31,14 +32,24 @@ def collect() -> None:
 @click.option("--json", "fmt", flag_value="json", default=True, help="One ModbusEvent or FlowEvent per line (default).")
 @click.option("--table", "fmt", flag_value="table", help="A readable table.")
 @click.option("--no-flows", is_flag=True, help="Leave connection flows out of the output.")
-def live_cmd(iface, bpf, config_path, ports, count, duration, fmt, pairing_timeout, no_flows) -> None:
+@stream_options(skip=COLLECTOR_SKIP)
+def live_cmd(iface, bpf, config_path, ports, count, duration, fmt, pairing_timeout, no_flows, **kwargs) -> None:
     """Capture IFACE and print Modbus/TCP transactions and flows as they are decoded.
 
     Runs until Ctrl-C or SIGTERM (or --count / --duration): the transactions still pending are then flushed and
     printed. Output is flushed after every batch (at most about half a second late), so it can be piped into jq.
-    Needs CAP_NET_RAW (root, or setcap on the Python binary).
+    Needs CAP_NET_RAW (root, setcap on the Python binary, or AmbientCapabilities in the systemd unit).
+
+    With --kafka BOOTSTRAP (or kafka.bootstrap in --config, or OTSENTRY_KAFKA_BOOTSTRAP), FeatureWindows are
+    published to the otsentry.features topic instead of printing events: the collector daemon.
     """
     config = collector_config(config_path, ports, pairing_timeout)
+    params = stream_params(kwargs)
+    if kafka_requested(config_path, params):
+        from otsentry.cli.stream import publish
+
+        publish(None, config, config_path, params, iface=iface, bpf=bpf, count=count, duration_s=duration)
+        return
     capture = LiveCapture(iface, config, bpf=bpf, count=count, duration_s=duration)
     printer = BatchPrinter(sys.stdout, fmt, no_flows, flush=True)
     try:
@@ -63,11 +74,20 @@ def live_cmd(iface, bpf, config_path, ports, count, duration, fmt, pairing_timeo
 @click.argument("captures", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @collector_options
 @click.option("--no-flows", is_flag=True, help="Leave connection flows out of the output.")
+@stream_options(skip=COLLECTOR_SKIP)
 @click.pass_context
-def pcap_cmd(ctx: click.Context, captures, config_path, ports, pairing_timeout, no_flows) -> None:
+def pcap_cmd(ctx: click.Context, captures, config_path, ports, pairing_timeout, no_flows, **kwargs) -> None:
     """Run the collector over capture files, printing events as JSON lines (as ``inspect --json`` does).
 
-    The same decoding as a live interface; a later version publishes to Kafka instead of printing.
+    With --kafka BOOTSTRAP (or kafka.bootstrap in --config, or OTSENTRY_KAFKA_BOOTSTRAP), the captures' FeatureWindows
+    are published to the otsentry.features topic instead (the same decoding and windows as `otsentry run`), for
+    `otsentry detect --kafka` workers to score.
     """
+    params = stream_params(kwargs)
+    if kafka_requested(config_path, params):
+        from otsentry.cli.stream import publish
+
+        publish(list(captures), collector_config(config_path, ports, pairing_timeout), config_path, params)
+        return
     ctx.invoke(inspect_cmd, captures=captures, fmt="json", summary=False, decoder="native", config_path=config_path, ports=ports,
                pairing_timeout=pairing_timeout, no_flows=no_flows, progress=False)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from otsentry.cli.alerts import ES_HELP
 from otsentry.cli.common import UserError, collector_config, collector_options, parse_duration
 from otsentry.collectors.types import CaptureError
 
@@ -106,12 +107,15 @@ def train_cmd(captures, output, window, learn_for, false_alarm_rate, config_path
               help="Also append alerts as ECS JSON lines to this file (ids already in it are not written again).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="table: one readable line per alert; json: one ECS document per line.")
+@click.option("--es", "es_url", default=None, metavar="URL", help="Also index alerts into Elasticsearch. " + ES_HELP)
+@click.option("--es-index", "es_prefix", default="otsentry-alerts", show_default=True,
+              help="Alias and daily-index prefix for --es (indices PREFIX-YYYY.MM.DD).")
 @WINDOW
 @collector_options
 @click.option("--progress/--no-progress", default=None, help="Progress on stderr (default: when it is a terminal).")
 @_user_errors
-def run_cmd(captures, iface, model, learn_for, alerts_out, fmt, window, config_path, ports, pairing_timeout,
-            progress) -> None:
+def run_cmd(captures, iface, model, learn_for, alerts_out, fmt, es_url, es_prefix, window, config_path, ports,
+            pairing_timeout, progress) -> None:
     """Replay CAPTURES through collector, features, detectors and alerts, and print the alerts.
 
     Give a model (--model) learned by `otsentry train`, or --learn-for to learn from the start of the captures.
@@ -132,6 +136,7 @@ def run_cmd(captures, iface, model, learn_for, alerts_out, fmt, window, config_p
     bundle = _load_bundle(model) if model is not None else None
     table = AlertTable(sys.stdout) if fmt == "table" else None
     sink = JsonlSink(alerts_out) if alerts_out is not None else None
+    es = _es_sink(es_url, es_prefix, live=bool(iface)) if es_url else None
 
     def on_alert(alert) -> None:
         if table is not None:
@@ -141,6 +146,8 @@ def run_cmd(captures, iface, model, learn_for, alerts_out, fmt, window, config_p
             sys.stdout.flush()
         if sink is not None:
             sink.write(alert)
+        if es is not None:
+            _es_write(es, alert)
 
     update, close = _progress(progress if not iface else False, "scoring")
     t0 = time.monotonic()
@@ -155,12 +162,51 @@ def run_cmd(captures, iface, model, learn_for, alerts_out, fmt, window, config_p
         close()
         if sink is not None:
             sink.close()
+        es_summary = _close_es_sink(es)
     by_sev = Counter(a.severity for a in result.alerts)
     sev = ", ".join(f"{by_sev[s]} {s}" for s in ("critical", "high", "medium", "low") if by_sev[s]) or "none"
     learned = f"learned from {result.learned_windows} windows, " if learn_for else ""
     click.echo(f"otsentry: {learned}scored {result.windows} windows in {time.monotonic() - t0:.1f} s: "
-               f"{len(result.alerts)} alerts ({sev})" + (f"; written to {alerts_out}" if alerts_out else ""),
-               err=True)
+               f"{len(result.alerts)} alerts ({sev})" + (f"; written to {alerts_out}" if alerts_out else "")
+               + es_summary, err=True)
+
+
+def _es_sink(url: str, prefix: str, live: bool):
+    """The Elasticsearch sink of ``run --es``: live scoring flushes every second so an alert is not held back."""
+    from otsentry.alerts.elastic import ElasticSink
+    from otsentry.cli.alerts import es_client
+
+    client, config = es_client(url)
+    return ElasticSink(client, prefix, flush_interval_s=1.0 if live else None, display_url=config.url)
+
+
+def _es_write(es, alert) -> None:
+    from otsentry.alerts.elastic import ElasticError
+
+    try:
+        es.write(alert)
+    except ElasticError as exc:  # credentials or a bad URL: retrying cannot help; the batch is in the spool
+        raise UserError(f"{exc} (alerts kept in {es.spool_path})") from None
+
+
+def _close_es_sink(es) -> str:
+    """Flush at the end; the summary says what was indexed, and where anything not indexed went."""
+    if es is None:
+        return ""
+    from otsentry.alerts.elastic import ElasticError
+
+    try:
+        es.close()
+    except ElasticError as exc:
+        raise UserError(f"{exc} (alerts kept in {es.spool_path})") from None
+    st = es.stats
+    parts = [f"; {es.display_url}: {st.indexed} indexed"] + ([f"{st.duplicates} already there"] if st.duplicates else [])
+    if st.dead_lettered:
+        parts.append(f"{st.dead_lettered} rejected (see {es.dead_letter_path})")
+    pending = es.pending_in_spool()
+    if pending:
+        parts.append(f"{pending} waiting in {es.spool_path} (unreachable; sent on the next run)")
+    return ", ".join(parts)
 
 
 @click.command("evaluate")

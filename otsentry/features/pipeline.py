@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
-from otsentry.collectors.collector import Collector, CollectorConfig
+from otsentry.collectors.collector import Collector, CollectorConfig, CollectorStats
 from otsentry.collectors.source import CaptureRun
 from otsentry.features.windows import Windower
 from otsentry.records import FeatureWindow
@@ -13,13 +13,15 @@ from otsentry.records import FeatureWindow
 
 def window_batches_from_capture(path: str | Path, window_s: float = 10.0, config: CollectorConfig | None = None, *,
                                 lateness_s: float = 5.0, chunk_bytes: int | None = None,
-                                windower: Windower | None = None) -> Iterator[list[FeatureWindow]]:
+                                windower: Windower | None = None,
+                                stats_out: list[CollectorStats] | None = None) -> Iterator[list[FeatureWindow]]:
     """Decode a capture and yield its windows in the groups in which they close (memory stays flat).
 
     Detectors score a group at a time (models are much faster on a matrix than row by row), and a group is never
     held back waiting for more. The lateness is raised to the collector's pairing timeout when shorter: an
     unanswered request is only reported that long after it started, and would otherwise arrive after its window
-    closed. Pass ``windower`` to read its ``stats`` afterwards (its window and lateness then win over the arguments).
+    closed. Pass ``windower`` to read its ``stats`` afterwards (its window and lateness then win over the arguments),
+    and ``stats_out`` to get the collector's live ``CollectorStats`` appended (a daemon's packet counter).
     """
     config = config or CollectorConfig()
     if windower is None:
@@ -28,6 +30,8 @@ def window_batches_from_capture(path: str | Path, window_s: float = 10.0, config
     # CaptureRun builds a plain Collector; swap in one that feeds the windower's flow observer.
     run.collector = Collector(config, observers=(windower.observer,))
     run.conns, run.stats = run.collector.conns, run.collector.stats
+    if stats_out is not None:
+        stats_out.append(run.stats)
     if chunk_bytes is not None:
         run.chunk_bytes = chunk_bytes
     for batch in run:

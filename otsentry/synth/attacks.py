@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, Iterable, Iterator
 
 from otsentry.synth import modbus as mb
-from otsentry.synth.plant import SETPOINTS, Host, RegisterBank
+from otsentry.synth.plant import HOLDING_REGISTERS, SETPOINTS, Host, RegisterBank
 from otsentry.synth.polling import Poller
 from otsentry.synth.pcapwriter import LINKTYPE_ETHERNET, PcapWriter
 from otsentry.synth.sim import FLOW_MODBUS, T_FLOW, T_REQUEST, T_RESPONSE, Sim, Tag, Transaction
@@ -133,6 +133,10 @@ class Attacker:
     flood) is emitted a transaction at a time and never piles up frames in the simulation's heap.
     """
 
+    client_ttl = 64  # a Linux VM; the plant's own Windows hosts (historian, engineering station) use 128
+    client_ports = (32768, 61000)  # Linux's ephemeral range; Windows uses 49152-65535
+    server_ttl = 30  # the single-unit PLCs' (a serial gateway answers with 64)
+
     def __init__(self, sim: Sim, log: AttackLog, rng: random.Random, host: Host, target: Target,
                  link_kind: str = "ethernet", vlans: tuple[int, ...] = ()) -> None:
         self.sim, self.log, self.rng, self.host, self.target = sim, log, rng, host, target
@@ -159,9 +163,10 @@ class Attacker:
     def connect(self, t: int) -> int:
         rng = self.rng
         self.conn = TcpConnection(
-            Endpoint(self.host.ip, rng.randrange(32768, 61000), self.host.mac),
+            Endpoint(self.host.ip, rng.randrange(*self.client_ports), self.host.mac),
             Endpoint(self.target.plc.ip, 502, self.target.plc.mac),
-            client_isn=rng.getrandbits(32), server_isn=rng.getrandbits(32), client_ttl=64, server_ttl=30,
+            client_isn=rng.getrandbits(32), server_isn=rng.getrandbits(32), client_ttl=self.client_ttl,
+            server_ttl=self.server_ttl,
             client_ip_id=rng.randrange(65536), server_ip_id=rng.randrange(65536), server_window=2048,
             link_kind=self.link_kind, vlans=self.vlans,
         )
@@ -184,21 +189,43 @@ class Attacker:
         return int(min(20.0, self.rng.lognormvariate(0.7, 0.4)) * (1.0 + load) * _MS)
 
     def transact(self, t: int, request: bytes, response: bytes, exception_code: int = 0, load: float = 0.0,
-                 address: int | None = None, quantity: int | None = None) -> int:
-        """One request and its response on the attacker's connection; returns the response's time."""
+                 address: int | None = None, quantity: int | None = None, unit: int | None = None,
+                 latency_ns: int | None = None) -> int:
+        """One request and its response on the attacker's connection; returns the response's time.
+
+        ``unit`` defaults to the target's, ``latency_ns`` to a draw of ``latency(load)``.
+        """
         conn = self.conn
         assert conn is not None
         self.tid = (self.tid + 1) & 0xFFFF
-        fc, unit = request[0], self.target.unit
-        txn = None
-        if self.sim.transactions is not None:
-            txn = Transaction(t, conn.client.ip, conn.client.port, conn.server.ip, conn.server.port, unit, self.tid,
-                              fc, exception_code or None, address, quantity)
-            self.sim.transactions.append(txn)
+        fc, unit = request[0], self.target.unit if unit is None else unit
+        txn = self._txn(t, unit, fc, exception_code, address, quantity)
         self.emit(conn.segment(t, True, mb.adu(self.tid, unit, request)), ((T_REQUEST, fc, txn),))
-        t += self.latency(load)
+        t += self.latency(load) if latency_ns is None else latency_ns
         return self.emit(conn.segment(t, False, mb.adu(self.tid, unit, response)),
                          ((T_RESPONSE, fc, exception_code, txn),))
+
+    def request_only(self, t: int, request: bytes, ack_delay_ns: int, unit: int | None = None,
+                     address: int | None = None, quantity: int | None = None) -> int:
+        """A request that gets no Modbus answer: the server's TCP stack only ACKs it. Returns the ACK's time."""
+        conn = self.conn
+        assert conn is not None
+        self.tid = (self.tid + 1) & 0xFFFF
+        fc, unit = request[0], self.target.unit if unit is None else unit
+        txn = self._txn(t, unit, fc, 0, address, quantity)
+        self.emit(conn.segment(t, True, mb.adu(self.tid, unit, request)), ((T_REQUEST, fc, txn),))
+        return self.emit(conn.ack(t + ack_delay_ns, False))
+
+    def _txn(self, t: int, unit: int, fc: int, exception_code: int, address: int | None,
+             quantity: int | None) -> Transaction | None:
+        if self.sim.transactions is None:
+            return None
+        conn = self.conn
+        assert conn is not None
+        txn = Transaction(t, conn.client.ip, conn.client.port, conn.server.ip, conn.server.port, unit, self.tid,
+                          fc, exception_code or None, address, quantity)
+        self.sim.transactions.append(txn)
+        return txn
 
 
 class WriteFromNewHost(Attacker):
@@ -361,3 +388,300 @@ class SetpointChange:
 
     def _latency(self) -> int:
         return int(min(20.0, self.rng.lognormvariate(0.7, 0.4)) * _MS)
+
+
+# -- reconnaissance -------------------------------------------------------------------------------------------------
+
+GATEWAY_SERIAL_UNITS = range(1, 32)  # unit ids a serial gateway routes to its RS-485 line (present or not)
+_WINDOWS_PORTS = (49152, 65535)
+
+
+class UnitIdSweep(Attacker):
+    """A never-seen host reads one holding register (FC 3) from unit ids 0..247 of one IP: who is behind it?
+
+    The target is a serial gateway (its units share the IP): the units that exist answer after the serial line's
+    delay; unit 0 (broadcast on a serial line) gets no answer at all, the scanner waits out its timeout; units the
+    gateway routes to its serial line but nobody answers on get GATEWAY_TARGET_FAILED (0x0B) after the gateway's
+    own serial timeout; unit ids it has no route for get GATEWAY_PATH_UNAVAILABLE (0x0A) at once.
+    """
+
+    server_ttl = 64  # the gateway's
+
+    def __init__(self, sim: Sim, log: AttackLog, rng: random.Random, host: Host, target: Target,
+                 banks: dict[int, RegisterBank], link_kind: str = "ethernet", vlans: tuple[int, ...] = ()) -> None:
+        super().__init__(sim, log, rng, host, target, link_kind, vlans)
+        self.banks = banks
+
+    def script(self, t: int) -> Iterator[int]:
+        rng = self.rng
+        t = self.connect(t) + int(rng.uniform(5, 30) * _MS)
+        request = mb.read_request(mb.READ_HOLDING_REGISTERS, 0, 1)
+        for unit in range(0, 248):
+            if unit == 0:  # broadcast: the gateway forwards it and answers nothing; the scanner times out
+                t = self.request_only(t, request, int(rng.uniform(1, 40) * _MS), unit, 0, 1)
+                t += int(rng.uniform(0.9, 1.0) * 1e9)
+            elif unit in self.banks:
+                latency = int((rng.uniform(12, 30) + 0.25) * _MS)
+                t = self.transact(t, request, read_response(self.banks[unit], mb.READ_HOLDING_REGISTERS, 0, 1),
+                                  address=0, quantity=1, unit=unit, latency_ns=latency)
+            elif unit in GATEWAY_SERIAL_UNITS:  # routed to the serial line, nobody there: the gateway times out
+                code = mb.GATEWAY_TARGET_FAILED
+                t = self.transact(t, request, mb.exception_response(mb.READ_HOLDING_REGISTERS, code), code,
+                                  address=0, quantity=1, unit=unit, latency_ns=int(rng.uniform(250, 300) * _MS))
+            else:
+                code = mb.GATEWAY_PATH_UNAVAILABLE
+                t = self.transact(t, request, mb.exception_response(mb.READ_HOLDING_REGISTERS, code), code,
+                                  address=0, quantity=1, unit=unit, latency_ns=int(rng.uniform(0.5, 2.0) * _MS))
+            t += int(rng.uniform(20, 60) * _MS)
+            yield t
+        self.close(t)
+
+
+class AddressSweep(Attacker):
+    """Reads every holding register address (0..65535) in blocks of 125 (FC 3), on a new connection.
+
+    The host is the plant's historian (a compromised historian: the attacker lives off a host that polls the PLC
+    anyway, so no new talker or new pair gives it away). Blocks inside the PLC's 200 registers are answered; all
+    others get ILLEGAL_DATA_ADDRESS. 525 requests, 20-60 ms apart: about half a minute.
+    """
+
+    client_ttl = 128
+    client_ports = _WINDOWS_PORTS
+
+    def script(self, t: int) -> Iterator[int]:
+        rng, bank = self.rng, self.target.bank
+        t = self.connect(t) + int(rng.uniform(5, 30) * _MS)
+        for address in range(0, 65536, mb.MAX_READ_REGISTERS):
+            quantity = min(mb.MAX_READ_REGISTERS, 65536 - address)
+            request = mb.read_request(mb.READ_HOLDING_REGISTERS, address, quantity)
+            if address + quantity <= HOLDING_REGISTERS:
+                code, response = 0, read_response(bank, mb.READ_HOLDING_REGISTERS, address, quantity)
+            else:
+                code = mb.ILLEGAL_DATA_ADDRESS
+                response = mb.exception_response(mb.READ_HOLDING_REGISTERS, code)
+            t = self.transact(t, request, response, code, address=address, quantity=quantity)
+            t += int(rng.uniform(20, 60) * _MS)
+            yield t
+        self.close(t)
+
+
+# -- diagnostics: restart communications, force listen-only ----------------------------------------------------------
+
+class ListenOnly:
+    """When a PLC's Modbus application is silent (force listen-only mode): from ``since_ns`` until ``until_ns``."""
+
+    def __init__(self) -> None:
+        self.since_ns: int | None = None
+        self.until_ns: int | None = None
+
+    def silent(self, t: int) -> bool:
+        return self.since_ns is not None and self.since_ns <= t and (self.until_ns is None or t < self.until_ns)
+
+
+class DiagnosticsRestart(Attacker):
+    """FC 8 from the engineering workstation: restart communications, then force listen-only mode.
+
+    Sub-function 1 (restart communications) is answered (an echo, sent before the port restarts); sub-function
+    4 (force listen-only) gets no answer by definition, and from then on the PLC answers nobody (``state``). After
+    ``listen_s`` the attacker sends sub-function 1 again, which brings the device back (unanswered too: a device
+    in listen-only mode answers nothing), and leaves. The host is a known one (it browses the PLCs' web pages)
+    that never spoke Modbus: the engineering station, as in most real incidents with diagnostics commands.
+    """
+
+    client_ttl = 128
+    client_ports = _WINDOWS_PORTS
+
+    def __init__(self, sim: Sim, log: AttackLog, rng: random.Random, host: Host, target: Target, state: ListenOnly,
+                 listen_s: float = 60.0, link_kind: str = "ethernet", vlans: tuple[int, ...] = ()) -> None:
+        super().__init__(sim, log, rng, host, target, link_kind, vlans)
+        self.state = state
+        self.listen_ns = int(listen_s * 1e9)
+
+    def script(self, t: int) -> Iterator[int]:
+        rng = self.rng
+        t = self.connect(t) + int(rng.uniform(50, 300) * _MS)
+        restart = mb.diagnostics(mb.DIAG_RESTART_COMMUNICATIONS, b"\x00\x00")  # keep the event log
+        t = self.transact(t, restart, restart)
+        t += int(rng.uniform(2.0, 5.0) * 1e9)
+        yield t
+        listen = mb.diagnostics(mb.DIAG_FORCE_LISTEN_ONLY, b"\x00\x00")
+        self.state.since_ns = t
+        t = self.request_only(t, listen, int(rng.uniform(1, 40) * _MS))
+        t += self.listen_ns
+        yield t
+        self.state.until_ns = t + int(rng.uniform(0.5, 1.5) * 1e9)  # the port restarts, then answers again
+        t = self.request_only(t, restart, int(rng.uniform(1, 40) * _MS))
+        t += int(rng.uniform(0.5, 2.0) * 1e9)
+        yield t
+        self.close(t)
+
+
+class SilencedPoller:
+    """Wraps a poller of the PLC in listen-only mode: while silent, each cycle's first request gets no answer.
+
+    The client (HMI or historian) sends its usual first read, the PLC's TCP stack ACKs it, and the client gives up
+    on the cycle at its response timeout and tries again a period later. These unanswered requests are labelled:
+    they are what a defender sees of the outage. Outside the silent period the poller runs as usual.
+    """
+
+    def __init__(self, poller: Poller, state: ListenOnly, log: AttackLog, rng: random.Random) -> None:
+        self.poller, self.state, self.log, self.rng = poller, state, log, rng
+
+    def step(self, ts_ns: int) -> int | None:
+        poller = self.poller
+        if not self.state.silent(ts_ns):
+            return poller.step(ts_ns)
+        jitter = poller.opts.jitter
+        nxt = ts_ns + int(poller.period_ns * (1 + self.rng.uniform(-jitter, jitter)))
+        if poller.conn is None:  # between a disconnect and its reconnect: wait for the outage to end
+            return nxt
+        request, _ = poller.send_unanswered(ts_ns, int(self.rng.uniform(1, 40) * _MS))
+        self.log.mark(request)
+        return nxt
+
+
+# -- responses changed on the way (man in the middle) or by a failing device ---------------------------------------
+
+_READS = frozenset({mb.READ_COILS, mb.READ_DISCRETE_INPUTS, mb.READ_HOLDING_REGISTERS, mb.READ_INPUT_REGISTERS})
+
+
+class _Tamper:
+    """Base of the ``polling.ResponseTamper`` implementations: an active period and the log of forged frames."""
+
+    def __init__(self, log: AttackLog, at_ns: int, duration_s: float) -> None:
+        self.log, self.at_ns, self.end_ns = log, at_ns, at_ns + int(duration_s * 1e9)
+        self.forged = 0  # responses replaced
+
+    def active(self, t: int) -> bool:
+        return self.at_ns <= t < self.end_ns
+
+    def mark(self, frame: Frame) -> None:
+        self.log.mark(frame)
+
+
+class ReplayOldResponses(_Tamper):
+    """A man in the middle replays read responses it recorded earlier to the HMI (it answers the real requests,
+    transaction ids and all, with old data).
+
+    While recording (``record_from_ns`` to ``record_to_ns``, in the learning part), it keeps every successful read
+    response per request (unit, function code, address, quantity); while active, each such request of the HMI gets
+    the next recorded response for it, in the recorded order (cycling if the replay outlasts the recording).
+    Exceptions from the PLC and requests it never recorded pass through. Same length as the real answers, so
+    nothing else in the capture changes.
+    """
+
+    def __init__(self, log: AttackLog, record_from_ns: int, record_to_ns: int, at_ns: int,
+                 duration_s: float = 60.0) -> None:
+        super().__init__(log, at_ns, duration_s)
+        self.record_from_ns, self.record_to_ns = record_from_ns, record_to_ns
+        self.recorded: dict[tuple[int, int, int, int], list[bytes]] = {}
+        self._played: dict[tuple[int, int, int, int], int] = {}
+
+    def response(self, t: int, unit: int, fc: int, address: int, quantity: int, response: bytes,
+                 exception_code: int) -> tuple[bytes, int] | None:
+        if exception_code or fc not in _READS:
+            return None
+        key = (unit, fc, address, quantity)
+        if self.record_from_ns <= t < self.record_to_ns:
+            self.recorded.setdefault(key, []).append(response)
+        elif self.active(t) and key in self.recorded:
+            old = self.recorded[key]
+            i = self._played.get(key, 0)
+            self._played[key] = i + 1
+            self.forged += 1
+            return old[i % len(old)], 0
+        return None
+
+
+class FreezeResponses(_Tamper):
+    """A man in the middle freezes what the HMI sees: every read gets the last real answer from before ``at_ns``.
+
+    It watches the HMI's reads (per unit, function code, address, quantity) and, while active, answers each with
+    the last response it forwarded before the attack, so the process values on the operator's screen stop
+    moving while the real ones keep changing. Exceptions from the PLC pass through.
+    """
+
+    def __init__(self, log: AttackLog, at_ns: int, duration_s: float = 120.0) -> None:
+        super().__init__(log, at_ns, duration_s)
+        self.last: dict[tuple[int, int, int, int], bytes] = {}
+
+    def response(self, t: int, unit: int, fc: int, address: int, quantity: int, response: bytes,
+                 exception_code: int) -> tuple[bytes, int] | None:
+        if exception_code or fc not in _READS:
+            return None
+        key = (unit, fc, address, quantity)
+        if t < self.at_ns:
+            self.last[key] = response
+        elif self.active(t) and key in self.last:
+            self.forged += 1
+            return self.last[key], 0
+        return None
+
+
+class ExceptionStorm(_Tamper):
+    """The PLC answers most reads with SERVER_DEVICE_FAILURE (4) or SERVER_DEVICE_BUSY (6) for a while.
+
+    A device fault, or the visible side effect of an attack on the device (an overloaded or tampered CPU): for
+    every client (the HMI and the historian). ``rate`` of the reads fail, ramping up over the first seconds.
+    """
+
+    def __init__(self, log: AttackLog, rng: random.Random, at_ns: int, duration_s: float = 60.0,
+                 rate: float = 0.8) -> None:
+        super().__init__(log, at_ns, duration_s)
+        self.rng, self.rate = rng, rate
+
+    def response(self, t: int, unit: int, fc: int, address: int, quantity: int, response: bytes,
+                 exception_code: int) -> tuple[bytes, int] | None:
+        if not self.active(t) or fc not in _READS:
+            return None
+        ramp = min(1.0, (t - self.at_ns) / 5e9 + 0.2)
+        if self.rng.random() >= self.rate * ramp:
+            return None
+        code = mb.SERVER_DEVICE_FAILURE if self.rng.random() < 0.6 else mb.SERVER_DEVICE_BUSY
+        self.forged += 1
+        return mb.exception_response(fc, code), code
+
+
+# -- a covert channel in register values ---------------------------------------------------------------------------
+
+COVERT_REGISTER = SETPOINTS + 19  # a spare setpoint slot: read by the HMI and the historian, never written
+COVERT_MESSAGE = b"vpn=10.10.9.1;user=svc_ops;pw=Quay-Crane-7"
+
+
+def covert_value(byte: int) -> int:
+    """The register value that carries one byte: 256 + the byte, inside the setpoints' usual 100-900."""
+    return 256 + byte
+
+
+class CovertChannel:
+    """Wraps the HMI's poller of the target: on its usual connection it writes one byte of a message at a time.
+
+    A FC 6 write to ``COVERT_REGISTER`` every 20-30 s for ``duration_s``, each value 256 + the next byte of
+    ``message`` (printable ASCII, so 288-382: ordinary setpoint values). The register is inside the block the HMI
+    and the historian read, so the data lands in the historian's database, where whoever has access to it (or its
+    replica on the corporate network) reads it back. Each write (request and response) is an attack frame.
+    """
+
+    def __init__(self, poller: Poller, log: AttackLog, rng: random.Random, at_ns: int, duration_s: float = 600.0,
+                 message: bytes = COVERT_MESSAGE) -> None:
+        self.poller, self.log, self.rng = poller, log, rng
+        self.target = Target.of(poller)
+        self.next_ns, self.end_ns = at_ns, at_ns + int(duration_s * 1e9)
+        self.message = message
+        self.sent: list[int] = []  # values written
+
+    def step(self, ts_ns: int) -> int | None:
+        t = ts_ns
+        poller = self.poller
+        if poller.conn is not None and self.next_ns <= t < self.end_ns:
+            value = covert_value(self.message[len(self.sent) % len(self.message)])
+            pdu = mb.write_single_register(COVERT_REGISTER, value)
+            frames = poller.inject(t, self.target.unit, pdu, pdu,
+                                   int(min(20.0, self.rng.lognormvariate(0.7, 0.4)) * _MS))
+            for frame in frames:
+                self.log.mark(frame)
+            self.target.bank.write_registers(COVERT_REGISTER, [value])
+            self.sent.append(value)
+            self.next_ns = t + int(self.rng.uniform(20, 30) * 1e9)
+            t = frames[-1][0] + _MS
+        return poller.step(t)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import dataclass
+from typing import Callable, Protocol
 
 from otsentry.synth import modbus as mb
 from otsentry.synth.background import DnsClient, WebBrowser
@@ -59,6 +60,22 @@ class PollingOptions:
     write_band: float | None = None
 
 
+class ResponseTamper(Protocol):
+    """Something on the path (a man in the middle, a failing device) that replaces responses to one poller.
+
+    ``response`` sees every transaction of the poller after the PLC computed its answer, and returns ``None`` to
+    let it through or ``(response PDU, exception code)`` to send instead; each frame carrying a replaced response
+    is passed to ``mark``. It must draw nothing from the plant's RNG. A replacement of the same length as the
+    original keeps every later frame of the capture byte-identical but for the replaced bytes (the split and
+    retransmission draws depend on the length only).
+    """
+
+    def response(self, t: int, unit: int, fc: int, address: int, quantity: int, response: bytes,
+                 exception_code: int) -> tuple[bytes, int] | None: ...
+
+    def mark(self, frame: Frame) -> None: ...
+
+
 @dataclass(frozen=True)
 class _PollerConfig:
     historian: bool
@@ -86,6 +103,7 @@ class Poller:
         self._midstream_next = cfg.midstream
         self.tid = 0
         self.cycle = 0
+        self.tamper: ResponseTamper | None = None  # scenarios only: see ``ResponseTamper``
         self._reads = 8 + sim.rng.randrange(9)  # size of the HMI's input-register block
         # Setpoints as configured before any write: the centre of the band for ``write_band``.
         self.nominal = {unit: [bank.register(SETPOINTS + i) for i in range(20)] for unit, bank in banks.items()}
@@ -250,6 +268,28 @@ class Poller:
         self.sim.emit(resp, ((T_RESPONSE, fc, exception_code, txn),))
         return [req, resp]
 
+    def send_unanswered(self, t: int, ack_delay_ns: int) -> tuple[Frame, Frame]:
+        """The first request of a poll cycle, which gets no answer: only the server's TCP stack ACKs it.
+
+        For scenarios where the PLC's Modbus application goes silent (force listen-only mode) while its TCP
+        stack still works: the client sends its usual first read with its next transaction id, the server ACKs
+        the segment ``ack_delay_ns`` later, and the client gives up on the cycle (its response timeout). Draws
+        nothing from the shared RNG and counts as a poll cycle. Returns (request, ACK).
+        """
+        if self.conn is None:
+            raise RuntimeError("send_unanswered needs an open connection")
+        self.cycle += 1
+        unit = self.units[0]
+        fc, address, quantity = self._scan_list()[0]
+        tid = self._new_tid()
+        txn = self._txn(t, unit, tid, fc, 0, address, quantity)
+        req = self.conn.segment(t, True, mb.adu(tid, unit, mb.read_request(fc, address, quantity)))
+        self.sim.emit(req, ((T_REQUEST, fc, txn),) + (self._flow_tag or ()))
+        self._flow_tag = None
+        ack = self.conn.ack(t + ack_delay_ns, False)
+        self.sim.emit(ack)
+        return req, ack
+
     def _new_tid(self) -> int:
         self.tid = (self.tid + 1) & 0xFFFF
         return self.tid
@@ -275,13 +315,22 @@ class Poller:
         """One request and its response; returns the time of the last frame."""
         tid = self._new_tid()
         request, response, exc = self._pdus(unit, fc, address, quantity, t)
+        mark = None
+        if self.tamper is not None:
+            forged = self.tamper.response(t, unit, fc, address, quantity, response, exc)
+            if forged is not None:
+                (response, exc), mark = forged, self.tamper.mark
         txn = self._txn(t, unit, tid, fc, exc, address, quantity)
         t = self._send(t, True, mb.adu(tid, unit, request), (T_REQUEST, fc, txn))
         t += self._latency(quantity)
-        return self._send(t, False, mb.adu(tid, unit, response), (T_RESPONSE, fc, exc, txn))
+        return self._send(t, False, mb.adu(tid, unit, response), (T_RESPONSE, fc, exc, txn), mark)
 
-    def _send(self, t: int, from_client: bool, data: bytes, entry: tuple[object, ...]) -> int:
-        """One ADU in one segment, or split over two, or followed by a retransmission of its segment."""
+    def _send(self, t: int, from_client: bool, data: bytes, entry: tuple[object, ...],
+              mark: Callable[[Frame], None] | None = None) -> int:
+        """One ADU in one segment, or split over two, or followed by a retransmission of its segment.
+
+        ``mark`` (scenarios) is called with every frame that carries bytes of this ADU.
+        """
         sim, rng, conn = self.sim, self.sim.rng, self.conn
         assert conn is not None
         tag: Tag = (entry,) if self._flow_tag is None else (entry,) + self._flow_tag
@@ -292,12 +341,22 @@ class Poller:
             first = conn.segment(t, from_client, data[:at], 0x10)
             sim.emit(first, tag[1:] or None)  # a flow tag stays on the flow's first frame
             t += rng.randrange(50_000, 2 * _MS)
-            sim.emit(conn.segment(t, from_client, data[at:]), (entry, (T_SPLIT,)))
+            second = conn.segment(t, from_client, data[at:])
+            sim.emit(second, (entry, (T_SPLIT,)))
+            if mark is not None:
+                mark(first)
+                mark(second)
             return t
-        sim.emit(conn.segment(t, from_client, data), tag)
+        frame = conn.segment(t, from_client, data)
+        sim.emit(frame, tag)
+        if mark is not None:
+            mark(frame)
         if rng.random() < self.opts.retransmission_rate:
             t += int(rng.uniform(200, 350) * _MS)
-            sim.emit(conn.retransmit(t, from_client), ((T_RETRANSMISSION, 1),))
+            again = conn.retransmit(t, from_client)
+            sim.emit(again, ((T_RETRANSMISSION, 1),))
+            if mark is not None:
+                mark(again)
         return t
 
     def _pipelined(self, t: int) -> int:

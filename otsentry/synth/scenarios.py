@@ -26,9 +26,12 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from otsentry.synth.attacks import (AttackLog, Attacker, FunctionCodeSweep, LabellingWriter, QueryFlood,
-                                    SetpointChange, Target, WriteFromNewHost, attacker_host)
+from otsentry.synth.attacks import (AddressSweep, AttackLog, Attacker, CovertChannel, DiagnosticsRestart,
+                                    ExceptionStorm, FreezeResponses, FunctionCodeSweep, LabellingWriter, ListenOnly,
+                                    QueryFlood, ReplayOldResponses, SetpointChange, SilencedPoller, Target,
+                                    UnitIdSweep, WriteFromNewHost, attacker_host)
 from otsentry.synth.polling import DEFAULT_START_NS, Plant, Poller, PollingOptions, build_plant
+from otsentry.synth.services import RdpSession, SmbLateralMovement
 from otsentry.synth.sim import Actor, GroundTruth, Sim
 
 # The plant of every scenario: 4 PLCs polled by the HMI about every second (10 % jitter), the historian about
@@ -72,7 +75,53 @@ SCENARIOS: dict[str, ScenarioSpec] = {
         "The usual HMI, on its usual connection, writes 9999 to a setpoint register (FC 6) whose values "
         "are otherwise within +-10 % of a few hundred; the operator restores the previous value 60 s later.",
         "T0836", "Modify Parameter", "Impair Process Control", 70.0),
+    "unit_id_sweep": ScenarioSpec(
+        "A host never seen before reads one holding register (FC 3) from every unit id 0 to 247 of the serial "
+        "gateway's IP: units 1-3 answer, unit 0 (broadcast) gets no answer, ids routed to the serial line get "
+        "GATEWAY_TARGET_FAILED, all others GATEWAY_PATH_UNAVAILABLE.",
+        "T0846", "Remote System Discovery", "Discovery", 45.0),
+    "address_sweep": ScenarioSpec(
+        "The historian (compromised: a known host that polls the PLC anyway) opens a new connection and reads "
+        "the whole holding-register space, 0 to 65535, in blocks of 125 (FC 3); all but the first blocks get "
+        "ILLEGAL_DATA_ADDRESS.",
+        "T0861", "Point & Tag Identification", "Collection", 60.0),
+    "replay_old_responses": ScenarioSpec(
+        "A man in the middle answers the HMI's reads of one PLC for 60 s with responses it recorded during "
+        "the learning part (same requests, same transaction ids, old values): the operator watches an old "
+        "sequence of process values.",
+        "T0856", "Spoof Reporting Message", "Evasion", 65.0),
+    "spoofed_freeze": ScenarioSpec(
+        "A man in the middle freezes the HMI's view of one PLC for 2 minutes: every read gets the last real "
+        "answer from before the attack, so the values stop changing while the process goes on.",
+        "T0830", "Adversary-in-the-Middle", "Collection", 125.0),
+    "diag_restart": ScenarioSpec(
+        "The engineering workstation, which never spoke Modbus, sends FC 8 restart communications and then "
+        "force listen-only mode to a PLC; the PLC stops answering the HMI and the historian for 60 s, until a "
+        "second restart communications brings it back.",
+        "T0816", "Device Restart/Shutdown", "Inhibit Response Function", 75.0),
+    "exception_storm": ScenarioSpec(
+        "For 60 s a PLC answers most reads (the HMI's and the historian's) with SERVER_DEVICE_FAILURE or "
+        "SERVER_DEVICE_BUSY: a device fault or the side effect of an attack on it; the operator loses the view.",
+        "T0815", "Denial of View", "Impact", 65.0),
+    "new_service_smb": ScenarioSpec(
+        "The engineering workstation opens SMB sessions (445/tcp) to the HMI, which never offered SMB: NTLM "
+        "login, then encrypted SMB3 copying a tool to ADMIN$ and running it as a service; a second session "
+        "cleans up a minute or two later.",
+        "T0886", "Remote Services", "Lateral Movement", 150.0),
+    "new_service_rdp": ScenarioSpec(
+        "A host never seen before opens a remote desktop session (RDP, 3389/tcp, NLA over TLS) on the HMI and "
+        "works on it for about 2.5 minutes.",
+        "T0886", "Remote Services", "Lateral Movement", 170.0),
+    "covert_channel": ScenarioSpec(
+        "The usual HMI, on its usual connection, writes a spare setpoint register it never writes (FC 6) every "
+        "20-30 s for 10 minutes; each value (288-382, ordinary for a setpoint) is 256 + one byte of a secret, "
+        "which the historian then carries out.",
+        "T0869", "Standard Application Layer Protocol", "Command and Control", 605.0),
 }
+# How long before the end of learning the man in the middle of ``replay_old_responses`` starts recording, and for
+# how long it records (its replay lasts as long as the recording).
+REPLAY_RECORD_BEFORE_S = 90.0
+REPLAY_S = 60.0
 
 
 def _ts(ns: int) -> float:
@@ -214,18 +263,8 @@ def generate_scenario(path: str | os.PathLike[str], name: str, seed: int, learn_
         # The attack's own RNG: drawing from the plant's would change the normal traffic before the attack.
         rng = random.Random(f"otsentry-scenario:{name}:{seed}")
         at_ns = start_ns + int(attack_at_s * 1e9)
-        targets = _hmi_pollers(plant)
-        poller = targets[rng.randrange(len(targets))]
-        target = Target.of(poller)
-        target_ip, target_unit = target.plc.ip, target.unit
-        if name == "setpoint_change":
-            i = next(i for i, (_, actor) in enumerate(actors) if actor is poller)
-            actors[i] = (actors[i][0], SetpointChange(poller, log, rng, at_ns))
-            attacker_ip = poller.client.ip
-        else:
-            host = attacker_host(rng, (h.ip for h in plant.hosts.values()))
-            attacker_ip = host.ip
-            actors.append((at_ns, _ATTACKERS[name](sim, log, rng, host, target)))
+        attacker_ip, target_ip, target_unit = _add_attack(name, sim, plant, actors, log, rng, start_ns, at_ns,
+                                                          start_ns + int(learn_s * 1e9))
     counts = GroundTruth(seed=seed)
     with LabellingWriter(path, log) as writer:
         sim.run(writer, [(t, _Until(actor, end_ns)) for t, actor in actors], sys.maxsize, counts)
@@ -250,6 +289,78 @@ _ATTACKERS: dict[str, Callable[..., Attacker]] = {
     "fc_sweep": FunctionCodeSweep,
     "query_flood": QueryFlood,
 }
+
+
+def _wrap(actors: list[tuple[int, Actor]], poller: Poller, wrapper: Actor) -> None:
+    """Replace ``poller`` by ``wrapper`` (which steps it) in the plant's actor list, keeping its start time."""
+    i = next(i for i, (_, actor) in enumerate(actors) if actor is poller)
+    actors[i] = (actors[i][0], wrapper)
+
+
+def _add_attack(name: str, sim: Sim, plant: Plant, actors: list[tuple[int, Actor]], log: AttackLog,
+                rng: random.Random, start_ns: int, at_ns: int,
+                learn_end_ns: int) -> tuple[str | None, str | None, int | None]:
+    """Put scenario ``name``'s attack into the plant; returns (attacker IP, target IP, target unit) for the truth.
+
+    The attacker IP is the address the attack's frames come from as the capture shows it: a new host, a known
+    host misused (historian, engineering station, HMI), or None when no host of the attack appears (a man in the
+    middle answering in the PLC's name, a failing PLC). The target unit is None when the attack is not about
+    one unit (a unit-id sweep, SMB or RDP to the HMI).
+    """
+    targets = _hmi_pollers(plant)
+    poller = targets[rng.randrange(len(targets))]  # every scenario draws this first: the older ones depend on it
+    target = Target.of(poller)
+    taken = [h.ip for h in plant.hosts.values()]
+    if name == "setpoint_change":
+        _wrap(actors, poller, SetpointChange(poller, log, rng, at_ns))
+        return poller.client.ip, target.plc.ip, target.unit
+    if name in _ATTACKERS:
+        host = attacker_host(rng, taken)
+        actors.append((at_ns, _ATTACKERS[name](sim, log, rng, host, target)))
+        return host.ip, target.plc.ip, target.unit
+    if name == "unit_id_sweep":  # the serial gateway, whose IP hides several unit ids
+        gateway = next((p for p in plant.pollers if p.gateway and not p.historian), poller)
+        host = attacker_host(rng, taken)
+        actors.append((at_ns, UnitIdSweep(sim, log, rng, host, Target.of(gateway), gateway.banks)))
+        return host.ip, gateway.plc.ip, None
+    if name == "address_sweep":
+        host = plant.hosts["historian"]
+        actors.append((at_ns, AddressSweep(sim, log, rng, host, target)))
+        return host.ip, target.plc.ip, target.unit
+    if name == "diag_restart":
+        host, state = plant.hosts["eng"], ListenOnly()
+        actors.append((at_ns, DiagnosticsRestart(sim, log, rng, host, target, state)))
+        for p in plant.pollers:
+            if p.plc is target.plc:  # the HMI and the historian: nobody gets an answer in listen-only mode
+                _wrap(actors, p, SilencedPoller(p, state, log, rng))
+        return host.ip, target.plc.ip, target.unit
+    if name == "replay_old_responses":
+        record_to = max(start_ns, learn_end_ns - int((REPLAY_RECORD_BEFORE_S - REPLAY_S) * 1e9))
+        record_from = max(start_ns, record_to - int(REPLAY_S * 1e9))
+        poller.tamper = ReplayOldResponses(log, record_from, record_to, at_ns, REPLAY_S)
+        return None, target.plc.ip, target.unit
+    if name == "spoofed_freeze":
+        poller.tamper = FreezeResponses(log, at_ns, 120.0)
+        return None, target.plc.ip, target.unit
+    if name == "exception_storm":
+        storm = ExceptionStorm(log, rng, at_ns, 60.0)
+        for p in plant.pollers:
+            if p.plc is target.plc:
+                p.tamper = storm
+        return None, target.plc.ip, target.unit
+    if name == "covert_channel":
+        _wrap(actors, poller, CovertChannel(poller, log, rng, at_ns, 600.0))
+        return poller.client.ip, target.plc.ip, target.unit
+    hmi = plant.hosts["hmi"]
+    if name == "new_service_smb":
+        eng = plant.hosts["eng"]
+        actors.append((at_ns, SmbLateralMovement(sim, log, rng, eng, hmi)))
+        return eng.ip, hmi.ip, None
+    if name == "new_service_rdp":
+        host = attacker_host(rng, taken)
+        actors.append((at_ns, RdpSession(sim, log, rng, host, hmi)))
+        return host.ip, hmi.ip, None
+    raise AssertionError(f"scenario {name!r} has a spec but no attack")
 
 
 def main(argv: list[str] | None = None) -> int:

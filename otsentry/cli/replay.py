@@ -1,0 +1,251 @@
+"""``otsentry replay``: the student-facing scenario library (list, show, generate, run, score)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import click
+
+from otsentry.cli.common import UserError
+from otsentry.replay.catalog import DEFAULT_OUT, QUICK_LEARN_S, QUICK_TOTAL_S
+
+SEED = click.option("--seed", type=int, default=None,
+                    help="Simulator seed (same seed, same capture) [default: the seed in the scenario's spec].")
+QUICK = click.option("--quick", is_flag=True,
+                     help=f"A short version: {QUICK_LEARN_S / 60:.0f} min to learn, about {QUICK_TOTAL_S / 60:.0f} min in "
+                          "all (less learning, so expect more false alerts).")
+CACHE = click.option("--cache", "cache", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_OUT,
+                     show_default=True, help="Where generated captures are kept and reused.")
+
+
+def _user_errors(fn):
+    """The library's user-facing errors (unknown scenario, bad capture...) as one-line CLI errors."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from otsentry.collectors.types import CaptureError
+        from otsentry.detectors.evaluation import LabelError
+        from otsentry.pipeline import PipelineError
+        from otsentry.replay.catalog import ScenarioError
+
+        try:
+            return fn(*args, **kwargs)
+        except (ScenarioError, CaptureError, PipelineError, LabelError) as exc:
+            raise UserError(str(exc)) from None
+
+    return wrapper
+
+
+def _mmss(seconds: float) -> str:
+    return f"{int(max(seconds, 0) // 60):02d}:{int(max(seconds, 0) % 60):02d}"
+
+
+@click.group("replay")
+def replay() -> None:
+    """Scenario captures with ground truth: replay them, watch the alerts, score the detectors.
+
+    \b
+      otsentry replay list                       the scenarios and their ATT&CK for ICS techniques
+      otsentry replay show fc_sweep              what happens, when, and what to look for
+      otsentry replay run fc_sweep --speed 20x   alerts as a live sensor would print them
+      otsentry replay score --all --report out   every scenario scored, with timeline pictures
+    """
+
+
+@replay.command("list")
+@_user_errors
+def list_cmd() -> None:
+    """The scenarios: name, ATT&CK for ICS technique, what happens (`replay show NAME` tells more)."""
+    from otsentry.replay.catalog import load_catalog
+
+    catalog = load_catalog()
+    wn = max(len("name"), *(len(n) for n in catalog))
+    wt = max(len("technique"), *(len(i.technique) for i in catalog.values()))
+    room = shutil.get_terminal_size().columns - wn - wt - 4 if sys.stdout.isatty() else 0
+    click.echo(f"{'name':{wn}}  {'technique':{wt}}  description")
+    for name, info in catalog.items():
+        text = info.summary
+        if room >= 30 and len(text) > room:  # one line per scenario on a terminal; `show NAME` has the rest
+            text = text[: room - 3].rstrip() + "..."
+        click.echo(f"{name:{wn}}  {info.technique:{wt}}  {text}")
+
+
+@replay.command("show")
+@click.argument("name")
+@_user_errors
+def show_cmd(name: str) -> None:
+    """What scenario NAME does, which technique it illustrates, and its timeline."""
+    from otsentry.replay.catalog import get_scenario
+
+    info = get_scenario(name)
+    click.echo(f"{info.name}: {info.summary}")
+    click.echo(f"  technique: {info.technique}" + (f" (tactic: {info.tactic})" if info.tactic else ""))
+    click.echo(click.wrap_text(info.description, width=100, initial_indent="  what happens: ",
+                               subsequent_indent="    "))
+    click.echo(click.wrap_text(info.explanation, width=100, initial_indent="  what to look for: ",
+                               subsequent_indent="    "))
+    click.echo(f"  timeline (mm:ss from the start, seed {info.seed}):")
+    for ev in info.timeline:
+        click.echo(f"    {_mmss(ev.at_s)}  {ev.what}")
+    click.echo(f"  try: otsentry replay run {info.name} --speed 20x   |   otsentry replay score {info.name} "
+               f"--report out/{info.name}")
+
+
+@replay.command("generate")
+@click.argument("name")
+@SEED
+@QUICK
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_OUT,
+              show_default=True, help="Folder for the capture and its ground truth.")
+@_user_errors
+def generate_cmd(name: str, seed: int | None, quick: bool, out: Path) -> None:
+    """Write scenario NAME's capture (pcap) and ground truth (frame labels, attack intervals); print the paths."""
+    from otsentry.replay.catalog import generate, get_scenario
+
+    gen = generate(get_scenario(name), out, seed, quick)
+    click.echo(f"capture:          {gen.pcap}")
+    click.echo(f"frame labels:     {gen.labels}")
+    click.echo(f"attack intervals: {gen.intervals}")
+    click.echo(f"learning part:    first {gen.learn_s / 60:g} min (otsentry run {gen.pcap} --learn-for "
+               f"{gen.learn_s:g}s)")
+
+
+@replay.command("run")
+@click.argument("name")
+@click.option("--speed", default=None, metavar="FACTOR",
+              help="Replay FACTOR times faster than real time, e.g. 10x or 1x [default: 10x].")
+@click.option("--as-fast-as-possible", "fast", is_flag=True, help="No pacing: alerts come as fast as they are found.")
+@click.option("--alerts-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also append the alerts as ECS JSON lines to this file (ids already in it are skipped).")
+@SEED
+@QUICK
+@CACHE
+@click.pass_context
+@_user_errors
+def run_cmd(ctx: click.Context, name: str, speed: str | None, fast: bool, alerts_out: Path | None,
+            seed: int | None, quick: bool, cache: Path) -> None:
+    """Replay scenario NAME through the pipeline as a live sensor would see it, printing alerts as they come.
+
+    The detectors learn on the scenario's first minutes (its normal part), then score the rest. With --speed,
+    an alert about a window ending t seconds into the capture appears t/FACTOR seconds after the start. Ctrl-C
+    stops the replay.
+    """
+    from otsentry.alerts.sinks import AlertTable, JsonlSink
+    from otsentry.replay.catalog import generate, get_scenario
+    from otsentry.replay.live import parse_speed, replay as replay_scenario
+
+    if fast and speed is not None:
+        raise UserError("give either --speed or --as-fast-as-possible, not both")
+    try:
+        factor = None if fast else parse_speed(speed or "10x")
+    except ValueError as exc:
+        raise UserError(f"--speed {exc}") from None
+    info = get_scenario(name)
+    gen = generate(info, cache, seed, quick)
+    total = gen.end_ts - gen.start_ts
+    pace = "as fast as possible" if factor is None else \
+        f"at {factor:g}x: {total / 60:.0f} min of traffic in {_mmss(total / factor)} (mm:ss)"
+    click.echo(f"replaying {info.name} (seed {gen.seed}) {pace}; learning on the first {gen.learn_s / 60:g} min"
+               + ("; Ctrl-C stops" if factor is not None else ""), err=True)
+    for start, end in gen.attack_intervals:
+        click.echo(f"  (ground truth: attack from {_mmss(start - gen.start_ts)} to {_mmss(end - gen.start_ts)} "
+                   "of capture time)", err=True)
+    table = AlertTable(sys.stdout)
+    sink = JsonlSink(alerts_out) if alerts_out is not None else None
+
+    def on_alert(alert) -> None:
+        table.write(alert)
+        if sink is not None:
+            sink.write(alert)
+
+    def on_detecting() -> None:
+        click.echo(f"learning period over ({_mmss(gen.learn_s)} of capture time): detecting", err=True)
+
+    try:
+        result = replay_scenario(gen, factor, on_alert, on_detecting)
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: {table.count} alerts so far", err=True)
+        ctx.exit(130)
+    finally:
+        if sink is not None:
+            sink.close()
+    click.echo(f"done: scored {result.windows} windows after learning from {result.learned_windows}: "
+               f"{len(result.alerts)} alerts" + (f"; written to {alerts_out}" if alerts_out else "")
+               + f". Next: otsentry replay score {info.name} --report out/{info.name}", err=True)
+
+
+def _table(scores) -> None:
+    from otsentry.replay.score import overall
+
+    head = ("scenario", "technique", "detected", "time to detect", "attack units", "precision", "recall", "F1",
+            "false alerts", "false alerts/h")
+    rows = []
+    for s in scores:
+        d, ev = s.to_dict(), s.evaluation
+        f = (lambda v: "-" if v is None else f"{v:.2f}")
+        rows.append((s.info.name, s.info.technique_id or "-",
+                     "n/a" if s.detected is None else ("yes" if s.detected else "NO"),
+                     "-" if ev.time_to_detect_s is None else f"{ev.time_to_detect_s:.0f} s", str(ev.attack_windows),
+                     f(d["precision"]), f(d["recall"]), f(d["f1"]), str(ev.false_alerts),
+                     f"{ev.false_alerts_per_hour:.2f}"))
+    o = overall(scores)
+    rows.append(("overall", f"{len(scores)} scenarios", f"{o.attacks_detected}/{o.attacks}", "",
+                 str(o.true_positives + o.false_negatives), f"{o.precision:.2f}", f"{o.recall:.2f}", f"{o.f1:.2f}",
+                 str(o.false_alerts), f"{o.false_alerts_per_hour:.2f}"))
+    widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head))]
+    for i, r in enumerate((head, *rows)):
+        if i == len(rows):  # separator before the overall line
+            click.echo("  ".join("-" * w for w in widths))
+        click.echo("  ".join(c.ljust(w) if j < 2 else c.rjust(w) for j, (c, w) in enumerate(zip(r, widths))))
+
+
+@replay.command("score")
+@click.argument("names", nargs=-1, metavar="NAME...")
+@click.option("--all", "all_", is_flag=True, help="Score every scenario of the library.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object: {scenarios: [{name, detected, time_to_detect_s, precision, recall, f1, "
+                   "false_alerts_per_hour, ...}], overall: {precision, recall, f1}}.")
+@click.option("--report", "report", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write an HTML report with a timeline picture per scenario into this folder (index.html).")
+@SEED
+@QUICK
+@CACHE
+@click.option("--progress/--no-progress", default=None, help="Progress on stderr (default: when it is a terminal).")
+@_user_errors
+def score_cmd(names: tuple[str, ...], all_: bool, as_json: bool, report: Path | None, seed: int | None,
+              quick: bool, cache: Path, progress: bool | None) -> None:
+    """Score the detectors on scenario NAME (or several, or --all): learn on its normal part, score the rest.
+
+    Reports per scenario whether the attack was detected and how fast, precision, recall and F1 over units of
+    (10-second window, host pair) with re-alert suppression off, and false alerts per hour of normal traffic.
+    A scenario without an attack has no precision or recall of its own (shown as -, null in JSON); its false
+    alerts count in the overall figures, which add up every scenario's units.
+    """
+    from otsentry.replay.catalog import generate, get_scenario, load_catalog
+    from otsentry.replay.score import score_scenario, to_json
+
+    if all_ == bool(names):
+        raise UserError("give scenario names or --all (see `otsentry replay list`)")
+    catalog = load_catalog()
+    infos = list(catalog.values()) if all_ else [get_scenario(n, catalog) for n in dict.fromkeys(names)]
+    show = sys.stderr.isatty() if progress is None else progress
+    scores = []
+    from tqdm import tqdm
+
+    with tqdm(infos, desc="scoring", unit=" scenario", file=sys.stderr, disable=not show, leave=False) as bar:
+        for info in bar:
+            bar.set_postfix_str(info.name)
+            scores.append(score_scenario(info, generate(info, cache, seed, quick)))
+    if report is not None:
+        from otsentry.replay.report import write_report
+
+        index = write_report(scores, report)
+        click.echo(f"report written to {index}", err=True)
+    if as_json:
+        click.echo(json.dumps(to_json(scores), sort_keys=False))
+    else:
+        _table(scores)

@@ -1,0 +1,148 @@
+"""``/healthz`` and Prometheus ``/metrics`` for the daemons, from the standard library (``http.server``).
+
+Why not prometheus_client: a dozen counters and gauges do not justify a dependency, and the text exposition format
+is a few lines. The server runs in a daemon thread on a local port (127.0.0.1 by default: metrics reveal the
+plant's traffic volumes, so exposing them is a decision for the operator). ``/healthz`` answers 200 while the main
+loop is alive and the broker reachable, 503 otherwise, with a small JSON body saying why.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+
+log = logging.getLogger("otsentry.stream")
+
+# name -> (type, help). Counters end in _total as Prometheus expects.
+METRICS: dict[str, tuple[str, str]] = {
+    "otsentry_packets_total": ("counter", "Packets read by the collector."),
+    "otsentry_windows_published_total": ("counter", "Feature windows published."),
+    "otsentry_windows_consumed_total": ("counter", "Feature windows read from the features topic."),
+    "otsentry_windows_scored_total": ("counter", "Feature windows scored by the detector."),
+    "otsentry_windows_late_total": ("counter", "Windows that arrived after their time had been scored."),
+    "otsentry_windows_forced_total": ("counter", "Windows scored before the watermarks allowed (max hold or "
+                                                 "buffer limit)."),
+    "otsentry_windows_duplicate_total": ("counter", "Window copies dropped (a producer's retry)."),
+    "otsentry_alerts_published_total": ("counter", "Alerts published and acknowledged."),
+    "otsentry_malformed_records_total": ("counter", "Records that could not be read (skipped or dead-lettered)."),
+    "otsentry_deadletter_total": ("counter", "Records copied to the dead-letter topic."),
+    "otsentry_resent_records_total": ("counter", "Records published again after a failed delivery."),
+    "otsentry_commits_total": ("counter", "Offset commits."),
+    "otsentry_errors_total": ("counter", "Errors (broker unreachable, failed deliveries or commits)."),
+    "otsentry_consumer_lag": ("gauge", "Records in the assigned partitions not read yet."),
+    "otsentry_windows_buffered": ("gauge", "Windows held for event-time ordering."),
+    "otsentry_in_flight_records": ("gauge", "Records published, not yet acknowledged."),
+    "otsentry_assigned_partitions": ("gauge", "Partitions assigned to this worker."),
+    "otsentry_broker_up": ("gauge", "1 when the broker connection is up."),
+    "otsentry_up": ("gauge", "1 while the main loop runs."),
+}
+
+
+class Metrics:
+    """Counters and gauges by name; gauges may be callables evaluated at scrape time."""
+
+    def __init__(self, role: str) -> None:
+        self.role = role
+        self._values: dict[str, float] = {name: 0.0 for name in METRICS}
+        self._callbacks: dict[str, Callable[[], float | None]] = {}
+        self._lock = threading.Lock()
+        self.heartbeat = time.monotonic()
+        self.broker_up = False
+        self.running = False
+
+    def inc(self, name: str, by: float = 1.0) -> None:
+        with self._lock:
+            self._values[name] += by
+
+    def set(self, name: str, value: float) -> None:
+        with self._lock:
+            self._values[name] = float(value)
+
+    def gauge_fn(self, name: str, fn: Callable[[], float | None]) -> None:
+        self._callbacks[name] = fn
+
+    def get(self, name: str) -> float:
+        fn = self._callbacks.get(name)
+        if fn is not None:
+            try:
+                value = fn()
+            except Exception:  # noqa: BLE001 - a scrape must not take the daemon down
+                value = None
+            if value is not None:
+                return float(value)
+        with self._lock:
+            return self._values[name]
+
+    def beat(self) -> None:
+        """The main loop is alive (called every iteration)."""
+        self.heartbeat = time.monotonic()
+
+    def render(self) -> str:
+        lines = []
+        for name, (kind, text) in METRICS.items():
+            if name == "otsentry_broker_up":
+                value = 1.0 if self.broker_up else 0.0
+            elif name == "otsentry_up":
+                value = 1.0 if self.running else 0.0
+            else:
+                value = self.get(name)
+            lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}", f'{name}{{role="{self.role}"}} {value:g}']
+        return "\n".join(lines) + "\n"
+
+    def health(self, stale_s: float = 60.0) -> tuple[bool, dict[str, object]]:
+        age = time.monotonic() - self.heartbeat
+        ok = self.running and self.broker_up and age < stale_s
+        return ok, {"status": "ok" if ok else "unhealthy", "role": self.role, "running": self.running,
+                    "broker_up": self.broker_up, "loop_age_s": round(age, 3)}
+
+
+class MetricsServer:
+    """Serves ``metrics`` on ``host:port`` in a daemon thread; ``port=0`` in the config means off (see cli)."""
+
+    def __init__(self, metrics: Metrics, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.metrics = metrics
+        handler = _handler(metrics)
+        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="otsentry-metrics", daemon=True)
+
+    def start(self) -> "MetricsServer":
+        self._thread.start()
+        log.info("metrics on http://%s:%d/metrics, health on /healthz", self.httpd.server_address[0], self.port,
+                 extra={"fields": {"event": "metrics_listening", "port": self.port}})
+        return self
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _handler(metrics: Metrics) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            if self.path.split("?")[0] == "/metrics":
+                self._send(200, metrics.render(), "text/plain; version=0.0.4; charset=utf-8")
+            elif self.path.split("?")[0] == "/healthz":
+                ok, body = metrics.health()
+                self._send(200 if ok else 503, json.dumps(body) + "\n", "application/json")
+            else:
+                self._send(404, "not found: try /metrics or /healthz\n", "text/plain")
+
+        def _send(self, code: int, body: str, ctype: str) -> None:
+            data = body.encode()
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:  # scrapes every 15 s would flood the log
+            pass
+
+    return Handler
