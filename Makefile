@@ -8,7 +8,7 @@ DEMO_CAPTURE := replays/demo-polling.pcap
 # A 40-minute scenario (10 min to learn from, then a function-code sweep by a new host), generated on demand.
 DEMO_SCENARIO := replays/generated/fc_sweep-seed7.pcap
 
-.PHONY: demo test venv tools services services-stop services-deps unit bench clean
+.PHONY: demo test venv tools services services-stop services-deps unit bench bench-kafka bench-elastic clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,12 +39,15 @@ $(DEMO_SCENARIO): | venv
 	mkdir -p $(dir $@)
 	$(BIN)/python -m otsentry.synth.scenarios fc_sweep $@ --seed 7 --labels $(@:.pcap=.csv) > $(@:.pcap=.json)
 
-## services: real external services for tests and development, started in the background (Apache Kafka on
-## 127.0.0.1:9092; later Elasticsearch). Downloaded once into ~/.cache/otsentry/services (OTSENTRY_CACHE).
+## services: real external services for tests and development, started in the background: Apache Kafka on
+## 127.0.0.1:9092 and Elasticsearch on 127.0.0.1:9200. Downloaded once into ~/.cache/otsentry/services (as root:
+## /var/cache/otsentry, readable by the Elasticsearch service user); OTSENTRY_CACHE overrides.
 services: services-deps
 	$(PYTHON) services/kafka.py start
+	$(PYTHON) services/elasticsearch.py start
 
 services-stop:
+	-$(PYTHON) services/elasticsearch.py stop
 	$(PYTHON) services/kafka.py stop
 
 ## services-deps: a JDK (17 or newer) and Maven, which fetch and run the services (Debian packages)
@@ -63,6 +66,12 @@ unit: venv
 
 bench: venv tools
 	$(BIN)/python benchmarks/collect.py
+
+bench-kafka: venv services
+	$(BIN)/python benchmarks/kafka.py
+
+bench-elastic: venv services
+	$(BIN)/python benchmarks/elastic.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis benchmarks/out

@@ -194,7 +194,9 @@ class FeatureWindow:
         return PAIR_FEATURES if self.kind == "pair" else FLOW_FEATURES
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        # Not dataclasses.asdict: it deep-copies the ~100 values one by one, and a collector publishing to Kafka
+        # encodes every window (the fields besides ``values`` are scalars, so a shallow copy is the same dict).
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["values"] = dict(zip(self.feature_names(), self.values))
         d["record"] = "feature_window"
         d["schema_version"] = SCHEMA_VERSION

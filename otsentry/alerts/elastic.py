@@ -252,6 +252,9 @@ class ElasticSink:
             if self._unreachable:
                 log.warning("%s is reachable again: draining the spool", self.display_url)
                 self._unreachable = False
+        if pending and not self._unreachable:
+            log.warning("%d alerts still answered 429/5xx after %d retries: kept for a later flush", len(pending),
+                        self.retries)
         return pending
 
     def _send(self, actions: list[Action]) -> list[Action]:

@@ -117,7 +117,7 @@ def saved_objects(prefix: str = DEFAULT_PREFIX) -> list[dict[str, Any]]:
         "columns": ALERT_COLUMNS, "sort": [["@timestamp", "desc"]], "grid": {}, "hideChart": False,
         "isTextBasedQuery": False, "kibanaSavedObjectMeta": _search_source(),
     }, [{"name": _INDEX_REF, "type": "index-pattern", "id": dv}])
-    layout = [(0, 0, 48, 12), (0, 12, 24, 15), (24, 12, 24, 15), (0, 27, 24, 15), (0, 42, 48, 20)]
+    layout = [(0, 0, 32, 12), (0, 12, 24, 15), (24, 12, 24, 15), (32, 0, 16, 12), (0, 27, 48, 20)]
     panels, refs = [], []
     for n, (obj, (x, y, w, h)) in enumerate(zip([*vis, table], layout)):
         panels.append({"version": "8.8.0", "type": obj["type"], "panelIndex": str(n + 1), "embeddableConfig": {},

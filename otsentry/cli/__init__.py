@@ -11,11 +11,13 @@ import logging
 import click
 
 from otsentry import __version__
+from otsentry.cli.alerts import alerts
 from otsentry.cli.collect import collect
 from otsentry.cli.detect import evaluate_cmd, run_cmd, train_cmd
 from otsentry.cli.inspect import inspect_cmd
-from otsentry.cli.stream import detect_cmd
+from otsentry.cli.kibana import kibana
 from otsentry.cli.replay import replay
+from otsentry.cli.stream import detect_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "OTSENTRY"})
@@ -32,6 +34,8 @@ def main() -> None:
       otsentry run new.pcap --model plant.otsb alerts, explained
       otsentry detect --kafka HOST:9092 --model plant.otsb   a detector worker over Kafka
       otsentry replay list                     attack scenarios with ground truth, to replay and score
+      otsentry alerts search --es URL --since 1h   triage alerts indexed in Elasticsearch
+      otsentry kibana import --kibana URL      the SOC dashboard into Kibana
     """
 
 
@@ -44,3 +48,5 @@ main.add_command(run_cmd)
 main.add_command(evaluate_cmd)
 main.add_command(detect_cmd)
 main.add_command(replay)
+main.add_command(alerts)
+main.add_command(kibana)

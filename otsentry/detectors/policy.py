@@ -70,7 +70,15 @@ class PolicyBaseline:
 
     * ``exception_burst_factor``, ``exception_burst_min``: a window alerts when its exception count exceeds
       ``max(factor * learned_max, learned_max + min)`` for the pair;
+    * ``exception_rate_floor``, ``exception_tail``: a window also alerts when its exceptions exceed the learned
+      maximum and are that unlikely (binomial tail probability below ``exception_tail``) at the pair's learned
+      exceptions-per-response rate, floored at ``exception_rate_floor``: 3 exceptions in 4 answers from a poller
+      that reads twice per cycle, far below the absolute floor above, but about 4e-6 at a 1 % rate;
     * ``address_margin``: registers tolerated beyond the learned address ranges (all requests, and writes);
+    * ``write_margin_gaps``: for writes the margin also shrinks with the evidence, to this many times the learned
+      write range divided by (writes learned + 1) (the expected gap between n writes spread over that range): a
+      handful of learned writes keeps the full ``address_margin``, seventy writes over addresses 0-113 (coils and
+      setpoints) leave 2.4, thirty-five (five minutes of an HMI's writes) 4.8;
     * ``value_margin``, ``value_margin_min``: a written value alerts when outside the learned written range widened
       by ``max(value_margin * learned span, value_margin_min)``;
     * ``pool_writes_per_client``: a client that wrote to this asset while learning is judged, for write codes,
@@ -79,6 +87,15 @@ class PolicyBaseline:
       ``False`` judges every pair on its own history only (stricter, needs a longer learning period);
     * ``always_alert_restart``: FC 8 restart-communications and force-listen-only alert even if seen while learning
       (they take a device off the network; a learning capture holding one is more likely tainted than normal);
+    * ``frozen_rate_factor``, ``frozen_min_windows``: a learned pair whose register values changed in every one
+      of at least ``frozen_min_windows`` learning windows (the lowest change rate, over windows comparing at least
+      ``MIN_COMPARED`` values, above 0) alerts when a window's change rate is at most ``frozen_rate_factor`` times
+      that lowest rate: values frozen;
+    * ``replay_burst_min``: a window alerts when its replayed reads (values back to an exact earlier state of the
+      block) exceed ``max(2 * learned_max, learned_max + replay_burst_min)``;
+    * ``unanswered_ratio``, ``unanswered_burst_min``: a window alerts when its unanswered requests exceed the
+      learned maximum and are at least ``unanswered_ratio`` of its requests or ``unanswered_burst_min`` above the
+      learned maximum: the device stopped answering;
     * ``realert_interval_s``: window-time interval before the same fact is reported again (``None``: never).
     """
 
@@ -88,10 +105,21 @@ class PolicyBaseline:
     def __init__(self, exception_burst_factor: float = 3.0, exception_burst_min: float = 5.0,
                  address_margin: int = 10, value_margin: float = 1.0, value_margin_min: float = 10.0,
                  pool_writes_per_client: bool = True, always_alert_restart: bool = True,
-                 realert_interval_s: float | None = 3600.0) -> None:
+                 realert_interval_s: float | None = 3600.0, exception_rate_floor: float = 0.01,
+                 exception_tail: float = 1e-5, write_margin_gaps: float = 1.5, frozen_rate_factor: float = 0.25,
+                 frozen_min_windows: int = 6, replay_burst_min: float = 2.0, unanswered_ratio: float = 0.3,
+                 unanswered_burst_min: float = 3.0) -> None:
         self.exception_burst_factor = exception_burst_factor
         self.exception_burst_min = exception_burst_min
+        self.exception_rate_floor = exception_rate_floor
+        self.exception_tail = exception_tail
         self.address_margin = address_margin
+        self.write_margin_gaps = write_margin_gaps
+        self.frozen_rate_factor = frozen_rate_factor
+        self.frozen_min_windows = frozen_min_windows
+        self.replay_burst_min = replay_burst_min
+        self.unanswered_ratio = unanswered_ratio
+        self.unanswered_burst_min = unanswered_burst_min
         self.value_margin = value_margin
         self.value_margin_min = value_margin_min
         self.pool_writes_per_client = pool_writes_per_client

@@ -26,7 +26,14 @@ Range = tuple[float, float]
 OTHER_FUNCTION_CODE = 0
 DIAGNOSTICS = 8
 # Per-window counts whose learned (min, max) is kept as evidence baseline and burst reference.
-COUNT_FEATURES = ("requests", "writes", "exceptions", "diag_restart", "diag_listen_only", "diag_other")
+COUNT_FEATURES = ("requests", "writes", "exceptions", "diag_restart", "diag_listen_only", "diag_other", "unanswered",
+                  "replayed_reads")
+# Counts summed over the learning windows, plus ``answered`` (see ``answered``) and ``rate_windows`` (windows whose
+# change rate was learned, see ``MIN_COMPARED``): rates (exceptions per answer) and how much evidence a range rests on.
+SUM_FEATURES = ("requests", "exceptions", "unanswered", "writes")
+# A window's register change rate is learned (and judged) only when it compared at least this many values with
+# their previous read: fewer say little (one read of a block, or the first read after a reconnect).
+MIN_COMPARED = 20
 
 _PAIR_INDEX = {name: i for i, name in enumerate(PAIR_FEATURES)}
 _FLOW_INDEX = {name: i for i, name in enumerate(FLOW_FEATURES)}
@@ -106,6 +113,8 @@ class PairProfile:
     read_value_range: Range | None = None  # context for write values: what the process showed
     counts: Mapping[str, Range] = field(default_factory=dict)
     windows: int = 0
+    change_rate: Range | None = None  # value_change_rate over windows with >= MIN_COMPARED values compared
+    sums: Mapping[str, float] = field(default_factory=dict)  # SUM_FEATURES totals, plus rate_windows
 
     @property
     def wrote(self) -> bool:
@@ -113,6 +122,9 @@ class PairProfile:
 
     def max_count(self, name: str) -> float:
         return self.counts.get(name, (0.0, 0.0))[1]
+
+    def total(self, name: str) -> float:
+        return float(self.sums.get(name, 0.0))
 
     def merge(self, other: "PairProfile") -> "PairProfile":
         names = sorted(set(self.counts) | set(other.counts))
@@ -125,13 +137,16 @@ class PairProfile:
             union(self.read_value_range, other.read_value_range),
             {n: r for n, r in counts.items() if r is not None},
             self.windows + other.windows,
+            union(self.change_rate, other.change_rate),
+            {n: self.total(n) + other.total(n) for n in sorted(set(self.sums) | set(other.sums))},
         )
 
     def writes_only(self) -> "PairProfile":
         """The write-related part, for pooling what one client wrote across the assets it wrote to."""
         return PairProfile(frozenset(c for c in self.function_codes if c in WRITE_CODES), None,
                            self.write_address_range, self.write_value_range, None,
-                           {"writes": self.counts["writes"]} if "writes" in self.counts else {}, self.windows)
+                           {"writes": self.counts["writes"]} if "writes" in self.counts else {}, self.windows,
+                           None, {"writes": self.total("writes")} if "writes" in self.sums else {})
 
     def to_state(self) -> dict[str, Any]:
         def rng(r: Range | None) -> list[float] | None:
@@ -145,6 +160,8 @@ class PairProfile:
             "read_value_range": rng(self.read_value_range),
             "counts": {n: [r[0], r[1]] for n, r in sorted(self.counts.items())},
             "windows": self.windows,
+            "change_rate": rng(self.change_rate),
+            "sums": {n: v for n, v in sorted(self.sums.items())},
         }
 
     @classmethod
@@ -160,6 +177,8 @@ class PairProfile:
             rng(d["read_value_range"]),
             {str(n): (float(r[0]), float(r[1])) for n, r in d["counts"].items()},
             int(d["windows"]),
+            rng(d.get("change_rate")),
+            {str(n): float(v) for n, v in d.get("sums", {}).items()},
         )
 
 
@@ -173,7 +192,23 @@ def profile_of(w: FeatureWindow) -> PairProfile:
         measured_range(w, "value_min", "value_max", "values_count"),
         {n: (count(w, n), count(w, n)) for n in COUNT_FEATURES},
         1,
+        learned_change_rate(w),
+        {**{n: count(w, n) for n in SUM_FEATURES}, "answered": answered(w),
+         "rate_windows": float(learned_change_rate(w) is not None)},
     )
+
+
+def answered(w: FeatureWindow) -> float:
+    """Requests that got an answer: responses, or requests not reported unanswered (whichever says more)."""
+    return max(count(w, "responses"), count(w, "requests") - count(w, "unanswered"), count(w, "exceptions"))
+
+
+def learned_change_rate(w: FeatureWindow) -> Range | None:
+    """The window's register change rate as a learnable (rate, rate) range, if it compared enough values."""
+    if count(w, "values_compared") < MIN_COMPARED:
+        return None
+    rate = feature(w, "value_change_rate")
+    return (rate, rate) if math.isfinite(rate) else None
 
 
 def merge_all(profiles: Iterable[PairProfile]) -> PairProfile:

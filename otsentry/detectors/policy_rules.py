@@ -16,7 +16,14 @@ raising false alerts on normal-but-rare traffic):
   pooling, a client that wrote to one unit id of a server is a known writer of its other unit ids too.
 
 Rules do not repeat each other: a write by a client that is not a known writer is ``first_write`` alone (its write
-codes are not also "new function codes"), and FC 8 is only ever ``diagnostics``.
+codes are not also "new function codes"), FC 8 is only ever ``diagnostics``, and the silence that follows a
+listen-only command in the same window is not also ``no_response``.
+
+Response rules (a man in the middle or a failing device shows in the answers, not in who asks what):
+``no_response`` (unanswered requests above the learned maximum), ``values_frozen`` (register values that changed in
+every learning window stop changing) and ``values_replayed`` (blocks back to an exact earlier state, see
+``otsentry.features.values``); ``exception_burst`` also weighs a window's exceptions against the learned exception
+rate, so that a slow poller's few answers count.
 """
 
 from __future__ import annotations
@@ -24,9 +31,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Hashable, Iterable
 
+from scipy.special import bdtrc
+
 from otsentry.collectors.modbus_names import ZEEK_EXCEPTION_CODES, ZEEK_FUNCTION_CODES
-from otsentry.detectors.policy_profiles import (DIAGNOSTICS, OTHER_FUNCTION_CODE, PairProfile, Range, count,
-                                                function_codes, measured_range, write_codes)
+from otsentry.detectors.policy_profiles import (DIAGNOSTICS, MIN_COMPARED, OTHER_FUNCTION_CODE, PairProfile, Range,
+                                                answered, count, function_codes, measured_range, write_codes)
 from otsentry.features.schema import TRACKED_EXCEPTION_CODES, WRITE_CODES
 from otsentry.records import FeatureEvidence, FeatureWindow
 
@@ -43,6 +52,12 @@ RULES: dict[str, tuple[str, str]] = {
     "policy.write_value_out_of_range": ("Written value out of range", "A value written outside the learned range."),
     "policy.exception_burst": ("Exception burst", "Far more exception responses than the learned maximum per window."),
     "policy.diagnostics": ("Diagnostics command", "FC 8 restart, listen-only, or diagnostics never seen for the pair."),
+    "policy.no_response": ("Device stopped answering",
+                           "Far more unanswered requests than learned: the device (or the path to it) went silent."),
+    "policy.values_frozen": ("Values frozen",
+                             "Register values that changed in every learning window no longer change."),
+    "policy.values_replayed": ("Values replayed",
+                               "Reads answered with register blocks identical to earlier answers: played back."),
     "policy.new_service": ("New service", "A connection to a (host, port, transport) never seen while learning."),
 }
 
@@ -155,6 +170,20 @@ def write_history(b: "PolicyBaseline", w: FeatureWindow) -> PairProfile | None:
     return b.writer_profiles_[w.client_ip].merge(b.pairs_.get(w.pair, PairProfile()))
 
 
+def write_margin(b: "PolicyBaseline", w: FeatureWindow, learned: Range) -> float:
+    """Registers tolerated beyond a known writer's learned write range: ``address_margin``, shrinking with evidence.
+
+    n writes spread over a range leave gaps of about range / (n + 1) between them, so a register beyond the range
+    by several such gaps was most likely never meant to be written: the margin is ``write_margin_gaps`` gaps, at most
+    ``address_margin``. Writes learned are the client's over every asset when pooling (its writer profile already
+    holds this pair), else the pair's.
+    """
+    profile = b.writer_profiles_.get(w.client_ip) if b.pool_writes_per_client else b.pairs_.get(w.pair)
+    n = profile.total("writes") if profile is not None else 0.0
+    gap = (learned[1] - learned[0] + 1) / (n + 1)
+    return min(float(b.address_margin), b.write_margin_gaps * gap)
+
+
 # -- pair rules ----------------------------------------------------------------------------------------------------
 
 def new_talker_pair(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
@@ -238,7 +267,8 @@ def address_out_of_range(b: "PolicyBaseline", w: FeatureWindow) -> Finding | Non
     history = write_history(b, w)
     wseen = measured_range(w, "write_addr_min", "write_addr_max", "writes")
     wlearned = history.write_address_range if history is not None else None
-    writes_out = wseen is not None and wlearned is not None and _outside(wseen, wlearned, margin)
+    wmargin = write_margin(b, w, wlearned) if wlearned is not None else margin
+    writes_out = wseen is not None and wlearned is not None and _outside(wseen, wlearned, wmargin)
     if not (reads_out or writes_out):
         return None
     where = f"{w.server_ip} unit {w.unit_id}"
@@ -249,8 +279,8 @@ def address_out_of_range(b: "PolicyBaseline", w: FeatureWindow) -> Finding | Non
         assert wseen is not None and wlearned is not None
         parts.append(f"{w.client_ip} wrote {span(wseen)} on {where}, outside the learned write range "
                      f"{rng(wlearned)}")
-        ev += [evidence("write_addr_min", wseen[0], wlearned, wseen[0] < wlearned[0] - margin),
-               evidence("write_addr_max", wseen[1], wlearned, wseen[1] > wlearned[1] + margin)]
+        ev += [evidence("write_addr_min", wseen[0], wlearned, wseen[0] < wlearned[0] - wmargin),
+               evidence("write_addr_max", wseen[1], wlearned, wseen[1] > wlearned[1] + wmargin)]
         facts.append(("policy.address_out_of_range", w.pair, "write"))
     if reads_out:
         assert seen is not None and learned is not None
@@ -297,12 +327,33 @@ def write_value_out_of_range(b: "PolicyBaseline", w: FeatureWindow) -> Finding |
                    tuple(ev), write_codes(w))
 
 
+def exception_tail(exceptions: float, responses: float, rate: float) -> float:
+    """P(at least ``exceptions`` exception responses among ``responses``) when each is one with probability ``rate``."""
+    k, n = int(exceptions), int(responses)
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    return float(bdtrc(k - 1, n, rate))
+
+
 def exception_burst(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
+    """Exceptions far above the learned maximum, or above it and improbable at the learned exception rate.
+
+    The second test is what sees a storm at a slow poller: 3 exceptions in 4 answers are below any sensible
+    absolute floor, but at a 1 % rate they happen once in 250,000 windows.
+    """
     exceptions = count(w, "exceptions")
     base = b.pairs_.get(w.pair) or b.assets_.get((w.server_ip, w.unit_id))
     learned = base.max_count("exceptions") if base is not None else 0.0
     threshold = max(b.exception_burst_factor * learned, learned + b.exception_burst_min)
-    if exceptions <= threshold:
+    responses = answered(w)
+    rate = b.exception_rate_floor
+    if base is not None and base.total("answered") > 0:
+        rate = max(rate, base.total("exceptions") / base.total("answered"))
+    tail = exception_tail(exceptions, responses, rate)
+    improbable = exceptions > learned and tail < b.exception_tail
+    if exceptions <= threshold and not improbable:
         return None
     by_code = [(count(w, f"exc_{c}"), ZEEK_EXCEPTION_CODES.get(c, f"exception {c}")) for c in TRACKED_EXCEPTION_CODES]
     by_code.append((count(w, "exc_other"), "other exception codes"))
@@ -310,10 +361,86 @@ def exception_burst(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
     mostly = f" (mostly {top_name})" if top_n > 0 else ""
     text = (f"{w.server_ip} unit {w.unit_id} returned {num(exceptions)} exception responses to {w.client_ip} in "
             f"this window{mostly}, above the learned maximum of {num(learned)} per window")
+    if exceptions <= threshold:  # only the rate test fired: say why a small count matters
+        text += (f"; {num(exceptions)} of {num(responses)} answers, improbable at the learned rate of "
+                 f"{rate:.1%} (p = {tail:.1g})")
     low = base.counts.get("exceptions", (0.0, 0.0))[0] if base is not None else 0.0
     return Finding("policy.exception_burst", "medium", text, (("policy.exception_burst", w.pair),),
                    (evidence("exceptions", exceptions, (low, learned)),), tuple(sorted(function_codes(w) - {0})),
-                   exceptions, threshold)
+                   exceptions, threshold if exceptions > threshold else learned)
+
+
+def no_response(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
+    """Unanswered requests above the learned maximum, for a good share of the window's requests or many at once.
+
+    A window carrying FC 8 restart or listen-only is left to ``diagnostics`` (silence is what those commands do).
+    """
+    unanswered, requests = count(w, "unanswered"), count(w, "requests")
+    if unanswered <= 0 or count(w, "diag_listen_only") > 0 or count(w, "diag_restart") > 0:
+        return None
+    base = b.pairs_.get(w.pair) or b.assets_.get((w.server_ip, w.unit_id))
+    learned = base.max_count("unanswered") if base is not None else 0.0
+    if unanswered <= learned:
+        return None
+    share = unanswered / max(requests, unanswered)
+    if share < b.unanswered_ratio and unanswered < learned + b.unanswered_burst_min:
+        return None
+    silent = count(w, "responses") == 0
+    text = (f"{w.server_ip} unit {w.unit_id} left {num(unanswered)} of {num(requests)} requests from {w.client_ip} "
+            f"unanswered in this window (learned maximum {num(learned)} per window"
+            f"{'; not one answer' if silent else ''}): the device stopped answering (listen-only mode, a crash, "
+            f"overload, or requests dropped on the way)")
+    return Finding("policy.no_response", "high", text, (("policy.no_response", w.pair),),
+                   (evidence("unanswered", unanswered, (0.0, learned)),
+                    evidence("requests", requests, base.counts.get("requests") if base is not None else None, False)),
+                   tuple(sorted(function_codes(w) - {0})), unanswered, learned)
+
+
+def values_frozen(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
+    """Register values of a learned pair that changed in every learning window, (almost) unchanged now.
+
+    Only the pair's own history counts (a historian reading mostly configuration registers changes far less than an
+    HMI reading measurements), learned over at least ``frozen_min_windows`` windows comparing enough values.
+    """
+    pair = b.pairs_.get(w.pair)
+    if pair is None or pair.change_rate is None or pair.total("rate_windows") < b.frozen_min_windows:
+        return None
+    lowest = pair.change_rate[0]
+    compared = count(w, "values_compared")
+    if lowest <= 0 or compared < MIN_COMPARED:
+        return None
+    rate = count(w, "value_change_rate")
+    limit = b.frozen_rate_factor * lowest
+    if rate > limit:
+        return None
+    changed = round(rate * compared)
+    text = (f"{w.server_ip} unit {w.unit_id} answered {w.client_ip}'s reads with values that "
+            f"{'did not change at all' if changed == 0 else 'hardly changed'}: {num(changed)} of {num(compared)} "
+            f"register values differ from the previous read, while at least {lowest:.0%} changed in every learning "
+            f"window (values frozen: a stuck device, or a man in the middle answering with old data)")
+    return Finding("policy.values_frozen", "high", text, (("policy.values_frozen", w.pair),),
+                   (evidence("value_change_rate", rate, pair.change_rate),
+                    evidence("values_compared", compared, None, False)),
+                   tuple(sorted(function_codes(w) - {0})), rate, limit)
+
+
+def values_replayed(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
+    """Reads whose register blocks changed, but back to an exact earlier state, above the learned maximum."""
+    replayed = count(w, "replayed_reads")
+    if replayed <= 0:
+        return None
+    base = b.pairs_.get(w.pair) or b.assets_.get((w.server_ip, w.unit_id))
+    learned = base.max_count("replayed_reads") if base is not None else 0.0
+    threshold = max(2.0 * learned, learned + b.replay_burst_min)
+    if replayed <= threshold:
+        return None
+    text = (f"{num(replayed)} reads by {w.client_ip} from {w.server_ip} unit {w.unit_id} in this window returned "
+            f"register blocks that had changed since the previous read yet were identical, value for value, to "
+            f"earlier answers (learned maximum {num(learned)} per window): recorded responses played back, as a man "
+            f"in the middle hiding the real process does")
+    return Finding("policy.values_replayed", "high", text, (("policy.values_replayed", w.pair),),
+                   (evidence("replayed_reads", replayed, (0.0, learned)),),
+                   tuple(sorted(function_codes(w) - {0})), replayed, threshold)
 
 
 _DIAG_WORDS = {
@@ -359,7 +486,7 @@ def diagnostics(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
 
 
 PAIR_RULES = (new_talker_pair, new_pair, new_function_code, first_write, address_out_of_range,
-              write_value_out_of_range, exception_burst, diagnostics)
+              write_value_out_of_range, exception_burst, diagnostics, no_response, values_frozen, values_replayed)
 
 
 # -- flow rules ----------------------------------------------------------------------------------------------------

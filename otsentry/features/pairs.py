@@ -300,3 +300,6 @@ def _register_values(f: np.ndarray, t: Cols, pool: np.ndarray, g: np.ndarray, va
         denom = count(g, n, np.where(sel, per_tx["n_cmp"], 0))
         changed = count(g, n, np.where(sel, per_tx["n_chg"], 0))
         f[:, COL[name]] = np.divide(changed, denom, out=np.zeros(n), where=denom > 0)
+        if name == "value_change_rate":
+            f[:, COL["values_compared"]] = denom
+    f[:, COL["replayed_reads"]] = count(g, n, regs & (per_tx["replay"] > 0))

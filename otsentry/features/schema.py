@@ -31,6 +31,10 @@ start time; "absent" features are ``ABSENT`` = -1, other features of an empty se
   value_change_rate                     changed / compared, a value compared with the same position of the previous
                                         read of the same block (see otsentry.features.values); 0 if none compared
   bit_change_rate                       the same for FC 1/2 reads (bits trimmed to the quantity asked)
+  values_compared                       register values that had a previous read to compare with (the
+                                        denominator of value_change_rate)
+  replayed_reads                        FC 3/4/23 reads whose values changed since the previous read of the block
+                                        but repeat an older read of it exactly (within the value state's TTL)
   write_value_min / write_value_max     values written by FC 5/6/15/16 requests (absent if none)
   tcp_syn / tcp_rst                     packets with SYN (SYN/ACK too) / RST flag   } over the TCP connections from
   tcp_retransmissions                   data segments bringing no new bytes         } the client to a Modbus port
@@ -45,7 +49,7 @@ start time; "absent" features are ``ABSENT`` = -1, other features of an empty se
 
 from __future__ import annotations
 
-SCHEMA_VERSION = "pair-flow-v2"  # v2: semantics fixed by otsentry.features; tcp_packets/bytes, bit_change_rate
+SCHEMA_VERSION = "pair-flow-v3"  # v3: values_compared, replayed_reads; v2: tcp_packets/bytes, bit_change_rate
 
 # Function codes with a column of their own; anything else counts in fc_other.
 TRACKED_FUNCTION_CODES = (1, 2, 3, 4, 5, 6, 7, 8, 11, 15, 16, 17, 20, 21, 22, 23, 24, 43)
@@ -106,6 +110,8 @@ PAIR_FEATURES: tuple[str, ...] = (
     "value_range",
     "value_change_rate",  # fraction of read register values that differ from the previous read of the same address
     "bit_change_rate",  # the same for coils and discrete inputs (FC 1/2)
+    "values_compared",  # register values compared with a previous read (value_change_rate's denominator)
+    "replayed_reads",  # register reads that changed, back to an exact earlier state of the block (played back)
     "write_value_min",
     "write_value_max",
     "tcp_syn",

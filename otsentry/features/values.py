@@ -9,6 +9,14 @@ the address are not compared. A block read for the first time, or last read more
 previous value and is left out of the rate's denominator. At most ``max_values`` values are remembered (about 8
 bytes each), the blocks read least recently dropped first (only this cap, far above a plant's register count, can
 make a result depend on how the capture was chunked). Block identity is a 64-bit hash of its key.
+
+Replays: a read whose values differ from the previous read of its block but are identical, value for value, to an
+*older* read of the block (within ``ttl_s``) is a replayed read. Noisy process values (analog measurements, a
+running counter) never come back to an exact earlier state, so a man in the middle playing back recorded
+answers shows up as a run of replayed reads; a block that only changes when someone writes it (setpoints) can
+legitimately return to an earlier state now and then, which the detectors learn. Each read's content is kept as
+a 64-bit hash of (block, values), at most ``max_hashes`` of them, the oldest dropped first (the only way this
+part can depend on chunking, like ``max_values``).
 """
 
 from __future__ import annotations
@@ -47,9 +55,10 @@ def _block_time_order(bk: np.ndarray, cnt: np.ndarray, ts: np.ndarray, frame: np
 class ValueState:
     """Last values of every read block, across windows."""
 
-    def __init__(self, ttl_s: float = 3600.0, max_values: int = 1 << 22) -> None:
+    def __init__(self, ttl_s: float = 3600.0, max_values: int = 1 << 22, max_hashes: int = 1 << 22) -> None:
         self.ttl_ns = int(ttl_s * 1e9)
         self.max_values = max_values
+        self.history = ContentHistory(self.ttl_ns, max_hashes)
         self.keys = np.empty(0, dtype=np.uint64)
         self.state = {"off": np.empty(0, dtype=np.int64), "cnt": np.empty(0, dtype=np.int64),
                       "ts": np.empty(0, dtype=np.int64)}
@@ -59,7 +68,7 @@ class ValueState:
         return len(self.keys)
 
     def update(self, reads: Cols, pool: np.ndarray, frontier_ns: int) -> dict[str, np.ndarray]:
-        """Per read transaction (in ``reads`` order): n_cmp, n_chg, vmin, vmax.
+        """Per read transaction (in ``reads`` order): n_cmp, n_chg, vmin, vmax, replay (1: a replayed read).
 
         ``reads`` has columns pk, rtable, addr, rcnt (> 0), voff (into ``pool``), ts, last_frame. Later calls must
         not hold reads older than ``frontier_ns`` (windows close in time order).
@@ -82,6 +91,7 @@ class ValueState:
 
         vmin, vmax = np.empty(n, dtype=pool.dtype), np.empty(n, dtype=pool.dtype)
         n_chg = np.zeros(n, dtype=np.int64)
+        content = np.empty(n, dtype=np.uint64)  # hash of (block, values) of each read
         kept: list[np.ndarray] = []  # values of each block's last read, in row order
         bounds = np.append(group_starts(cnt), n).tolist()
         for a, b in zip(bounds[:-1], bounds[1:]):
@@ -99,10 +109,16 @@ class ValueState:
                 prev = rows_of(self.pool, fresh_off[lo:hi], c)
                 chg[fresh_rows[lo:hi] - a] = (m[fresh_rows[lo:hi] - a] != prev).sum(axis=1)
             n_chg[a:b] = chg
+            content[a:b] = hash_rows(np.column_stack([k[a:b], m.astype(np.uint64)]))
             kept.append(m[last[np.searchsorted(last, a) : np.searchsorted(last, b)] - a].ravel())
         self._store(k[last], np.concatenate(kept) if kept else pool[:0], cnt[last], ts[last], frontier_ns)
+        tracked = reads["rtable"][order] >= 2  # register reads: bit blocks flip back and forth by design
+        seen = self.history.seen(content, ts, tracked)
+        self.history.add(content[tracked], ts[tracked], frontier_ns)
+        replay = ((n_chg > 0) & seen).astype(np.int64)
         result = {}
-        for name, col in (("n_cmp", np.where(comparable, cnt, 0)), ("n_chg", n_chg), ("vmin", vmin), ("vmax", vmax)):
+        for name, col in (("n_cmp", np.where(comparable, cnt, 0)), ("n_chg", n_chg), ("vmin", vmin), ("vmax", vmax),
+                          ("replay", replay)):
             result[name] = np.empty_like(col)
             result[name][order] = col
         return result
@@ -123,3 +139,58 @@ class ValueState:
         self.pool = both[ranges(state["off"], state["cnt"])]
         state["off"] = np.cumsum(state["cnt"]) - state["cnt"]
         self.keys, self.state = keys, state
+
+
+class ContentHistory:
+    """Hashes of read contents with the time each was last seen: "was this exact block state seen before?".
+
+    A large sorted array and a small sorted one of recent additions, merged when the small one grows past an
+    eighth of the large one, so adding a batch costs about its own size, not the history's. Entries older than
+    ``ttl_ns`` are ignored by ``seen`` and dropped at the next merge; past ``max_entries`` the oldest go first.
+    """
+
+    def __init__(self, ttl_ns: int, max_entries: int = 1 << 22) -> None:
+        self.ttl_ns, self.max_entries = ttl_ns, max_entries
+        self._main = (np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.int64))
+        self._recent = (np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self._main[0]) + len(self._recent[0])
+
+    def seen(self, h: np.ndarray, ts: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Per row: ``mask`` and its hash was seen at an earlier row of this call (rows of one block are in time
+        order) or, within ``ttl_ns`` before its time, in an earlier call."""
+        out = np.zeros(len(h), dtype=bool)
+        rows = np.flatnonzero(mask)
+        if not len(rows):
+            return out
+        hh, tt = h[rows], ts[rows]
+        _, first, inverse = np.unique(hh, return_index=True, return_inverse=True)
+        hit = first[inverse.ravel()] != np.arange(len(rows))
+        for keys, times in (self._main, self._recent):
+            found, idx = lookup(keys, hh)
+            hit |= found & (tt - pick(times, idx, found, 0) <= self.ttl_ns)
+        out[rows] = hit
+        return out
+
+    def add(self, h: np.ndarray, ts: np.ndarray, frontier_ns: int) -> None:
+        if not len(h):
+            return
+        keys, times = _latest(np.concatenate([self._recent[0], h]), np.concatenate([self._recent[1], ts]))
+        self._recent = (keys, times)
+        if len(keys) * 8 > len(self._main[0]) or len(self) > self.max_entries:
+            keys, times = _latest(np.concatenate([self._main[0], keys]), np.concatenate([self._main[1], times]))
+            keep = times >= frontier_ns - self.ttl_ns
+            if int(keep.sum()) > self.max_entries:
+                cut = np.sort(times[keep])[-self.max_entries]
+                keep &= times >= cut
+            self._main = (keys[keep], times[keep])
+            self._recent = (np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.int64))
+
+
+def _latest(keys: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted unique keys, each with its latest time (one sort of the keys; any order among equal keys)."""
+    order = np.argsort(keys)
+    keys, times = keys[order], times[order]
+    starts = group_starts(keys)
+    return keys[starts], np.maximum.reduceat(times, starts) if len(starts) else times

@@ -3,7 +3,8 @@
 Producer settings and why: ``acks=all`` and the idempotent producer (kafka-python >= 2.1 implements KIP-98
 idempotence and enables it by default since KIP-679; Kafka 4 brokers support it), so the producer's own retries
 neither lose nor duplicate a record; compression on (zstd, else lz4 when their libraries are installed, else
-gzip from the standard library); a long ``delivery_timeout_s`` so a broker restart is ridden out inside the
+gzip from the standard library); 256 KiB batches (a collector flushes after each group of windows anyway, so
+batching costs no latency); a long ``delivery_timeout_s`` so a broker restart is ridden out inside the
 client, with ``outbox.Outbox`` sending again whatever still fails.
 
 Consumer settings: no auto-commit (the worker commits after the alerts are acknowledged), ``close`` without
@@ -89,20 +90,21 @@ class _KafkaDelivery:
 class KafkaPublisher:
     """``transport.Publisher`` over ``kafka.KafkaProducer``; the constructor raises TransportError if no broker."""
 
-    def __init__(self, cfg: KafkaConfig, *, linger_ms: int = 5) -> None:
+    def __init__(self, cfg: KafkaConfig, *, linger_ms: int = 20) -> None:
         from kafka import KafkaProducer
 
         self.codec = compression_codec(cfg.compression)
         try:
             self._producer = KafkaProducer(
                 **client_options(cfg), acks="all", enable_idempotence=True, compression_type=self.codec,
-                linger_ms=linger_ms, delivery_timeout_ms=int(cfg.delivery_timeout_s * 1000),
+                linger_ms=linger_ms, batch_size=256 << 10, delivery_timeout_ms=int(cfg.delivery_timeout_s * 1000),
                 request_timeout_ms=min(30_000, int(cfg.delivery_timeout_s * 1000)), max_block_ms=10_000,
                 bootstrap_timeout_ms=10_000,
             )
         except _errors().KafkaError as exc:
             raise TransportError(f"cannot start a producer for {cfg.bootstrap}: {type(exc).__name__}: {exc}") from None
         self._partitions: dict[str, list[int]] = {}
+        self._reach = _Reachability(cfg.bootstrap)
         self.closed = False
 
     def partitions(self, topic: str) -> list[int]:
@@ -138,7 +140,7 @@ class KafkaPublisher:
         return True
 
     def connected(self) -> bool | None:
-        return _connected(self._producer.metrics())
+        return self._reach.check(self._producer.metrics())
 
     def close(self, timeout_s: float = 5.0) -> None:
         if self.closed:
@@ -168,6 +170,7 @@ class KafkaGroupConsumer:
         except _errors().KafkaError as exc:
             raise TransportError(f"cannot start a consumer for {cfg.bootstrap}: {type(exc).__name__}: {exc}") from None
         self._next: dict[TopicPartition, int] = {}
+        self._reach = _Reachability(cfg.bootstrap)
         self.closed = False
 
     def poll(self, timeout_s: float, max_records: int) -> list[Message]:
@@ -225,7 +228,7 @@ class KafkaGroupConsumer:
         return total if known else None
 
     def connected(self) -> bool | None:
-        return _connected(self._consumer.metrics())
+        return self._reach.check(self._consumer.metrics())
 
     def close(self) -> None:
         if self.closed:
@@ -234,12 +237,52 @@ class KafkaGroupConsumer:
         self._consumer.close(autocommit=False, timeout_ms=5_000)
 
 
-def _connected(metrics: dict[str, dict[str, float]]) -> bool | None:
-    """Whether the client holds a broker connection, from its public metrics (``connection-count``)."""
+def _connection_count(metrics: dict[str, dict[str, float]]) -> float | None:
     for group, values in metrics.items():
         if group.endswith("-metrics") and "connection-count" in values:
-            return values["connection-count"] > 0
+            return values["connection-count"]
     return None
+
+
+class _Reachability:
+    """Whether the broker is reachable, for the state log and ``/healthz``.
+
+    The client's ``connection-count`` metric drops to 0 in normal operation too (a rebalance, idle connections
+    closed), so 0 alone is not "down": only when it stays 0 for ``grace_s`` and a TCP connection to every
+    bootstrap server fails (checked at most every ``grace_s``) is the broker reported unreachable.
+    """
+
+    def __init__(self, bootstrap: str, grace_s: float = 5.0) -> None:
+        self.servers = [s.strip() for s in bootstrap.split(",") if s.strip()]
+        self.grace_s = grace_s
+        self._zero_since: float | None = None
+        self._probed_at = 0.0
+        self._probe: bool | None = None
+
+    def check(self, metrics: dict[str, dict[str, float]]) -> bool | None:
+        count = _connection_count(metrics)
+        if count is None or count > 0:
+            self._zero_since = None
+            return None if count is None else True
+        now = time.monotonic()
+        if self._zero_since is None:
+            self._zero_since = now
+        if now - self._zero_since < self.grace_s:
+            return None
+        if now - self._probed_at >= self.grace_s:
+            self._probed_at, self._probe = now, any(_tcp_open(s) for s in self.servers)
+        return self._probe
+
+
+def _tcp_open(server: str, timeout_s: float = 1.0) -> bool:
+    import socket
+
+    host, _, port = server.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def ensure_topics(cfg: KafkaConfig, topics: Iterable[str]) -> list[str]:

@@ -19,6 +19,9 @@ from otsentry.stream.metrics import Metrics
 from otsentry.stream.transport import Delivery, Headers, Publisher, TransportError
 
 
+STALL_S = 5.0  # nothing acknowledged for this long while records wait: the broker is reported down
+
+
 class Stopped(RuntimeError):
     """A stop was requested while waiting for the broker."""
 
@@ -45,6 +48,7 @@ class Outbox:
         self.metrics = metrics or Metrics("producer")
         self.state = state or StateLog("broker (producer)")
         self._pending: list[tuple[_Record, Delivery]] = []
+        self._stalled_since: float | None = None
         self.acknowledged = 0
 
     @property
@@ -94,6 +98,8 @@ class Outbox:
             else:
                 acked += 1
         self._pending = still
+        if acked or not still:
+            self._stalled_since = None
         if acked:
             self.acknowledged += acked
             self.metrics.broker_up = True
@@ -135,11 +141,17 @@ class Outbox:
                 return False
 
     def _check_connection(self) -> None:
-        """Records wait longer than a flush slice: say so once if the broker is unreachable (the producer keeps
-        retrying them inside its delivery timeout, so no delivery has failed yet)."""
-        if self.publisher.connected() is False:
+        """Records wait longer than a flush slice. The producer keeps retrying them inside its delivery timeout,
+        so no delivery has failed yet; say once that the broker is down when the client reports no connection or
+        nothing has been acknowledged for ``STALL_S``."""
+        now = time.monotonic()
+        if self._stalled_since is None:
+            self._stalled_since = now
+        stalled = now - self._stalled_since
+        if self.publisher.connected() is False or stalled >= STALL_S:
             self.metrics.broker_up = False
-            self.state.set("down", f"{len(self._pending)} record(s) waiting; the producer keeps retrying")
+            self.state.set("down", f"{len(self._pending)} record(s) not acknowledged for {stalled:.0f} s; "
+                                   "the producer keeps retrying")
 
     def _requeue(self, failed: list[_Record]) -> None:
         for record in failed:

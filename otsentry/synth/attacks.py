@@ -8,8 +8,14 @@ identity as it writes them: no per-frame state is kept for normal traffic, and m
 Attackers draw from their own RNG, never from the plant's, and answer reads from the register banks without
 advancing the process simulation (which draws from the plant's RNG). So a scenario's traffic is byte-identical to
 the "normal" scenario of the same seed until the attack starts, and for the attacks that change nothing in the
-plant (sweep, flood) the normal frames stay identical after it too: the difference between the two captures is
+plant (sweeps, flood) the normal frames stay identical after it too: the difference between the two captures is
 exactly the attack.
+
+Besides attackers with their own connection, three other shapes: wrappers of a plant poller that act on its
+connection (``SetpointChange``, ``CovertChannel``, ``SilencedPoller`` for a PLC in listen-only mode), and
+``polling.ResponseTamper`` implementations that replace a poller's responses on the way (``ReplayOldResponses``
+and ``FreezeResponses``, men in the middle; ``ExceptionStorm``, a failing PLC). The men in the middle keep every
+response's length, so their captures differ from "normal" only in the forged responses' bytes.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ exceptions, the HMI's scheduled setpoint writes within a band, occasional reconn
 The learning part is byte-identical across scenarios of the same seed: a baseline learned on one fits all.
 
 ``python -m otsentry.synth.scenarios NAME OUT.pcap [--seed S] [--labels OUT.csv]`` writes one and prints its
-truth as JSON (no click: usable before, or without, the CLI).
+truth as JSON (no click: usable before, or without, the CLI). The scenarios' YAML specs (students' explanation,
+timeline, expected alerts) and cached generation are in ``otsentry.synth.library``.
 """
 
 from __future__ import annotations
@@ -141,9 +142,10 @@ class ScenarioTruth:
     start_ns: int  # the simulation's start (the first frame is up to a second later)
     learn_end_ns: int
     attack_intervals_ns: list[tuple[int, int]]  # at the capture's microsecond resolution: floor, ceil
-    attacker_ip: str | None  # who sent the attack: a new host, or the HMI itself for setpoint_change
+    attacker_ip: str | None  # where the attack's frames come from: a new host or a misused known one (the HMI,
+    # historian, engineering station); None when no attack host shows (a man in the middle, a failing PLC)
     target_ip: str | None
-    target_unit: int | None
+    target_unit: int | None  # None when the attack is not about one unit (unit-id sweep, SMB/RDP to the HMI)
     packets: int
     attack_frames: array = field(repr=False)  # 1-based frame numbers, ascending
     counts: GroundTruth = field(repr=False)

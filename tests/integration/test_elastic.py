@@ -23,7 +23,6 @@ from click.testing import CliRunner
 
 from otsentry.alerts.elastic import ElasticConfig, ElasticSink, ensure_template, make_client
 from otsentry.alerts.elastic_search import build_query, search_alerts
-from otsentry.alerts.elastic_template import field_types
 from otsentry.cli.alerts import alerts as alerts_group
 from otsentry.records import Alert, alert_id
 from tests.conftest import IN_CI, ROOT
@@ -72,14 +71,21 @@ def prefix(es):
 
 
 @pytest.fixture(scope="module")
-def scenario_alerts(tmp_path_factory) -> list[Alert]:
-    """Alerts of a replayed capture: 5 minutes of learning, then a function-code sweep by a new host at 7 min."""
-    from otsentry import pipeline
+def scenario_pcap(tmp_path_factory) -> Path:
+    """A capture: 5 minutes of learning, then a function-code sweep by a new host at 7 minutes."""
     from otsentry.synth.scenarios import generate_scenario
 
     path = tmp_path_factory.mktemp("es") / "fc_sweep.pcap"
     generate_scenario(path, "fc_sweep", seed=3, learn_s=300, attack_at_s=420, total_s=600)
-    alerts = pipeline.run([path], learn_for_s=300).alerts
+    return path
+
+
+@pytest.fixture(scope="module")
+def scenario_alerts(scenario_pcap) -> list[Alert]:
+    """The capture's alerts, replayed through the whole pipeline."""
+    from otsentry import pipeline
+
+    alerts = pipeline.run([scenario_pcap], learn_for_s=300).alerts
     assert alerts, "the scenario must raise alerts"
     return alerts
 
@@ -239,3 +245,42 @@ def test_elasticsearch_restart_mid_indexing_loses_and_duplicates_nothing(es, es_
     assert _count(es, prefix) == len(alerts)  # every alert, each exactly once (unique ids, op_type=create)
     ids = {h["_id"] for h in es.search(index=prefix, size=len(alerts), source=False)["hits"]["hits"]}
     assert ids == {a.id for a in alerts}
+
+
+def test_kibana_saved_objects_fields_are_usable_in_the_real_index(es, prefix, scenario_alerts, tmp_path):
+    from otsentry.alerts.kibana import referenced_fields, saved_objects
+
+    sink = _sink(es, prefix, tmp_path)
+    sink.extend(scenario_alerts)
+    assert sink.close()
+    objects = saved_objects(prefix)
+    data_view = objects[0]["attributes"]["title"]
+    assert es.indices.resolve_index(name=data_view)["indices"], f"the data view {data_view} matches no index"
+    used = list(referenced_fields(objects))
+    caps = es.field_caps(index=data_view, fields=sorted({f for _, f, _ in used}))["fields"]
+    for obj_id, field, use in used:
+        assert field in caps, f"{obj_id}: {field} is not a field of the real index"
+        ((kind, cap),) = caps[field].items()
+        assert cap["searchable"], field
+        if use in ("terms", "date_histogram", "time", "sort"):
+            assert cap["aggregatable"], f"{obj_id}: {use} on {field} ({kind}) is not aggregatable"
+        if use in ("time", "date_histogram"):
+            assert kind == "date", field
+
+
+def test_otsentry_run_indexes_directly_and_spools_while_unreachable(es, es_url, prefix, scenario_pcap,
+                                                                   scenario_alerts, tmp_path):
+    from otsentry.cli import main
+
+    env = {"OTSENTRY_STATE_DIR": str(tmp_path / "state")}
+    args = ["run", str(scenario_pcap), "--learn-for", "5m", "--no-progress", "--es-index", prefix]
+    down = CliRunner().invoke(main, [*args, "--es", "http://127.0.0.1:1"], env=env)
+    assert down.exit_code == 0, down.output
+    n = len(scenario_alerts)
+    assert f"{n} waiting in" in down.stderr and "spool" in down.stderr
+    up = CliRunner().invoke(main, [*args, "--es", es_url], env=env)
+    assert up.exit_code == 0, up.output
+    # the spooled alerts went first; the same alerts of this run were then already there
+    assert f"{n} indexed, {n} already there" in up.stderr, up.stderr
+    assert not list((tmp_path / "state").glob("*.spool.jsonl"))
+    assert _count(es, prefix) == n

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -29,7 +30,7 @@ from otsentry.stream.codec import Watermark, decode_alert, decode_feature_record
 from otsentry.stream.collector import WindowPublisher
 from otsentry.stream.daemon import Backoff, StateLog
 from otsentry.stream.kafka import KafkaPublisher, ensure_topics
-from otsentry.stream.outbox import Outbox
+from otsentry.stream.outbox import STALL_S, Outbox
 from otsentry.stream.service import StreamSettings, run_detector
 from otsentry.stream.settings import DaemonConfig, KafkaConfig, StreamConfig
 from otsentry.synth.scenarios import generate_scenario
@@ -287,21 +288,21 @@ def test_two_workers_split_partitions_and_hand_over(kafka_bootstrap, scenario, t
         assert stopped.is_set() and two.proc.returncode == 0
         one.wait_metric("otsentry_assigned_partitions", lambda v: v == PARTITIONS)
         _wait(lambda: _caught_up(cfg), 90, "the remaining worker to commit every partition to its end")
-        print({n: one.metric("otsentry_" + n) for n in ("windows_late_total", "windows_forced_total",
-                                                        "windows_duplicate_total", "windows_scored_total")})
+        two_done = re.search(r"detector done: (\d+) windows scored", two.log.read_text())
+        assert two_done, two.log.read_text()[-2000:]
+        assert one.metric("otsentry_windows_scored_total") + int(two_done.group(1)) >= ref.windows
     finally:
-        print(one.log.read_text()[-3000:])
-        print(two.log.read_text()[-3000:])
         if two.proc.poll() is None:
             two.stop()
         one.stop()
-    ids = set(_alert_ids(cfg))
-    # Window-level anomaly alerts do not depend on who scores: exactly run's. Policy suppression is per worker,
-    # so a fact seen by both workers may be reported by each (documented): run's alerts are all there.
-    assert {i for i in ids if i in {a.id for a in ref.alerts if a.category == "anomaly"}} == \
-        {a.id for a in ref.alerts if a.category == "anomaly"}
-    assert ids >= {a.id for a in ref.alerts}
-    assert "revoked" in one.log.read_text() or "assigned" in one.log.read_text()
+    alerts = [decode_alert(r.value) for r in _read(cfg.bootstrap, cfg.alerts_topic, timeout=5.0)]
+    # Window-level anomaly alerts do not depend on who scores what: exactly run's.
+    assert {a.id for a in alerts if a.category == "anomaly"} == {a.id for a in ref.alerts if a.category == "anomaly"}
+    # Policy rate limiting is per worker, and windows of partitions taken over mid-stream arrive after the new
+    # owner scored later windows of its own partitions: a fact shown by several windows of one 10 s (a new
+    # talker's pair and flow windows) may be reported on another of them, or by both workers (documented).
+    # Nothing is lost: every rule run raised fires at the same time.
+    assert {(a.rule_id, a.window_start) for a in alerts} >= {(a.rule_id, a.window_start) for a in ref.alerts}
 
 
 # -- (e) broker stopped and restarted while a collector publishes -------------------------------------------------
@@ -345,10 +346,13 @@ def test_broker_restart_while_publishing_loses_nothing(private_broker, scenario,
     def restart(i: int) -> None:
         if i == 5:
             service("stop")
-            threading.Timer(2.0, lambda: (service("start"), restarted.set())).start()
+            # down for longer than the outbox's STALL_S, so the outage must be reported (shorter blips are not)
+            threading.Timer(STALL_S + 2.0, lambda: (service("start"), restarted.set())).start()
 
+    t0 = time.monotonic()
     with caplog.at_level(logging.INFO, logger="otsentry.stream"):
         out = _publish_paced(cfg, pcap, 0.02, on_group=restart)
+    took = time.monotonic() - t0
     assert restarted.wait(60)
     assert out.stats.windows == ref.windows
     records = [decode_feature_record(r.value) for r in _read(bootstrap, cfg.features_topic, timeout=10.0)]
@@ -358,5 +362,33 @@ def test_broker_restart_while_publishing_loses_nothing(private_broker, scenario,
     assert len(finals) == PARTITIONS
     states = [r.getMessage().split(": ", 1)[1].split(" ")[0] for r in caplog.records
               if r.getMessage().startswith("broker (producer): ")]
-    assert states[0] == "down" and states[-1] == "up", states
+    assert states and states[0] == "down" and states[-1] == "up", (took, states)
     assert len(states) <= 4, states  # logged once per state change, not per record or retry
+
+
+# -- the live collector daemon ------------------------------------------------------------------------------------
+
+
+def test_live_collector_publishes_windows_and_stops_on_sigterm(kafka_bootstrap, tmp_path):
+    from tests.integration.test_live_capture import ModbusServer, exchange, require_capture
+
+    require_capture()
+    cfg = _config(kafka_bootstrap)
+    server = ModbusServer()
+    collector = Daemon(["collect", "live", "--iface", "lo", "--ports", str(server.port), *_topic_flags(cfg)[:4],
+                        "--partitions", str(PARTITIONS)], tmp_path / "live.log")
+    try:
+        collector.wait_metric("otsentry_up", lambda v: v == 1)
+        time.sleep(1.0)  # the capture socket opens once the topics exist and the producer is connected
+        server.start()
+        client_ip, _ = exchange(server.port, server)
+        collector.wait_metric("otsentry_packets_total", lambda v: v > 0)
+    finally:
+        took = collector.stop()
+    assert collector.proc.returncode == 0, collector.log.read_text()[-2000:]
+    assert took < 10.0
+    records = [decode_feature_record(r.value) for r in _read(cfg.bootstrap, cfg.features_topic, timeout=5.0)]
+    pairs = [w for w in records if not isinstance(w, Watermark) and w.kind == "pair"]
+    assert pairs and pairs[0].client_ip == client_ip and pairs[0].server_ip == "127.0.0.1"
+    assert sum(isinstance(m, Watermark) and m.final for m in records) == PARTITIONS  # SIGTERM: a clean end
+    assert "collector done (SIGTERM)" in collector.log.read_text()

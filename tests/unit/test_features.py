@@ -284,6 +284,48 @@ def test_value_memory_is_forgotten_after_its_ttl() -> None:
         assert feature_of(out, "value_change_rate") == expected
 
 
+def test_values_compared_and_replayed_reads() -> None:
+    """A block of two registers read six times: A, B, C, then B again (back to an older state: replayed), B (the
+    same as the previous read: unchanged, not a replay), and A (replayed). Bits never count as replays."""
+    conns, w = conn_table(), Windower()
+    a, b, c = (5, 6), (7, 8), (7, 9)
+    w.push(CollectedBatch(reads(3, 2, (1, a), (2, b), (3, c), (4, b), (5, b), (6, a)), []), conns)
+    out = w.flush()
+    assert feature_of(out, "values_count") == [12] and feature_of(out, "values_compared") == [10]
+    assert feature_of(out, "replayed_reads") == [2]
+    assert feature_of(out, "value_change_rate") == [pytest.approx(6 / 10)]  # 2 + 1 + 1 + 0 + 2 changed
+    w = Windower()
+    w.push(CollectedBatch(reads(1, 2, (1, (1, 0)), (2, (0, 1)), (3, (1, 0))), []), conns)
+    assert feature_of(w.flush(), "replayed_reads") == [0]
+
+
+def test_replays_are_seen_across_windows_and_batches_within_the_ttl() -> None:
+    """The state a block showed minutes ago comes back: a replay, whichever batch (or window) held the original,
+    until the value state's TTL has passed."""
+    conns = conn_table()
+    for ttl, expected in ((3600.0, [0, 0, 1]), (60.0, [0, 0, 0])):
+        w = Windower(value_ttl_s=ttl)
+        out = w.push(CollectedBatch(reads(3, 2, (1, (5, 6))), []), conns)
+        out += w.push(CollectedBatch(reads(3, 2, (21, (7, 8))), []), conns)
+        out += w.push(CollectedBatch(reads(3, 2, (101, (5, 6))), []), conns)  # 100 s later: (5, 6) again
+        out += w.flush()
+        assert feature_of(out, "replayed_reads") == expected
+
+
+def test_content_history_is_bounded() -> None:
+    from otsentry.features.values import ContentHistory
+
+    h = ContentHistory(ttl_ns=10**12, max_entries=100)
+    for i in range(50):
+        keys = np.arange(i * 10, i * 10 + 10, dtype=np.uint64)
+        h.add(keys, np.full(10, i, dtype=np.int64), frontier_ns=i)
+        assert len(h) <= 110
+    recent = np.array([495, 499], dtype=np.uint64)
+    old = np.array([1, 2], dtype=np.uint64)
+    both = np.concatenate([recent, old])
+    assert h.seen(both, np.full(4, 50, dtype=np.int64), np.ones(4, dtype=bool)).tolist() == [True, True, False, False]
+
+
 def conn_table(n: int = 1) -> ConnTable:
     table = ConnTable()
     for i in range(n):

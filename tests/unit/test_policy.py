@@ -264,10 +264,29 @@ def test_exception_burst_relative_to_learned_max(baseline: PolicyBaseline) -> No
 
 
 def test_exception_burst_floor_for_a_quiet_pair(baseline: PolicyBaseline) -> None:
-    quiet = dict(requests=4, fc_3=2, fc_4=2, reads=4, addr_distinct=2, addr_min=0, addr_max=124)
-    assert baseline.detect([pair_window(AFTER, HISTORIAN, PLC1, 1, exceptions=5, **quiet)]) == []
-    assert rules(baseline.detect([pair_window(AFTER, HISTORIAN, PLC1, 1, exceptions=6, **quiet)])) == \
+    """The historian learned no exception: the absolute floor (0 + 5) decides when the count is not improbable."""
+    busy = dict(requests=40, responses=40, fc_3=20, fc_4=20, reads=40, addr_distinct=2, addr_min=0, addr_max=124)
+    # 5 in 40 answers at the 1 % rate floor: p = 6e-5, above exception_tail
+    assert baseline.detect([pair_window(AFTER, HISTORIAN, PLC1, 1, exceptions=5, **busy)]) == []
+    assert rules(baseline.detect([pair_window(AFTER, HISTORIAN, PLC1, 1, exceptions=6, **busy)])) == \
         ["policy.exception_burst"]
+
+
+def test_exception_burst_improbable_at_the_learned_rate(baseline: PolicyBaseline) -> None:
+    """A slow poller (4 reads per window) in an exception storm: 3 of 4 answers are exceptions, far below the floor
+    but p = 4e-6 at the 1 % rate floor; 2 of 4 (p = 6e-4) happen in normal traffic now and then."""
+    quiet = dict(requests=4, responses=4, fc_3=2, fc_4=2, reads=4, addr_distinct=2, addr_min=0, addr_max=124)
+    assert baseline.detect([pair_window(AFTER, HISTORIAN, PLC1, 1, exceptions=2, exc_4=2, **quiet)]) == []
+    alert = only(baseline.detect([pair_window(AFTER, HISTORIAN, PLC1, 1, exceptions=3, exc_4=3, **quiet)]),
+                 "policy.exception_burst")
+    assert alert.explanation == (f"{PLC1} unit 1 returned 3 exception responses to {HISTORIAN} in this window (mostly "
+                                 f"SLAVE_DEVICE_FAILURE), above the learned maximum of 0 per window; 3 of 4 answers, "
+                                 f"improbable at the learned rate of 1.0% (p = 4e-06)")
+    assert (alert.score, alert.threshold) == (3.0, 0.0)
+    # never at or below the pair's learned maximum (the HMI learned up to 2 exceptions per window)
+    assert baseline.detect([hmi_reads(AFTER, requests=4, responses=4, exceptions=2, exc_2=2)]) == []
+    # never on learning traffic
+    assert [a for a in baseline.detect(learning_windows()) if a.rule_id == "policy.exception_burst"] == []
 
 
 @pytest.mark.parametrize("feature_name, words", [
@@ -319,6 +338,141 @@ def test_new_talker_on_a_flow_is_reported_once_with_its_pair_window(baseline: Po
     rdp = baseline.detect([flow_window(AFTER, ATTACKER, PLC1, 3389)])
     assert rules(rdp) == ["policy.new_talker", "policy.new_service"]
     assert "connects to 10.0.0.20 on 3389/tcp (RDP)" in rdp[0].explanation
+
+
+# -- responses: silence, frozen and replayed values ---------------------------------------------------------------
+
+def with_features(w: FeatureWindow, **values: float) -> FeatureWindow:
+    names = w.feature_names()
+    vec = tuple(float(values.get(n, v)) for n, v in zip(names, w.values))
+    return FeatureWindow(w.window_start, w.window_end, w.kind, w.client_ip, w.server_ip, w.unit_id, vec, w.schema,
+                         port=w.port, transport=w.transport)
+
+
+def measured_learning_windows() -> list[FeatureWindow]:
+    """``learning_windows`` where the HMI's reads of PLC1 compare 200 values a window, 40-50 % of them changed (the
+    analog measurements), and the historian's reads compare 180, 3-5 % changed (mostly configuration registers)."""
+    out = []
+    for i, w in enumerate(learning_windows()):
+        if w.kind == "pair" and w.pair == (HMI, PLC1, 1):
+            w = with_features(w, values_compared=200, value_change_rate=0.4 + 0.01 * (i % 11))
+        elif w.kind == "pair" and w.pair == (HISTORIAN, PLC1, 1):
+            w = with_features(w, values_compared=180, value_change_rate=0.03 + 0.002 * (i % 11))
+        out.append(w)
+    return out
+
+
+@pytest.fixture(scope="module")
+def measured() -> PolicyBaseline:
+    return PolicyBaseline().fit(measured_learning_windows())
+
+
+def historian_reads(t: float, **extra: float) -> FeatureWindow:
+    base = dict(requests=4, responses=4, fc_3=2, fc_4=2, reads=4, addr_distinct=2, addr_min=0, addr_max=124,
+                values_count=378, value_min=0, value_max=65535)
+    return pair_window(t, HISTORIAN, PLC1, 1, **{**base, **extra})
+
+
+def test_response_rules_stay_quiet_on_learning_and_ordinary_windows(measured: PolicyBaseline) -> None:
+    assert measured.detect(measured_learning_windows()) == []
+    hmi = measured.pairs_[(HMI, PLC1, 1)]
+    assert hmi.change_rate == (0.4, 0.5) and hmi.total("rate_windows") == 60
+    ordinary = [hmi_reads(AFTER, values_compared=200, value_change_rate=0.35),  # a bit lower than learned: fine
+                hmi_reads(AFTER + 10, values_compared=12, value_change_rate=0.0),  # too few values to judge
+                hmi_reads(AFTER + 20, responses=19, unanswered=1),  # one lost answer out of 20
+                hmi_reads(AFTER + 30, replayed_reads=2),  # a setpoint block back to an earlier state, twice
+                historian_reads(AFTER, values_compared=180, value_change_rate=0.02),
+                historian_reads(AFTER + 10, responses=3, unanswered=1)]  # a quarter of a slow poller's requests
+    assert measured.detect(ordinary) == []
+
+
+def test_values_frozen(measured: PolicyBaseline) -> None:
+    alert = only(measured.detect([hmi_reads(AFTER, values_compared=220, value_change_rate=0.0)]),
+                 "policy.values_frozen")
+    assert alert.severity == "high" and alert.category == "policy"
+    assert alert.explanation == (f"{PLC1} unit 1 answered {HMI}'s reads with values that did not change at all: 0 of "
+                                 f"220 register values differ from the previous read, while at least 40% changed in "
+                                 f"every learning window (values frozen: a stuck device, or a man in the middle "
+                                 f"answering with old data)")
+    assert [(e.name, e.value, e.baseline_low, e.baseline_high) for e in alert.evidence if e.contribution] == \
+        [("value_change_rate", 0.0, 0.4, 0.5)]
+    # the first window of a freeze still holds a few real changes: "hardly changed" up to 1/4 of the learned minimum
+    partly = only(measured.detect([hmi_reads(AFTER, values_compared=200, value_change_rate=0.09)]),
+                  "policy.values_frozen")
+    assert "hardly changed: 18 of 200" in partly.explanation
+    assert measured.detect([hmi_reads(AFTER, values_compared=200, value_change_rate=0.11)]) == []
+    # each pair against its own history: the historian's 3 % is normal for it, 0 is not
+    assert measured.detect([historian_reads(AFTER, values_compared=180, value_change_rate=0.03)]) == []
+    assert rules(measured.detect([historian_reads(AFTER, values_compared=378, value_change_rate=0.0)])) == \
+        ["policy.values_frozen"]
+
+
+def test_values_frozen_needs_a_learned_change_rate(baseline: PolicyBaseline) -> None:
+    """No change rate learned (windows without compared values), or too few windows of it: no judgement."""
+    assert baseline.detect([hmi_reads(AFTER, values_compared=200, value_change_rate=0.0)]) == []
+    few = [w for w in measured_learning_windows() if w.window_start < 5 * WINDOW_S]
+    thin = PolicyBaseline().fit(few)
+    assert thin.pairs_[(HMI, PLC1, 1)].total("rate_windows") == 5
+    assert thin.detect([hmi_reads(AFTER, values_compared=200, value_change_rate=0.0)]) == []
+
+
+def test_values_replayed(measured: PolicyBaseline) -> None:
+    alert = only(measured.detect([hmi_reads(AFTER, values_compared=200, value_change_rate=0.45, replayed_reads=20)]),
+                 "policy.values_replayed")
+    assert alert.severity == "high" and (alert.score, alert.threshold) == (20.0, 2.0)
+    assert alert.explanation.startswith(f"20 reads by {HMI} from {PLC1} unit 1 in this window returned register "
+                                        f"blocks that had changed since the previous read yet were identical")
+    assert rules(measured.detect([hmi_reads(AFTER, replayed_reads=3)])) == ["policy.values_replayed"]
+    # a pair whose blocks came back to earlier states while learning (a setpoint toggled) is judged above that
+    toggling = PolicyBaseline().fit(learning_windows() + [hmi_reads(5.0, replayed_reads=4)])
+    assert toggling.detect([hmi_reads(AFTER, replayed_reads=8)]) == []
+    assert rules(toggling.detect([hmi_reads(AFTER, replayed_reads=9)])) == ["policy.values_replayed"]
+
+
+def test_no_response(measured: PolicyBaseline) -> None:
+    alert = only(measured.detect([hmi_reads(AFTER, requests=10, responses=0, unanswered=10)]), "policy.no_response")
+    assert alert.severity == "high"
+    assert alert.explanation == (f"{PLC1} unit 1 left 10 of 10 requests from {HMI} unanswered in this window (learned "
+                                 f"maximum 0 per window; not one answer): the device stopped answering (listen-only "
+                                 f"mode, a crash, overload, or requests dropped on the way)")
+    # many unanswered in a busy window, or a good share of a slow poller's requests
+    assert rules(measured.detect([hmi_reads(AFTER, requests=20, responses=17, unanswered=3)])) == \
+        ["policy.no_response"]
+    assert rules(measured.detect([historian_reads(AFTER, requests=3, responses=2, unanswered=1)])) == \
+        ["policy.no_response"]
+    # the listen-only command itself is diagnostics' to report, not twice
+    listen = measured.detect([hmi_reads(AFTER, fc_8=1, diag_listen_only=1, requests=21, unanswered=1)])
+    assert rules(listen) == ["policy.diagnostics"]
+
+
+def test_no_response_relative_to_what_was_learned() -> None:
+    lossy = PolicyBaseline().fit(learning_windows() + [hmi_reads(5.0, responses=18, unanswered=2)])
+    assert lossy.detect([hmi_reads(AFTER, responses=18, unanswered=2)]) == []
+    assert lossy.detect([hmi_reads(AFTER, responses=16, unanswered=4)]) == []  # 2 above, 20 %: not yet
+    assert rules(lossy.detect([hmi_reads(AFTER, responses=15, unanswered=5)])) == ["policy.no_response"]
+
+
+def test_write_margin_shrinks_with_the_writes_learned() -> None:
+    """Seventy writes over registers 100-113 (a setpoint block, FC 6 and FC 16): the margin is 1.5 gaps of 14/71
+    registers, so register 119 (spare, never written) alerts; with the 18 writes over 2-105 of ``learning_windows``
+    the margin stays wide, 1.5 * 104 / 19 = 8.2 (``test_normal_windows_after_learning_raise_nothing``: 110 passes)."""
+    windows = [hmi_writes(i * WINDOW_S, 100 + (i // 2) % 14, 500) if i % 2 == 0 else hmi_reads(i * WINDOW_S)
+               for i in range(140)]
+    b = PolicyBaseline().fit(windows)
+    assert b.writer_profiles_[HMI].total("writes") == 70
+    assert b.detect([hmi_writes(2000, 113, 500), hmi_writes(2010, 100, 500)]) == []
+    alert = only(b.detect([hmi_writes(2000, 119, 500)]), "policy.address_out_of_range")
+    assert alert.explanation.startswith(f"{HMI} wrote address 119 on {PLC1} unit 1, outside the learned write range "
+                                        f"100-113")
+    assert alert.severity == "high"
+    # a write to the spare register alongside an ordinary one in the same window: the range ends at 119
+    both = dict(write_addr_min=105, write_addr_max=119)
+    assert "policy.address_out_of_range" in rules(b.detect([hmi_writes(2000, 119, 500, **both)]))
+    few = PolicyBaseline().fit(learning_windows())
+    assert few.detect([hmi_writes(AFTER, 113, 500)]) == []
+    assert "policy.address_out_of_range" in rules(few.detect([hmi_writes(AFTER, 114, 500)]))
+    assert PolicyBaseline(address_margin=10, write_margin_gaps=100.0).fit(windows).detect(
+        [hmi_writes(2000, 119, 500)]) == []  # the cap: never more than address_margin
 
 
 # -- state, ids, determinism --------------------------------------------------------------------------------------

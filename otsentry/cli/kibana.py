@@ -1,0 +1,58 @@
+"""``otsentry kibana export|import``: the shipped data view and SOC dashboard, as NDJSON or straight into Kibana.
+
+Credentials come from environment variables only (OTSENTRY_KIBANA_API_KEY, or OTSENTRY_KIBANA_USER /
+OTSENTRY_KIBANA_PASSWORD, falling back to the OTSENTRY_ES_* ones; CA from OTSENTRY_KIBANA_CA or OTSENTRY_ES_CA).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from otsentry.cli.common import UserError
+
+PREFIX = click.option("--index", "prefix", default="otsentry-alerts", show_default=True,
+                      help="Alias (index prefix) the alerts are indexed under; the data view matches PREFIX-*.")
+
+
+@click.group("kibana")
+def kibana() -> None:
+    """Kibana saved objects for otsentry's alerts: a data view and a dashboard."""
+
+
+@kibana.command("export")
+@PREFIX
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the NDJSON here instead of stdout.")
+def export_cmd(prefix: str, output: Path | None) -> None:
+    """Write the saved objects as NDJSON (Kibana: Stack Management > Saved objects > Import)."""
+    from otsentry.alerts.kibana import saved_objects, to_ndjson
+
+    text = to_ndjson(saved_objects(prefix))
+    if output is None:
+        sys.stdout.write(text)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text)
+    click.echo(f"otsentry: {text.count(chr(10))} saved objects written to {output}", err=True)
+
+
+@kibana.command("import")
+@click.option("--kibana", "kibana_url", required=True, metavar="URL", help="Kibana URL, e.g. http://127.0.0.1:5601.")
+@PREFIX
+@click.option("--space", default=None, help="Kibana space id (default: the default space).")
+@click.option("--file", "ndjson_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Import this NDJSON instead of the built-in objects (e.g. an edited export).")
+def import_cmd(kibana_url: str, prefix: str, space: str | None, ndjson_file: Path | None) -> None:
+    """Import (overwrite) the saved objects through Kibana's saved-objects API."""
+    from otsentry.alerts.kibana import KibanaError, import_saved_objects, saved_objects, to_ndjson
+
+    text = ndjson_file.read_text() if ndjson_file else to_ndjson(saved_objects(prefix))
+    try:
+        answer = import_saved_objects(kibana_url, text, space=space)
+    except KibanaError as exc:
+        raise UserError(str(exc)) from None
+    click.echo(f"otsentry: {answer.get('successCount', 0)} saved objects imported into {kibana_url.rstrip('/')}"
+               f"{f' (space {space})' if space else ''}; dashboard: otsentry: Modbus/TCP alerts")
