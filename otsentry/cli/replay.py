@@ -6,12 +6,17 @@ import functools
 import json
 import shutil
 import sys
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import click
 
+from otsentry.cli.alerts import ES_HELP
 from otsentry.cli.common import UserError
+from otsentry.cli.streamopts import stream_options, stream_params, stream_settings
 from otsentry.replay.catalog import DEFAULT_OUT, QUICK_LEARN_S, QUICK_TOTAL_S
+from otsentry.stream.settings import DaemonConfig
 
 SEED = click.option("--seed", type=int, default=None,
                     help="Simulator seed (same seed, same capture) [default: the seed in the scenario's spec].")
@@ -114,6 +119,14 @@ def generate_cmd(name: str, seed: int | None, quick: bool, out: Path) -> None:
                f"{gen.learn_s:g}s)")
 
 
+# ``replay run --kafka``: the broker, its topics and client settings as `collect pcap --kafka` takes them; not the
+# consumer-group keys (a replay only publishes), nor the window length and daemon keys (a replay is not a daemon).
+REPLAY_SKIP = frozenset({"kafka.group", "kafka.group_instance_id", "kafka.session_timeout_s",
+                         "kafka.auto_offset_reset", "kafka.deadletter_topic", "stream.window_s", "stream.source",
+                         "stream.max_poll_records", "stream.max_buffered_windows", "stream.max_hold_s",
+                         "stream.max_in_flight"}) | {f"daemon.{f.name}" for f in fields(DaemonConfig)}
+
+
 @replay.command("run")
 @click.argument("name")
 @click.option("--speed", default=None, metavar="FACTOR",
@@ -121,20 +134,30 @@ def generate_cmd(name: str, seed: int | None, quick: bool, out: Path) -> None:
 @click.option("--as-fast-as-possible", "fast", is_flag=True, help="No pacing: alerts come as fast as they are found.")
 @click.option("--alerts-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also append the alerts as ECS JSON lines to this file (ids already in it are skipped).")
+@click.option("--es", "es_url", default=None, metavar="URL", help="Also index the alerts into Elasticsearch. " + ES_HELP)
+@click.option("--es-index", "es_prefix", default="otsentry-alerts", show_default=True,
+              help="Alias and daily-index prefix for --es (indices PREFIX-YYYY.MM.DD).")
+@stream_options(skip=REPLAY_SKIP)
 @SEED
 @QUICK
 @CACHE
 @click.pass_context
 @_user_errors
 def run_cmd(ctx: click.Context, name: str, speed: str | None, fast: bool, alerts_out: Path | None,
-            seed: int | None, quick: bool, cache: Path) -> None:
+            es_url: str | None, es_prefix: str, seed: int | None, quick: bool, cache: Path, **kwargs: Any) -> None:
     """Replay scenario NAME through the pipeline as a live sensor would see it, printing alerts as they come.
 
     The detectors learn on the scenario's first minutes (its normal part), then score the rest. With --speed,
     an alert about a window ending t seconds into the capture appears t/FACTOR seconds after the start. Ctrl-C
     stops the replay.
+
+    With --kafka BOOTSTRAP, the scenario's FeatureWindows are also published to the features topic as
+    `otsentry collect pcap --kafka` publishes them (watermarks included, at the replay's pace), for `otsentry
+    detect --kafka` workers, and the alerts of this run to the alerts topic (--alerts-topic '' for windows only).
+    With --es URL, the alerts are indexed into Elasticsearch as `otsentry run --es` does.
     """
     from otsentry.alerts.sinks import AlertTable, JsonlSink
+    from otsentry.cli.detect import _close_es_sink, _es_sink, _es_write
     from otsentry.replay.catalog import generate, get_scenario
     from otsentry.replay.live import parse_speed, replay as replay_scenario
 
@@ -144,8 +167,18 @@ def run_cmd(ctx: click.Context, name: str, speed: str | None, fast: bool, alerts
         factor = None if fast else parse_speed(speed or "10x")
     except ValueError as exc:
         raise UserError(f"--speed {exc}") from None
+    params = stream_params(kwargs)
+    settings = stream_settings(None, params) if params.get("kafka__bootstrap") else None
     info = get_scenario(name)
     gen = generate(info, cache, seed, quick)
+    es = _es_sink(es_url, es_prefix, live=factor is not None) if es_url else None
+    try:
+        kafka = _kafka_output(settings, info.name) if settings is not None else None
+    except UserError:
+        _close_es_sink(es)
+        raise
+    table = AlertTable(sys.stdout)
+    sink = JsonlSink(alerts_out) if alerts_out is not None else None
     total = gen.end_ts - gen.start_ts
     pace = "as fast as possible" if factor is None else \
         f"at {factor:g}x: {total / 60:.0f} min of traffic in {_mmss(total / factor)} (mm:ss)"
@@ -154,28 +187,60 @@ def run_cmd(ctx: click.Context, name: str, speed: str | None, fast: bool, alerts
     for start, end in gen.attack_intervals:
         click.echo(f"  (ground truth: attack from {_mmss(start - gen.start_ts)} to {_mmss(end - gen.start_ts)} "
                    "of capture time)", err=True)
-    table = AlertTable(sys.stdout)
-    sink = JsonlSink(alerts_out) if alerts_out is not None else None
 
     def on_alert(alert) -> None:
         table.write(alert)
         if sink is not None:
             sink.write(alert)
+        if kafka is not None:
+            kafka.alert(alert)
+        if es is not None:
+            _es_write(es, alert)
 
     def on_detecting() -> None:
         click.echo(f"learning period over ({_mmss(gen.learn_s)} of capture time): detecting", err=True)
 
+    finished = False
     try:
-        result = replay_scenario(gen, factor, on_alert, on_detecting)
+        result = replay_scenario(gen, factor, on_alert, on_detecting,
+                                 on_windows=kafka.windows if kafka is not None else None)
+        finished = True
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted: {table.count} alerts so far", err=True)
         ctx.exit(130)
     finally:
         if sink is not None:
             sink.close()
+        kafka_summary = _close_kafka(kafka, finished)
+        es_summary = _close_es_sink(es)
     click.echo(f"done: scored {result.windows} windows after learning from {result.learned_windows}: "
                f"{len(result.alerts)} alerts" + (f"; written to {alerts_out}" if alerts_out else "")
+               + kafka_summary + es_summary
                + f". Next: otsentry replay score {info.name} --report out/{info.name}", err=True)
+
+
+def _kafka_output(settings: Any, scenario: str):
+    """The ``--kafka`` publisher; a broker that does not answer is a one-line error (a replay does not wait)."""
+    from otsentry.replay.kafka_out import KafkaReplayOutput
+    from otsentry.stream.transport import TransportError
+
+    try:
+        return KafkaReplayOutput(settings.kafka, scenario, stop_timeout_s=settings.daemon.stop_timeout_s)
+    except TransportError as exc:
+        raise UserError(f"--kafka {settings.kafka.bootstrap}: {exc}") from None
+
+
+def _close_kafka(kafka: Any, finished: bool) -> str:
+    """Final watermark and acknowledgements; the summary's part about what the broker holds."""
+    if kafka is None:
+        return ""
+    ok = kafka.close(finished)
+    k, st = kafka.kafka, kafka.stats
+    text = f"; {st.windows} windows published to {k.features_topic}" + (
+        f", {st.alerts} alerts to {k.alerts_topic}" if k.alerts_topic else "")
+    if not ok:
+        text += f" (some not acknowledged within {kafka.stop_timeout_s:g} s: check the broker)"
+    return text
 
 
 def _table(scores) -> None:

@@ -76,17 +76,28 @@ def _announce_detection(batches: Iterable[list[FeatureWindow]], learn_end_ts: fl
         yield group
 
 
+def _tee(batches: Iterable[list[FeatureWindow]],
+         callback: Callable[[list[FeatureWindow]], None]) -> Iterator[list[FeatureWindow]]:
+    for group in batches:
+        callback(group)
+        yield group
+
+
 def replay(gen: Generated, speed: float | None, on_alert: Callable[[Alert], None],
            on_detecting: Callable[[], None] | None = None, window_s: float = DEFAULT_WINDOW_S,
-           config: CollectorConfig | None = None) -> RunResult:
+           config: CollectorConfig | None = None,
+           on_windows: Callable[[list[FeatureWindow]], None] | None = None) -> RunResult:
     """Learn on the scenario's normal part, then score the rest, calling ``on_alert`` as alerts come.
 
     ``speed`` None replays as fast as possible; otherwise windows (and so alerts) are released in scaled real time
-    from the scenario's start.
+    from the scenario's start. ``on_windows`` sees each group of windows (at that pace) just before the pipeline
+    takes it: ``--kafka`` publishes them.
     """
     batches: Iterable[list[FeatureWindow]] = iter_window_batches([gen.pcap], window_s, config)
     if speed is not None:
         batches = paced(by_slot(batches), lambda g: g[0].window_end, speed, origin=gen.start_ts)
+    if on_windows is not None:
+        batches = _tee(batches, on_windows)
     batches = _announce_detection(batches, gen.learn_end_ts, on_detecting)
     return run_batches(batches, learn_for_s=gen.learn_s, window_s=window_s, on_alert=on_alert,
                        captures=[str(gen.pcap)])

@@ -1,8 +1,11 @@
-"""Fixtures for the real external services started by ``make services`` (services/kafka.py)."""
+"""Fixtures for the real external services started by ``make services`` (services/kafka.py,
+services/elasticsearch.py)."""
 
 from __future__ import annotations
 
+import json
 import os
+import urllib.request
 
 import pytest
 
@@ -30,3 +33,39 @@ def kafka_bootstrap() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return bootstrap
+
+
+ES_DEFAULT_URL = "http://127.0.0.1:9200"
+
+
+def es_health(url: str) -> dict | None:
+    """``_cluster/health`` of ``url`` (the minimal distribution has no ``GET /``), None if it does not answer."""
+    try:
+        with urllib.request.urlopen(f"{url}/_cluster/health", timeout=5) as resp:
+            return json.loads(resp.read())
+    except (OSError, ValueError):
+        return None
+
+
+@pytest.fixture(scope="session")
+def es_url() -> str:
+    """URL of an Elasticsearch that answers ``_cluster/health`` (``OTSENTRY_ES``, default 127.0.0.1:9200).
+
+    Down: the test fails in CI (``make test`` starts it) and is skipped elsewhere.
+    """
+    url = (os.environ.get("OTSENTRY_ES") or ES_DEFAULT_URL).rstrip("/")
+    health = es_health(url)
+    if health is None or health.get("status") not in ("green", "yellow"):
+        message = f"no healthy Elasticsearch on {url}: run `make services` (or set OTSENTRY_ES)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return url
+
+
+@pytest.fixture
+def es(es_url):
+    """A client of ``es_url`` (credentials from the environment, as the CLI takes them)."""
+    from otsentry.alerts.elastic import ElasticConfig, make_client
+
+    return make_client(ElasticConfig.from_env(es_url))

@@ -9,57 +9,28 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from otsentry.alerts.elastic import ElasticConfig, ElasticSink, ensure_template, make_client
+from otsentry.alerts.elastic import ElasticSink, ensure_template
 from otsentry.alerts.elastic_search import build_query, search_alerts
 from otsentry.cli.alerts import alerts as alerts_group
 from otsentry.records import Alert, alert_id
-from tests.conftest import IN_CI, ROOT
+from tests.conftest import ROOT
+from tests.integration.conftest import ES_DEFAULT_URL, es, es_health, es_url  # noqa: F401 - es, es_url: re-exported
 
 pytestmark = pytest.mark.integration
 
-DEFAULT_URL = "http://127.0.0.1:9200"
 SERVICE = ROOT / "services" / "elasticsearch.py"
-
-
-def _health(url: str) -> dict | None:
-    try:
-        with urllib.request.urlopen(f"{url}/_cluster/health", timeout=5) as resp:
-            return json.loads(resp.read())
-    except (OSError, ValueError):
-        return None
-
-
-@pytest.fixture(scope="session")
-def es_url() -> str:
-    """URL of an Elasticsearch that answers ``_cluster/health`` (``OTSENTRY_ES``, default 127.0.0.1:9200).
-
-    Down: the test fails in CI (``make test`` starts it) and is skipped elsewhere.
-    """
-    url = (os.environ.get("OTSENTRY_ES") or DEFAULT_URL).rstrip("/")
-    health = _health(url)
-    if health is None or health.get("status") not in ("green", "yellow"):
-        message = f"no healthy Elasticsearch on {url}: run `make services` (or set OTSENTRY_ES)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return url
-
-
-@pytest.fixture
-def es(es_url):
-    return make_client(ElasticConfig.from_env(es_url))
+# The fixtures live in conftest.py; these names stay importable from here (other test modules import them).
+DEFAULT_URL, _health = ES_DEFAULT_URL, es_health
 
 
 @pytest.fixture
