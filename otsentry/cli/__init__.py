@@ -14,6 +14,7 @@ from otsentry import __version__
 from otsentry.cli.alerts import alerts
 from otsentry.cli.collect import collect
 from otsentry.cli.detect import evaluate_cmd, run_cmd, train_cmd
+from otsentry.cli.index import index_cmd
 from otsentry.cli.inspect import inspect_cmd
 from otsentry.cli.kibana import kibana
 from otsentry.cli.replay import replay
@@ -47,6 +48,7 @@ main.add_command(train_cmd)
 main.add_command(run_cmd)
 main.add_command(evaluate_cmd)
 main.add_command(detect_cmd)
+main.add_command(index_cmd)
 main.add_command(replay)
 main.add_command(alerts)
 main.add_command(kibana)

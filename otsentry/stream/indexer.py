@@ -1,0 +1,363 @@
+"""The indexer stage: ``otsentry.alerts`` -> Elasticsearch, committing offsets only once Elasticsearch acknowledged.
+
+``otsentry index`` runs this as a consumer-group member. Delivery, and why every alert ends up indexed exactly once:
+
+1. poll a batch, decode each alert and queue its ECS document in an ``ElasticSink`` made with ``spool=False``;
+2. flush it as one bulk request (``op_type=create``, ``_id`` = alert id): each document is created, answered 409
+   (already there: a re-delivery), or rejected for good (a mapping error: the sink's dead-letter file);
+3. only then commit, per partition, the offset after the last record of the batch.
+
+A crash or a rebalance between 2 and 3 means the batch is read again and answered 409 (counted as duplicates), so
+at-least-once delivery from Kafka gives exactly one document per alert. The sink's local spool is *not* used: the
+topic is already a durable buffer, and committing because a document reached a file would commit before
+Elasticsearch acknowledged it.
+
+Elasticsearch down: the batch stays in memory, every assigned partition is paused (the consumer keeps polling, so
+the group does not give its partitions away after ``max.poll.interval``), the bulk is retried with the daemon's
+exponential backoff without blocking the loop (a SIGTERM is still served at once), and ``elasticsearch: down`` /
+``elasticsearch: up`` are logged once per change. Memory stays at one poll's worth of alerts however long it lasts.
+Errors retrying cannot fix (credentials refused, a request Elasticsearch rejects) stop the daemon with an error.
+
+Unreadable records are counted, logged (the first ones, then every 1000th) and copied to the dead-letter topic,
+like the detector worker does; their offsets move on once the copy is acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable, Protocol, Sequence
+
+from otsentry.alerts.elastic import ElasticError, ElasticUnavailable, SinkStats
+from otsentry.records import Alert
+from otsentry.stream.codec import MalformedRecord, decode_alert
+from otsentry.stream.daemon import Backoff, StateLog, StopSignal
+from otsentry.stream.metrics import METRICS, Metrics
+from otsentry.stream.outbox import Outbox, Stopped
+from otsentry.stream.service import StreamSettings, _Daemon, kafka_transport, retry
+from otsentry.stream.settings import KafkaConfig
+from otsentry.stream.transport import Consumer, Message, Publisher, TopicPartition, TransportError
+from otsentry.stream.worker import LOG_FIRST_MALFORMED, POLL_TIMEOUT_S, _names
+
+log = logging.getLogger("otsentry.stream")
+
+ES_TIMEOUT_S = 10.0  # one bulk request at most: a hung node must not outlast the stop timeout
+
+# The indexer's own metrics, registered beside the collector's and detector's (Metrics reads this table).
+for _name, _spec in {
+    "otsentry_alerts_consumed_total": ("counter", "Alerts read from the alerts topic."),
+    "otsentry_alerts_indexed_total": ("counter", "Alerts Elasticsearch acknowledged as created."),
+    "otsentry_alerts_duplicate_total": ("counter", "Alerts already indexed (409 on create: a re-delivery)."),
+    "otsentry_alerts_rejected_total": ("counter", "Alerts Elasticsearch rejected (in the dead-letter file)."),
+    "otsentry_elasticsearch_up": ("gauge", "1 when the last bulk request to Elasticsearch succeeded."),
+}.items():
+    METRICS.setdefault(_name, _spec)
+
+
+class AlertSink(Protocol):
+    """What the indexer needs of ``ElasticSink``: queue, then flush (True, or ``ElasticUnavailable``)."""
+
+    stats: SinkStats
+
+    def write(self, alert: Alert) -> None: ...
+
+    def flush(self) -> bool: ...
+
+
+class AlertIndexer:
+    """Consumes alerts, bulk-indexes them through ``sink``, commits after Elasticsearch acknowledged them."""
+
+    def __init__(self, make_consumer: Callable[[], Consumer], sink: AlertSink, outbox: Outbox | None = None, *,
+                 deadletter_topic: str = "", max_poll_records: int = 500, metrics: Metrics | None = None,
+                 stop: threading.Event | None = None, backoff: Backoff | None = None,
+                 es_backoff: Backoff | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.sink = sink
+        self.outbox = outbox
+        self.deadletter_topic = deadletter_topic if outbox is not None else ""
+        self.max_poll_records = max_poll_records
+        self.metrics = metrics or Metrics("indexer")
+        self.stop = stop or threading.Event()
+        self.backoff = backoff or Backoff()
+        self.es_backoff = es_backoff or Backoff()
+        self.clock = clock
+        self.state = StateLog("broker (consumer)")
+        self.es_state = StateLog("elasticsearch")
+        self.consumed = 0
+        self.malformed = 0
+        self.commits = 0
+        self._unacked = 0  # alerts queued in the sink since its last acknowledged flush
+        self._next: dict[TopicPartition, int] = {}  # next offset to read: everything before is acknowledged or queued
+        self._committed: dict[TopicPartition, int] = {}
+        self._assigned: set[TopicPartition] = set()
+        self._paused: set[TopicPartition] = set()
+        self._retry_at: float | None = None  # Elasticsearch down: when to send the bulk again
+        self._closed = False
+        self.metrics.set("otsentry_elasticsearch_up", 1)
+        self.consumer = make_consumer()
+
+    @property
+    def es_down(self) -> bool:
+        return self._retry_at is not None
+
+    @property
+    def pending(self) -> bool:
+        """Something read but not committed yet (alerts not acknowledged, or a commit still to make)."""
+        return self._unacked > 0 or any(self._committed.get(tp) != n for tp, n in self._next.items())
+
+    # -- main loop -----------------------------------------------------------------------------------------------
+
+    def step(self, timeout_s: float = POLL_TIMEOUT_S) -> int:
+        """One poll -> queue -> bulk -> commit cycle; returns the number of records read."""
+        self.metrics.beat()
+        try:
+            messages = self.consumer.poll(timeout_s, self.max_poll_records)
+        except TransportError as exc:
+            self._broker_down(exc)
+            self.backoff.wait(self.stop)
+            return 0
+        self._observe_connection()
+        assigned = self._reconcile()
+        for m in messages:
+            if (m.topic, m.partition) in assigned:  # a record fetched just before its partition was revoked
+                self._take(m)
+        if self.pending and (self._retry_at is None or self.clock() >= self._retry_at):
+            if self._acknowledge():
+                self._commit()
+        self._flow_control()
+        self._gauges()
+        return len(messages)
+
+    def _take(self, m: Message) -> None:
+        tp = (m.topic, m.partition)
+        try:
+            alert = decode_alert(m.value)
+        except MalformedRecord as exc:
+            self._malformed(m, str(exc))
+        else:
+            try:
+                self.sink.write(alert)  # the sink's batch is larger than a poll: this only queues
+            except ElasticUnavailable as exc:  # it flushed anyway and failed: the document stays queued
+                self._es_down(exc)
+            self._unacked += 1
+            self.consumed += 1
+            self.metrics.inc("otsentry_alerts_consumed_total")
+        self._next[tp] = m.offset + 1
+
+    def _malformed(self, m: Message, reason: str) -> None:
+        self.malformed += 1
+        self.metrics.inc("otsentry_malformed_records_total")
+        where = f"{m.topic}/{m.partition}@{m.offset}"
+        if self.malformed <= LOG_FIRST_MALFORMED or self.malformed % 1000 == 0:
+            dest = f"copied to {self.deadletter_topic}" if self.deadletter_topic else "skipped"
+            log.warning("unreadable record %s: %s; %s (%d so far)", where, reason, dest, self.malformed,
+                        extra={"fields": {"event": "malformed_record", "where": where, "reason": reason}})
+        if self.outbox is not None and self.deadletter_topic:
+            headers = [("otsentry.error", reason.encode()), ("otsentry.source", where.encode())]
+            self.outbox.send(self.deadletter_topic, m.value or b"", key=m.key, headers=headers)
+            self.metrics.inc("otsentry_deadletter_total")
+
+    def _acknowledge(self, deadline: float | None = None) -> bool:
+        """Dead-letter copies acknowledged by the broker and every queued alert by Elasticsearch."""
+        if self.outbox is not None and not self.outbox.flush(deadline):  # False only when stopping
+            return False
+        try:
+            acked = self.sink.flush()
+        except ElasticUnavailable as exc:
+            self._es_down(exc)
+            return False
+        finally:
+            self._sync_stats()
+        if not acked:  # a sink that spools: not acknowledged by Elasticsearch, so not committed
+            self._es_down(ElasticUnavailable("documents went to the local spool"))
+            return False
+        self._unacked = 0
+        self._es_up()
+        return True
+
+    def _commit(self) -> None:
+        offsets = {tp: (n, "") for tp, n in self._next.items()
+                   if tp in self._assigned and self._committed.get(tp) != n}
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(offsets)
+        except TransportError as exc:
+            self._broker_down(exc)  # read again after a restart: answered 409, counted as duplicates
+            return
+        self._committed.update({tp: n for tp, (n, _) in offsets.items()})
+        self.commits += 1
+        self.metrics.inc("otsentry_commits_total")
+
+    # -- Elasticsearch state and flow control ------------------------------------------------------------------
+
+    def _es_down(self, exc: BaseException) -> None:
+        self.metrics.inc("otsentry_errors_total")
+        self.metrics.set("otsentry_elasticsearch_up", 0)
+        self._retry_at = self.clock() + self.es_backoff.next_delay()
+        self.es_state.set("down", f"{exc}; {self._unacked} alert(s) held, partitions paused, retrying with backoff")
+
+    def _es_up(self) -> None:
+        if self._retry_at is not None:
+            self.es_backoff.reset()
+            self._retry_at = None
+        self.metrics.set("otsentry_elasticsearch_up", 1)
+        self.es_state.set("up")
+
+    def _flow_control(self) -> None:
+        """Bounded memory: while Elasticsearch is down, read nothing more (pause), but keep polling (membership)."""
+        if self.es_down:
+            more = self._assigned - self._paused
+            if more:
+                self.consumer.pause(more)
+                self._paused |= more
+        elif self._paused:
+            self.consumer.resume(self._paused & self._assigned)
+            self._paused = set()
+
+    # -- rebalances and the broker ---------------------------------------------------------------------------
+
+    def _reconcile(self) -> set[TopicPartition]:
+        """Follow the assignment after each poll (see ``stream.kafka`` for why not in callbacks). Alerts queued
+        from a revoked partition are still indexed here; its new owner reads them again and gets 409s."""
+        assigned = self.consumer.assignment()
+        revoked, added = self._assigned - assigned, assigned - self._assigned
+        for tp in revoked:
+            self._next.pop(tp, None)
+            self._committed.pop(tp, None)
+            self._paused.discard(tp)
+        for tp in sorted(added):
+            try:
+                committed = self.consumer.committed(tp)
+            except TransportError:
+                committed = None
+            if committed:
+                self._committed[tp] = committed[0]
+        self._assigned = assigned
+        if revoked:
+            log.info("revoked %d partition(s): %s", len(revoked), _names(revoked),
+                     extra={"fields": {"event": "revoked", "partitions": _names(revoked)}})
+        if added:
+            log.info("assigned %d partition(s): %s", len(added), _names(added),
+                     extra={"fields": {"event": "assigned", "partitions": _names(added)}})
+        self.metrics.set("otsentry_assigned_partitions", len(assigned))
+        return assigned
+
+    def _broker_down(self, exc: BaseException) -> None:
+        self.metrics.inc("otsentry_errors_total")
+        self.metrics.broker_up = False
+        self.state.set("down", f"{type(exc).__name__}: {str(exc)[:120]}")
+
+    def _observe_connection(self) -> None:
+        up = self.consumer.connected()
+        if up is None:
+            return
+        self.metrics.broker_up = up
+        if up:
+            self.backoff.reset()
+        self.state.set("up" if up else "down", "" if up else "no connection to any broker; retrying")
+
+    def _sync_stats(self) -> None:
+        s = self.sink.stats
+        self.metrics.set("otsentry_alerts_indexed_total", s.indexed)
+        self.metrics.set("otsentry_alerts_duplicate_total", s.duplicates)
+        self.metrics.set("otsentry_alerts_rejected_total", s.dead_lettered)
+
+    def _gauges(self) -> None:
+        try:
+            lag = self.consumer.lag()
+        except TransportError:
+            lag = None
+        if lag is not None:
+            self.metrics.set("otsentry_consumer_lag", lag)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Index what is queued, commit, leave the group. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        deadline = time.monotonic() + timeout_s
+        try:
+            if self.pending:
+                acked = False
+                try:
+                    acked = self._acknowledge(deadline)
+                except ElasticError as exc:
+                    log.error("%s", exc)
+                if acked:
+                    self._commit()
+                else:
+                    log.warning("%d alert(s) not acknowledged by Elasticsearch: offsets not committed (they are "
+                                "read again at the next start)", self._unacked,
+                                extra={"fields": {"event": "not_committed", "alerts": self._unacked}})
+        finally:
+            self.consumer.close()
+            if self.outbox is not None:
+                self.outbox.publisher.close(max(0.0, deadline - time.monotonic()))
+
+
+def indexer_transport(kafka: KafkaConfig) -> tuple[Callable[[], Publisher], Callable[[int], Consumer],
+                                                    Callable[[Sequence[str]], Any]]:
+    """The Kafka transport of ``service.kafka_transport``, with the consumer subscribed to the alerts topic."""
+    from otsentry.stream.kafka import KafkaGroupConsumer
+
+    make_publisher, _, ensure = kafka_transport(kafka)
+    return make_publisher, lambda max_poll: KafkaGroupConsumer(kafka, [kafka.alerts_topic], max_poll), ensure
+
+
+def run_indexer(sink: AlertSink, settings: StreamSettings, *, make_publisher: Callable[[], Publisher] | None = None,
+                make_consumer: Callable[[int], Consumer] | None = None,
+                ensure: Callable[[Sequence[str]], Any] | None = None, stop_signal: StopSignal | None = None,
+                until_idle_s: float | None = None) -> tuple[AlertIndexer | None, Metrics, bool]:
+    """An indexer until stopped (or, with ``until_idle_s``, until nothing arrived and all is committed for that
+    long). Returns (indexer, metrics, ok); ``ok`` is False after an error retrying cannot fix."""
+    k, s = settings.kafka, settings.stream
+    if make_publisher is None or make_consumer is None:
+        make_publisher, make_consumer, ensure = indexer_transport(k)
+    indexer: AlertIndexer | None = None
+    publisher: Publisher | None = None
+    ok = True
+    with _Daemon("indexer", settings, stop_signal) as d:
+        log.info("indexer in group %s: %s -> Elasticsearch", k.group, k.alerts_topic,
+                 extra={"fields": {"event": "start", "group": k.group}})
+        es_backoff = Backoff(settings.daemon.backoff_initial_s, settings.daemon.backoff_max_s)
+        try:
+            if ensure is not None:
+                topics = [k.alerts_topic] + ([k.deadletter_topic] if k.deadletter_topic else [])
+                retry("creating topics", lambda: ensure(topics), d.stop, d.backoff, d.state, d.metrics)
+            outbox = None
+            if k.deadletter_topic:
+                publisher = retry("connecting (producer)", make_publisher, d.stop, d.backoff, d.state, d.metrics)
+                outbox = d.outbox(publisher)
+            indexer = retry("connecting (consumer)",
+                            lambda: AlertIndexer(lambda: make_consumer(s.max_poll_records), sink, outbox,
+                                                 deadletter_topic=k.deadletter_topic,
+                                                 max_poll_records=s.max_poll_records, metrics=d.metrics,
+                                                 stop=d.stop, backoff=d.backoff, es_backoff=es_backoff),
+                            d.stop, d.backoff, d.state, d.metrics)
+            idle_since = time.monotonic()
+            while not d.stop.is_set():
+                if indexer.step() or indexer.pending:
+                    idle_since = time.monotonic()
+                elif until_idle_s is not None and time.monotonic() - idle_since >= until_idle_s:
+                    break
+        except Stopped:
+            pass
+        except ElasticError as exc:
+            ok = False
+            log.error("%s: stopping (offsets of unindexed alerts are not committed)", exc,
+                      extra={"fields": {"event": "fatal", "error": str(exc)}})
+        finally:
+            if indexer is not None:
+                indexer.close(settings.daemon.stop_timeout_s)
+            elif publisher is not None:
+                publisher.close(settings.daemon.stop_timeout_s)
+        if indexer is not None:
+            st = indexer.sink.stats
+            log.info("indexer done: %d alerts read, %d indexed, %d already indexed, %d rejected, %d unreadable",
+                     indexer.consumed, st.indexed, st.duplicates, st.dead_lettered, indexer.malformed,
+                     extra={"fields": {"event": "done", "consumed": indexer.consumed, "indexed": st.indexed,
+                                       "duplicates": st.duplicates, "rejected": st.dead_lettered,
+                                       "malformed": indexer.malformed}})
+        return indexer, d.metrics, ok
+
