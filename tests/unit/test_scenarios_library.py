@@ -168,6 +168,28 @@ def test_timeline_overrides_keep_the_attack_inside_the_capture():
         generate("covert_channel", Path("/nonexistent-not-written"), 1, learn_s=300, total_s=600)
 
 
+
+# Cheap scenarios that exercise the newer rules (values replayed/frozen, no response, a write just outside the
+# learned range): each is cut to the attack plus a minute, after the spec's full 10 minutes of learning.
+FIRING = ["fc_sweep", "setpoint_change", "replay_old_responses", "spoofed_freeze", "diag_restart", "covert_channel"]
+
+
+@pytest.mark.parametrize("name", FIRING)
+def test_expected_rules_fire_on_the_scenario(tmp_path, name):
+    """What `replay show` promises a student (``expected.rules``) is what `replay run` raises; no policy rule fires
+    that the spec does not list (anomaly ensembles may add windows)."""
+    from otsentry.pipeline import run
+
+    spec = load_specs()[name]
+    learn_s = spec["timeline"]["learn_s"]
+    attack_at_s = learn_s + 30.0
+    pcap, _, _, _ = generate(name, tmp_path, learn_s=learn_s, attack_at_s=attack_at_s,
+                             total_s=attack_at_s + SCENARIOS[name].duration_s + 60.0)
+    fired = {a.rule_id for a in run([pcap], learn_for_s=learn_s).alerts}
+    expected = set(spec["expected"]["rules"])
+    assert expected <= fired, f"{name}: expected {sorted(expected - fired)} did not fire"
+    assert {r for r in fired if r not in ANOMALY_RULES} <= expected, f"{name}: {sorted(fired - expected)} not listed"
+
 # -- generation and its cache ---------------------------------------------------------------------------------------
 
 def test_generate_writes_the_files_and_reuses_them(tmp_path, monkeypatch):
