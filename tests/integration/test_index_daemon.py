@@ -25,11 +25,18 @@ from otsentry.records import Alert, FeatureEvidence, alert_id
 from otsentry.stream.codec import encode_alert
 from otsentry.stream.settings import KafkaConfig
 from tests.conftest import ROOT
-from tests.integration.test_elastic import DEFAULT_URL, _health, _service, es, es_url  # noqa: F401 - fixtures
+from tests.integration.conftest import ES_DEFAULT_URL as DEFAULT_URL, es_health as _health
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PARTITIONS = 3
+ES_SERVICE = ROOT / "services" / "elasticsearch.py"
+
+
+def _service(command: str) -> None:
+    """Stop or start the Elasticsearch node of ``make services``."""
+    proc = subprocess.run([sys.executable, str(ES_SERVICE), command], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def make_alerts(n: int, start: float = 1_700_092_000.0) -> list[Alert]:
