@@ -80,3 +80,41 @@ def search_cmd(es_url, prefix, since, until, pair, rule, size, as_json) -> None:
         click.echo("\n".join(format_table(docs)))
     shown = f"showing the newest {len(docs)}" if len(docs) < total else f"{total} shown"
     click.echo(f"otsentry: {total} alerts match in {prefix} on {config.url} ({shown})", err=True)
+
+
+@alerts.command("prune")
+@click.option("--es", "es_url", required=True, metavar="URL", help=ES_HELP)
+@click.option("--older-than", "older_than", required=True, metavar="DURATION",
+              help="Delete the daily indices whose whole day is older than this (30d, 12h).")
+@click.option("--index", "prefix", default="otsentry-alerts", show_default=True,
+              help="Alias (index prefix): only indices named exactly PREFIX-YYYY.MM.DD are considered.")
+@click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
+def prune_cmd(es_url, older_than, prefix, dry_run) -> None:
+    """Delete daily alert indices older than a retention period (there is no ILM on every cluster)."""
+    from datetime import datetime, timedelta, timezone
+
+    from elasticsearch import ApiError, TransportError
+
+    from otsentry.alerts.elastic_retention import count_alerts, delete_indices, expired, list_indices
+
+    try:
+        seconds = parse_duration(older_than)
+    except click.BadParameter as exc:
+        raise click.BadParameter(exc.message, param_hint="--older-than") from None
+    cutoff = datetime.now(timezone.utc) - timedelta(seconds=seconds)
+    client, config = es_client(es_url)
+    try:
+        old = expired(list_indices(client, prefix), prefix, cutoff)
+        for idx in old:
+            docs = count_alerts(client, idx.name)
+            docs = "?" if docs is None else docs
+            click.echo(f"{'would delete' if dry_run else 'deleting'} {idx.name} ({docs} alerts)")
+        if old and not dry_run:
+            delete_indices(client, [i.name for i in old])
+    except ApiError as exc:
+        raise UserError(f"{config.url}: prune failed (HTTP {exc.status_code}: {exc.message})") from None
+    except TransportError as exc:
+        raise UserError(f"{config.url} is unreachable ({type(exc).__name__})") from None
+    verb = "would be deleted" if dry_run else "deleted"
+    click.echo(f"otsentry: {len(old)} daily indices of {prefix} older than {cutoff:%Y-%m-%dT%H:%M:%SZ} {verb} "
+               f"on {config.url}", err=True)
