@@ -134,7 +134,8 @@ REPLAY_SKIP = frozenset({"kafka.group", "kafka.group_instance_id", "kafka.sessio
 @click.option("--as-fast-as-possible", "fast", is_flag=True, help="No pacing: alerts come as fast as they are found.")
 @click.option("--alerts-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also append the alerts as ECS JSON lines to this file (ids already in it are skipped).")
-@click.option("--es", "es_url", default=None, metavar="URL", help="Also index the alerts into Elasticsearch. " + ES_HELP)
+@click.option("--es", "es_url", default=None, metavar="URL",
+              help="Also index the alerts into Elasticsearch. " + ES_HELP)
 @click.option("--es-index", "es_prefix", default="otsentry-alerts", show_default=True,
               help="Alias and daily-index prefix for --es (indices PREFIX-YYYY.MM.DD).")
 @stream_options(skip=REPLAY_SKIP)
