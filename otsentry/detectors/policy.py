@@ -158,6 +158,7 @@ class PolicyBaseline:
         self.pairs_ = dict(sorted(pairs.items()))
         self.conversations_ = conversations
         self.training_stats_ = dict(stats)
+        self.write_histories_: dict[Pair, PairProfile | None] = {}  # memo of policy_rules.write_history
         assets: dict[Asset, list[PairProfile]] = {}
         clients: dict[Asset, set[str]] = {}
         writers: dict[Asset, set[str]] = {}

@@ -162,12 +162,24 @@ def known_writer(b: "PolicyBaseline", w: FeatureWindow) -> bool:
 
 
 def write_history(b: "PolicyBaseline", w: FeatureWindow) -> PairProfile | None:
-    """What a known writer's writes are judged against: its pair, plus its other assets when pooling."""
+    """What a known writer's writes are judged against: its pair, plus its other assets when pooling.
+
+    Memoised per pair on the baseline (``write_histories_``, reset whenever it learns): the answer depends only on
+    the pair and the learned profiles, and several rules ask for it on every window, so merging the profiles each
+    time was a good share of the policy's scoring time.
+    """
+    memo = b.__dict__.setdefault("write_histories_", {})
+    key = w.pair
+    if key in memo:
+        return memo[key]
     if not known_writer(b, w):
-        return None
-    if not b.pool_writes_per_client:
-        return b.pairs_[w.pair]
-    return b.writer_profiles_[w.client_ip].merge(b.pairs_.get(w.pair, PairProfile()))
+        history = None
+    elif not b.pool_writes_per_client:
+        history = b.pairs_[w.pair]
+    else:
+        history = b.writer_profiles_[w.client_ip].merge(b.pairs_.get(w.pair, PairProfile()))
+    memo[key] = history
+    return history
 
 
 def write_margin(b: "PolicyBaseline", w: FeatureWindow, learned: Range) -> float:
