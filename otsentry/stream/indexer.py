@@ -206,11 +206,10 @@ class AlertIndexer:
 
     def _flow_control(self) -> None:
         """Bounded memory: while Elasticsearch is down, read nothing more (pause), but keep polling (membership)."""
-        if self.es_down:
-            more = self._assigned - self._paused
-            if more:
-                self.consumer.pause(more)
-                self._paused |= more
+        if self.es_down:  # again every step: a rebalance may hand back partitions unpaused under the same names
+            if self._assigned:
+                self.consumer.pause(self._assigned)
+            self._paused = set(self._assigned)
         elif self._paused:
             self.consumer.resume(self._paused & self._assigned)
             self._paused = set()
@@ -318,7 +317,8 @@ def run_indexer(sink: AlertSink, settings: StreamSettings, *, make_publisher: Ca
     publisher: Publisher | None = None
     ok = True
     with _Daemon("indexer", settings, stop_signal) as d:
-        log.info("indexer in group %s: %s -> Elasticsearch", k.group, k.alerts_topic,
+        target = getattr(sink, "display_url", "Elasticsearch")
+        log.info("indexer in group %s: %s -> %s", k.group, k.alerts_topic, target,
                  extra={"fields": {"event": "start", "group": k.group}})
         es_backoff = Backoff(settings.daemon.backoff_initial_s, settings.daemon.backoff_max_s)
         try:

@@ -102,6 +102,7 @@ class IndexDaemon:
 
     def __init__(self, cfg: KafkaConfig, es_url: str, prefix: str, tmp: Path) -> None:
         self.port = _free_port()
+        tmp.mkdir(parents=True, exist_ok=True)
         self.log = tmp / "index.log"
         env = {**os.environ, "OTSENTRY_KAFKA_BOOTSTRAP": "", "OTSENTRY_STATE_DIR": str(tmp / "state")}
         args = ["index", "--kafka", cfg.bootstrap, "--es", es_url, "--es-index", prefix,
@@ -283,3 +284,38 @@ def test_elasticsearch_restart_under_the_index_daemon_loses_and_duplicates_nothi
     # the outage is logged once when it starts and once when it ends, not per retry
     assert len(re.findall(r"elasticsearch: down", log)) == 1, log[-3000:]
     assert len(re.findall(r"elasticsearch: up", log)) == 1, log[-3000:]
+
+
+def test_sigterm_while_elasticsearch_is_down_exits_promptly_and_the_next_run_indexes_the_rest(names, es, es_url,
+                                                                                               tmp_path):
+    if es_url != DEFAULT_URL:
+        pytest.skip("restarts only the node of `make services` (OTSENTRY_ES points elsewhere)")
+    cfg, prefix = names
+    alerts = make_alerts(400)
+    pub = Publisher(cfg)
+    first = IndexDaemon(cfg, es_url, prefix, tmp_path / "first")
+    try:
+        pub.send(alerts[:200])
+        first.wait(lambda: _caught_up(cfg, 200), "the first 200 alerts committed")
+        _service("stop")
+        pub.send(alerts[200:])
+        first.wait(lambda: first.metric("otsentry_elasticsearch_up") == 0, "the daemon seeing Elasticsearch down")
+        took = first.stop()
+        assert first.proc.returncode == 0, first.log.read_text()[-3000:]
+        assert took < 15
+        assert _offsets(cfg) == (200, 400)  # what Elasticsearch never acknowledged is not committed
+        assert "not acknowledged by Elasticsearch: offsets not committed" in first.log.read_text()
+        _service("start")
+        second = IndexDaemon(cfg, es_url, prefix, tmp_path / "second")
+        try:
+            second.wait(lambda: _caught_up(cfg, 400), "all 400 alerts committed by the next run", timeout=120)
+            assert second.stop() < 15 and second.proc.returncode == 0
+        finally:
+            second.kill()
+    finally:
+        pub.close()
+        first.kill()
+        if _health(DEFAULT_URL) is None:
+            _service("start")
+    ids = _indexed_ids(es, prefix)
+    assert len(ids) == len(set(ids)) == 400 and set(ids) == {a.id for a in alerts}
