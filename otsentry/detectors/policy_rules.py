@@ -28,10 +28,9 @@ rate, so that a slow poller's few answers count.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Hashable, Iterable
-
-from scipy.special import bdtrc
 
 from otsentry.collectors.modbus_names import ZEEK_EXCEPTION_CODES, ZEEK_FUNCTION_CODES
 from otsentry.detectors.policy_profiles import (DIAGNOSTICS, MIN_COMPARED, OTHER_FUNCTION_CODE, PairProfile, Range,
@@ -346,7 +345,24 @@ def exception_tail(exceptions: float, responses: float, rate: float) -> float:
         return 1.0
     if k > n:
         return 0.0
+    from scipy.special import bdtrc  # lazily: importing SciPy costs ~0.3 s, and most windows never get here
+
     return float(bdtrc(k - 1, n, rate))
+
+
+def surely_probable(exceptions: float, responses: float, rate: float, limit: float) -> bool:
+    """True when ``exception_tail`` is certainly >= ``limit``: the binomial probability of exactly ``exceptions``
+    (a lower bound of the tail) is already above it, with a margin far wider than the rounding of ``lgamma``.
+
+    A cheap pre-check (why: ``exception_tail`` needs SciPy, ~0.3 s to import, and most windows with a few more
+    exceptions than learned are nowhere near improbable). False means "compute the tail".
+    """
+    k, n = int(exceptions), int(responses)
+    if not (1 <= k <= n and 0.0 < rate < 1.0 and limit > 0.0):
+        return False
+    log_pmf = (math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+               + k * math.log(rate) + (n - k) * math.log1p(-rate))
+    return log_pmf > math.log(limit) + 1e-3
 
 
 def exception_burst(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
@@ -363,7 +379,11 @@ def exception_burst(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
     rate = b.exception_rate_floor
     if base is not None and base.total("answered") > 0:
         rate = max(rate, base.total("exceptions") / base.total("answered"))
-    tail = exception_tail(exceptions, responses, rate)
+    # The tail decides (and is reported) only between the learned maximum and the burst threshold, and only when
+    # it can be small: elsewhere the verdict is known without it, which spares most runs importing SciPy.
+    tail = 1.0
+    if learned < exceptions <= threshold and not surely_probable(exceptions, responses, rate, b.exception_tail):
+        tail = exception_tail(exceptions, responses, rate)
     improbable = exceptions > learned and tail < b.exception_tail
     if exceptions <= threshold and not improbable:
         return None
