@@ -6,7 +6,9 @@ A bundle (conventionally ``*.otsb``) is a zip archive with three members:
   length, training statistics (windows, pairs, duration, capture names), creation time, each detector's kind and
   threshold, the policy class name, and the SHA-256 of the two other members (plus an optional HMAC, below);
 * ``policy.json``: the policy baseline's state (allow-lists, learned ranges) as plain JSON;
-* ``models.joblib``: the fitted anomaly detectors (scikit-learn / PyOD objects and NumPy arrays), pickled by joblib.
+* ``models.joblib``: the fitted anomaly detectors, pickled by joblib: otsentry objects holding NumPy arrays (format 2:
+  the scorers are NumPy-only copies of the PyOD / scikit-learn models, see ``compact``, so loading imports neither
+  library; format-1 bundles held the library objects and are refused with a request to retrain).
 
 **Trust.** Unpickling runs code chosen by whoever wrote the file, so only load bundles you made or trust. ``load``
 reads and checks the manifest (format, versions, schema, checksums) *before* it unpickles anything, so a damaged,
@@ -38,7 +40,7 @@ from otsentry.features.schema import SCHEMA_VERSION
 from otsentry.records import Alert, FeatureWindow
 
 FORMAT = "otsentry-model-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: NumPy-only scorers in models.joblib (detectors.compact)
 KEY_ENV = "OTSENTRY_BUNDLE_KEY"
 MANIFEST, POLICY, MODELS = "manifest.json", "policy.json", "models.joblib"
 DEFAULT_POLICY_CLASS = "otsentry.detectors.policy.PolicyBaseline"

@@ -19,11 +19,14 @@ their scores are computed against the learning sample only, with PyOD's formulas
 one-row batches agree with PyOD). HBOS uses PyOD's fitted histograms with a vectorised NumPy scorer: PyOD's scorer
 is a numba function without an on-disk cache, which costs ~3-4 s of JIT compilation in every process that scores.
 
-PyOD and scikit-learn are imported lazily (``import pyod`` costs ~1.5 s), so importing otsentry stays fast.
+PyOD and scikit-learn are imported lazily (``import pyod`` costs ~1.5 s), so importing otsentry stays fast, and a
+fitted detector keeps NumPy-only copies of its IForest, HBOS and KNN scorers (``compact``), so that loading a bundle
+and scoring with it import neither.
 """
 
 from __future__ import annotations
 
+import sys
 import warnings
 from functools import cache
 from typing import Any, Mapping, NamedTuple
@@ -31,6 +34,7 @@ from typing import Any, Mapping, NamedTuple
 import numpy as np
 
 from otsentry.detectors.base import BaseDetector
+from otsentry.detectors.compact import compact
 from otsentry.detectors.scaling import FeatureStats, as_matrix
 
 MODELS = ("ecod", "iforest", "hbos", "copod", "knn")
@@ -111,9 +115,12 @@ class _HBOSScorer(_PyODScorer):
 
 
 @cache
-def _thread_controller() -> Any:
-    """One ThreadpoolController per process, made after scikit-learn (and so its OpenMP runtime) is loaded."""
-    import sklearn  # noqa: F401 - loads libgomp, which the controller must see to limit it
+def _thread_controller(with_sklearn: bool) -> Any:
+    """One ThreadpoolController per process and library set, made after scikit-learn (and so its OpenMP runtime)
+    is loaded when it is in use. Bundles of NumPy-only scorers (``compact``) never import scikit-learn: their
+    controller then only limits NumPy's BLAS, and scoring skips the second of importing it."""
+    if with_sklearn:
+        import sklearn  # noqa: F401 - loads libgomp, which the controller must see to limit it
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController()
@@ -126,7 +133,7 @@ def _one_thread() -> Any:
     scikit-learn's OpenMP neighbour search then spends its time waking and spinning threads (a one-row KNN query
     took 5-35 ms with 2 threads on a loaded 2-core host, 0.4 ms with one).
     """
-    return _thread_controller().limit(limits=1)
+    return _thread_controller("sklearn" in sys.modules).limit(limits=1)
 
 
 def _make_scorer(model: str, params: Mapping[str, Any], random_state: int) -> Any:
@@ -179,7 +186,9 @@ class PyODDetector(BaseDetector):
         X = as_matrix(X)
         self._validate(len(X))
         core = self._fit_core(X)
-        self.stats_, self.scorer_, self.range_scale_ = core.stats, core.scorer, self.range_weight * core.spread
+        with _one_thread():  # the saved scorer is a NumPy-only copy when it scores identically (see compact)
+            scorer = compact(core.scorer, core.stats.transform(X))
+        self.stats_, self.scorer_, self.range_scale_ = core.stats, scorer, self.range_weight * core.spread
         self.n_features_in_ = X.shape[1]
         self.calibration_scores_ = self._calibration_scores(X, core)
         self.score_center_ = float(np.median(self.calibration_scores_))

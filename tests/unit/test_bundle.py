@@ -137,8 +137,8 @@ def test_same_major_minor_is_accepted(tmp_path: Path) -> None:
 
 def test_other_format_version_is_refused(tmp_path: Path) -> None:
     path = make_bundle().save(tmp_path / "model.otsb")
-    edit_manifest(path, format_version=2)
-    assert "bundle format 2" in refusal(path)
+    edit_manifest(path, format_version=1)  # format 1 pickled PyOD objects
+    assert "bundle format 1, this otsentry reads format 2" in refusal(path)
 
 
 def test_other_scikit_learn_version_is_refused(tmp_path: Path) -> None:
