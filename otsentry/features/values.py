@@ -189,8 +189,12 @@ class ContentHistory:
 
 
 def _latest(keys: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted unique keys, each with its latest time (one sort of the keys; any order among equal keys)."""
-    order = np.argsort(keys)
+    """Sorted unique keys, each with its latest time (one sort of the keys; any order among equal keys).
+
+    Stable sort on purpose: callers pass already-sorted history followed by newer keys, and timsort merges such
+    runs in linear time, where the default quicksort re-sorts millions of hashes at every history merge.
+    """
+    order = np.argsort(keys, kind="stable")
     keys, times = keys[order], times[order]
     starts = group_starts(keys)
     return keys[starts], np.maximum.reduceat(times, starts) if len(starts) else times
