@@ -20,6 +20,18 @@ from collect import capture, measure  # noqa: E402  (benchmarks/collect.py, same
 OUT = Path(__file__).resolve().parent / "out"
 
 
+def stale(model: Path) -> bool:
+    """A cached model this otsentry refuses (older bundle format, other versions): retrained, not benchmarked."""
+    from otsentry.detectors.bundle import BundleError, read_manifest
+
+    try:
+        read_manifest(model)
+    except BundleError as exc:
+        print(f"model: {exc}")
+        return True
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--packets", type=int, default=1_000_000)
@@ -30,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     path, truth = capture(packets, args.seed, fresh=False)
     model = OUT / f"{path.stem}.otsb"
     otsentry = [sys.executable, "-m", "otsentry"]
+    if model.exists() and stale(model):
+        model.unlink()
     if not model.exists():
         trained = measure("train", [*otsentry, "train", str(path), "--learn-for", "10m", "-o", str(model),
                                     "--no-progress"], keep_stdout=True)
