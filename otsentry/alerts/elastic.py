@@ -246,11 +246,12 @@ class ElasticSink:
                 pending = self._send(pending)
             except ElasticUnavailable as exc:
                 if not self._unreachable and attempt == attempts - 1:
-                    log.warning("%s; alerts go to the spool %s until it is back", exc, self.spool_path)
+                    log.warning("%s; %s until it is back", exc, f"alerts go to the spool {self.spool_path}"
+                                if self.use_spool else "alerts are held and retried")
                     self._unreachable = True
                 continue
             if self._unreachable:
-                log.warning("%s is reachable again: draining the spool", self.display_url)
+                log.warning("%s is reachable again%s", self.display_url, ": draining the spool" if self.use_spool else "")
                 self._unreachable = False
         if pending and not self._unreachable:
             log.warning("%d alerts still answered 429/5xx after %d retries: kept for a later flush", len(pending),

@@ -33,7 +33,7 @@ from otsentry.alerts.elastic import ElasticError, ElasticUnavailable, SinkStats
 from otsentry.records import Alert
 from otsentry.stream.codec import MalformedRecord, decode_alert
 from otsentry.stream.daemon import Backoff, StateLog, StopSignal
-from otsentry.stream.metrics import METRICS, Metrics
+from otsentry.stream.metrics import Metrics
 from otsentry.stream.outbox import Outbox, Stopped
 from otsentry.stream.service import StreamSettings, _Daemon, kafka_transport, retry
 from otsentry.stream.settings import KafkaConfig
@@ -44,15 +44,6 @@ log = logging.getLogger("otsentry.stream")
 
 ES_TIMEOUT_S = 10.0  # one bulk request at most: a hung node must not outlast the stop timeout
 
-# The indexer's own metrics, registered beside the collector's and detector's (Metrics reads this table).
-for _name, _spec in {
-    "otsentry_alerts_consumed_total": ("counter", "Alerts read from the alerts topic."),
-    "otsentry_alerts_indexed_total": ("counter", "Alerts Elasticsearch acknowledged as created."),
-    "otsentry_alerts_duplicate_total": ("counter", "Alerts already indexed (409 on create: a re-delivery)."),
-    "otsentry_alerts_rejected_total": ("counter", "Alerts Elasticsearch rejected (in the dead-letter file)."),
-    "otsentry_elasticsearch_up": ("gauge", "1 when the last bulk request to Elasticsearch succeeded."),
-}.items():
-    METRICS.setdefault(_name, _spec)
 
 
 class AlertSink(Protocol):
@@ -93,7 +84,7 @@ class AlertIndexer:
         self._paused: set[TopicPartition] = set()
         self._retry_at: float | None = None  # Elasticsearch down: when to send the bulk again
         self._closed = False
-        self.metrics.set("otsentry_elasticsearch_up", 1)
+        self.metrics.set_downstream_up(True)
         self.consumer = make_consumer()
 
     @property
@@ -193,7 +184,7 @@ class AlertIndexer:
 
     def _es_down(self, exc: BaseException) -> None:
         self.metrics.inc("otsentry_errors_total")
-        self.metrics.set("otsentry_elasticsearch_up", 0)
+        self.metrics.set_downstream_up(False)
         self._retry_at = self.clock() + self.es_backoff.next_delay()
         self.es_state.set("down", f"{exc}; {self._unacked} alert(s) held, partitions paused, retrying with backoff")
 
@@ -201,7 +192,7 @@ class AlertIndexer:
         if self._retry_at is not None:
             self.es_backoff.reset()
             self._retry_at = None
-        self.metrics.set("otsentry_elasticsearch_up", 1)
+        self.metrics.set_downstream_up(True)
         self.es_state.set("up")
 
     def _flow_control(self) -> None:

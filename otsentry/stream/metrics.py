@@ -39,6 +39,12 @@ METRICS: dict[str, tuple[str, str]] = {
     "otsentry_assigned_partitions": ("gauge", "Partitions assigned to this worker."),
     "otsentry_broker_up": ("gauge", "1 when the broker connection is up."),
     "otsentry_up": ("gauge", "1 while the main loop runs."),
+    # the alert indexer (otsentry index)
+    "otsentry_alerts_consumed_total": ("counter", "Alerts read from the alerts topic."),
+    "otsentry_alerts_indexed_total": ("counter", "Alerts Elasticsearch acknowledged as created."),
+    "otsentry_alerts_duplicate_total": ("counter", "Alerts already indexed (409 on create: a re-delivery)."),
+    "otsentry_alerts_rejected_total": ("counter", "Alerts Elasticsearch rejected (in the dead-letter file)."),
+    "otsentry_elasticsearch_up": ("gauge", "1 when the last bulk request to Elasticsearch succeeded."),
 }
 
 
@@ -52,7 +58,13 @@ class Metrics:
         self._lock = threading.Lock()
         self.heartbeat = time.monotonic()
         self.broker_up = False
+        self.downstream_up: bool | None = None  # a daemon with a second service (the indexer's Elasticsearch)
         self.running = False
+
+    def set_downstream_up(self, up: bool) -> None:
+        """The indexer's Elasticsearch: in ``/healthz`` (an outage makes it unhealthy) and as a gauge."""
+        self.downstream_up = up
+        self.set("otsentry_elasticsearch_up", 1.0 if up else 0.0)
 
     def inc(self, name: str, by: float = 1.0) -> None:
         with self._lock:
@@ -95,9 +107,12 @@ class Metrics:
 
     def health(self, stale_s: float = 60.0) -> tuple[bool, dict[str, object]]:
         age = time.monotonic() - self.heartbeat
-        ok = self.running and self.broker_up and age < stale_s
-        return ok, {"status": "ok" if ok else "unhealthy", "role": self.role, "running": self.running,
-                    "broker_up": self.broker_up, "loop_age_s": round(age, 3)}
+        ok = self.running and self.broker_up and self.downstream_up is not False and age < stale_s
+        body: dict[str, object] = {"status": "ok" if ok else "unhealthy", "role": self.role, "running": self.running,
+                                   "broker_up": self.broker_up, "loop_age_s": round(age, 3)}
+        if self.downstream_up is not None:
+            body["elasticsearch_up"] = self.downstream_up
+        return ok, body
 
 
 class MetricsServer:

@@ -240,3 +240,18 @@ def test_systemd_unit_runs_index_with_flags_the_cli_accepts():
     res = CliRunner().invoke(main, [*argv[1:], "--help"])  # unknown flags fail while parsing, before --help
     assert res.exit_code == 0, res.output
     assert "OTSENTRY_STATE_DIR=/var/lib/otsentry" in text and "StateDirectory=otsentry" in text
+
+
+def test_health_follows_elasticsearch_for_the_indexer():
+    from otsentry.stream.metrics import Metrics
+
+    metrics = Metrics("indexer")
+    metrics.running = metrics.broker_up = True
+    assert metrics.health()[0] is True and "elasticsearch_up" not in metrics.health()[1]
+    metrics.set_downstream_up(False)
+    ok, body = metrics.health()
+    assert ok is False and body["elasticsearch_up"] is False
+    assert 'otsentry_elasticsearch_up{role="indexer"} 0' in metrics.render()
+    metrics.set_downstream_up(True)
+    assert metrics.health()[0] is True
+    assert 'otsentry_elasticsearch_up{role="indexer"} 1' in metrics.render()
