@@ -18,8 +18,17 @@ Where things live (outside the clone, so a fresh clone on the same machine start
   topics and offsets survive a restart), ``logs/server.log`` (the broker's log), ``kafka.out`` (the JVM's own
   stdout/stderr), ``kafka.pid``.
 
+Listeners: ``PLAINTEXT`` on 127.0.0.1:9092 (what the tests and development use) and ``SASL_PLAINTEXT`` on
+127.0.0.1:9094 with the mechanisms PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 for one user, ``otsentry`` with the
+password ``SASL_PASSWORD`` below. That user and password are for tests only (a loopback broker; they are written
+in clear into ``server.properties``): never reuse them. The PLAIN user is in the listener's JAAS config; the SCRAM
+credentials are stored in the KRaft metadata, added by ``kafka-storage format --add-scram`` on a fresh format and,
+for storage formatted before the SASL listener existed, through the admin API on the PLAINTEXT listener (once: every
+start checks a SCRAM login on the SASL listener before it says ready).
+
 Environment: ``OTSENTRY_KAFKA_VERSION`` (default below), ``OTSENTRY_KAFKA_PORT`` (9092),
-``OTSENTRY_KAFKA_CONTROLLER_PORT`` (9093), ``OTSENTRY_KAFKA_HEAP`` (``512m``), ``JAVA_HOME``.
+``OTSENTRY_KAFKA_CONTROLLER_PORT`` (9093), ``OTSENTRY_KAFKA_SASL_PORT`` (the PLAINTEXT port + 2: 9094),
+``OTSENTRY_KAFKA_HEAP`` (``512m``), ``JAVA_HOME``.
 """
 
 from __future__ import annotations
@@ -28,6 +37,8 @@ import argparse
 import base64
 import contextlib
 import fcntl
+import hashlib
+import hmac
 import os
 import re
 import shutil
@@ -50,10 +61,22 @@ DEPENDENCY_PLUGIN_VERSION = "3.8.1"
 HOST = "127.0.0.1"
 PORT = int(os.environ.get("OTSENTRY_KAFKA_PORT", "9092"))
 CONTROLLER_PORT = int(os.environ.get("OTSENTRY_KAFKA_CONTROLLER_PORT", "9093"))
+# Default: two above the PLAINTEXT port (9094), so a second broker on other ports (OTSENTRY_KAFKA_PORT...) does not
+# collide with the first one's SASL listener.
+SASL_PORT = int(os.environ.get("OTSENTRY_KAFKA_SASL_PORT") or (PORT + 2 if PORT + 2 != CONTROLLER_PORT else PORT + 3))
 HEAP = os.environ.get("OTSENTRY_KAFKA_HEAP", "512m")
 NODE_ID = 1
 
 START_TIMEOUT_S = 60.0
+SASL_TIMEOUT_S = 30.0
+
+# The SASL_PLAINTEXT listener's one user. TEST-ONLY credentials of a loopback development broker, on purpose in
+# this script and nowhere else (tests read them from here): never use them for anything real.
+SASL_LISTENER = "SASL_PLAINTEXT"
+SASL_USERNAME = "otsentry"
+SASL_PASSWORD = "otsentry-test-only-sasl-password"
+SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+SASL_MECHANISMS = ("PLAIN", *SCRAM_MECHANISMS)
 STOP_TIMEOUT_S = 30.0
 
 
@@ -309,6 +332,73 @@ def probe(host: str = HOST, port: int = PORT, timeout: float = 2.0) -> dict | No
     return {"brokers": brokers, "controller_id": controller_id, "cluster_id": cluster_id}
 
 
+def _bytes(value: bytes) -> bytes:
+    return struct.pack(">i", len(value)) + value
+
+
+def _scram_nonce() -> str:
+    return base64.b64encode(os.urandom(24)).decode()
+
+
+def _scram_exchange(sock: socket.socket, mechanism: str, username: str, password: str) -> str | None:
+    """RFC 5802 (the client side) over SaslAuthenticate v1; None when the broker accepts, else its reason."""
+    digest = hashlib.sha256 if mechanism == "SCRAM-SHA-256" else hashlib.sha512
+    nonce = _scram_nonce()
+    user = username.replace("=", "=3D").replace(",", "=2C")
+    first_bare = f"n={user},r={nonce}"
+    error, server_first = _sasl_authenticate(sock, 3, ("n,," + first_bare).encode())
+    if error:
+        return error
+    attrs = dict(part.split("=", 1) for part in server_first.decode().split(","))
+    if not attrs.get("r", "").startswith(nonce):
+        return "the server's SCRAM nonce does not extend ours"
+    salted = hashlib.pbkdf2_hmac(digest().name, password.encode(), base64.b64decode(attrs["s"]), int(attrs["i"]))
+    client_key = hmac.new(salted, b"Client Key", digest).digest()
+    final_bare = f"c=biws,r={attrs['r']}"
+    auth_message = f"{first_bare},{server_first.decode()},{final_bare}".encode()
+    signature = hmac.new(digest(client_key).digest(), auth_message, digest).digest()
+    proof = base64.b64encode(bytes(a ^ b for a, b in zip(client_key, signature))).decode()
+    error, server_final = _sasl_authenticate(sock, 4, f"{final_bare},p={proof}".encode())
+    if error:
+        return error
+    expected = hmac.new(hmac.new(salted, b"Server Key", digest).digest(), auth_message, digest).digest()
+    if server_final.decode() != "v=" + base64.b64encode(expected).decode():
+        return "the server's SCRAM signature is wrong"
+    return None
+
+
+def _sasl_authenticate(sock: socket.socket, correlation: int, token: bytes) -> tuple[str | None, bytes]:
+    reader = _request(sock, 36, 1, correlation, _bytes(token))  # SaslAuthenticate v1 (not flexible)
+    error_code = reader.take(">h")
+    message = reader.string()
+    length = reader.take(">i")
+    data = reader.data[reader.pos : reader.pos + max(length, 0)]
+    if error_code:
+        return f"error {error_code}: {message or 'authentication failed'}", b""
+    return None, data
+
+
+def sasl_login(mechanism: str, username: str = SASL_USERNAME, password: str = SASL_PASSWORD, host: str = HOST,
+               port: int = SASL_PORT, timeout: float = 5.0) -> str | None:
+    """Log in to a SASL_PLAINTEXT listener with ``mechanism`` (raw protocol); None on success, else why not.
+
+    Raises OSError when nothing (or not yet a broker) answers on ``host:port``.
+    """
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            reader = _request(sock, 17, 1, 1, _string(mechanism))  # SaslHandshake v1
+            error_code = reader.take(">h")
+            enabled = [reader.string() for _ in range(reader.take(">i"))]
+            if error_code:
+                return f"mechanism {mechanism} not enabled (the listener has {', '.join(map(str, enabled))})"
+            if mechanism == "PLAIN":
+                return _sasl_authenticate(sock, 2, f"\0{username}\0{password}".encode())[0]
+            return _scram_exchange(sock, mechanism, username, password)
+    except (struct.error, UnicodeDecodeError, KeyError, ValueError) as error:
+        raise OSError(f"unexpected SASL answer: {error!r}") from error
+
+
 def port_open(host: str, port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1.0):
         return True
@@ -410,11 +500,15 @@ def server_properties() -> str:
         "process.roles": "broker,controller",
         "node.id": NODE_ID,
         "controller.quorum.bootstrap.servers": f"{HOST}:{CONTROLLER_PORT}",
-        "listeners": f"PLAINTEXT://{HOST}:{PORT},CONTROLLER://{HOST}:{CONTROLLER_PORT}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{PORT}",
+        "listeners": f"PLAINTEXT://{HOST}:{PORT},CONTROLLER://{HOST}:{CONTROLLER_PORT},"
+                     f"{SASL_LISTENER}://{HOST}:{SASL_PORT}",
+        "advertised.listeners": f"PLAINTEXT://{HOST}:{PORT},{SASL_LISTENER}://{HOST}:{SASL_PORT}",
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "listener.security.protocol.map": f"CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,{SASL_LISTENER}:SASL_PLAINTEXT",
+        # The SASL listener (test-only user, see SASL_PASSWORD): PLAIN checks the JAAS user_<name> entries, SCRAM
+        # the credentials in the KRaft metadata.
+        **sasl_listener_settings(),
         "log.dirs": DATA,
         # Topics: 3 partitions unless asked otherwise, so consumer-group tests can split work; one replica.
         "num.partitions": 3,
@@ -446,6 +540,22 @@ def server_properties() -> str:
     return "\n".join(lines) + "\n"
 
 
+def sasl_listener_settings() -> dict[str, str]:
+    prefix = f"listener.name.{SASL_LISTENER.lower()}"
+    scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+    return {
+        f"{prefix}.sasl.enabled.mechanisms": ",".join(SASL_MECHANISMS),
+        f"{prefix}.plain.sasl.jaas.config": "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                                            f'user_{SASL_USERNAME}="{SASL_PASSWORD}";',
+        **{f"{prefix}.{mechanism.lower()}.sasl.jaas.config": scram for mechanism in SCRAM_MECHANISMS},
+    }
+
+
+def scram_credentials() -> list[str]:
+    """``--add-scram`` values of ``kafka-storage format``: ``SCRAM-SHA-256=[name=otsentry,password=...]``..."""
+    return [f"{mechanism}=[name={SASL_USERNAME},password={SASL_PASSWORD}]" for mechanism in SCRAM_MECHANISMS]
+
+
 def new_cluster_id() -> str:
     """A Kafka Uuid as `kafka-storage random-uuid` prints it: 16 random bytes, URL-safe base64, no padding."""
     while True:
@@ -469,6 +579,8 @@ def format_storage(java: str) -> None:
     cluster_id = CLUSTER_ID_FILE.read_text().strip()
     command = jvm_command(java, "kafka.tools.StorageTool", TOOLS_LOG4J_CONFIG)
     command += ["format", "--standalone", "-t", cluster_id, "-c", str(PROPERTIES)]
+    for credential in scram_credentials():
+        command += ["--add-scram", credential]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise ServiceError(f"formatting the KRaft storage in {DATA} failed:\n{(result.stdout + result.stderr).strip()}")
@@ -476,6 +588,50 @@ def format_storage(java: str) -> None:
 
 
 # -------------------------------------------------------------------------------------------------- start
+
+
+def ensure_sasl_users(java: str, pid: int, timeout: float = SASL_TIMEOUT_S) -> None:
+    """Wait until the test user logs in on the SASL listener with every mechanism; add the SCRAM credentials
+    through the admin API of the PLAINTEXT listener when the storage was formatted without them (once)."""
+    deadline = time.monotonic() + timeout
+    added = False
+    while True:
+        try:
+            failed = {mechanism: sasl_login(mechanism) for mechanism in SASL_MECHANISMS}
+        except OSError as error:
+            failed = {"listener": f"no answer on {HOST}:{SASL_PORT} ({error})"}
+        failed = {mechanism: reason for mechanism, reason in failed.items() if reason}
+        if not failed:
+            return
+        if not _alive(pid):
+            raise ServiceError(f"the broker (pid {pid}) exited; see {LOG_FILE} and {OUT_FILE}\n{log_tail()}")
+        if not added and "listener" not in failed and "PLAIN" not in failed:
+            for mechanism in failed:  # one request may not alter a user's credentials twice
+                add_scram_credentials(java, mechanism)
+            added = True
+        if time.monotonic() > deadline:
+            reasons = "; ".join(f"{mechanism}: {reason}" for mechanism, reason in failed.items())
+            raise ServiceError(
+                f"the SASL listener {HOST}:{SASL_PORT} does not accept user {SASL_USERNAME} within {timeout:.0f} s "
+                f"({reasons}); the broker is left running, see {LOG_FILE}"
+            )
+        time.sleep(0.25)
+
+
+def add_scram_credentials(java: str, mechanism: str) -> None:
+    """A SCRAM credential for storage formatted before the SASL listener existed (kafka-configs --alter)."""
+    command = jvm_command(java, "kafka.admin.ConfigCommand", TOOLS_LOG4J_CONFIG)
+    command += ["--bootstrap-server", f"{HOST}:{PORT}", "--alter", "--entity-type", "users", "--entity-name",
+                SASL_USERNAME, "--add-config", f"{mechanism}=[password={SASL_PASSWORD}]"]  # fmt: skip
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=SASL_TIMEOUT_S)
+    except subprocess.TimeoutExpired as error:
+        raise ServiceError(f"adding the {mechanism} credential of {SASL_USERNAME} took over "
+                           f"{SASL_TIMEOUT_S:.0f} s") from error
+    if result.returncode != 0:
+        output = (result.stdout + result.stderr).strip().replace(SASL_PASSWORD, "***")
+        raise ServiceError(f"adding the {mechanism} credential of {SASL_USERNAME} failed:\n{output}")
+    say(f"added the {mechanism} credential of the test user {SASL_USERNAME} (storage formatted without it)")
 
 
 def wait_until_ready(pid: int, started: float, timeout: float = START_TIMEOUT_S) -> dict:
@@ -501,17 +657,21 @@ def start() -> int:
             PID_FILE.write_text(f"{pid}\n")
             answer = wait_until_ready(pid, time.monotonic())
             say(f"already running (pid {pid}) on {HOST}:{PORT}, cluster {answer['cluster_id']}; log: {LOG_FILE}")
+            with contextlib.suppress(OSError):
+                if PROPERTIES.read_text() != server_properties():
+                    say("it runs with an older server.properties than this script writes "
+                        "(e.g. no SASL listener): `python services/kafka.py restart` applies the new one")
             return 0
         answer = probe()
         if answer is not None:
             say(f"a Kafka broker not started by this script already answers on {HOST}:{PORT} "
                 f"(cluster {answer['cluster_id']}): using it")  # fmt: skip
             return 0
-        for port in (PORT, CONTROLLER_PORT):
+        for port in (PORT, CONTROLLER_PORT, SASL_PORT):
             if port_open(HOST, port):
                 raise ServiceError(
-                    f"{HOST}:{port} is taken by something that is not a Kafka broker "
-                    "(set OTSENTRY_KAFKA_PORT / OTSENTRY_KAFKA_CONTROLLER_PORT to use other ports)"
+                    f"{HOST}:{port} is taken by something that is not a Kafka broker (set OTSENTRY_KAFKA_PORT / "
+                    "OTSENTRY_KAFKA_CONTROLLER_PORT / OTSENTRY_KAFKA_SASL_PORT to use other ports)"
                 )
         java = java_binary()
         check_java(java)
@@ -542,9 +702,10 @@ def start() -> int:
         PID_FILE.write_text(f"{process.pid}\n")
         say(f"starting Kafka {KAFKA_VERSION} (pid {process.pid}) on {HOST}:{PORT} ...")
         answer = wait_until_ready(process.pid, started)
+        ensure_sasl_users(java, process.pid)
         rss = rss_mib(process.pid)
         say(f"ready in {time.monotonic() - started:.1f} s (cluster {answer['cluster_id']}, "
-            f"{rss:.0f} MiB resident); log: {LOG_FILE}")  # fmt: skip
+            f"{rss:.0f} MiB resident; SASL {'/'.join(SASL_MECHANISMS)} on {HOST}:{SASL_PORT}); log: {LOG_FILE}")
         return 0
 
 
@@ -594,7 +755,12 @@ def status() -> int:
     answer = probe()
     rss = rss_mib(pid)
     state = f"answering, cluster {answer['cluster_id']}" if answer else "NOT answering yet"
-    say(f"running (pid {pid}, {rss:.0f} MiB resident) on {HOST}:{PORT}, {state}; Kafka {KAFKA_VERSION}; "
+    try:
+        failed = [mechanism for mechanism in SASL_MECHANISMS if sasl_login(mechanism, timeout=2.0)]
+        sasl = f"SASL on {HOST}:{SASL_PORT} " + (f"REFUSES {'/'.join(failed)}" if failed else "accepts the test user")
+    except OSError:
+        sasl = f"no SASL listener answering on {HOST}:{SASL_PORT} (`restart` adds it)"
+    say(f"running (pid {pid}, {rss:.0f} MiB resident) on {HOST}:{PORT}, {state}; {sasl}; Kafka {KAFKA_VERSION}; "
         f"data {DATA}; log {LOG_FILE}")  # fmt: skip
     return 0
 

@@ -35,6 +35,32 @@ def kafka_bootstrap() -> str:
     return bootstrap
 
 
+@pytest.fixture(scope="session")
+def kafka_sasl() -> dict:
+    """The SASL_PLAINTEXT listener of ``make services`` and its test-only user: ``{"bootstrap", "username",
+    "password"}`` (``OTSENTRY_KAFKA_SASL`` overrides the address, default 127.0.0.1:9094 unless
+    OTSENTRY_KAFKA_SASL_PORT; the user and password are those services/kafka.py configures).
+
+    The user must log in with SASL PLAIN; a listener that is down or refuses it fails the test in CI and skips it
+    elsewhere.
+    """
+    service = kafka_service()
+    bootstrap = os.environ.get("OTSENTRY_KAFKA_SASL") or f"{service.HOST}:{service.SASL_PORT}"
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    try:
+        refused = service.sasl_login("PLAIN", host=host.strip("[]") or "127.0.0.1", port=int(port), timeout=5.0)
+    except OSError as error:
+        refused = f"no answer ({error})"
+    if refused:
+        message = (f"the SASL listener {bootstrap} does not take the test user {service.SASL_USERNAME}: {refused}; "
+                   "run `make services` (a broker started before the SASL listener existed: "
+                   "`python3 services/kafka.py restart`)")
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return {"bootstrap": bootstrap, "username": service.SASL_USERNAME, "password": service.SASL_PASSWORD}
+
+
 ES_DEFAULT_URL = "http://127.0.0.1:9200"
 
 
