@@ -121,18 +121,22 @@ class NeighbourScorer:
         for start in range(0, len(X), _CHUNK):
             block = X[start:start + _CHUNK]
             squared = self._brute(block) if self.brute else self._exact(block)
-            out[start:start + _CHUNK] = np.sqrt(np.partition(squared, self.k - 1, axis=1)[:, self.k - 1])
+            squared.partition(self.k - 1, axis=1)  # in place: np.partition would copy the whole block first
+            out[start:start + _CHUNK] = np.sqrt(squared[:, self.k - 1])
         return out
 
     def _brute(self, block: np.ndarray) -> np.ndarray:
         """scikit-learn's ArgKmin: ``|x|^2 + (-2 x.y) + |y|^2`` per Y block, floored at 0."""
-        x_norms = _row_norms(block)
+        x_norms = _row_norms(block)[:, None]
         squared = np.empty((len(block), len(self.fit_X_)))
         for start in range(0, len(self.fit_X_), _CHUNK):
             Y = self.fit_X_[start:start + _CHUNK]
-            middle = -2.0 * (block @ Y.T)
-            squared[:, start:start + _CHUNK] = (x_norms[:, None] + middle) + self.y_norms_[None, start:start + _CHUNK]
-        return np.maximum(squared, 0.0)
+            # The same operations in the same order, in place: no temporaries per step (IEEE ops are commutative).
+            middle = block @ Y.T
+            np.multiply(middle, -2.0, out=middle)
+            np.add(x_norms, middle, out=middle)
+            np.add(middle, self.y_norms_[None, start:start + _CHUNK], out=squared[:, start:start + _CHUNK])
+        return np.maximum(squared, 0.0, out=squared)
 
     def _exact(self, block: np.ndarray) -> np.ndarray:
         """KD / ball tree distances: the squared differences summed feature by feature."""
