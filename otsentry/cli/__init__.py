@@ -13,6 +13,7 @@ import click
 from otsentry import __version__
 from otsentry.cli.alerts import alerts
 from otsentry.cli.collect import collect
+from otsentry.cli.common import UserError
 from otsentry.cli.detect import evaluate_cmd, run_cmd, train_cmd
 from otsentry.cli.index import index_cmd
 from otsentry.cli.inspect import inspect_cmd
@@ -21,7 +22,19 @@ from otsentry.cli.replay import replay
 from otsentry.cli.stream import detect_cmd
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "OTSENTRY"})
+class _Main(click.Group):
+    """The root group: errors retrying cannot fix, raised deep in a daemon, end as one line (exit 2)."""
+
+    def invoke(self, ctx: click.Context):
+        from otsentry.stream.transport import AuthenticationFailed
+
+        try:
+            return super().invoke(ctx)
+        except AuthenticationFailed as exc:
+            raise UserError(str(exc)) from None
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "OTSENTRY"})
 @click.version_option(__version__, prog_name="otsentry")
 def main() -> None:
     """otsentry: passive security monitoring for Modbus/TCP industrial networks.

@@ -163,7 +163,8 @@ def setup_logging(fmt: str = "text", level: str = "info", stream: Any = None) ->
     """Configure the root logger for a daemon; kafka-python's own chatter is kept to errors.
 
     kafka-python logs every failed reconnect attempt at WARNING/ERROR; otsentry reports the broker's state itself
-    (once per change), so the client's logger is raised to CRITICAL unless debugging.
+    (once per change), so the client's logger is raised to CRITICAL unless debugging. Even when debugging it stays
+    at INFO: kafka-python's DEBUG lines dump whole requests, SaslAuthenticate's password included.
     """
     handler = logging.StreamHandler(stream or sys.stderr)
     if fmt == "json":
@@ -177,4 +178,4 @@ def setup_logging(fmt: str = "text", level: str = "info", stream: Any = None) ->
         root.removeHandler(h)
     root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper()))
-    logging.getLogger("kafka").setLevel(logging.DEBUG if level == "debug" else logging.CRITICAL)
+    logging.getLogger("kafka").setLevel(logging.INFO if level == "debug" else logging.CRITICAL)

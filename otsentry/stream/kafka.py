@@ -16,12 +16,13 @@ kafka-python is imported here only, so ``otsentry run`` never needs it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from otsentry.stream.settings import KafkaConfig
-from otsentry.stream.transport import Delivery, Headers, Message, TopicPartition, TransportError
+from otsentry.stream.transport import AuthenticationFailed, Delivery, Headers, Message, TopicPartition, TransportError
 
 log = logging.getLogger("otsentry.stream")
 
@@ -74,6 +75,48 @@ def _errors():
     return errors
 
 
+def _login_refusal(cfg: KafkaConfig) -> str | None:
+    """Why the broker refuses our SASL login, or None (accepted, no SASL, or nothing answers: a broker outage)."""
+    import ssl
+
+    from otsentry.stream.sasl_probe import refused_login
+
+    if not cfg.sasl_mechanism:
+        return None
+    tls = None
+    if cfg.security_protocol == "SASL_SSL":
+        tls = ssl.create_default_context(cafile=cfg.ssl_cafile or None)
+        tls.check_hostname = cfg.ssl_check_hostname
+        if cfg.ssl_certfile:
+            tls.load_cert_chain(cfg.ssl_certfile, cfg.ssl_keyfile or None,
+                                cfg.ssl_password.reveal() if cfg.ssl_password else None)
+    for server in (s.strip() for s in cfg.bootstrap.split(",") if s.strip()):
+        try:
+            return refused_login(server, cfg.sasl_mechanism, cfg.sasl_username, cfg.sasl_password.reveal(),
+                                 use_tls=tls is not None, tls=tls)
+        except (OSError, ssl.SSLError):
+            continue
+    return None
+
+
+@contextlib.contextmanager
+def _refused_login_is_fatal(cfg: KafkaConfig) -> Iterator[None]:
+    """A client that could not start: ``AuthenticationFailed`` if the broker refuses the login, else TransportError.
+
+    kafka-python 3 reports a refused SASL login as ``Unable to bootstrap``, like a broker that is down (see
+    ``sasl_probe``); without telling them apart a daemon would retry a wrong password with backoff forever.
+    """
+    try:
+        yield
+    except _errors().KafkaError as exc:
+        reason = _login_refusal(cfg)
+        if reason is not None:
+            raise AuthenticationFailed(
+                f"{cfg.bootstrap} refused the {cfg.sasl_mechanism} login as {cfg.sasl_username!r}: {reason}; "
+                "check the user name and OTSENTRY_KAFKA_SASL_PASSWORD") from None
+        raise TransportError(f"cannot reach {cfg.bootstrap}: {type(exc).__name__}: {exc}") from None
+
+
 class _KafkaDelivery:
     __slots__ = ("_future",)
 
@@ -94,15 +137,13 @@ class KafkaPublisher:
         from kafka import KafkaProducer
 
         self.codec = compression_codec(cfg.compression)
-        try:
+        with _refused_login_is_fatal(cfg):
             self._producer = KafkaProducer(
                 **client_options(cfg), acks="all", enable_idempotence=True, compression_type=self.codec,
                 linger_ms=linger_ms, batch_size=256 << 10, delivery_timeout_ms=int(cfg.delivery_timeout_s * 1000),
                 request_timeout_ms=min(30_000, int(cfg.delivery_timeout_s * 1000)), max_block_ms=10_000,
                 bootstrap_timeout_ms=10_000,
             )
-        except _errors().KafkaError as exc:
-            raise TransportError(f"cannot start a producer for {cfg.bootstrap}: {type(exc).__name__}: {exc}") from None
         self._partitions: dict[str, list[int]] = {}
         self._reach = _Reachability(cfg.bootstrap)
         self.closed = False
@@ -159,7 +200,7 @@ class KafkaGroupConsumer:
         if cfg.group_instance_id:
             extra["group_instance_id"] = cfg.group_instance_id
         session_ms = int(cfg.session_timeout_s * 1000)
-        try:
+        with _refused_login_is_fatal(cfg):
             self._consumer = KafkaConsumer(
                 **client_options(cfg), group_id=cfg.group, enable_auto_commit=False,
                 auto_offset_reset=cfg.auto_offset_reset, max_poll_records=max_poll_records,
@@ -167,8 +208,6 @@ class KafkaGroupConsumer:
                 bootstrap_timeout_ms=10_000, **extra,
             )
             self._consumer.subscribe(list(topics))
-        except _errors().KafkaError as exc:
-            raise TransportError(f"cannot start a consumer for {cfg.bootstrap}: {type(exc).__name__}: {exc}") from None
         self._next: dict[TopicPartition, int] = {}
         self._reach = _Reachability(cfg.bootstrap)
         self.closed = False
@@ -294,10 +333,8 @@ def ensure_topics(cfg: KafkaConfig, topics: Iterable[str]) -> list[str]:
     from kafka.admin import KafkaAdminClient, NewTopic
 
     errors = _errors()
-    try:
+    with _refused_login_is_fatal(cfg):
         admin = KafkaAdminClient(**client_options(cfg), bootstrap_timeout_ms=10_000)
-    except errors.KafkaError as exc:
-        raise TransportError(f"cannot reach {cfg.bootstrap}: {type(exc).__name__}: {exc}") from None
     try:
         wanted = [t for t in dict.fromkeys(topics) if t]
         existing = set(admin.list_topics())

@@ -22,6 +22,10 @@ class TransportError(RuntimeError):
     """The transport could not do what was asked (broker unreachable, record not acknowledged in time)."""
 
 
+class AuthenticationFailed(RuntimeError):
+    """The broker refused the credentials: retrying cannot help, so daemons stop with this one line."""
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     """One consumed record."""

@@ -161,12 +161,12 @@ def test_a_wrong_password_is_never_printed_or_logged(wrong_password_run):
         assert wrong not in broker_log
 
 
-@pytest.mark.xfail(strict=True, reason="otsentry/stream/kafka.py takes a SASL authentication failure for an "
-                   "unreachable broker (kafka-python 3 reports it as KafkaTimeoutError: Unable to bootstrap) and "
-                   "the collector retries it with backoff until stopped")
 def test_a_wrong_password_ends_the_collector_at_once_with_one_clear_line(wrong_password_run):
     code, took, _, stderr, _, stopped, _ = wrong_password_run
     assert not stopped, f"still running after {WRONG_PASSWORD_BOUND_S:.0f} s:\n{stderr[-2000:]}"
     assert code not in (0, None) and took < WRONG_PASSWORD_BOUND_S
     assert "Traceback" not in stderr
     assert [line for line in stderr.splitlines() if re.search(r"authenticat", line, re.IGNORECASE)], stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and "login as 'otsentry'" in errors[0] and "OTSENTRY_KAFKA_SASL_PASSWORD" in errors[0]
+    assert code == 2, stderr
