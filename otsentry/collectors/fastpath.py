@@ -10,25 +10,33 @@ decoded with numpy; anything else is decoded by the same table-driven decoder th
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import numpy as np
 
 from otsentry.collectors.capture import Chunk
 from otsentry.collectors.grouping import stable_order
-from otsentry.collectors.halves import FLAG_BITS, NONE, VALUE_DTYPE, HalfBatch, _ranges, flags_to_mask
+from otsentry.collectors.halves import FLAG_BITS, NONE, VALUE_DTYPE, HalfBatch, LazyValues, _ranges, flags_to_mask
 from otsentry.collectors.modbus_pdu import decode_pdu_cached as decode_pdu
 from otsentry.collectors.packets import Packets
 from otsentry.collectors.reassembly import SEQ_MOD, StreamState
 from otsentry.records import FLAG_MIDSTREAM
 
 SYN = 0x02
+_PAD = 16  # _decode reads fixed offsets up to 13 from row 0 for rows a field does not apply to
 MIDSTREAM = FLAG_BITS[FLAG_MIDSTREAM]
 EXCEPTION_CODES_FAST = frozenset({1, 2, 3, 4, 5, 6, 15, 16})
+_EXC_FAST = np.isin(np.arange(128), list(EXCEPTION_CODES_FAST))  # lookup table: cheaper than np.isin per chunk
 
 
-def _u16(u8: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    return (u8[pos].astype(np.int64) << 8) | u8[pos + 1]
+def _be16(u8: np.ndarray) -> np.ndarray:
+    """Big-endian 16-bit words starting at every byte offset of ``u8``: one gather reads a field (no copy)."""
+    return np.ndarray((max(len(u8) - 1, 0),), dtype=">u2", buffer=u8, strides=(1,))
+
+
+def _u16(b16: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    return b16[pos].astype(np.int64)
 
 
 def run(
@@ -62,8 +70,9 @@ def run(
     clean = active & ~syn & (plen == wire)
     head = clean & (plen >= 6)
     safe = np.where(head, base, 0)
-    need = np.where(head, _u16(u8, safe + 4), 0) + 6
-    head &= (u8[safe + 2] == 0) & (u8[safe + 3] == 0) & (need >= 8)
+    b16 = _be16(u8)
+    need = np.where(head, _u16(b16, safe + 4), 0) + 6
+    head &= (b16[safe + 2] == 0) & (need >= 8)
     whole = head & (plen == need)
     opens = head & (plen < need)
 
@@ -111,28 +120,32 @@ def run(
             slow_segment(k)
             a += 1
 
-    single = np.sort(order[fast_pos & ~is_s1 & ~is_s2])
+    is_single = np.zeros(n, dtype=bool)  # a mask, not a sort: the fast single-segment ADUs in capture order
+    is_single[order[fast_pos & ~is_s1 & ~is_s2]] = True
+    single = np.flatnonzero(is_single)
     q = np.flatnonzero(fast_pos & is_s2)
     if len(single) + len(q) == 0:
         return HalfBatch.empty()
     midstream = np.zeros(n, dtype=bool)
     midstream[order[mid_pos]] = True
-    rows, adu_base, adu_len = single, base[single], plen[single]
-    if len(q):
-        # ADUs split over two segments: their bytes are copied behind the chunk, so one decode covers all.
-        first, second = order[q - 1], order[q]
-        starts = np.empty(2 * len(q), dtype=np.int64)
-        counts = np.empty(2 * len(q), dtype=np.int64)
-        starts[0::2], starts[1::2] = base[first], base[second]
-        counts[0::2], counts[1::2] = plen[first], plen[second]
-        size = plen[first] + plen[second]
-        pair_base = np.zeros(len(q), dtype=np.int64)
-        np.cumsum(size[:-1], out=pair_base[1:])
-        u8 = np.concatenate([u8, u8[_ranges(starts, counts)]])
-        rows = np.concatenate([single, second])
-        adu_base = np.concatenate([adu_base, len(chunk.buf) + pair_base])
-        adu_len = np.concatenate([adu_len, size])
-    return _decode(u8, p, idx[rows], adu_base, adu_len, conn[rows], from_client[rows], midstream[rows])
+    out = _decode(u8, p, idx[single], base[single], plen[single], conn[single], from_client[single],
+                  midstream[single])
+    if not len(q):
+        return out
+    # ADUs split over two segments: their bytes are copied into a small buffer of their own (appending them to the
+    # chunk's buffer would copy all of it) and decoded there; rows follow the single-segment ones as before.
+    first, second = order[q - 1], order[q]
+    starts = np.empty(2 * len(q), dtype=np.int64)
+    counts = np.empty(2 * len(q), dtype=np.int64)
+    starts[0::2], starts[1::2] = base[first], base[second]
+    counts[0::2], counts[1::2] = plen[first], plen[second]
+    size = plen[first] + plen[second]
+    pair_base = np.zeros(len(q), dtype=np.int64)
+    np.cumsum(size[:-1], out=pair_base[1:])
+    pairs_u8 = np.zeros(int(size.sum()) + _PAD, dtype=np.uint8)  # padded: _decode reads a few bytes at offset 0
+    pairs_u8[: len(pairs_u8) - _PAD] = u8[_ranges(starts, counts)]
+    joined = _decode(pairs_u8, p, idx[second], pair_base, size, conn[second], from_client[second], midstream[second])
+    return HalfBatch.concat([out, joined]) if len(single) else joined
 
 
 def _decode(
@@ -147,9 +160,11 @@ def _decode(
 ) -> HalfBatch:
     """Decode single-ADU segments: vectorised for the frequent well-formed PDUs, table decoder for the rest."""
     m = len(pk)
-    tid = _u16(u8, base)
-    unit = u8[base + 6].astype(np.int64)
-    raw = u8[base + 7].astype(np.int64)
+    b16 = _be16(u8)
+    tid = _u16(b16, base)
+    unit_fc = _u16(b16, base + 6)
+    unit = unit_fc >> 8
+    raw = unit_fc & 0xFF
     fc = raw & 0x7F
     pdu_len = plen - 7
     exc = np.full(m, NONE, dtype=np.int64)
@@ -162,7 +177,7 @@ def _decode(
     is_exc = (raw & 0x80) > 0
 
     # Exception responses of the public codes.
-    e = resp & is_exc & (pdu_len == 2) & np.isin(fc, list(EXCEPTION_CODES_FAST))
+    e = resp & is_exc & (pdu_len == 2) & _EXC_FAST[fc]
     exc[e] = u8[b8[e]]
     vec |= e
     normal = ~is_exc
@@ -171,12 +186,12 @@ def _decode(
     r = req & normal & (fc >= 1) & (fc <= 4) & (pdu_len == 5)
     # Write-single 5/6 (request and echo response) and write-multiple responses 15/16: address + one word.
     w1 = normal & ((fc == 5) | (fc == 6)) & (pdu_len == 5)
-    coil_val = _u16(u8, a16 + 2)  # the written value (FC 5: 0xFF00 or 0x0000)
+    coil_val = _u16(b16, a16 + 2)  # the written value (FC 5: 0xFF00 or 0x0000)
     w1 &= (fc == 6) | (coil_val == 0xFF00) | (coil_val == 0)
     wm_resp = resp & normal & ((fc == 15) | (fc == 16)) & (pdu_len == 5)
     aq = r | wm_resp
-    addr[aq | w1] = _u16(u8, a16[aq | w1])
-    qty[aq] = _u16(u8, a16[aq] + 2)
+    addr[aq | w1] = _u16(b16, a16[aq | w1])
+    qty[aq] = _u16(b16, a16[aq] + 2)
     vec |= aq | w1
     # Register read responses 3/4: byte count + registers.
     bc = u8[b8].astype(np.int64)
@@ -186,11 +201,11 @@ def _decode(
     # Write-multiple requests 15/16: address, quantity, byte count, data.
     wq = req & normal & ((fc == 15) | (fc == 16)) & (pdu_len >= 6)
     wqb = np.where(wq, base, 0)
-    wq_qty = _u16(u8, wqb + 10)
+    wq_qty = _u16(b16, wqb + 10)
     wq_bc = u8[wqb + 12].astype(np.int64)
     wr = wq & (fc == 16) & (pdu_len == wq_bc + 6) & (wq_bc == 2 * wq_qty)
     wc = wq & (fc == 15) & (pdu_len == wq_bc + 6) & (wq_bc == (wq_qty + 7) // 8)
-    addr[wr | wc] = _u16(u8, wqb[wr | wc] + 8)
+    addr[wr | wc] = _u16(b16, wqb[wr | wc] + 8)
     qty[wr | wc] = wq_qty[wr | wc]
     vec |= rr | br | wr | wc
 
@@ -230,24 +245,27 @@ def _decode(
 
 
 class _Blocks:
-    """Collects value blocks; each block holds rows of equal value count back to back."""
+    """Plans value blocks (each holds rows of equal value count back to back); the copying is left to LazyValues.
+
+    Where every row's values will be (``val_start``) is settled now; the values themselves are only copied out of
+    the capture when someone reads them.
+    """
 
     def __init__(self, val_start: np.ndarray) -> None:
         self.val_start = val_start
-        self.parts: list[np.ndarray] = []
+        self.parts: list[np.ndarray | Callable[[], np.ndarray]] = []
         self.size = 0
 
-    def add(self, rows: np.ndarray, count: int, flat: np.ndarray) -> None:
+    def add(self, rows: np.ndarray, count: int, flat: np.ndarray | Callable[[], np.ndarray]) -> None:
+        """``flat``: the block's len(rows) * count values, or a function that decodes them."""
         if len(rows) == 0:
             return
         self.val_start[rows] = self.size + count * np.arange(len(rows), dtype=np.int64)
-        self.parts.append(flat.ravel())
+        self.parts.append(flat)
         self.size += len(rows) * count
 
-    def values(self) -> np.ndarray:
-        if not self.parts:
-            return np.empty(0, dtype=VALUE_DTYPE)
-        return np.concatenate(self.parts, dtype=VALUE_DTYPE)
+    def values(self) -> LazyValues:
+        return LazyValues(self.parts, self.size)
 
 
 class _WordViews:
@@ -279,7 +297,13 @@ def _words(blocks: _Blocks, words: _WordViews, rows: np.ndarray, first_byte: np.
     for c in np.unique(counts).tolist():
         g = sel[counts == c]
         if c:
-            blocks.add(g, c, words.rows(first_byte[g], c))
+            blocks.add(g, c, functools.partial(words.rows, first_byte[g], c))
+
+
+def _bit_rows(u8: np.ndarray, first_byte: np.ndarray, count: int) -> np.ndarray:
+    """(len(first_byte), count) packed coils (lowest bit first) starting at each byte offset."""
+    windows = np.lib.stride_tricks.sliding_window_view(u8, (count + 7) // 8)
+    return np.unpackbits(windows[first_byte], axis=1, bitorder="little")[:, :count]
 
 
 def _bits(blocks: _Blocks, u8: np.ndarray, rows: np.ndarray, first_byte: np.ndarray, vcount: np.ndarray) -> None:
@@ -288,13 +312,7 @@ def _bits(blocks: _Blocks, u8: np.ndarray, rows: np.ndarray, first_byte: np.ndar
     if len(sel) == 0:
         return
     counts = vcount[sel]
-    windows = None
     for c in np.unique(counts).tolist():
         g = sel[counts == c]
-        if not c:
-            continue
-        nbytes = (c + 7) // 8
-        if windows is None or windows.shape[1] != nbytes:
-            windows = np.lib.stride_tricks.sliding_window_view(u8, nbytes)
-        bits = np.unpackbits(windows[first_byte[g]], axis=1, bitorder="little")[:, :c]
-        blocks.add(g, c, bits)
+        if c:
+            blocks.add(g, c, functools.partial(_bit_rows, u8, first_byte[g], c))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, fields
+from typing import Callable, Union
 
 import numpy as np
 
@@ -31,6 +32,61 @@ def mask_to_flags(mask: int) -> tuple[str, ...]:
     return tuple(name for name in ALL_FLAGS if mask & FLAG_BITS[name])
 
 
+class LazyValues:
+    """Register/coil values not decoded yet: ``parts`` (arrays, zero-argument callables or other LazyValues) are
+    decoded and concatenated on first use.
+
+    Why: a million ADUs carry ~15 million values, and copying them out of the capture costs more than any other
+    step of decoding; ``otsentry inspect --summary`` and every counter never look at them. Memory stays flat: a
+    batch's parts refer to its own chunk only (``HalfBatch.take``, the carry-over between chunks, decodes).
+    """
+
+    __slots__ = ("parts", "size")
+
+    def __init__(self, parts: list["ValuesLike | Callable[[], np.ndarray]"], size: int) -> None:
+        self.parts = parts
+        self.size = size  # number of values once decoded
+
+    def __len__(self) -> int:
+        return self.size
+
+    def decode(self) -> np.ndarray:
+        arrays = [p.decode() if isinstance(p, LazyValues) else p() if callable(p) else p for p in self.parts]
+        if not arrays:
+            return np.empty(0, dtype=VALUE_DTYPE)
+        return np.concatenate([a.ravel() for a in arrays], dtype=VALUE_DTYPE)
+
+
+ValuesLike = Union[np.ndarray, LazyValues]
+
+
+class _DecodedOnUse:
+    """Data descriptor for a batch's ``values`` field: holds an array or LazyValues, always reads as an array.
+
+    A descriptor (not a property) so the dataclass keeps ``values`` as an ordinary constructor argument.
+    """
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = "_" + name
+
+    def __get__(self, obj: object, objtype: type | None = None) -> np.ndarray:
+        if obj is None:
+            raise AttributeError(self.slot[1:])  # no class-level default: the field stays required
+        v = obj.__dict__[self.slot]
+        if isinstance(v, LazyValues):
+            v = v.decode()
+            obj.__dict__[self.slot] = v
+        return v
+
+    def __set__(self, obj: object, value: ValuesLike) -> None:
+        obj.__dict__[self.slot] = value
+
+
+def raw_values(batch: object) -> ValuesLike:
+    """A batch's values as stored (maybe still LazyValues): for passing them on without decoding them."""
+    return batch.__dict__["_values"]
+
+
 @dataclass(frozen=True)
 class HalfBatch:
     """One row per ADU, in capture order. ``values`` holds every ADU's values back to back (CSR layout)."""
@@ -49,7 +105,7 @@ class HalfBatch:
     val_start: np.ndarray  # int64 index into values
     val_count: np.ndarray  # int64
     flags: np.ndarray  # int64 bit mask over records.ALL_FLAGS
-    values: np.ndarray  # VALUE_DTYPE
+    values: np.ndarray = _DecodedOnUse()  # type: ignore[assignment]  # VALUE_DTYPE; may be given as LazyValues
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -73,7 +129,9 @@ class HalfBatch:
             for f in fields(self)
             if f.name not in ("values", "val_start")
         }
-        return HalfBatch(val_start=new_start, values=self.values[gather], **cols)
+        # Decoded here (only when a taken row has values): a carried-over batch must not keep old chunks alive.
+        values = self.values[gather] if len(gather) else np.empty(0, dtype=VALUE_DTYPE)
+        return HalfBatch(val_start=new_start, values=values, **cols)
 
     @staticmethod
     def concat(batches: list["HalfBatch"]) -> "HalfBatch":
@@ -87,9 +145,15 @@ def concat_csr(cls, batches: list):
         return cls.empty()
     if len(batches) == 1:
         return batches[0]
-    shift = np.cumsum([0] + [len(b.values) for b in batches[:-1]])
-    cols = {f.name: np.concatenate([getattr(b, f.name) for b in batches]) for f in fields(cls) if f.name != "val_start"}
+    raws = [raw_values(b) for b in batches]
+    shift = np.cumsum([0] + [len(v) for v in raws[:-1]])
+    cols = {f.name: np.concatenate([getattr(b, f.name) for b in batches])
+            for f in fields(cls) if f.name not in ("val_start", "values")}
     cols["val_start"] = np.concatenate([b.val_start + s for b, s in zip(batches, shift)])
+    if any(isinstance(v, LazyValues) for v in raws):
+        cols["values"] = LazyValues(raws, int(sum(len(v) for v in raws)))
+    else:
+        cols["values"] = np.concatenate(raws)
     return cls(**cols)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from otsentry.collectors.events import ModbusBatch
-from otsentry.collectors.halves import FLAG_BITS, NONE, HalfBatch
+from otsentry.collectors.halves import FLAG_BITS, NONE, HalfBatch, raw_values
 from otsentry.records import FLAG_ORPHAN_RESPONSE, FLAG_UNANSWERED
 
 UNANSWERED = FLAG_BITS[FLAG_UNANSWERED]
@@ -122,5 +122,5 @@ def _build(h: HalfBatch, req: np.ndarray, resp: np.ndarray, extra_flags: np.ndar
         flags=flags,
         val_start=val_start,
         val_count=val_count,
-        values=h.values,
+        values=raw_values(h),  # still undecoded if nobody reads them (e.g. --summary)
     )
