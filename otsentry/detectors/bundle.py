@@ -6,9 +6,11 @@ A bundle (conventionally ``*.otsb``) is a zip archive with three members:
   length, training statistics (windows, pairs, duration, capture names), creation time, each detector's kind and
   threshold, the policy class name, and the SHA-256 of the two other members (plus an optional HMAC, below);
 * ``policy.json``: the policy baseline's state (allow-lists, learned ranges) as plain JSON;
-* ``models.joblib``: the fitted anomaly detectors, pickled by joblib: otsentry objects holding NumPy arrays (format 2:
-  the scorers are NumPy-only copies of the PyOD / scikit-learn models, see ``compact``, so loading imports neither
-  library; format-1 bundles held the library objects and are refused with a request to retrain).
+* ``models.pickle``: the fitted anomaly detectors, a zlib-compressed standard pickle: otsentry objects holding NumPy
+  arrays. The scorers are NumPy-only copies of the PyOD / scikit-learn models (see ``compact``), so loading imports
+  neither library. Format 3 dropped joblib for plain pickle: importing joblib alone cost ``otsentry run --model``
+  about as much start-up time as importing NumPy. Format-1 bundles (PyOD objects) and format-2 bundles (joblib) are
+  refused with a request to retrain.
 
 **Trust.** Unpickling runs code chosen by whoever wrote the file, so only load bundles you made or trust. ``load``
 reads and checks the manifest (format, versions, schema, checksums) *before* it unpickles anything, so a damaged,
@@ -25,9 +27,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import io
 import json
 import os
+import pickle
 import time
 import zipfile
 import zlib
@@ -40,9 +42,10 @@ from otsentry.features.schema import SCHEMA_VERSION
 from otsentry.records import Alert, FeatureWindow
 
 FORMAT = "otsentry-model-bundle"
-FORMAT_VERSION = 2  # 2: NumPy-only scorers in models.joblib (detectors.compact)
+FORMAT_VERSION = 3  # 2: NumPy-only scorers (detectors.compact); 3: plain pickle instead of joblib
 KEY_ENV = "OTSENTRY_BUNDLE_KEY"
-MANIFEST, POLICY, MODELS = "manifest.json", "policy.json", "models.joblib"
+MANIFEST, POLICY, MODELS = "manifest.json", "policy.json", "models.pickle"
+_MODELS_ZLIB_LEVEL = 3  # what joblib's compress=3 used: the same size for the same work
 DEFAULT_POLICY_CLASS = "otsentry.detectors.policy.PolicyBaseline"
 _RETRAIN = "retrain with otsentry train"
 
@@ -94,14 +97,12 @@ class ModelBundle:
 
     def save(self, path: str | Path) -> Path:
         """Write the bundle atomically (temporary file, then rename) and return its path."""
-        import joblib
-
         path = Path(path)
-        models = io.BytesIO()
-        joblib.dump(dict(self.detectors), models, compress=3)
+        models = zlib.compress(pickle.dumps(dict(self.detectors), protocol=pickle.HIGHEST_PROTOCOL),
+                               _MODELS_ZLIB_LEVEL)
         policy_state = self.policy.to_state() if self.policy is not None else None
         policy = json.dumps(policy_state, sort_keys=True, indent=1).encode()
-        members = {POLICY: policy, MODELS: models.getvalue()}
+        members = {POLICY: policy, MODELS: models}
         manifest = self._manifest({name: _sha256(data) for name, data in members.items()})
         key = os.environ.get(KEY_ENV)
         if key:
@@ -146,10 +147,8 @@ class ModelBundle:
         """
         path = Path(path)
         manifest, members = _read_checked(path)
-        import joblib
-
         try:
-            detectors = joblib.load(io.BytesIO(members[MODELS]))
+            detectors = pickle.loads(zlib.decompress(members[MODELS]))
             state = json.loads(members[POLICY])
         except Exception as exc:  # noqa: BLE001 - any unpickling failure is one reason to refuse
             raise BundleError(f"{path.name}: models could not be read ({type(exc).__name__}: {exc}): {_RETRAIN}")
@@ -188,10 +187,10 @@ def _read_checked(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
             if MANIFEST not in names:
                 raise BundleError(f"{name}: not an otsentry model bundle (no {MANIFEST})")
             raw_manifest = archive.read(MANIFEST)
+            # Missing members are reported after the format check: a bundle of another format (whose members
+            # have other names) is refused for its format, the one-line reason that tells what to do.
             missing = [m for m in (POLICY, MODELS) if m not in names]
-            if missing:
-                raise BundleError(f"{name}: incomplete bundle, missing {', '.join(missing)}: {_RETRAIN}")
-            members = {m: archive.read(m) for m in (POLICY, MODELS)}
+            members = {m: archive.read(m) for m in (POLICY, MODELS) if m in names}
     except BundleError:
         raise
     except FileNotFoundError:
@@ -209,6 +208,8 @@ def _read_checked(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BundleError(f"{name}: not an otsentry model bundle (manifest format is not {FORMAT})")
     _check_compatible(name, manifest)
+    if missing:
+        raise BundleError(f"{name}: incomplete bundle, missing {', '.join(missing)}: {_RETRAIN}")
     for member, data in members.items():
         expected = manifest.get("sha256", {}).get(member)
         if expected != _sha256(data):
@@ -285,7 +286,7 @@ def _class_path(obj: Any) -> str:
 
 
 def _library_versions() -> dict[str, str]:
-    """Versions of the libraries whose objects end up in ``models.joblib``."""
+    """Versions of the libraries whose objects end up in ``models.pickle``."""
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}

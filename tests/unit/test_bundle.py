@@ -109,7 +109,7 @@ def test_round_trip(tmp_path: Path) -> None:
     manifest = read_manifest(path)
     assert manifest["detectors"]["pair"]["threshold"] == pytest.approx(fitted().threshold_)
     assert set(manifest["detectors"]["pair"]["members"]) == {"ecod", "iforest", "knn"}
-    assert set(manifest["sha256"]) == {"policy.json", "models.joblib"}
+    assert set(manifest["sha256"]) == {"policy.json", "models.pickle"}
 
 
 def test_bundle_without_policy(tmp_path: Path) -> None:
@@ -135,10 +135,12 @@ def test_same_major_minor_is_accepted(tmp_path: Path) -> None:
     load(make_bundle(otsentry_version=f"{major}.{minor}.99").save(tmp_path / "model.otsb"))
 
 
-def test_other_format_version_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [1, 2])  # 1 pickled PyOD objects, 2 stored the models with joblib
+def test_other_format_version_is_refused(tmp_path: Path, version: int) -> None:
     path = make_bundle().save(tmp_path / "model.otsb")
-    edit_manifest(path, format_version=1)  # format 1 pickled PyOD objects
-    assert "bundle format 1, this otsentry reads format 2" in refusal(path)
+    edit_manifest(path, format_version=version)
+    assert refusal(path) == (f"model.otsb: bundle format {version}, this otsentry reads format 3: "
+                             "retrain with otsentry train")
 
 
 def test_other_scikit_learn_version_is_refused(tmp_path: Path) -> None:
@@ -152,10 +154,10 @@ def test_tampered_models_are_refused_before_unpickling(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
 
     def swap(members: dict[str, bytes]) -> None:
-        members["models.joblib"] = pickle.dumps(Marker(marker))
+        members["models.pickle"] = pickle.dumps(Marker(marker))
 
     rewrite(path, swap)
-    assert "checksum mismatch for models.joblib" in refusal(path)
+    assert "checksum mismatch for models.pickle" in refusal(path)
     assert not marker.exists()
 
 
