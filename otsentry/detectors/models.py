@@ -57,16 +57,7 @@ class _ECDFScorer:
         return self
 
     def score(self, X: np.ndarray) -> np.ndarray:
-        n = self.sorted_.shape[0]
-        u_left = np.empty_like(X)
-        u_right = np.empty_like(X)
-        for j in range(X.shape[1]):
-            column = self.sorted_[:, j]
-            # As if the row were appended to the learning sample: P(X <= x) and P(X >= x), ties inclusive.
-            u_left[:, j] = np.searchsorted(column, X[:, j], side="right") + 1
-            u_right[:, j] = n - np.searchsorted(column, X[:, j], side="left") + 1
-        u_left = -np.log(u_left / (n + 1))
-        u_right = -np.log(u_right / (n + 1))
+        u_left, u_right = _tails(self.sorted_, X)
         s = self.skew_sign_
         u_skew = u_left * -np.sign(s - 1) + u_right * np.sign(s + 1)
         if self.kind == "ecod":
@@ -74,6 +65,38 @@ class _ECDFScorer:
         else:  # copod
             outlying = np.maximum(u_skew, (u_left + u_right) / 2)
         return outlying.sum(axis=1)
+
+
+# The last (learning sample, rows, tails) computed by ``_tails``; see there.
+_last_tails: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+
+
+def _tails(sorted_: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``-log`` of the left and right tail probabilities of every value of ``X`` against the sorted learning sample.
+
+    Why remembered: an ensemble's ECOD and COPOD members learn from the same rows with the same scaling, so they
+    ask for the tails of equal rows against equal samples one after the other; the second gets the first's arrays
+    (equality is checked value for value, so a hit returns exactly what the computation would).
+    """
+    global _last_tails
+    last = _last_tails
+    if (last is not None and last[0].shape == sorted_.shape and last[1].shape == X.shape
+            and last[1].dtype == X.dtype and np.array_equal(last[0], sorted_) and np.array_equal(last[1], X)):
+        return last[2], last[3]
+    n = sorted_.shape[0]
+    u_left = np.empty_like(X)
+    u_right = np.empty_like(X)
+    for j in range(X.shape[1]):
+        column = sorted_[:, j]
+        # As if the row were appended to the learning sample: P(X <= x) and P(X >= x), ties inclusive.
+        u_left[:, j] = np.searchsorted(column, X[:, j], side="right") + 1
+        u_right[:, j] = n - np.searchsorted(column, X[:, j], side="left") + 1
+    u_left = -np.log(u_left / (n + 1))
+    u_right = -np.log(u_right / (n + 1))
+    u_left.flags.writeable = False  # shared with the next caller: nobody may change them in place
+    u_right.flags.writeable = False
+    _last_tails = (sorted_.copy(), X.copy(), u_left, u_right)
+    return u_left, u_right
 
 
 class _PyODScorer:
