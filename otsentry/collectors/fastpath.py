@@ -48,8 +48,10 @@ def run(
     stream: np.ndarray,
     streams: dict[int, StreamState],
     slow_segment: Callable[[int], None],
-) -> HalfBatch:
+) -> list[HalfBatch]:
     """Decode the fast segments of a chunk; hand every other segment, in order, to ``slow_segment(k)``.
+
+    Returns the decoded rows as parts (single-segment ADUs, then split ones) for the caller to concatenate once.
 
     Per stream, segments are cut into runs of consecutive single-ADU segments. Runs and the segments between
     them are walked in capture order: a run is taken by the fast path when the stream's reassembler is aligned at
@@ -61,7 +63,7 @@ def run(
     syn = (p.tcp_flags[idx] & SYN) > 0
     active = (plen > 0) | (wire > 0) | syn  # pure ACKs change nothing
     if not active.any():
-        return HalfBatch.empty()
+        return []
     u8 = np.frombuffer(chunk.buf, dtype=np.uint8)
     base = p.payload_off[idx].astype(np.int64)
     seq = p.seq[idx].astype(np.int64)
@@ -125,13 +127,13 @@ def run(
     single = np.flatnonzero(is_single)
     q = np.flatnonzero(fast_pos & is_s2)
     if len(single) + len(q) == 0:
-        return HalfBatch.empty()
+        return []
     midstream = np.zeros(n, dtype=bool)
     midstream[order[mid_pos]] = True
     out = _decode(u8, p, idx[single], base[single], plen[single], conn[single], from_client[single],
                   midstream[single])
     if not len(q):
-        return out
+        return [out]
     # ADUs split over two segments: their bytes are copied into a small buffer of their own (appending them to the
     # chunk's buffer would copy all of it) and decoded there; rows follow the single-segment ones as before.
     first, second = order[q - 1], order[q]
@@ -145,7 +147,7 @@ def run(
     pairs_u8 = np.zeros(int(size.sum()) + _PAD, dtype=np.uint8)  # padded: _decode reads a few bytes at offset 0
     pairs_u8[: len(pairs_u8) - _PAD] = u8[_ranges(starts, counts)]
     joined = _decode(pairs_u8, p, idx[second], pair_base, size, conn[second], from_client[second], midstream[second])
-    return HalfBatch.concat([out, joined]) if len(single) else joined
+    return [out, joined] if len(single) else [joined]
 
 
 def _decode(

@@ -8,11 +8,12 @@ and at the end of the capture. Timeouts run on the capture clock, so a replay gi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Iterator
 
 import numpy as np
 
-from otsentry.collectors.grouping import group_rows
+from otsentry.collectors.grouping import group_columns
 from otsentry.collectors.packets import Packets, addr_to_str
 from otsentry.records import FlowEvent
 
@@ -40,13 +41,29 @@ class _Flow:
 
 @dataclass(frozen=True)
 class FlowGroups:
-    """The IP packets of a chunk grouped by conversation; shared by flow accounting and Modbus connections."""
+    """The IP packets of a chunk grouped by conversation; shared by flow accounting and Modbus connections.
+
+    The key columns are kept apart: the collector only needs each group's key (``key_rows``), and writing every
+    packet's key into one (n, 7) array cost more than the grouping itself; ``keys`` builds it when asked.
+    """
 
     mask: np.ndarray  # which packets are IP (rows below are over these)
-    keys: np.ndarray  # (n, 7) uint64: proto, a_hi, a_lo, a_port, b_hi, b_lo, b_port with endpoint a < b
+    columns: tuple[np.ndarray, ...]  # 7 uint64 columns: proto, a_hi, a_lo, a_port, b_hi, b_lo, b_port, a < b
     a_is_src: np.ndarray  # bool: the packet goes a -> b
     first: np.ndarray  # first row of each group
     inv: np.ndarray  # group of each row
+
+    @cached_property
+    def keys(self) -> np.ndarray:
+        """(n, 7) uint64 key of every row."""
+        return np.stack(self.columns, axis=1) if len(self.inv) else np.empty((0, 7), dtype=np.uint64)
+
+    @cached_property
+    def key_rows(self) -> np.ndarray:
+        """(groups, 7) uint64 key of each group (``keys[first]``)."""
+        if not len(self.first):
+            return np.empty((0, 7), dtype=np.uint64)
+        return np.stack([c[self.first] for c in self.columns], axis=1)
 
 
 def group_flows(p: Packets) -> FlowGroups:
@@ -57,16 +74,17 @@ def group_flows(p: Packets) -> FlowGroups:
     dport = np.where(ports_ok, p.dport[m], 0).astype(np.uint64)
     shi, slo, dhi, dlo = p.src_hi[m], p.src_lo[m], p.dst_hi[m], p.dst_lo[m]
     a_is_src = (shi < dhi) | ((shi == dhi) & ((slo < dlo) | ((slo == dlo) & (sport <= dport))))
-    keys = np.empty((len(proto), 7), dtype=np.uint64)
-    keys[:, 0] = proto
-    keys[:, 1] = np.where(a_is_src, shi, dhi)
-    keys[:, 2] = np.where(a_is_src, slo, dlo)
-    keys[:, 3] = np.where(a_is_src, sport, dport)
-    keys[:, 4] = np.where(a_is_src, dhi, shi)
-    keys[:, 5] = np.where(a_is_src, dlo, slo)
-    keys[:, 6] = np.where(a_is_src, dport, sport)
-    first, inv = group_rows(keys)
-    return FlowGroups(m, keys, a_is_src, first, inv)
+    columns = (
+        proto,
+        np.where(a_is_src, shi, dhi).astype(np.uint64, copy=False),
+        np.where(a_is_src, slo, dlo).astype(np.uint64, copy=False),
+        np.where(a_is_src, sport, dport),
+        np.where(a_is_src, dhi, shi).astype(np.uint64, copy=False),
+        np.where(a_is_src, dlo, slo).astype(np.uint64, copy=False),
+        np.where(a_is_src, dport, sport),
+    )
+    first, inv = group_columns(columns)
+    return FlowGroups(m, columns, a_is_src, first, inv)
 
 
 class FlowTable:
@@ -89,7 +107,7 @@ class FlowTable:
         g = g or group_flows(p)
         if g is None or len(g.inv) == 0:
             return []
-        m, keys, a_is_src, first, inv = g.mask, g.keys, g.a_is_src, g.first, g.inv
+        m, a_is_src, first, inv = g.mask, g.a_is_src, g.first, g.inv
         k = len(first)
         ts = p.ts_ns[m]
         flags = p.tcp_flags[m].astype(np.int64) * (p.proto[m] == 6)
@@ -114,7 +132,7 @@ class FlowTable:
             syn_first[ids] = np.flatnonzero(pure_syn)[idx]
         retrans = self._retransmissions(p, m, inv, dir_b, k)
 
-        key_rows = keys[first]
+        key_rows = g.key_rows
         for j in range(k):
             key = tuple(int(x) for x in key_rows[j])
             flow = self._flows.get(key)
@@ -145,10 +163,11 @@ class FlowTable:
             return np.zeros(k, dtype=np.int64)
         flow = inv[sel].astype(np.uint64)
         key = (flow << np.uint64(33)) | (dir_b[sel].astype(np.uint64) << np.uint64(32)) | p.seq[seg].astype(np.uint64)
-        _, idx = np.unique(key, return_index=True)
-        dup = np.ones(len(key), dtype=bool)
-        dup[idx] = False
-        return np.bincount(inv[sel][dup], minlength=k)
+        # Every occurrence of a key but its first is a retransmission; the flow is in the key's top bits, so a
+        # plain sort finds them (np.unique's first-occurrence indices need a slower stable argsort).
+        key.sort()
+        dup = key[1:] == key[:-1]
+        return np.bincount((key[1:][dup] >> np.uint64(33)).astype(np.int64), minlength=k)
 
     def _expire(self, now_ns: int) -> list[FlowEvent]:
         out = []

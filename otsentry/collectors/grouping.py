@@ -31,6 +31,24 @@ def group_rows(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first, inv.ravel()
 
 
+def group_columns(columns: tuple[np.ndarray, ...] | list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``group_rows`` of the (n, k) array whose columns are ``columns`` (uint64), without building that array."""
+    n = len(columns[0]) if len(columns) else 0
+    if n == 0:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    with np.errstate(over="ignore"):
+        h = np.zeros(n, dtype=np.uint64)
+        for col in columns:
+            h = (h ^ col) * _MULT
+            h ^= h >> np.uint64(29)
+    _, first, inv = np.unique(h, return_index=True, return_inverse=True)
+    inv = inv.ravel()
+    rep = first[inv]
+    if all(np.array_equal(col[rep], col) for col in columns):
+        return first, inv
+    return group_rows(np.stack(columns, axis=1))
+
+
 def stable_order(ids: np.ndarray) -> np.ndarray:
     """Stable argsort of small non-negative ids (radix sort when they fit in 16 bits)."""
     if len(ids) and int(ids.max()) < 65536 and int(ids.min()) >= 0:

@@ -325,6 +325,8 @@ def _ipv4_np(v: _Views, off, cap, l3, et, out):
 def _ipv6_np(v: _Views, off, cap, l3, et, out, slow):
     """IPv6 rows without extension headers (rows with them are handed to the Python decoder)."""
     r6 = np.flatnonzero(et == ETH_IPV6)
+    if not len(r6):  # the usual case: skip a dozen calls on empty arrays
+        return r6, (np.empty(0, np.uint8), r6, r6, np.empty(0, np.bool_))
     r6 = r6[cap[r6] >= l3[r6] + 40]
     r6 = r6[(v.u8[off[r6] + l3[r6]] >> 4) == 6]
     nh = v.u8[off[r6] + l3[r6] + 6]

@@ -31,9 +31,13 @@ class Pairer:
     def pending(self) -> int:
         return len(self._pending)
 
-    def push(self, halves: HalfBatch, now_ns: int | None = None) -> ModbusBatch:
-        """Pair a batch (in capture order); ``now_ns`` is the capture clock (default: the batch's last ts)."""
-        h = HalfBatch.concat([self._pending, halves])
+    def push(self, halves: HalfBatch | list[HalfBatch], now_ns: int | None = None) -> ModbusBatch:
+        """Pair a batch (in capture order); ``now_ns`` is the capture clock (default: the batch's last ts).
+
+        ``halves`` may be a list of parts, taken as their concatenation (saves copying them twice).
+        """
+        parts = halves if isinstance(halves, list) else [halves]
+        h = HalfBatch.concat([self._pending, *parts])
         n = len(h)
         if n == 0:
             return ModbusBatch.empty()
