@@ -100,24 +100,30 @@ def run(
 
     fast_pos = np.zeros(len(order), dtype=bool)
     mid_pos = np.zeros(len(order), dtype=bool)
-    order_l = order.tolist()
-    s2_l = is_s2.tolist()
-    for a, b in zip(starts.tolist(), ends.tolist()):
-        k = order_l[a]
-        if not good[a]:
+    # Python sees each run through its first segment (and, if taken, where it ends), so only those become lists.
+    run_k = order[starts]
+    last_k = order[ends - 1]
+    runs = zip(starts.tolist(), ends.tolist(), run_k.tolist(), good[starts].tolist(), stream[run_k].tolist(),
+               ((seq[last_k] + plen[last_k]) % SEQ_MOD).tolist())
+    for a, b, k, run_good, sid, run_next in runs:
+        if not run_good:
             slow_segment(k)
             continue
-        sid = int(stream[k])
         state = streams.get(sid)
         if state is None:
             state = streams[sid] = StreamState()
-        while a < b:
-            k = order_l[a]
-            if not s2_l[a] and state.aligned and (state.next_seq is None or state.next_seq == seq[k]):
+        first = a
+        while a < b:  # a run never starts with the second half of a split ADU (see run_start)
+            if a != first:
+                k = int(order[a])
+                if is_s2[a]:
+                    slow_segment(k)
+                    a += 1
+                    continue
+            if state.aligned and (state.next_seq is None or state.next_seq == seq[k]):
                 fast_pos[a:b] = True
                 mid_pos[a:b] = not state.saw_syn
-                last = order_l[b - 1]
-                state.next_seq = int((seq[last] + plen[last]) % SEQ_MOD)
+                state.next_seq = run_next
                 break
             slow_segment(k)
             a += 1
