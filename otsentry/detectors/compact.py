@@ -24,6 +24,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 _CHUNK = 256  # rows per block, as scikit-learn's pairwise-distance reductions use
+_HBOS_ROWS = 2048  # rows per HBOS block: with 10 bins and 72 features, 1.6 MB of comparisons
 # Bound on |estimate - exact sum| of a squared distance, relative to |x|^2 + |y|^2: the rounding of either is about
 # (features + 3) * 2**-53 of it, so 1e-10 holds with orders of magnitude to spare (only more candidates if loose).
 _SLACK = 1e-10
@@ -92,18 +93,27 @@ class HistogramScorer:
         self.tol = hbos.tol
 
     def score(self, X: np.ndarray) -> np.ndarray:
+        """All features at once (the per-feature loop was a dozen small NumPy calls per feature and batch), with
+        the same per-value arithmetic and the per-feature sum in feature order, so the scores are bit-identical.
+        Rows score independently: long inputs go in blocks, so the (rows x edges x features) comparison stays small."""
+        if len(X) > _HBOS_ROWS:
+            return np.concatenate([self.score(X[i:i + _HBOS_ROWS]) for i in range(0, len(X), _HBOS_ROWS)])
         hist, edges, n_bins = self.hist_, self.bin_edges_, self.hist_.shape[0]
-        total = np.zeros(X.shape[0])
-        for i in range(X.shape[1]):
-            x = X[:, i]
-            log_density = np.log2(hist[:, i] + self.alpha)
-            bins = np.digitize(x, edges[:, i], right=True)
-            inside = log_density[np.clip(bins - 1, 0, n_bins - 1)]
-            floor = log_density.min()
-            below_ok = (edges[0, i] - x) <= (edges[1, i] - edges[0, i]) * self.tol
-            above_ok = (x - edges[-1, i]) <= (edges[-1, i] - edges[-2, i]) * self.tol
-            column = np.where(bins == 0, np.where(below_ok, log_density[0], floor), inside)
-            column = np.where(bins == n_bins + 1, np.where(above_ok, log_density[-1], floor), column)
+        n, d = X.shape
+        log_density = np.empty(hist.shape)
+        for i in range(d):  # per column as before: the same log2 calls on the same (strided) inputs
+            log_density[:, i] = np.log2(hist[:, i] + self.alpha)
+        # np.digitize(x, e, right=True) on increasing edges is the number of edges below x.
+        bins = (X[:, None, :] > edges[None, :, :]).sum(axis=1)
+        columns = np.arange(d)
+        inside = log_density[np.clip(bins - 1, 0, n_bins - 1), columns]
+        floor = log_density.min(axis=0)
+        below_ok = (edges[0] - X) <= (edges[1] - edges[0]) * self.tol
+        above_ok = (X - edges[-1]) <= (edges[-1] - edges[-2]) * self.tol
+        value = np.where(bins == 0, np.where(below_ok, log_density[0], floor), inside)
+        value = np.where(bins == n_bins + 1, np.where(above_ok, log_density[-1], floor), value)
+        total = np.zeros(n)
+        for column in np.ascontiguousarray(value.T):  # feature by feature, as the loop added them
             total += column
         return -total
 
