@@ -30,13 +30,9 @@ EXCEPTION_CODES_FAST = frozenset({1, 2, 3, 4, 5, 6, 15, 16})
 _EXC_FAST = np.isin(np.arange(128), list(EXCEPTION_CODES_FAST))  # lookup table: cheaper than np.isin per chunk
 
 
-def _be16(u8: np.ndarray) -> np.ndarray:
-    """Big-endian 16-bit words starting at every byte offset of ``u8``: one gather reads a field (no copy)."""
-    return np.ndarray((max(len(u8) - 1, 0),), dtype=">u2", buffer=u8, strides=(1,))
-
-
-def _u16(b16: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    return b16[pos].astype(np.int64)
+def _u16(u8: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """Big-endian 16-bit field at each offset: two byte gathers beat one gather from a strided '>u2' view."""
+    return (u8[pos].astype(np.int64) << 8) | u8[pos + 1]
 
 
 def run(
@@ -72,9 +68,8 @@ def run(
     clean = active & ~syn & (plen == wire)
     head = clean & (plen >= 6)
     safe = np.where(head, base, 0)
-    b16 = _be16(u8)
-    need = np.where(head, _u16(b16, safe + 4), 0) + 6
-    head &= (b16[safe + 2] == 0) & (need >= 8)
+    need = np.where(head, _u16(u8, safe + 4), 0) + 6
+    head &= (u8[safe + 2] == 0) & (u8[safe + 3] == 0) & (need >= 8)
     whole = head & (plen == need)
     opens = head & (plen < need)
 
@@ -168,11 +163,9 @@ def _decode(
 ) -> HalfBatch:
     """Decode single-ADU segments: vectorised for the frequent well-formed PDUs, table decoder for the rest."""
     m = len(pk)
-    b16 = _be16(u8)
-    tid = _u16(b16, base)
-    unit_fc = _u16(b16, base + 6)
-    unit = unit_fc >> 8
-    raw = unit_fc & 0xFF
+    tid = _u16(u8, base)
+    unit = u8[base + 6].astype(np.int64)
+    raw = u8[base + 7].astype(np.int64)
     fc = raw & 0x7F
     pdu_len = plen - 7
     exc = np.full(m, NONE, dtype=np.int64)
@@ -194,12 +187,12 @@ def _decode(
     r = req & normal & (fc >= 1) & (fc <= 4) & (pdu_len == 5)
     # Write-single 5/6 (request and echo response) and write-multiple responses 15/16: address + one word.
     w1 = normal & ((fc == 5) | (fc == 6)) & (pdu_len == 5)
-    coil_val = _u16(b16, a16 + 2)  # the written value (FC 5: 0xFF00 or 0x0000)
+    coil_val = _u16(u8, a16 + 2)  # the written value (FC 5: 0xFF00 or 0x0000)
     w1 &= (fc == 6) | (coil_val == 0xFF00) | (coil_val == 0)
     wm_resp = resp & normal & ((fc == 15) | (fc == 16)) & (pdu_len == 5)
     aq = r | wm_resp
-    addr[aq | w1] = _u16(b16, a16[aq | w1])
-    qty[aq] = _u16(b16, a16[aq] + 2)
+    addr[aq | w1] = _u16(u8, a16[aq | w1])
+    qty[aq] = _u16(u8, a16[aq] + 2)
     vec |= aq | w1
     # Register read responses 3/4: byte count + registers.
     bc = u8[b8].astype(np.int64)
@@ -209,11 +202,11 @@ def _decode(
     # Write-multiple requests 15/16: address, quantity, byte count, data.
     wq = req & normal & ((fc == 15) | (fc == 16)) & (pdu_len >= 6)
     wqb = np.where(wq, base, 0)
-    wq_qty = _u16(b16, wqb + 10)
+    wq_qty = _u16(u8, wqb + 10)
     wq_bc = u8[wqb + 12].astype(np.int64)
     wr = wq & (fc == 16) & (pdu_len == wq_bc + 6) & (wq_bc == 2 * wq_qty)
     wc = wq & (fc == 15) & (pdu_len == wq_bc + 6) & (wq_bc == (wq_qty + 7) // 8)
-    addr[wr | wc] = _u16(b16, wqb[wr | wc] + 8)
+    addr[wr | wc] = _u16(u8, wqb[wr | wc] + 8)
     qty[wr | wc] = wq_qty[wr | wc]
     vec |= rr | br | wr | wc
 
