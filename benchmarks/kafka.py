@@ -23,7 +23,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -75,19 +74,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _metric(port: int, name: str) -> float | None:
-    try:
-        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith(name + "{"):
-            return float(line.rsplit(" ", 1)[1])
-    return None
-
-
 def over_kafka(path: Path, model: Path, bootstrap: str, windows: int) -> tuple[float, float, float]:
     """(end-to-end seconds, collector seconds, alerts) with fresh topics and group."""
+    from otsentry.stream.metrics import scrape
+
     sfx = uuid.uuid4().hex[:8]
     topics = ["--kafka", bootstrap, "--features-topic", f"bench.features.{sfx}", "--partitions", "6"]
     otsentry = [sys.executable, "-m", "otsentry"]
@@ -98,7 +88,7 @@ def over_kafka(path: Path, model: Path, bootstrap: str, windows: int) -> tuple[f
                                  "--metrics-port", str(port)], cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
-        while (_metric(port, "otsentry_assigned_partitions") or 0) < 6:
+        while (scrape(port, "otsentry_assigned_partitions") or 0) < 6:
             if time.monotonic() > deadline or detector.poll() is not None:
                 raise RuntimeError("the detector did not join its group")
             time.sleep(0.05)
@@ -108,12 +98,12 @@ def over_kafka(path: Path, model: Path, bootstrap: str, windows: int) -> tuple[f
         collected = time.perf_counter() - t0
         if collector.returncode:
             raise RuntimeError(f"collector failed: {collector.stderr[-500:]}")
-        while (_metric(port, "otsentry_windows_scored_total") or 0) < windows:
+        while (scrape(port, "otsentry_windows_scored_total") or 0) < windows:
             if time.perf_counter() - t0 > 600 or detector.poll() is not None:
                 raise RuntimeError("the detector did not score every window")
             time.sleep(0.02)
         total = time.perf_counter() - t0
-        return total, collected, _metric(port, "otsentry_alerts_published_total") or 0.0
+        return total, collected, scrape(port, "otsentry_alerts_published_total") or 0.0
     finally:
         detector.terminate()
         detector.wait(30)

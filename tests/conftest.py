@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import socket
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -12,6 +13,13 @@ from types import ModuleType
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (for a daemon's metrics endpoint)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 SHARED_PCAPS = ROOT.parent / "shared" / "data" / "pcaps"
 IN_CI = os.environ.get("CI") == "true"
 

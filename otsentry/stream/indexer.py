@@ -38,7 +38,7 @@ from otsentry.stream.outbox import Outbox, Stopped
 from otsentry.stream.service import StreamSettings, _Daemon, kafka_transport, retry
 from otsentry.stream.settings import KafkaConfig
 from otsentry.stream.transport import Consumer, Message, Publisher, TopicPartition, TransportError
-from otsentry.stream.worker import LOG_FIRST_MALFORMED, POLL_TIMEOUT_S, _names
+from otsentry.stream.worker import POLL_TIMEOUT_S, ConsumerMember, _names
 
 log = logging.getLogger("otsentry.stream")
 
@@ -56,7 +56,7 @@ class AlertSink(Protocol):
     def flush(self) -> bool: ...
 
 
-class AlertIndexer:
+class AlertIndexer(ConsumerMember):
     """Consumes alerts, bulk-indexes them through ``sink``, commits after Elasticsearch acknowledged them."""
 
     def __init__(self, make_consumer: Callable[[], Consumer], sink: AlertSink, outbox: Outbox | None = None, *,
@@ -134,19 +134,6 @@ class AlertIndexer:
             self.consumed += 1
             self.metrics.inc("otsentry_alerts_consumed_total")
         self._next[tp] = m.offset + 1
-
-    def _malformed(self, m: Message, reason: str) -> None:
-        self.malformed += 1
-        self.metrics.inc("otsentry_malformed_records_total")
-        where = f"{m.topic}/{m.partition}@{m.offset}"
-        if self.malformed <= LOG_FIRST_MALFORMED or self.malformed % 1000 == 0:
-            dest = f"copied to {self.deadletter_topic}" if self.deadletter_topic else "skipped"
-            log.warning("unreadable record %s: %s; %s (%d so far)", where, reason, dest, self.malformed,
-                        extra={"fields": {"event": "malformed_record", "where": where, "reason": reason}})
-        if self.outbox is not None and self.deadletter_topic:
-            headers = [("otsentry.error", reason.encode()), ("otsentry.source", where.encode())]
-            self.outbox.send(self.deadletter_topic, m.value or b"", key=m.key, headers=headers)
-            self.metrics.inc("otsentry_deadletter_total")
 
     def _acknowledge(self, deadline: float | None = None) -> bool:
         """Dead-letter copies acknowledged by the broker and every queued alert by Elasticsearch."""
@@ -232,20 +219,6 @@ class AlertIndexer:
                      extra={"fields": {"event": "assigned", "partitions": _names(added)}})
         self.metrics.set("otsentry_assigned_partitions", len(assigned))
         return assigned
-
-    def _broker_down(self, exc: BaseException) -> None:
-        self.metrics.inc("otsentry_errors_total")
-        self.metrics.broker_up = False
-        self.state.set("down", f"{type(exc).__name__}: {str(exc)[:120]}")
-
-    def _observe_connection(self) -> None:
-        up = self.consumer.connected()
-        if up is None:
-            return
-        self.metrics.broker_up = up
-        if up:
-            self.backoff.reset()
-        self.state.set("up" if up else "down", "" if up else "no connection to any broker; retrying")
 
     def _sync_stats(self) -> None:
         s = self.sink.stats

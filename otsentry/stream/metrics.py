@@ -12,6 +12,7 @@ import json
 import logging
 import threading
 import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
@@ -161,3 +162,16 @@ def _handler(metrics: Metrics) -> type[BaseHTTPRequestHandler]:
             pass
 
     return Handler
+
+
+def scrape(port: int, name: str, host: str = "127.0.0.1", timeout_s: float = 2.0) -> float | None:
+    """The value of ``name`` on a daemon's ``/metrics`` (benchmarks and tests watch daemons this way); None if down."""
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=timeout_s) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return None

@@ -41,7 +41,51 @@ LOG_FIRST_MALFORMED = 10
 POLL_TIMEOUT_S = 0.5  # longest wait in poll: how soon a stop request is noticed
 
 
-class DetectorWorker:
+class ConsumerMember:
+    """What every consumer-group daemon does alike: unreadable records, and the broker's state for logs and metrics.
+
+    Subclasses set ``consumer``, ``outbox`` (or None), ``deadletter_topic``, ``metrics``, ``state``, ``backoff`` and
+    ``malformed``.
+    """
+
+    consumer: Consumer
+    outbox: Outbox | None
+    deadletter_topic: str
+    metrics: Metrics
+    state: StateLog
+    backoff: Backoff
+    malformed: int
+
+    def _malformed(self, m: Message, reason: str) -> None:
+        """Counted, logged (the first few, then every 1000th), copied to the dead-letter topic when there is one."""
+        self.malformed += 1
+        self.metrics.inc("otsentry_malformed_records_total")
+        where = f"{m.topic}/{m.partition}@{m.offset}"
+        if self.malformed <= LOG_FIRST_MALFORMED or self.malformed % 1000 == 0:
+            dest = f"copied to {self.deadletter_topic}" if self.deadletter_topic else "skipped"
+            log.warning("unreadable record %s: %s; %s (%d so far)", where, reason, dest, self.malformed,
+                        extra={"fields": {"event": "malformed_record", "where": where, "reason": reason}})
+        if self.outbox is not None and self.deadletter_topic:
+            headers = [("otsentry.error", reason.encode()), ("otsentry.source", where.encode())]
+            self.outbox.send(self.deadletter_topic, m.value or b"", key=m.key, headers=headers)
+            self.metrics.inc("otsentry_deadletter_total")
+
+    def _broker_down(self, exc: BaseException) -> None:
+        self.metrics.inc("otsentry_errors_total")
+        self.metrics.broker_up = False
+        self.state.set("down", f"{type(exc).__name__}: {str(exc)[:120]}")
+
+    def _observe_connection(self) -> None:
+        up = self.consumer.connected()
+        if up is None:
+            return
+        self.metrics.broker_up = up
+        if up:
+            self.backoff.reset()
+        self.state.set("up" if up else "down", "" if up else "no connection to any broker; retrying")
+
+
+class DetectorWorker(ConsumerMember):
     """Consumes windows, scores them with ``bundle``, publishes alerts, commits after acknowledgement."""
 
     def __init__(self, make_consumer: ConsumerFactory, outbox: Outbox, bundle: object, *, alerts_topic: str,
@@ -149,19 +193,6 @@ class DetectorWorker:
             self.buffer.add_window(tp, m.offset, record)
         self._dirty = True
 
-    def _malformed(self, m: Message, reason: str) -> None:
-        self.malformed += 1
-        self.metrics.inc("otsentry_malformed_records_total")
-        where = f"{m.topic}/{m.partition}@{m.offset}"
-        if self.malformed <= LOG_FIRST_MALFORMED or self.malformed % 1000 == 0:
-            dest = f"copied to {self.deadletter_topic}" if self.deadletter_topic else "skipped"
-            log.warning("unreadable record %s: %s; %s (%d so far)", where, reason, dest, self.malformed,
-                        extra={"fields": {"event": "malformed_record", "where": where, "reason": reason}})
-        if self.deadletter_topic:
-            headers = [("otsentry.error", reason.encode()), ("otsentry.source", where.encode())]
-            self.outbox.send(self.deadletter_topic, m.value or b"", key=m.key, headers=headers)
-            self.metrics.inc("otsentry_deadletter_total")
-
     def _score(self, windows: list[FeatureWindow]) -> None:
         if not windows:
             return
@@ -206,20 +237,6 @@ class DetectorWorker:
         self._committed.update(offsets)
         self._dirty = False
         self.metrics.inc("otsentry_commits_total")
-
-    def _broker_down(self, exc: BaseException) -> None:
-        self.metrics.inc("otsentry_errors_total")
-        self.metrics.broker_up = False
-        self.state.set("down", f"{type(exc).__name__}: {str(exc)[:120]}")
-
-    def _observe_connection(self) -> None:
-        up = self.consumer.connected()
-        if up is None:
-            return
-        self.metrics.broker_up = up
-        if up:
-            self.backoff.reset()
-        self.state.set("up" if up else "down", "" if up else "no connection to any broker; retrying")
 
     def _gauges(self) -> None:
         try:

@@ -10,12 +10,10 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -23,8 +21,9 @@ import pytest
 
 from otsentry.records import Alert, FeatureEvidence, alert_id
 from otsentry.stream.codec import encode_alert
+from otsentry.stream.metrics import scrape
 from otsentry.stream.settings import KafkaConfig
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port
 from tests.integration.conftest import ES_DEFAULT_URL as DEFAULT_URL, es_health as _health
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -91,17 +90,11 @@ class Publisher:
         self.producer.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class IndexDaemon:
     """``otsentry index`` as a subprocess, with its metrics endpoint."""
 
     def __init__(self, cfg: KafkaConfig, es_url: str, prefix: str, tmp: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         tmp.mkdir(parents=True, exist_ok=True)
         self.log = tmp / "index.log"
         env = {**os.environ, "OTSENTRY_KAFKA_BOOTSTRAP": "", "OTSENTRY_STATE_DIR": str(tmp / "state")}
@@ -113,14 +106,7 @@ class IndexDaemon:
                                      stderr=open(self.log, "w"), cwd=ROOT, env=env)
 
     def metric(self, name: str) -> float | None:
-        try:
-            text = urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2).read().decode()
-        except OSError:
-            return None
-        for line in text.splitlines():
-            if line.startswith(name + "{"):
-                return float(line.rsplit(" ", 1)[1])
-        return None
+        return scrape(self.port, name)
 
     def wait(self, check, what: str, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout

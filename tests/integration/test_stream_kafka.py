@@ -12,7 +12,6 @@ import logging
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -30,14 +29,15 @@ from otsentry.stream.codec import Watermark, decode_alert, decode_feature_record
 from otsentry.stream.collector import WindowPublisher
 from otsentry.stream.daemon import Backoff, StateLog
 from otsentry.stream.kafka import KafkaPublisher, ensure_topics
+from otsentry.stream.metrics import scrape
 from otsentry.stream.outbox import STALL_S, Outbox
 from otsentry.stream.service import StreamSettings, run_detector
 from otsentry.stream.settings import DaemonConfig, KafkaConfig, StreamConfig
 from otsentry.synth.scenarios import generate_scenario
+from tests.conftest import ROOT, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
 PARTITIONS = 4
 
 
@@ -68,17 +68,11 @@ def _topic_flags(cfg: KafkaConfig) -> list[str]:
             "--session-timeout", "10s"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Daemon:
     """An `otsentry` subprocess with a metrics port we can read."""
 
     def __init__(self, args: list[str], log: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.log = log
         env = {**os.environ, "OTSENTRY_KAFKA_BOOTSTRAP": ""}
         self.proc = subprocess.Popen([sys.executable, "-m", "otsentry", *args, "--metrics-port", str(self.port),
@@ -86,14 +80,7 @@ class Daemon:
                                      cwd=ROOT, env=env)
 
     def metric(self, name: str) -> float | None:
-        try:
-            text = urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2).read().decode()
-        except OSError:
-            return None
-        for line in text.splitlines():
-            if line.startswith(name + "{"):
-                return float(line.rsplit(" ", 1)[1])
-        return None
+        return scrape(self.port, name)
 
     def wait_metric(self, name: str, check, timeout: float = 60.0) -> float:
         deadline = time.monotonic() + timeout
@@ -321,7 +308,7 @@ def private_broker(tmp_path):
     cache = tmp_path / "cache"
     (cache / "services").mkdir(parents=True)
     (cache / "services" / service.HOME.name).symlink_to(service.HOME)
-    port, controller = _free_port(), _free_port()
+    port, controller = free_port(), free_port()
     env = {**os.environ, "OTSENTRY_CACHE": str(cache), "OTSENTRY_KAFKA_PORT": str(port),
            "OTSENTRY_KAFKA_CONTROLLER_PORT": str(controller), "OTSENTRY_KAFKA_HEAP": "256m"}
 
