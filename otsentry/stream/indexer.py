@@ -100,24 +100,18 @@ class AlertIndexer(ConsumerMember):
 
     def step(self, timeout_s: float = POLL_TIMEOUT_S) -> int:
         """One poll -> queue -> bulk -> commit cycle; returns the number of records read."""
-        self.metrics.beat()
-        try:
-            messages = self.consumer.poll(timeout_s, self.max_poll_records)
-        except TransportError as exc:
-            self._broker_down(exc)
-            self.backoff.wait(self.stop)
+        polled = self._poll(timeout_s)
+        if polled is None:
             return 0
-        self._observe_connection()
-        assigned = self._reconcile()
+        read, messages = polled
         for m in messages:
-            if (m.topic, m.partition) in assigned:  # a record fetched just before its partition was revoked
-                self._take(m)
+            self._take(m)
         if self.pending and (self._retry_at is None or self.clock() >= self._retry_at):
             if self._acknowledge():
                 self._commit()
         self._flow_control()
         self._gauges()
-        return len(messages)
+        return read
 
     def _take(self, m: Message) -> None:
         tp = (m.topic, m.partition)

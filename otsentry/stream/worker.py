@@ -54,7 +54,28 @@ class ConsumerMember:
     metrics: Metrics
     state: StateLog
     backoff: Backoff
+    stop: threading.Event
+    max_poll_records: int
     malformed: int
+
+    def _reconcile(self) -> set[TopicPartition]:
+        """Follow the assignment after a poll; returns the partitions assigned now."""
+        raise NotImplementedError
+
+    def _poll(self, timeout_s: float) -> tuple[int, list[Message]] | None:
+        """One poll: (records read, those of partitions still assigned); None after a broker error (and one backoff
+        step), when the rest of the cycle is skipped."""
+        self.metrics.beat()
+        try:
+            messages = self.consumer.poll(timeout_s, self.max_poll_records)
+        except TransportError as exc:
+            self._broker_down(exc)
+            self.backoff.wait(self.stop)
+            return None
+        self._observe_connection()
+        assigned = self._reconcile()
+        # a record fetched just before its partition was revoked is its new owner's
+        return len(messages), [m for m in messages if (m.topic, m.partition) in assigned]
 
     def _malformed(self, m: Message, reason: str) -> None:
         """Counted, logged (the first few, then every 1000th), copied to the dead-letter topic when there is one."""
@@ -158,24 +179,18 @@ class DetectorWorker(ConsumerMember):
 
     def step(self, timeout_s: float = POLL_TIMEOUT_S) -> int:
         """One poll -> score -> publish -> acknowledge -> commit cycle; returns the number of records read."""
-        self.metrics.beat()
-        try:
-            messages = self.consumer.poll(timeout_s, self.max_poll_records)
-        except TransportError as exc:
-            self._broker_down(exc)
-            self.backoff.wait(self.stop)
+        polled = self._poll(timeout_s)
+        if polled is None:
             return 0
-        self._observe_connection()
-        assigned = self._reconcile()
+        read, messages = polled
         for m in messages:
-            if (m.topic, m.partition) in assigned:  # a record fetched just before its partition was revoked
-                self._take(m)
+            self._take(m)
         self._score(self.buffer.release())
         self._flow_control()
         if self._dirty and self.outbox.flush():  # False only when stopping: close() flushes with a deadline
             self._commit()
         self._gauges()
-        return len(messages)
+        return read
 
     def _take(self, m: Message) -> None:
         tp = (m.topic, m.partition)
