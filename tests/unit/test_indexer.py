@@ -243,8 +243,6 @@ def test_systemd_unit_runs_index_with_flags_the_cli_accepts():
 
 
 def test_health_follows_elasticsearch_for_the_indexer():
-    from otsentry.stream.metrics import Metrics
-
     metrics = Metrics("indexer")
     metrics.running = metrics.broker_up = True
     assert metrics.health()[0] is True and "elasticsearch_up" not in metrics.health()[1]
