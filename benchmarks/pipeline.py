@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 
-from collect import capture, measure  # noqa: E402  (benchmarks/collect.py, same folder)
+from collect import best_of, capture, compile_bytecode, measure, table_header, table_row  # noqa: E402  (same folder)
 
 OUT = Path(__file__).resolve().parent / "out"
 
@@ -37,11 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--packets", type=int, default=1_000_000)
     parser.add_argument("--quick", action="store_true", help="100,000 packets")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per command; the median and best are shown")
     args = parser.parse_args(argv)
     packets = 100_000 if args.quick else args.packets
     path, truth = capture(packets, args.seed, fresh=False)
     model = OUT / f"{path.stem}.otsb"
     otsentry = [sys.executable, "-m", "otsentry"]
+    compile_bytecode()
     if model.exists() and stale(model):
         model.unlink()
     if not model.exists():
@@ -52,17 +54,16 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"model: {model} trained in {trained.seconds:.1f} s (first 10 minutes of the capture)")
     runs = [
-        measure("otsentry run", [*otsentry, "run", str(path), "--model", str(model), "--format", "json",
-                                 "--no-progress"], keep_stdout=False),
-        measure("inspect --summary", [*otsentry, "inspect", "--summary", str(path)], keep_stdout=False),
+        best_of("otsentry run", [*otsentry, "run", str(path), "--model", str(model), "--format", "json",
+                                 "--no-progress"], False, args.repeat),
+        best_of("inspect --summary", [*otsentry, "inspect", "--summary", str(path)], False, args.repeat),
     ]
-    print(f"\n{'stage':20} {'packets':>10} {'seconds':>9} {'packets/s':>11} {'peak MiB':>9}")
+    print("\n" + table_header("stage", 20))
     for r in runs:
         if r.error:
             print(f"{r.tool}: {r.error}")
             return 1
-        print(f"{r.tool:20} {truth['packets']:>10,} {r.seconds:>9.2f} {truth['packets'] / r.seconds:>11,.0f} "
-              f"{r.peak_mib:>9.1f}")
+        print(table_row(r, truth["packets"], 20))
     print("\ntarget: otsentry run >= 500,000 packets/s")
     return 0
 

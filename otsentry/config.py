@@ -9,8 +9,6 @@ from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
 from otsentry.collectors.collector import CollectorConfig
 from otsentry.stream.settings import SECRET_ENV, STREAM_SECTIONS, secret_fields
 
@@ -73,6 +71,8 @@ def load_config(path: str | Path | None) -> dict[str, Any]:
     """Load a YAML config into typed sections; a missing path gives the defaults."""
     raw: Any = {}
     if path is not None:
+        import yaml  # here, not at module level: most commands run without a config file and start faster
+
         try:
             raw = yaml.safe_load(Path(path).read_text()) or {}
         except OSError as exc:

@@ -6,26 +6,49 @@ Every option can also come from an environment variable ``OTSENTRY_<COMMAND>_<OP
 
 from __future__ import annotations
 
+import importlib
 import logging
 
 import click
 
 from otsentry import __version__
-from otsentry.cli.alerts import alerts
-from otsentry.cli.collect import collect
-from otsentry.cli.common import UserError
-from otsentry.cli.detect import evaluate_cmd, run_cmd, train_cmd
-from otsentry.cli.index import index_cmd
-from otsentry.cli.inspect import inspect_cmd
-from otsentry.cli.kibana import kibana
-from otsentry.cli.replay import replay
-from otsentry.cli.stream import detect_cmd
+
+# Subcommand name -> "module:attribute", in the order --help lists them. A command's module (and what it pulls in:
+# numpy, the detectors, the Kafka client) is imported only when that command runs, so `otsentry inspect` does not
+# pay for `otsentry replay`'s imports.
+COMMANDS = {
+    "inspect": "otsentry.cli.inspect:inspect_cmd",
+    "collect": "otsentry.cli.collect:collect",
+    "train": "otsentry.cli.detect:train_cmd",
+    "run": "otsentry.cli.detect:run_cmd",
+    "evaluate": "otsentry.cli.detect:evaluate_cmd",
+    "detect": "otsentry.cli.stream:detect_cmd",
+    "index": "otsentry.cli.index:index_cmd",
+    "replay": "otsentry.cli.replay:replay",
+    "alerts": "otsentry.cli.alerts:alerts",
+    "kibana": "otsentry.cli.kibana:kibana",
+}
 
 
 class _Main(click.Group):
-    """The root group: errors retrying cannot fix, raised deep in a daemon, end as one line (exit 2)."""
+    """The root group: subcommands imported on first use; errors retrying cannot fix, raised deep in a daemon,
+    end as one line (exit 2)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS) + [name for name in super().list_commands(ctx) if name not in COMMANDS]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module, attr = target.split(":")
+        command = getattr(importlib.import_module(module), attr)
+        if command.name != cmd_name:  # a renamed command would be listed under one name and run under another
+            raise RuntimeError(f"otsentry.cli.COMMANDS: {cmd_name!r} points to the command {command.name!r}")
+        return command
 
     def invoke(self, ctx: click.Context):
+        from otsentry.cli.common import UserError
         from otsentry.stream.transport import AuthenticationFailed
 
         try:
@@ -55,13 +78,3 @@ def main() -> None:
 
 logging.basicConfig(level=logging.WARNING, format="otsentry: %(levelname)s: %(message)s")
 
-main.add_command(inspect_cmd)
-main.add_command(collect)
-main.add_command(train_cmd)
-main.add_command(run_cmd)
-main.add_command(evaluate_cmd)
-main.add_command(detect_cmd)
-main.add_command(index_cmd)
-main.add_command(replay)
-main.add_command(alerts)
-main.add_command(kibana)

@@ -133,3 +133,28 @@ def test_zeek_rows_on_fuzzed_traces_differ_only_as_documented(runner, name):
     expected = ZEEK_FUZZ_DIFFERENCES[name]
     assert sorted((ours - theirs).elements()) == sorted(expected["only_ours"])
     assert sorted((theirs - ours).elements()) == sorted(expected["only_zeek"])
+
+
+def test_every_subcommand_loads_under_its_listed_name():
+    """The root group imports subcommands lazily from a table; a stale entry would only fail when that command runs."""
+    import click
+
+    from otsentry.cli import COMMANDS
+
+    ctx = click.Context(main)
+    assert main.list_commands(ctx)[: len(COMMANDS)] == list(COMMANDS)
+    for name in COMMANDS:
+        assert main.get_command(ctx, name).name == name
+    assert main.get_command(ctx, "no-such-command") is None
+
+
+def test_inspect_does_not_import_the_detectors():
+    """`otsentry inspect` starts without the detector, Kafka and replay modules (start-up time is part of its speed)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from otsentry.cli import main; main(['inspect', '--help'], standalone_mode=False); "
+            "print('loaded:', ' '.join(sorted(m for m in sys.modules if m.startswith(('otsentry.detectors', 'otsentry.features', "
+            "'otsentry.replay', 'otsentry.stream.kafka', 'kafka', 'yaml', 'sklearn')))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[-1].strip() == "loaded:", out.splitlines()[-1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import fields
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -40,8 +41,9 @@ def test_bad_stream_config_is_one_line(tmp_path, text, needle):
 
 
 def test_every_config_key_has_a_flag_and_an_env_var():
-    detect = {p.name for p in main.commands["detect"].params}
-    collect = {p.name for p in main.commands["collect"].commands["pcap"].params}
+    ctx = click.Context(main)
+    detect = {p.name for p in main.get_command(ctx, "detect").params}
+    collect = {p.name for p in main.get_command(ctx, "collect").commands["pcap"].params}
     for section, cls in STREAM_SECTIONS.items():
         for f in fields(cls):
             if f.metadata.get("secret"):
