@@ -8,6 +8,7 @@ of the capture itself (``learn_for_s``), as a student replaying a scenario or an
 from __future__ import annotations
 
 import logging
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -17,6 +18,7 @@ import numpy as np
 from otsentry.collectors.collector import CollectorConfig
 from otsentry.detectors.evaluation import window_key
 from otsentry.features.pipeline import window_batches_from_capture
+from otsentry.prefetch import prefetched
 from otsentry.records import Alert, FeatureWindow
 
 log = logging.getLogger(__name__)
@@ -135,18 +137,33 @@ class RunResult:
 def run(paths: Sequence[Path], bundle=None, learn_for_s: float | None = None, window_s: float = DEFAULT_WINDOW_S,
         config: CollectorConfig | None = None, on_alert: Callable[[Alert], None] | None = None,
         keep_scores: bool = False, progress: Callable[[int], None] | None = None,
-        suppress: bool = True) -> RunResult:
+        suppress: bool = True, jobs: int = 1) -> RunResult:
     """Replay captures through the whole pipeline.
 
     With ``bundle``, every window is scored. With ``learn_for_s``, the windows of the first ``learn_for_s`` seconds
-    are learned from (they are not scored) and the rest is scored as it streams.
+    are learned from (they are not scored) and the rest is scored as it streams. ``jobs=2`` decodes captures into
+    windows in a second process while this one scores them (same windows, same alerts; see ``otsentry.prefetch``).
     """
     if (bundle is None) == (learn_for_s is None):
         raise PipelineError("give either a model (--model) or a learning period (--learn-for), not both or neither")
     if bundle is not None and abs(bundle.window_s - window_s) > 1e-9:
         window_s = bundle.window_s  # the model decides the window length it was trained on
-    return run_batches(iter_window_batches(paths, window_s, config, progress), bundle, learn_for_s, window_s,
-                       on_alert, keep_scores, suppress, [str(p) for p in paths])
+    if jobs >= 2:
+        batches = _counted(prefetched(iter_window_batches, list(paths), window_s, config), progress)
+    else:
+        batches = iter_window_batches(paths, window_s, config, progress)
+    with closing(batches):  # an error while scoring stops the producing process now, not at garbage collection
+        return run_batches(batches, bundle, learn_for_s, window_s, on_alert, keep_scores, suppress,
+                           [str(p) for p in paths])
+
+
+def _counted(groups: Iterator[list[FeatureWindow]],
+             progress: Callable[[int], None] | None) -> Iterator[list[FeatureWindow]]:
+    """Progress counted where the groups arrive (the producing process has no progress bar)."""
+    for group in groups:
+        yield group
+        if progress is not None:
+            progress(len(group))
 
 
 def run_batches(batches: Iterable[list[FeatureWindow]], bundle=None, learn_for_s: float | None = None,

@@ -113,9 +113,13 @@ def train_cmd(captures, output, window, learn_for, false_alarm_rate, config_path
 @WINDOW
 @collector_options
 @click.option("--progress/--no-progress", default=None, help="Progress on stderr (default: when it is a terminal).")
+@click.option("--jobs", "-j", type=click.IntRange(1, 2), default=None,
+              help="Processes for captures: 2 decodes the next windows while the current ones are scored (same "
+                   "alerts, about 1.5x faster); 1 keeps everything in one process. [default: 2 with two or more "
+                   "CPUs, else 1]")
 @_user_errors
 def run_cmd(captures, iface, model, learn_for, alerts_out, fmt, es_url, es_prefix, window, config_path, ports,
-            pairing_timeout, progress) -> None:
+            pairing_timeout, progress, jobs) -> None:
     """Replay CAPTURES through collector, features, detectors and alerts, and print the alerts.
 
     Give a model (--model) learned by `otsentry train`, or --learn-for to learn from the start of the captures.
@@ -125,6 +129,7 @@ def run_cmd(captures, iface, model, learn_for, alerts_out, fmt, es_url, es_prefi
     from otsentry.alerts.ecs import to_ecs
     from otsentry.alerts.sinks import AlertTable, JsonlSink
     from otsentry.pipeline import run, run_live
+    from otsentry.prefetch import default_jobs
 
     if bool(captures) == bool(iface):
         raise UserError("give capture files or --iface IF (one of them)")
@@ -157,7 +162,8 @@ def run_cmd(captures, iface, model, learn_for, alerts_out, fmt, es_url, es_prefi
             result = run_live(iface, bundle, config, on_alert=on_alert)
         else:
             result = run(list(captures), bundle, parse_duration(learn_for) if learn_for else None,
-                         parse_duration(window), config, on_alert, progress=update)
+                         parse_duration(window), config, on_alert, progress=update,
+                         jobs=default_jobs() if jobs is None else jobs)
     finally:
         close()
         if sink is not None:
