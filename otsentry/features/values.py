@@ -15,8 +15,8 @@ Replays: a read whose values differ from the previous read of its block but are 
 running counter) never come back to an exact earlier state, so a man in the middle playing back recorded
 answers shows up as a run of replayed reads; a block that only changes when someone writes it (setpoints) can
 legitimately return to an earlier state now and then, which the detectors learn. Each read's content is kept as
-a 64-bit hash of (block, values), at most ``max_hashes`` of them, the oldest dropped first (the only way this
-part can depend on chunking, like ``max_values``).
+a 64-bit hash of (block, values) (``columns.hash_values``), at most ``max_hashes`` of them, the oldest dropped
+first (the only way this part can depend on chunking, like ``max_values``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from otsentry.features.columns import Cols, group_starts, hash_rows, lookup, merge_state, pick, ranges
+from otsentry.features.columns import Cols, group_starts, hash_rows, hash_values, lookup, merge_state, pick, ranges
 
 
 def rows_of(pool: np.ndarray, starts: np.ndarray, c: int) -> np.ndarray:
@@ -109,12 +109,11 @@ class ValueState:
                 prev = rows_of(self.pool, fresh_off[lo:hi], c)
                 chg[fresh_rows[lo:hi] - a] = (m[fresh_rows[lo:hi] - a] != prev).sum(axis=1)
             n_chg[a:b] = chg
-            content[a:b] = hash_rows(np.column_stack([k[a:b], m.astype(np.uint64)]))
+            content[a:b] = hash_values(k[a:b], m)
             kept.append(m[last[np.searchsorted(last, a) : np.searchsorted(last, b)] - a].ravel())
         self._store(k[last], np.concatenate(kept) if kept else pool[:0], cnt[last], ts[last], frontier_ns)
         tracked = reads["rtable"][order] >= 2  # register reads: bit blocks flip back and forth by design
-        seen = self.history.seen(content, ts, tracked)
-        self.history.add(content[tracked], ts[tracked], frontier_ns)
+        seen = self.history.seen_then_add(content, ts, tracked, frontier_ns)
         replay = ((n_chg > 0) & seen).astype(np.int64)
         result = {}
         for name, col in (("n_cmp", np.where(comparable, cnt, 0)), ("n_chg", n_chg), ("vmin", vmin), ("vmax", vmax),
@@ -160,18 +159,30 @@ class ContentHistory:
     def seen(self, h: np.ndarray, ts: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Per row: ``mask`` and its hash was seen at an earlier row of this call (rows of one block are in time
         order) or, within ``ttl_ns`` before its time, in an earlier call."""
+        return self._seen(h, ts, mask)[0]
+
+    def seen_then_add(self, h: np.ndarray, ts: np.ndarray, mask: np.ndarray, frontier_ns: int) -> np.ndarray:
+        """``seen``, then ``add`` the ``mask`` rows: one sort of the hashes serves both."""
+        out, hh, tt = self._seen(h, ts, mask)
+        self.add(hh, tt, frontier_ns)  # in hash order: the merges below become linear
+        return out
+
+    def _seen(self, h: np.ndarray, ts: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         out = np.zeros(len(h), dtype=bool)
         rows = np.flatnonzero(mask)
+        # In hash order (stable: equal hashes keep row order, so all but the first of each are repeats). Sorted
+        # queries also make the binary searches below walk the history in order instead of jumping around.
+        order = rows[np.argsort(h[rows], kind="stable")]
+        hh, tt = h[order], ts[order]
         if not len(rows):
-            return out
-        hh, tt = h[rows], ts[rows]
-        _, first, inverse = np.unique(hh, return_index=True, return_inverse=True)
-        hit = first[inverse.ravel()] != np.arange(len(rows))
+            return out, hh, tt
+        hit = np.zeros(len(order), dtype=bool)
+        hit[1:] = hh[1:] == hh[:-1]
         for keys, times in (self._main, self._recent):
             found, idx = lookup(keys, hh)
             hit |= found & (tt - pick(times, idx, found, 0) <= self.ttl_ns)
-        out[rows] = hit
-        return out
+        out[order] = hit
+        return out, hh, tt
 
     def add(self, h: np.ndarray, ts: np.ndarray, frontier_ns: int) -> None:
         if not len(h):

@@ -516,3 +516,19 @@ def test_public_captures(path: Path) -> None:
     for x in out:
         assert len(x.values) == len(x.feature_names()) and all(math.isfinite(v) for v in x.values)
     assert w.open_rows == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 65535), min_size=1, max_size=40), st.integers(0, 2**64 - 1), st.data())
+def test_hash_values_tells_contents_apart(values, key, data) -> None:
+    """Equal (key, values) rows hash equal; changing one value, or the key, changes the hash (replay detection)."""
+    from otsentry.features.columns import hash_values
+
+    row = np.array([values], dtype=np.int64)
+    keys = np.array([key], dtype=np.uint64)
+    pos = data.draw(st.integers(0, len(values) - 1))
+    other = row.copy()
+    other[0, pos] = data.draw(st.integers(0, 65535).filter(lambda v: v != values[pos]))
+    h = hash_values(np.repeat(keys, 3), np.vstack([row, row, other]))
+    assert h[0] == h[1] and h[0] != h[2]
+    assert hash_values(keys ^ np.uint64(1), row)[0] != h[0]
