@@ -17,7 +17,8 @@ import numpy as np
 
 from otsentry.collectors.collector import CollectorConfig
 from otsentry.detectors.evaluation import window_key
-from otsentry.features.pipeline import window_batches_from_capture
+from otsentry.features.closed import ClosedWindows
+from otsentry.features.pipeline import closed_from_capture, window_batches_from_capture
 from otsentry.prefetch import prefetched
 from otsentry.records import Alert, FeatureWindow
 
@@ -38,6 +39,13 @@ def iter_window_batches(paths: Sequence[Path], window_s: float, config: Collecto
             yield group
             if progress is not None:
                 progress(len(group))
+
+
+def iter_closed(paths: Sequence[Path], window_s: float,
+                config: CollectorConfig | None = None) -> Iterator[ClosedWindows]:
+    """``iter_window_batches`` as columns: cheap to send to another process, ``.windows()`` there."""
+    for path in paths:
+        yield from closed_from_capture(path, window_s, config)
 
 
 def iter_windows(paths: Sequence[Path], window_s: float, config: CollectorConfig | None = None,
@@ -149,7 +157,7 @@ def run(paths: Sequence[Path], bundle=None, learn_for_s: float | None = None, wi
     if bundle is not None and abs(bundle.window_s - window_s) > 1e-9:
         window_s = bundle.window_s  # the model decides the window length it was trained on
     if jobs >= 2:
-        batches = _counted(prefetched(iter_window_batches, list(paths), window_s, config), progress)
+        batches = _counted(_objects(prefetched(iter_closed, list(paths), window_s, config)), progress)
     else:
         batches = iter_window_batches(paths, window_s, config, progress)
     with closing(batches):  # an error while scoring stops the producing process now, not at garbage collection
@@ -157,13 +165,20 @@ def run(paths: Sequence[Path], bundle=None, learn_for_s: float | None = None, wi
                            [str(p) for p in paths])
 
 
+def _objects(closed: Iterator[ClosedWindows]) -> Iterator[list[FeatureWindow]]:
+    with closing(closed):
+        for c in closed:
+            yield c.windows()
+
+
 def _counted(groups: Iterator[list[FeatureWindow]],
              progress: Callable[[int], None] | None) -> Iterator[list[FeatureWindow]]:
     """Progress counted where the groups arrive (the producing process has no progress bar)."""
-    for group in groups:
-        yield group
-        if progress is not None:
-            progress(len(group))
+    with closing(groups):  # closing this closes the producer (and stops its process) at once
+        for group in groups:
+            yield group
+            if progress is not None:
+                progress(len(group))
 
 
 def run_batches(batches: Iterable[list[FeatureWindow]], bundle=None, learn_for_s: float | None = None,

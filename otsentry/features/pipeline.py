@@ -7,6 +7,7 @@ from typing import Iterator
 
 from otsentry.collectors.collector import Collector, CollectorConfig, CollectorStats
 from otsentry.collectors.source import CaptureRun
+from otsentry.features.closed import ClosedWindows
 from otsentry.features.windows import Windower
 from otsentry.records import FeatureWindow
 
@@ -15,6 +16,15 @@ def window_batches_from_capture(path: str | Path, window_s: float = 10.0, config
                                 lateness_s: float = 5.0, chunk_bytes: int | None = None,
                                 windower: Windower | None = None,
                                 stats_out: list[CollectorStats] | None = None) -> Iterator[list[FeatureWindow]]:
+    """Decode a capture and yield its windows in the groups in which they close (see ``closed_from_capture``)."""
+    for closed in closed_from_capture(path, window_s, config, lateness_s=lateness_s, chunk_bytes=chunk_bytes,
+                                      windower=windower, stats_out=stats_out):
+        yield closed.windows()
+
+
+def closed_from_capture(path: str | Path, window_s: float = 10.0, config: CollectorConfig | None = None, *,
+                        lateness_s: float = 5.0, chunk_bytes: int | None = None, windower: Windower | None = None,
+                        stats_out: list[CollectorStats] | None = None) -> Iterator[ClosedWindows]:
     """Decode a capture and yield its windows in the groups in which they close (memory stays flat).
 
     Detectors score a group at a time (models are much faster on a matrix than row by row), and a group is never
@@ -35,11 +45,11 @@ def window_batches_from_capture(path: str | Path, window_s: float = 10.0, config
     if chunk_bytes is not None:
         run.chunk_bytes = chunk_bytes
     for batch in run:
-        closed = windower.push(batch, run.conns)
-        if closed:
+        closed = windower.push_closed(batch, run.conns)
+        if len(closed):
             yield closed
-    last = windower.flush()
-    if last:
+    last = windower.flush_closed()
+    if len(last):
         yield last
 
 

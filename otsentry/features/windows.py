@@ -33,12 +33,12 @@ import numpy as np
 
 from otsentry.collectors.collector import CollectedBatch
 from otsentry.collectors.events import ConnTable, ModbusBatch
-from otsentry.collectors.flows import _TRANSPORTS
-from otsentry.collectors.packets import addr_from_str, addr_to_str
+from otsentry.collectors.packets import addr_from_str
+from otsentry.features.closed import ClosedWindows, FlowBlock, PairBlock
 from otsentry.features.columns import Cols, hash_rows, lookup
 from otsentry.features.flowwin import PAIR_TCP, FlowWindowObserver, flow_rows, pair_tcp
 from otsentry.features.pairs import COL, TxStore, extract, pair_matrix
-from otsentry.features.schema import FLOW_FEATURES, PAIR_FEATURES, SCHEMA_VERSION
+from otsentry.features.schema import FLOW_FEATURES, PAIR_FEATURES
 from otsentry.features.values import ValueState
 from otsentry.records import FeatureWindow
 
@@ -94,23 +94,31 @@ class Windower:
 
     def push(self, batch: CollectedBatch, conns: ConnTable) -> list[FeatureWindow]:
         """Add one collector batch; return the windows it closed. ``batch.flows`` is not used (see flowwin)."""
-        self._add_modbus(batch.modbus, conns)
-        self._add_cells()
-        if self._max_ts is None:
-            return []
-        return self._close((self._max_ts - self.lateness_ns) // self.window_ns)
+        return self.push_closed(batch, conns).windows()
 
     def tick(self, now_s: float) -> list[FeatureWindow]:
         """Advance the clock without traffic (live capture gone quiet): close the windows ``now_s`` has passed."""
         now = int(round(now_s * 1e9))
         self._max_ts = now if self._max_ts is None else max(self._max_ts, now)
-        return self._close((self._max_ts - self.lateness_ns) // self.window_ns)
+        return self._close((self._max_ts - self.lateness_ns) // self.window_ns).windows()
 
     def flush(self) -> list[FeatureWindow]:
         """End of capture: close every open window."""
+        return self.flush_closed().windows()
+
+    def push_closed(self, batch: CollectedBatch, conns: ConnTable) -> ClosedWindows:
+        """``push``, with the closed windows still as columns (``.windows()`` makes the objects)."""
+        self._add_modbus(batch.modbus, conns)
+        self._add_cells()
+        if self._max_ts is None:
+            return ClosedWindows()
+        return self._close((self._max_ts - self.lateness_ns) // self.window_ns)
+
+    def flush_closed(self) -> ClosedWindows:
+        """``flush``, with the closed windows still as columns."""
         self._add_cells()
         ends = [w + 1 for w in (self._tx.max_widx(), self._cells_max_widx()) if w is not None]
-        return self._close(max(ends)) if ends else []
+        return self._close(max(ends)) if ends else ClosedWindows()
 
     def _cells_max_widx(self) -> int | None:
         return None if self._cells is None else int(self._cells["widx"].max())
@@ -185,44 +193,22 @@ class Windower:
         self._cells = self._cells.select(~done) if not done.all() else None
         return closed
 
-    def _close(self, upto: int) -> list[FeatureWindow]:
+    def _close(self, upto: int) -> ClosedWindows:
         if self._open_from is not None and upto <= self._open_from:
-            return []
+            return ClosedWindows()
         self._open_from = upto
         txs, cells = self._tx.take(upto), self._take_cells(upto)
-        flows: list[FeatureWindow] = []
-        pairs: list[FeatureWindow] = []
-        flow_w, pair_w = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+        closed = ClosedWindows()
         if cells is not None:
-            flow_w, flows = self._flow_windows(cells)
+            keys, matrix = flow_rows(cells, self.server_ports)
+            closed.flows = FlowBlock(self.window_ns, keys, matrix)
+            self.stats.flow_windows += len(closed.flows)
         if txs is not None:
-            pair_w, pairs = self._pair_windows(*txs, cells, upto * self.window_ns)
-        self.stats.flow_windows += len(flows)
-        self.stats.pair_windows += len(pairs)
-        if not pairs or not flows:
-            return flows or pairs
-        # Each list is sorted by (window, key): interleave them by window, flows first (lexsort is stable).
-        order = np.lexsort((np.r_[np.zeros(len(flows)), np.ones(len(pairs))], np.r_[flow_w, pair_w]))
-        both = flows + pairs
-        return [both[i] for i in order.tolist()]
+            closed.pairs = self._pair_block(*txs, cells, upto * self.window_ns)
+            self.stats.pair_windows += len(closed.pairs)
+        return closed
 
-    def _bounds(self, widx: int) -> tuple[float, float]:
-        return widx * self.window_ns / 1e9, (widx + 1) * self.window_ns / 1e9
-
-    def _flow_windows(self, cells: Cols) -> tuple[np.ndarray, list[FeatureWindow]]:
-        """Flow windows sorted by (window, originator, responder, responder port, protocol number)."""
-        keys, matrix = flow_rows(cells, self.server_ports)
-        cols = [keys[k].tolist() for k in ("widx", "orig_hi", "orig_lo", "resp_hi", "resp_lo", "resp_port", "proto",
-                                           "first_frame", "last_frame")]
-        out = []
-        for (w, ohi, olo, rhi, rlo, port, proto, ff, lf), values in zip(zip(*cols), matrix.tolist()):
-            start, end = self._bounds(w)
-            out.append(FeatureWindow(start, end, "flow", addr_to_str(ohi, olo), addr_to_str(rhi, rlo), -1,
-                                     tuple(values), SCHEMA_VERSION, port, _TRANSPORTS.get(proto, str(proto)), ff, lf))
-        return keys["widx"], out
-
-    def _pair_windows(self, tx: Cols, pool: np.ndarray, cells: Cols | None,
-                      frontier_ns: int) -> tuple[np.ndarray, list[FeatureWindow]]:
+    def _pair_block(self, tx: Cols, pool: np.ndarray, cells: Cols | None, frontier_ns: int) -> PairBlock:
         """Pair windows sorted by (window, client address, server address, unit id)."""
         keys, matrix = pair_matrix(tx, pool, self._values, frontier_ns)
         ip_pair, unit = keys["pk"] >> 8, keys["pk"] & 0xFF
@@ -230,14 +216,8 @@ class Windower:
         if cells is not None:
             self._join_tcp(matrix, keys["widx"], addrs, cells)
         order = np.lexsort((unit, addrs[:, 3], addrs[:, 2], addrs[:, 1], addrs[:, 0], keys["widx"]))
-        cols = [c[order].tolist() for c in (keys["widx"], ip_pair, unit, keys["first_frame"], keys["last_frame"])]
-        out = []
-        for (w, pid, u, ff, lf), values in zip(zip(*cols), matrix[order].tolist()):
-            start, end = self._bounds(w)
-            client, server = self._pairs[pid][:2]
-            out.append(FeatureWindow(start, end, "pair", client, server, u, tuple(values), SCHEMA_VERSION,
-                                     first_frame=ff, last_frame=lf))
-        return keys["widx"][order], out
+        return PairBlock(self.window_ns, keys["widx"][order], ip_pair[order], unit[order], keys["first_frame"][order],
+                         keys["last_frame"][order], matrix[order], self._pairs)
 
     def _pair_addrs(self) -> np.ndarray:
         """Numeric addresses of every ip pair, as the packet columns hold them (rebuilt when pairs were added)."""

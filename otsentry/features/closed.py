@@ -1,0 +1,95 @@
+"""Closed windows as columns: what the windower computes, before any FeatureWindow object exists.
+
+Why: building ~100-float FeatureWindow objects is a good share of the windowing cost, and pickling them is most of
+the cost of handing windows to another process. ``otsentry run --jobs 2`` sends these columns (numpy arrays pickle
+as raw bytes) and builds the objects on the receiving side; in one process ``windows()`` is called at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from otsentry.collectors.flows import _TRANSPORTS
+from otsentry.collectors.packets import addr_to_str
+from otsentry.features.schema import SCHEMA_VERSION
+from otsentry.records import FeatureWindow
+
+
+def _bounds(widx: int, window_ns: int) -> tuple[float, float]:
+    return widx * window_ns / 1e9, (widx + 1) * window_ns / 1e9
+
+
+@dataclass
+class FlowBlock:
+    """Flow windows sorted by (window, originator, responder, responder port, protocol number)."""
+
+    window_ns: int
+    keys: dict[str, np.ndarray]  # widx, orig_hi, orig_lo, resp_hi, resp_lo, resp_port, proto, first/last_frame
+    values: np.ndarray  # (rows, FLOW_FEATURES)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @property
+    def widx(self) -> np.ndarray:
+        return self.keys["widx"]
+
+    def windows(self) -> list[FeatureWindow]:
+        cols = [self.keys[k].tolist() for k in ("widx", "orig_hi", "orig_lo", "resp_hi", "resp_lo", "resp_port",
+                                                "proto", "first_frame", "last_frame")]
+        out = []
+        for (w, ohi, olo, rhi, rlo, port, proto, ff, lf), values in zip(zip(*cols), self.values.tolist()):
+            start, end = _bounds(w, self.window_ns)
+            out.append(FeatureWindow(start, end, "flow", addr_to_str(ohi, olo), addr_to_str(rhi, rlo), -1,
+                                     tuple(values), SCHEMA_VERSION, port, _TRANSPORTS.get(proto, str(proto)), ff, lf))
+        return out
+
+
+@dataclass
+class PairBlock:
+    """Pair windows sorted by (window, client address, server address, unit id)."""
+
+    window_ns: int
+    widx: np.ndarray
+    pair: np.ndarray  # index into ``names``
+    unit: np.ndarray
+    first_frame: np.ndarray
+    last_frame: np.ndarray
+    values: np.ndarray  # (rows, PAIR_FEATURES)
+    names: list[tuple]  # per ip pair id: (client ip, server ip, ...)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def windows(self) -> list[FeatureWindow]:
+        cols = [c.tolist() for c in (self.widx, self.pair, self.unit, self.first_frame, self.last_frame)]
+        out = []
+        for (w, pid, u, ff, lf), values in zip(zip(*cols), self.values.tolist()):
+            start, end = _bounds(w, self.window_ns)
+            client, server = self.names[pid][:2]
+            out.append(FeatureWindow(start, end, "pair", client, server, u, tuple(values), SCHEMA_VERSION,
+                                     first_frame=ff, last_frame=lf))
+        return out
+
+
+@dataclass
+class ClosedWindows:
+    """The windows one push closed: flows and pairs, each sorted, interleaved by window (flows first) on output."""
+
+    flows: FlowBlock | None = None
+    pairs: PairBlock | None = None
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in (self.flows, self.pairs) if b is not None)
+
+    def windows(self) -> list[FeatureWindow]:
+        flows = self.flows.windows() if self.flows is not None else []
+        pairs = self.pairs.windows() if self.pairs is not None else []
+        if not pairs or not flows:
+            return flows or pairs
+        # Each list is sorted by (window, key): interleave them by window, flows first (lexsort is stable).
+        order = np.lexsort((np.r_[np.zeros(len(flows)), np.ones(len(pairs))], np.r_[self.flows.widx, self.pairs.widx]))
+        both = flows + pairs
+        return [both[i] for i in order.tolist()]
