@@ -27,6 +27,7 @@ SYN = 0x02
 _PAD = 16  # _decode reads fixed offsets up to 13 from row 0 for rows a field does not apply to
 MIDSTREAM = FLAG_BITS[FLAG_MIDSTREAM]
 EXCEPTION_CODES_FAST = frozenset({1, 2, 3, 4, 5, 6, 15, 16})
+_MAX_ADUS_PER_SEGMENT = 16  # more (rare) goes to the general path
 _EXC_FAST = np.isin(np.arange(128), list(EXCEPTION_CODES_FAST))  # lookup table: cheaper than np.isin per chunk
 
 
@@ -72,6 +73,8 @@ def run(
     head &= (u8[safe + 2] == 0) & (u8[safe + 3] == 0) & (need >= 8)
     whole = head & (plen == need)
     opens = head & (plen < need)
+    extra_k, extra_nth, extra_off, extra_len = _more_adus(u8, base, plen, need, np.flatnonzero(head & (plen > need)))
+    whole[extra_k] = True  # several whole ADUs back to back (pipelined requests): as fast as one
 
     act = np.flatnonzero(active)
     order = act[stable_order(stream[act])]
@@ -131,8 +134,21 @@ def run(
         return []
     midstream = np.zeros(n, dtype=bool)
     midstream[order[mid_pos]] = True
-    out = _decode(u8, p, idx[single], base[single], plen[single], conn[single], from_client[single],
-                  midstream[single])
+    # Rows: each fast segment's first ADU (length need), then the further ADUs of multi-ADU segments, in capture
+    # order and, within a segment, in byte order (as the general path emits them).
+    adu_k, adu_off, adu_len = single, base[single], np.minimum(need[single], plen[single])
+    taken = is_single[extra_k]
+    if taken.any():  # each segment's ADUs placed after its first one: no sort
+        ek = extra_k[taken]
+        counts = 1 + np.bincount(ek, minlength=n)[single]
+        first_row = np.cumsum(counts) - counts
+        row_of = np.zeros(n, dtype=np.int64)
+        row_of[single] = first_row
+        dest = row_of[ek] + extra_nth[taken]
+        adu_k, adu_off, adu_len = (np.empty(int(counts.sum()), dtype=np.int64) for _ in range(3))
+        adu_k[first_row], adu_off[first_row], adu_len[first_row] = single, base[single], need[single]
+        adu_k[dest], adu_off[dest], adu_len[dest] = ek, extra_off[taken], extra_len[taken]
+    out = _decode(u8, p, idx[adu_k], adu_off, adu_len, conn[adu_k], from_client[adu_k], midstream[adu_k])
     if not len(q):
         return [out]
     # ADUs split over two segments: their bytes are copied into a small buffer of their own (appending them to the
@@ -149,6 +165,49 @@ def run(
     pairs_u8[: len(pairs_u8) - _PAD] = u8[_ranges(starts, counts)]
     joined = _decode(pairs_u8, p, idx[second], pair_base, size, conn[second], from_client[second], midstream[second])
     return [out, joined] if len(single) else [joined]
+
+
+def _more_adus(u8: np.ndarray, base: np.ndarray, plen: np.ndarray, need: np.ndarray,
+               cand: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Segments (of ``cand``: a well-framed first ADU and more bytes) that hold only whole, well-framed ADUs.
+
+    Returns, for each further ADU of those segments (the first one is ``need`` long at ``base``), its segment, its
+    place in the segment (1 for the second ADU, ...), byte offset and length. A segment whose later bytes end in a partial ADU, an ADU too short for a function code or a
+    non-zero protocol id is left out: the general path handles it (and frames it exactly as Wireshark does).
+    """
+    none = np.empty(0, dtype=np.int64)
+    if not len(cand):
+        return none, none, none, none
+    end = base[cand] + plen[cand]
+    pos = base[cand] + need[cand]  # start of the next ADU
+    ok = np.ones(len(cand), dtype=bool)
+    done = np.zeros(len(cand), dtype=bool)
+    segs, nths, offs, lens = [], [], [], []
+    for nth in range(1, _MAX_ADUS_PER_SEGMENT):
+        act = np.flatnonzero(ok & ~done)
+        if not len(act):
+            break
+        at = pos[act]
+        room = end[act] - at
+        safe = np.where(room >= 8, at, 0)
+        length = _u16(u8, safe + 4) + 6
+        good = (room >= 8) & (u8[safe + 2] == 0) & (u8[safe + 3] == 0) & (length >= 8) & (length <= room)
+        ok[act[~good]] = False
+        act, at, length = act[good], at[good], length[good]
+        segs.append(cand[act])
+        nths.append(np.full(len(act), nth, dtype=np.int64))
+        offs.append(at)
+        lens.append(length)
+        pos[act] = at + length
+        done[act] = pos[act] == end[act]
+    keep = ok & done
+    if not keep.any():
+        return none, none, none, none
+    seg, nth, off, ln = (np.concatenate(parts) for parts in (segs, nths, offs, lens))
+    whole = np.zeros(int(cand.max()) + 1, dtype=bool)
+    whole[cand[keep]] = True
+    sel = whole[seg]
+    return seg[sel], nth[sel], off[sel], ln[sel]
 
 
 def _decode(

@@ -6,7 +6,11 @@ the same transactions as one big chunk.
 
 from __future__ import annotations
 
+import struct
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from otsentry.collectors.collector import CollectorConfig
 from otsentry.collectors.source import CaptureRun
@@ -77,3 +81,41 @@ def test_counts_match_ground_truth(generated):
     assert stats.modbus_requests == truth.modbus_requests
     assert stats.modbus_responses == truth.modbus_responses
     assert stats.exceptions == truth.exceptions
+
+
+_ADU = st.one_of(
+    # well-formed requests and responses the fast path decodes itself
+    st.tuples(st.integers(0, 65535), st.sampled_from([1, 2, 3, 4]), st.integers(0, 65535), st.integers(1, 125)).map(
+        lambda t: struct.pack(">HHHBBHH", t[0], 0, 6, 1, t[1], t[2], t[3])),
+    st.tuples(st.integers(0, 65535), st.lists(st.integers(0, 65535), min_size=1, max_size=8)).map(
+        lambda t: struct.pack(">HHHBBB", t[0], 0, 3 + 2 * len(t[1]), 1, 3, 2 * len(t[1]))
+        + b"".join(struct.pack(">H", v) for v in t[1])),
+    # odd ones the general path must frame: a non-zero protocol id, a length with no room for a function code
+    st.tuples(st.integers(0, 65535), st.integers(1, 65535)).map(lambda t: struct.pack(">HHHBBHH", t[0], t[1], 6, 1,
+                                                                                         3, 0, 1)),
+    st.integers(0, 65535).map(lambda tid: struct.pack(">HHHB", tid, 0, 1, 1)),
+    st.binary(min_size=1, max_size=12),  # junk, or the start of a partial ADU
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.lists(_ADU, min_size=1, max_size=5), min_size=1, max_size=12), st.booleans())
+def test_fast_path_equals_general_path_on_packed_segments(tmp_path, segments, handshake):
+    """Segments holding several ADUs back to back (pipelined requests), well formed or not, decode the same way."""
+    from tests.unit.capture_builders import ether, ipv4, pcap_file, tcp
+
+    records, seq, ts = [], 1000, 10**18
+    if handshake:
+        records.append((ts, ether(ipv4("10.0.0.1", "10.0.0.2", 6, tcp(40000, 502, seq=seq - 1, flags=0x02)))))
+    for adus in segments:
+        payload = b"".join(adus)
+        ts += 1_000_000
+        records.append((ts, ether(ipv4("10.0.0.1", "10.0.0.2", 6, tcp(40000, 502, payload, seq=seq)))))
+        seq += len(payload)
+    path = tmp_path / "packed.pcap"
+    path.write_bytes(pcap_file(records))
+    fast, _, fast_stats = _events(path, fast_path=True)
+    slow, _, slow_stats = _events(path, fast_path=False)
+    key = lambda e: (e.request_frame or 0, e.response_frame or 0, e.transaction_id)
+    assert sorted(fast, key=key) == sorted(slow, key=key)
+    assert (fast_stats.modbus_adus, fast_stats.malformed) == (slow_stats.modbus_adus, slow_stats.malformed)
