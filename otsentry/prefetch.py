@@ -26,7 +26,7 @@ T = TypeVar("T")
 _DONE = "done"
 _ITEM = "item"
 _ERROR = "error"
-_PUT_TIMEOUT_S = 1.0  # how often a blocked child checks that its parent is still alive
+_POLL_S = 1.0  # how often a blocked side checks that the other one is still alive
 _JOIN_TIMEOUT_S = 5.0
 
 
@@ -76,7 +76,7 @@ def _get(items: Any, child: Any) -> tuple[str, Any]:
     """The next message; a child that died without saying why (killed, out of memory) is an error, not a hang."""
     while True:
         try:
-            return items.get(timeout=_PUT_TIMEOUT_S)
+            return items.get(timeout=_POLL_S)
         except queue.Empty:
             if not child.is_alive():
                 try:
@@ -90,7 +90,7 @@ def _child(items: Any, parent_pid: int, produce: Callable[..., Iterator[Any]], a
     def put(message: tuple[str, Any]) -> bool:
         while True:
             try:
-                items.put(message, timeout=_PUT_TIMEOUT_S)
+                items.put(message, timeout=_POLL_S)
                 return True
             except queue.Full:
                 if os.getppid() != parent_pid:  # orphaned: nobody will read what is left

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from otsentry.cli import main
 from otsentry.collectors.types import CaptureError
-from otsentry.pipeline import iter_window_batches, run
+from otsentry.pipeline import iter_closed, iter_window_batches, run
 from otsentry.prefetch import PrefetchError, default_jobs, prefetched
 from otsentry.synth.scenarios import generate_scenario
 
@@ -96,9 +96,6 @@ def test_two_processes_give_the_same_windows_and_alerts_as_one(sweep):
     assert one.alerts and [a.to_dict() for a in one.alerts] == [a.to_dict() for a in two.alerts]
     assert (one.windows, one.learned_windows) == (two.windows, two.learned_windows)
     in_process = [w for group in iter_window_batches([sweep], 10.0) for w in group]
-    from otsentry.features.closed import ClosedWindows  # noqa: F401 - the columns the child sends
-    from otsentry.pipeline import iter_closed
-
     across = [w for c in prefetched(iter_closed, [sweep], 10.0, None) for w in c.windows()]
     assert across == in_process
 
