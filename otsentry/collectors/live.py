@@ -184,7 +184,7 @@ def open_live_socket(iface: str, bpf: str | None) -> tuple[Any, int]:
         if exc.errno in (errno.ENODEV, errno.ENXIO):
             raise LiveCaptureError(f"no interface named {iface!r}; available: {', '.join(names) or '(none)'}") from None
         raise LiveCaptureError(f"cannot capture on {iface}: {exc.strerror or exc}") from None
-    except ValueError as exc:  # scapy: "Interface 'x' not found !"
+    except ValueError:  # scapy: "Interface 'x' not found !"
         raise LiveCaptureError(f"no interface named {iface!r}; available: {', '.join(names) or '(none)'}") from None
     except Exception as exc:
         from scapy.error import Scapy_Exception

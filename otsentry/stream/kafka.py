@@ -255,8 +255,6 @@ class KafkaGroupConsumer:
 
     def lag(self) -> int | None:
         """Records not read yet in the assigned partitions: high watermark minus the next offset to read."""
-        from kafka.structs import TopicPartition as KTP
-
         total, known = 0, False
         for ktp in self._consumer.assignment():
             high = self._consumer.highwater(ktp)
