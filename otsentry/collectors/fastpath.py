@@ -1,9 +1,10 @@
 """Vectorised Modbus framing and decoding for the common case.
 
-A segment takes the fast path when it holds exactly one well-framed ADU, follows its stream's previous segment
-exactly, and its stream has no partial ADU pending. That is what a PLC poller sends nearly all the time;
-everything else (split ADUs, several ADUs per segment, retransmissions, gaps, handshakes) goes, in order, to the
-general reassembler, which gives identical results.
+A segment takes the fast path when it holds one well-framed ADU (or several, whole, back to back: pipelined
+requests), follows its stream's previous segment exactly, and its stream has no partial ADU pending; so does an ADU
+split over exactly two such segments. That is what a PLC poller sends nearly all the time; everything else (longer
+splits, a partial or odd ADU after whole ones, retransmissions, gaps, handshakes) goes, in order, to the general
+reassembler, which gives identical results.
 Within the fast path, the frequent well-formed PDUs (function codes 1-6, 15, 16 and exception responses) are
 decoded with numpy; anything else is decoded by the same table-driven decoder the general path uses.
 """
@@ -172,8 +173,9 @@ def _more_adus(u8: np.ndarray, base: np.ndarray, plen: np.ndarray, need: np.ndar
     """Segments (of ``cand``: a well-framed first ADU and more bytes) that hold only whole, well-framed ADUs.
 
     Returns, for each further ADU of those segments (the first one is ``need`` long at ``base``), its segment, its
-    place in the segment (1 for the second ADU, ...), byte offset and length. A segment whose later bytes end in a partial ADU, an ADU too short for a function code or a
-    non-zero protocol id is left out: the general path handles it (and frames it exactly as Wireshark does).
+    place in the segment (1 for the second ADU, ...), byte offset and length. A segment whose later bytes end in a
+    partial ADU, an ADU too short for a function code or a non-zero protocol id is left out: the general path
+    handles it (and frames it exactly as Wireshark does).
     """
     none = np.empty(0, dtype=np.int64)
     if not len(cand):
