@@ -7,7 +7,8 @@ child is raised again in the parent (the same type and message when it can be pi
 still ends the CLI in one line). Closing the iterator early, or the parent dying, stops the child.
 
 The child is forked: it inherits the loaded modules (no second start-up), and nothing it does touches the parent's
-state. Where fork is not available, or fewer than two CPUs are, the generator runs in-process.
+state. Where fork is not available the generator runs in-process; ``default_jobs`` uses a child only on Linux with
+two or more CPUs.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import multiprocessing as mp
 import os
 import pickle
 import queue
+import sys
 import traceback
 from typing import Any, Callable, Iterator, TypeVar
 
@@ -42,8 +44,9 @@ def usable_cpus() -> int:
 
 
 def default_jobs() -> int:
-    """Two processes when there are two CPUs to run them and fork exists; one otherwise."""
-    return 2 if usable_cpus() >= 2 and "fork" in mp.get_all_start_methods() else 1
+    """Two processes on Linux with two CPUs to run them; one otherwise (macOS's system libraries are not safe to
+    use after fork, and a single CPU would only take turns)."""
+    return 2 if sys.platform.startswith("linux") and usable_cpus() >= 2 else 1
 
 
 def prefetched(produce: Callable[..., Iterator[T]], *args: Any, depth: int = 3) -> Iterator[T]:
