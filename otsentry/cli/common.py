@@ -27,6 +27,19 @@ def parse_ports(value: str) -> frozenset[int]:
     return ports
 
 
+JOBS = click.option(
+    "--jobs", "-j", type=click.IntRange(1, 2), default=None,
+    help="Processes for captures: 2 decodes the next windows while the current ones are scored (same results, "
+         "about 1.4x faster); 1 keeps everything in one process. [default: 2 on Linux with two or more CPUs, else 1]")
+
+
+def resolve_jobs(jobs: int | None) -> int:
+    """``--jobs``, or the default for this machine when it was not given."""
+    from otsentry.prefetch import default_jobs
+
+    return default_jobs() if jobs is None else jobs
+
+
 def collector_options(f):
     """--config, --ports and --pairing-timeout, shared by every command that runs the collector."""
     f = click.option("--pairing-timeout", type=float, default=None,

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from otsentry.cli.alerts import ES_HELP
-from otsentry.cli.common import UserError, collector_config, collector_options, parse_duration
+from otsentry.cli.common import JOBS, UserError, collector_config, collector_options, parse_duration, resolve_jobs
 from otsentry.collectors.types import CaptureError
 
 CAPTURES = click.argument("captures", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
@@ -113,10 +113,7 @@ def train_cmd(captures, output, window, learn_for, false_alarm_rate, config_path
 @WINDOW
 @collector_options
 @click.option("--progress/--no-progress", default=None, help="Progress on stderr (default: when it is a terminal).")
-@click.option("--jobs", "-j", type=click.IntRange(1, 2), default=None,
-              help="Processes for captures: 2 decodes the next windows while the current ones are scored (same "
-                   "alerts, about 1.5x faster); 1 keeps everything in one process. [default: 2 with two or more "
-                   "CPUs, else 1]")
+@JOBS
 @_user_errors
 def run_cmd(captures, iface, model, learn_for, alerts_out, fmt, es_url, es_prefix, window, config_path, ports,
             pairing_timeout, progress, jobs) -> None:
@@ -129,7 +126,6 @@ def run_cmd(captures, iface, model, learn_for, alerts_out, fmt, es_url, es_prefi
     from otsentry.alerts.ecs import to_ecs
     from otsentry.alerts.sinks import AlertTable, JsonlSink
     from otsentry.pipeline import run, run_live
-    from otsentry.prefetch import default_jobs
 
     if bool(captures) == bool(iface):
         raise UserError("give capture files or --iface IF (one of them)")
@@ -163,7 +159,7 @@ def run_cmd(captures, iface, model, learn_for, alerts_out, fmt, es_url, es_prefi
         else:
             result = run(list(captures), bundle, parse_duration(learn_for) if learn_for else None,
                          parse_duration(window), config, on_alert, progress=update,
-                         jobs=default_jobs() if jobs is None else jobs)
+                         jobs=resolve_jobs(jobs))
     finally:
         close()
         if sink is not None:
@@ -225,9 +221,10 @@ def _close_es_sink(es) -> str:
 @WINDOW
 @collector_options
 @click.option("--progress/--no-progress", default=None, help="Progress on stderr (default: when it is a terminal).")
+@JOBS
 @_user_errors
 def evaluate_cmd(capture, labels, model, learn_for, as_json, window, config_path, ports, pairing_timeout,
-                 progress) -> None:
+                 progress, jobs) -> None:
     """Score CAPTURE against ground-truth LABELS: window-level precision, recall, F1, ROC-AUC, time to detect and
     false alerts per hour of normal traffic.
 
@@ -246,7 +243,7 @@ def evaluate_cmd(capture, labels, model, learn_for, as_json, window, config_path
     update, close = _progress(progress, "scoring")
     try:
         result = run([capture], bundle, parse_duration(learn_for) if learn_for else None, parse_duration(window),
-                     config, keep_scores=True, progress=update, suppress=False)
+                     config, keep_scores=True, progress=update, suppress=False, jobs=resolve_jobs(jobs))
     finally:
         close()
     frames = attack_frames_from_capture(capture, truth.frames)

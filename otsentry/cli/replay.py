@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from otsentry.cli.alerts import ES_HELP
-from otsentry.cli.common import UserError
+from otsentry.cli.common import JOBS, UserError, resolve_jobs
 from otsentry.cli.streamopts import stream_options, stream_params, stream_settings
 from otsentry.replay.catalog import DEFAULT_OUT, QUICK_LEARN_S, QUICK_TOTAL_S
 from otsentry.stream.settings import DaemonConfig
@@ -281,9 +281,10 @@ def _table(scores) -> None:
 @QUICK
 @CACHE
 @click.option("--progress/--no-progress", default=None, help="Progress on stderr (default: when it is a terminal).")
+@JOBS
 @_user_errors
 def score_cmd(names: tuple[str, ...], all_: bool, as_json: bool, report: Path | None, seed: int | None,
-              quick: bool, cache: Path, progress: bool | None) -> None:
+              quick: bool, cache: Path, progress: bool | None, jobs: int | None) -> None:
     """Score the detectors on scenario NAME (or several, or --all): learn on its normal part, score the rest.
 
     Reports per scenario whether the attack was detected and how fast, precision, recall and F1 over units of
@@ -305,7 +306,7 @@ def score_cmd(names: tuple[str, ...], all_: bool, as_json: bool, report: Path | 
     with tqdm(infos, desc="scoring", unit=" scenario", file=sys.stderr, disable=not show, leave=False) as bar:
         for info in bar:
             bar.set_postfix_str(info.name)
-            scores.append(score_scenario(info, generate(info, cache, seed, quick)))
+            scores.append(score_scenario(info, generate(info, cache, seed, quick), jobs=resolve_jobs(jobs)))
     if report is not None:
         from otsentry.replay.report import write_report
 

@@ -100,11 +100,11 @@ def slot_scores(scores: dict[tuple, float], window_s: float) -> list[tuple[float
 
 
 def score_scenario(info: ScenarioInfo, gen: Generated, window_s: float = DEFAULT_WINDOW_S,
-                   config: CollectorConfig | None = None) -> ScenarioScore:
+                   config: CollectorConfig | None = None, jobs: int = 1) -> ScenarioScore:
     """Learn on the scenario's learning part (its truth says how long), score the rest, evaluate."""
     t0 = time.monotonic()
     result = run([gen.pcap], learn_for_s=gen.learn_s, window_s=window_s, config=config, keep_scores=True,
-                 suppress=False)
+                 suppress=False, jobs=jobs)
     labels = load_labels(gen.labels)
     frames = attack_frames_from_capture(gen.pcap, labels.frames)
     det = result.detection

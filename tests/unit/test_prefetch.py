@@ -120,3 +120,18 @@ def test_run_cli_jobs_1_and_2_print_the_same_alerts(sweep):
         assert res.exit_code == 0, res.output
         outs.append([json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")])
     assert outs[0] and outs[0] == outs[1]
+
+
+@pytest.mark.slow
+def test_evaluate_jobs_1_and_2_give_the_same_scores(tmp_path):
+    pcap = tmp_path / "sweep.pcap"
+    truth = generate_scenario(pcap, "fc_sweep", seed=6, learn_s=300, attack_at_s=420, total_s=600)
+    labels = tmp_path / "sweep.csv"
+    truth.write_labels_csv(labels)
+    outs = []
+    for jobs in ("1", "2"):
+        res = CliRunner().invoke(main, ["evaluate", str(pcap), "--labels", str(labels), "--learn-for", "5m", "--json",
+                                        "--no-progress", "-j", jobs])
+        assert res.exit_code == 0, res.output
+        outs.append(json.loads(res.stdout))
+    assert outs[0]["detected"] and outs[0] == outs[1]
