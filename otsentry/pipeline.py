@@ -19,6 +19,7 @@ from otsentry.collectors.collector import CollectorConfig
 from otsentry.detectors.evaluation import window_key
 from otsentry.features.closed import ClosedWindows
 from otsentry.features.pipeline import closed_from_capture, window_batches_from_capture
+from otsentry.features.values import ValueState
 from otsentry.prefetch import prefetched
 from otsentry.records import Alert, FeatureWindow
 
@@ -41,11 +42,25 @@ def iter_window_batches(paths: Sequence[Path], window_s: float, config: Collecto
                 progress(len(group))
 
 
-def iter_closed(paths: Sequence[Path], window_s: float,
-                config: CollectorConfig | None = None) -> Iterator[ClosedWindows]:
-    """``iter_window_batches`` as columns: cheap to send to another process, ``.windows()`` there."""
-    for path in paths:
-        yield from closed_from_capture(path, window_s, config)
+def iter_closed(paths: Sequence[Path], window_s: float, config: CollectorConfig | None = None,
+                defer_values: bool = False) -> Iterator[ClosedWindows]:
+    """``iter_window_batches`` as columns: cheap to send to another process, ``.windows()`` there (after
+    ``complete`` with one ``ValueState`` per capture when ``defer_values``: see ``completed``)."""
+    for source, path in enumerate(paths):
+        for closed in closed_from_capture(path, window_s, config, defer_values=defer_values):
+            closed.source = source
+            yield closed
+
+
+def completed(closed: Iterator[ClosedWindows]) -> Iterator[list[FeatureWindow]]:
+    """The windows of ``iter_closed(..., defer_values=True)``, register values tracked here, a fresh state per
+    capture as the windower of each capture has in one process."""
+    state, source = ValueState(), 0
+    with closing(closed):
+        for c in closed:
+            if c.source != source:
+                state, source = ValueState(), c.source
+            yield c.complete(state).windows()
 
 
 def iter_windows(paths: Sequence[Path], window_s: float, config: CollectorConfig | None = None,
@@ -157,18 +172,12 @@ def run(paths: Sequence[Path], bundle=None, learn_for_s: float | None = None, wi
     if bundle is not None and abs(bundle.window_s - window_s) > 1e-9:
         window_s = bundle.window_s  # the model decides the window length it was trained on
     if jobs >= 2:
-        batches = _counted(_objects(prefetched(iter_closed, list(paths), window_s, config)), progress)
+        batches = _counted(completed(prefetched(iter_closed, list(paths), window_s, config, True)), progress)
     else:
         batches = iter_window_batches(paths, window_s, config, progress)
     with closing(batches):  # an error while scoring stops the producing process now, not at garbage collection
         return run_batches(batches, bundle, learn_for_s, window_s, on_alert, keep_scores, suppress,
                            [str(p) for p in paths])
-
-
-def _objects(closed: Iterator[ClosedWindows]) -> Iterator[list[FeatureWindow]]:
-    with closing(closed):
-        for c in closed:
-            yield c.windows()
 
 
 def _counted(groups: Iterator[list[FeatureWindow]],

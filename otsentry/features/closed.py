@@ -13,7 +13,9 @@ import numpy as np
 
 from otsentry.collectors.flows import _TRANSPORTS
 from otsentry.collectors.packets import addr_to_str
+from otsentry.features.pairs import ValueJob
 from otsentry.features.schema import SCHEMA_VERSION
+from otsentry.features.values import ValueState
 from otsentry.records import FeatureWindow
 
 
@@ -59,11 +61,20 @@ class PairBlock:
     last_frame: np.ndarray
     values: np.ndarray  # (rows, PAIR_FEATURES)
     names: list[tuple]  # per ip pair id: (client ip, server ip, ...)
+    value_job: ValueJob | None = None  # register-value columns still to fill (Windower(defer_values=True))
+    job_order: np.ndarray | None = None  # row i of ``values`` is group job_order[i] of the job
 
     def __len__(self) -> int:
         return len(self.values)
 
+    def complete(self, state: ValueState) -> None:
+        if self.value_job is not None:
+            self.value_job.apply(self.values, state, self.job_order)
+            self.value_job = self.job_order = None
+
     def windows(self) -> list[FeatureWindow]:
+        if self.value_job is not None:
+            raise RuntimeError("register values not filled in yet: call ClosedWindows.complete(state) first")
         cols = [c.tolist() for c in (self.widx, self.pair, self.unit, self.first_frame, self.last_frame)]
         out = []
         for (w, pid, u, ff, lf), values in zip(zip(*cols), self.values.tolist()):
@@ -80,9 +91,16 @@ class ClosedWindows:
 
     flows: FlowBlock | None = None
     pairs: PairBlock | None = None
+    source: int = 0  # which capture of a run: a new one starts with fresh register-value state
 
     def __len__(self) -> int:
         return sum(len(b) for b in (self.flows, self.pairs) if b is not None)
+
+    def complete(self, state: ValueState) -> "ClosedWindows":
+        """Fill in deferred register values (in window order, one state per capture); returns self."""
+        if self.pairs is not None:
+            self.pairs.complete(state)
+        return self
 
     def windows(self) -> list[FeatureWindow]:
         flows = self.flows.windows() if self.flows is not None else []

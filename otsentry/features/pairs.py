@@ -9,6 +9,8 @@ bincounts. The semantics of every feature are in ``otsentry.features.schema``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from otsentry.collectors.collector import MALFORMED_MASK
@@ -127,8 +129,10 @@ class TxStore:
         return closed, pool
 
 
-def pair_matrix(t: Cols, pool: np.ndarray, values: ValueState, frontier_ns: int) -> tuple[Cols, np.ndarray]:
-    """Features of every (window, pair) group of ``t``: (key columns per group, matrix in PAIR_FEATURES order).
+def pair_matrix(t: Cols, pool: np.ndarray, values: ValueState | None,
+                frontier_ns: int) -> tuple[Cols, np.ndarray, ValueJob | None]:
+    """Features of every (window, pair) group of ``t``: (key columns per group, matrix in PAIR_FEATURES order, and
+    the register-value job when ``values`` is None: its columns are then left for ``ValueJob.apply``).
 
     Groups come sorted by (window, pair key); TCP columns are left at 0 for the caller to fill. Rows stay in
     arrival order, which depends on chunking: every reduction is therefore order-independent (counts, min/max,
@@ -181,7 +185,12 @@ def pair_matrix(t: Cols, pool: np.ndarray, values: ValueState, frontier_ns: int)
     put("unanswered", count(g, n, (flags & FLAG_BITS[FLAG_UNANSWERED]) > 0))
     put("orphan_responses", count(g, n, (flags & FLAG_BITS[FLAG_ORPHAN_RESPONSE]) > 0))
     put("malformed", count(g, n, (flags & MALFORMED_MASK) > 0))
-    _register_values(f, t, pool, g, values, frontier_ns, n)
+    for name in ("value_min", "value_max"):
+        put(name, ABSENT)  # no register read in the window
+    job = ValueJob.of(t, pool, g, n, frontier_ns)
+    if job is not None and values is not None:
+        job.apply(f, values)
+        job = None
     has_w = t["has_w"]
     put("write_value_min", masked_reduce(np.minimum, t["wmin"], has_w, g, n, ABSENT))
     put("write_value_max", masked_reduce(np.maximum, t["wmax"], has_w, g, n, ABSENT))
@@ -191,7 +200,7 @@ def pair_matrix(t: Cols, pool: np.ndarray, values: ValueState, frontier_ns: int)
         "first_frame": seg_reduce(np.minimum, t["first_frame"], g, n, 0).astype(np.int64),
         "last_frame": seg_reduce(np.maximum, t["last_frame"], g, n, 0).astype(np.int64),
     })
-    return keys, f
+    return keys, f, job
 
 
 def _groups(widx: np.ndarray, pk: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -279,27 +288,48 @@ def _latency(f: np.ndarray, t: Cols, g: np.ndarray, n: int) -> None:
     f[has, COL["latency_p95_ms"]] = lat[last[has] - ki[has] + 1 + rank]
 
 
-def _register_values(f: np.ndarray, t: Cols, pool: np.ndarray, g: np.ndarray, values: ValueState,
-                     frontier_ns: int, n: int) -> None:
-    """Register statistics and change rates of the values read."""
-    for name in ("value_min", "value_max"):
-        f[:, COL[name]] = ABSENT
-    rows = np.flatnonzero(t["rcnt"] > 0)
-    if not len(rows):
-        return
-    reads = Cols({name: t[name][rows] for name in ("pk", "rtable", "addr", "rcnt", "voff", "ts", "last_frame")})
-    per_tx = values.update(reads, pool, frontier_ns)
-    g = g[rows]
-    regs = reads["rtable"] >= 2
-    k = count(g, n, np.where(regs, reads["rcnt"], 0))
-    f[:, COL["values_count"]] = k
-    f[:, COL["value_min"]] = masked_reduce(np.minimum, per_tx["vmin"], regs, g, n, ABSENT)
-    f[:, COL["value_max"]] = masked_reduce(np.maximum, per_tx["vmax"], regs, g, n, ABSENT)
-    f[:, COL["value_range"]] = np.where(k > 0, f[:, COL["value_max"]] - f[:, COL["value_min"]], 0)
-    for name, sel in (("value_change_rate", regs), ("bit_change_rate", ~regs)):
-        denom = count(g, n, np.where(sel, per_tx["n_cmp"], 0))
-        changed = count(g, n, np.where(sel, per_tx["n_chg"], 0))
-        f[:, COL[name]] = np.divide(changed, denom, out=np.zeros(n), where=denom > 0)
-        if name == "value_change_rate":
-            f[:, COL["values_compared"]] = denom
-    f[:, COL["replayed_reads"]] = count(g, n, regs & (per_tx["replay"] > 0))
+@dataclass
+class ValueJob:
+    """The register-value columns of a batch of pair windows, left to whoever holds the ``ValueState``.
+
+    Why a job: tracking values is the one stateful part of the pair features, and a quarter of their cost; ``run
+    --jobs 2`` lets the scoring process do it (the state lives there), so the decoding process, the slower one,
+    does less. Applied in window order to one ``ValueState``, jobs give exactly what in-place tracking gives.
+    """
+
+    reads: Cols  # the read transactions: pk, rtable, addr, rcnt, voff (into pool), ts, last_frame
+    pool: np.ndarray
+    group: np.ndarray  # window group of each read
+    n: int  # groups
+    frontier_ns: int
+
+    @staticmethod
+    def of(t: Cols, pool: np.ndarray, g: np.ndarray, n: int, frontier_ns: int) -> "ValueJob | None":
+        rows = np.flatnonzero(t["rcnt"] > 0)
+        if not len(rows):
+            return None
+        reads = Cols({name: t[name][rows] for name in ("pk", "rtable", "addr", "rcnt", "voff", "ts", "last_frame")})
+        return ValueJob(reads, pool, g[rows], n, frontier_ns)
+
+    def apply(self, f: np.ndarray, values: ValueState, order: np.ndarray | None = None) -> None:
+        """Fill the value columns of ``f`` (rows: groups, or ``f[i]`` = group ``order[i]``) and advance ``values``."""
+        for name, column in self._columns(values).items():
+            f[:, COL[name]] = column if order is None else column[order]
+
+    def _columns(self, values: ValueState) -> dict[str, np.ndarray]:
+        reads, g, n = self.reads, self.group, self.n
+        per_tx = values.update(reads, self.pool, self.frontier_ns)
+        regs = reads["rtable"] >= 2
+        k = count(g, n, np.where(regs, reads["rcnt"], 0))
+        out = {"values_count": k,
+               "value_min": masked_reduce(np.minimum, per_tx["vmin"], regs, g, n, ABSENT),
+               "value_max": masked_reduce(np.maximum, per_tx["vmax"], regs, g, n, ABSENT)}
+        out["value_range"] = np.where(k > 0, out["value_max"] - out["value_min"], 0)
+        for name, sel in (("value_change_rate", regs), ("bit_change_rate", ~regs)):
+            denom = count(g, n, np.where(sel, per_tx["n_cmp"], 0))
+            changed = count(g, n, np.where(sel, per_tx["n_chg"], 0))
+            out[name] = np.divide(changed, denom, out=np.zeros(n), where=denom > 0)
+            if name == "value_change_rate":
+                out["values_compared"] = denom
+        out["replayed_reads"] = count(g, n, regs & (per_tx["replay"] > 0))
+        return out

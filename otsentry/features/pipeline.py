@@ -24,7 +24,8 @@ def window_batches_from_capture(path: str | Path, window_s: float = 10.0, config
 
 def closed_from_capture(path: str | Path, window_s: float = 10.0, config: CollectorConfig | None = None, *,
                         lateness_s: float = 5.0, chunk_bytes: int | None = None, windower: Windower | None = None,
-                        stats_out: list[CollectorStats] | None = None) -> Iterator[ClosedWindows]:
+                        stats_out: list[CollectorStats] | None = None,
+                        defer_values: bool = False) -> Iterator[ClosedWindows]:
     """Decode a capture and yield its windows in the groups in which they close (memory stays flat).
 
     Detectors score a group at a time (models are much faster on a matrix than row by row), and a group is never
@@ -35,7 +36,8 @@ def closed_from_capture(path: str | Path, window_s: float = 10.0, config: Collec
     """
     config = config or CollectorConfig()
     if windower is None:
-        windower = Windower(window_s, max(lateness_s, config.pairing_timeout_s), server_ports=config.server_ports)
+        windower = Windower(window_s, max(lateness_s, config.pairing_timeout_s), server_ports=config.server_ports,
+                            defer_values=defer_values)
     run = CaptureRun(Path(path), config)
     # CaptureRun builds a plain Collector; swap in one that feeds the windower's flow observer.
     run.collector = Collector(config, observers=(windower.observer,))

@@ -52,10 +52,14 @@ def _block_time_order(bk: np.ndarray, cnt: np.ndarray, ts: np.ndarray, frame: np
     return np.lexsort((frame, ts, rank[inv]))
 
 
+VALUE_TTL_S = 3600.0
+MAX_VALUES = 1 << 22
+
+
 class ValueState:
     """Last values of every read block, across windows."""
 
-    def __init__(self, ttl_s: float = 3600.0, max_values: int = 1 << 22, max_hashes: int = 1 << 22) -> None:
+    def __init__(self, ttl_s: float = VALUE_TTL_S, max_values: int = MAX_VALUES, max_hashes: int = 1 << 22) -> None:
         self.ttl_ns = int(ttl_s * 1e9)
         self.max_values = max_values
         self.history = ContentHistory(self.ttl_ns, max_hashes)

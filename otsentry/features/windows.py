@@ -39,7 +39,7 @@ from otsentry.features.columns import Cols, hash_rows, lookup
 from otsentry.features.flowwin import PAIR_TCP, FlowWindowObserver, flow_rows, pair_tcp
 from otsentry.features.pairs import COL, TxStore, extract, pair_matrix
 from otsentry.features.schema import FLOW_FEATURES, PAIR_FEATURES
-from otsentry.features.values import ValueState
+from otsentry.features.values import MAX_VALUES, VALUE_TTL_S, ValueState
 from otsentry.records import FeatureWindow
 
 log = logging.getLogger(__name__)
@@ -63,8 +63,8 @@ class Windower:
     """
 
     def __init__(self, window_s: float = 10.0, lateness_s: float = 5.0, *,
-                 server_ports: frozenset[int] = frozenset({502}), value_ttl_s: float = 3600.0,
-                 max_values: int = 1 << 22) -> None:
+                 server_ports: frozenset[int] = frozenset({502}), value_ttl_s: float = VALUE_TTL_S,
+                 max_values: int = MAX_VALUES, defer_values: bool = False) -> None:
         if not window_s > 0:
             raise ValueError(f"window_s must be positive, got {window_s}")
         if not lateness_s >= 0:
@@ -77,6 +77,7 @@ class Windower:
         self.observer = FlowWindowObserver(window_s, self.server_ports)
         self.stats = WindowerStats()
         self._values = ValueState(value_ttl_s, max_values)
+        self.defer_values = defer_values  # leave register values to ClosedWindows.complete (see pairs.ValueJob)
         self._tx = TxStore()
         self._cells: Cols | None = None
         self._open_from: int | None = None  # windows below this index are closed
@@ -210,14 +211,14 @@ class Windower:
 
     def _pair_block(self, tx: Cols, pool: np.ndarray, cells: Cols | None, frontier_ns: int) -> PairBlock:
         """Pair windows sorted by (window, client address, server address, unit id)."""
-        keys, matrix = pair_matrix(tx, pool, self._values, frontier_ns)
+        keys, matrix, job = pair_matrix(tx, pool, None if self.defer_values else self._values, frontier_ns)
         ip_pair, unit = keys["pk"] >> 8, keys["pk"] & 0xFF
         addrs = self._pair_addrs()[ip_pair]  # (client hi, client lo, server hi, server lo) per window
         if cells is not None:
             self._join_tcp(matrix, keys["widx"], addrs, cells)
         order = np.lexsort((unit, addrs[:, 3], addrs[:, 2], addrs[:, 1], addrs[:, 0], keys["widx"]))
         return PairBlock(self.window_ns, keys["widx"][order], ip_pair[order], unit[order], keys["first_frame"][order],
-                         keys["last_frame"][order], matrix[order], self._pairs)
+                         keys["last_frame"][order], matrix[order], self._pairs, job, None if job is None else order)
 
     def _pair_addrs(self) -> np.ndarray:
         """Numeric addresses of every ip pair, as the packet columns hold them (rebuilt when pairs were added)."""

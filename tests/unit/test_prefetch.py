@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from otsentry.cli import main
 from otsentry.collectors.types import CaptureError
-from otsentry.pipeline import iter_closed, iter_window_batches, run
+from otsentry.features.pairs import COL
+from otsentry.pipeline import completed, iter_closed, iter_window_batches, run
 from otsentry.prefetch import PrefetchError, default_jobs, prefetched
 from otsentry.synth.scenarios import generate_scenario
 
@@ -98,6 +99,19 @@ def test_two_processes_give_the_same_windows_and_alerts_as_one(sweep):
     in_process = [w for group in iter_window_batches([sweep], 10.0) for w in group]
     across = [w for c in prefetched(iter_closed, [sweep], 10.0, None) for w in c.windows()]
     assert across == in_process
+
+
+@pytest.mark.slow
+def test_register_values_tracked_by_the_consumer_give_the_same_windows(sweep):
+    """``defer_values``: the scoring side tracks register values, one state per capture (the same capture twice:
+    its second pass must not compare its first reads with the first pass's last ones)."""
+    in_process = [w for group in iter_window_batches([sweep, sweep], 10.0) for w in group]
+    deferred = [w for group in completed(prefetched(iter_closed, [sweep, sweep], 10.0, None, True)) for w in group]
+    assert deferred == in_process
+    assert any(w.values[COL["values_compared"]] > 0 for w in deferred if w.kind == "pair")
+    closed = next(iter_closed([sweep], 10.0, None, True))
+    with pytest.raises(RuntimeError, match="complete"):
+        closed.windows()
 
 
 @pytest.mark.slow
