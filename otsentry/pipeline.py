@@ -35,11 +35,8 @@ class PipelineError(ValueError):
 def iter_window_batches(paths: Sequence[Path], window_s: float, config: CollectorConfig | None = None,
                         progress: Callable[[int], None] | None = None) -> Iterator[list[FeatureWindow]]:
     """Feature windows of several captures, one after the other, in the groups in which they close."""
-    for path in paths:
-        for group in window_batches_from_capture(path, window_s, config):
-            yield group
-            if progress is not None:
-                progress(len(group))
+    groups = (group for path in paths for group in window_batches_from_capture(path, window_s, config))
+    return _counted(groups, progress)
 
 
 def iter_closed(paths: Sequence[Path], window_s: float, config: CollectorConfig | None = None,
@@ -182,7 +179,8 @@ def run(paths: Sequence[Path], bundle=None, learn_for_s: float | None = None, wi
 
 def _counted(groups: Iterator[list[FeatureWindow]],
              progress: Callable[[int], None] | None) -> Iterator[list[FeatureWindow]]:
-    """Progress counted where the groups arrive (the producing process has no progress bar)."""
+    """The groups, each counted in ``progress`` once it was used (with --jobs 2: where they arrive, as the
+    producing process has no progress bar)."""
     with closing(groups):  # closing this closes the producer (and stops its process) at once
         for group in groups:
             yield group

@@ -301,12 +301,13 @@ def score_cmd(names: tuple[str, ...], all_: bool, as_json: bool, report: Path | 
     infos = list(catalog.values()) if all_ else [get_scenario(n, catalog) for n in dict.fromkeys(names)]
     show = sys.stderr.isatty() if progress is None else progress
     scores = []
+    jobs = resolve_jobs(jobs)
     from tqdm import tqdm
 
     with tqdm(infos, desc="scoring", unit=" scenario", file=sys.stderr, disable=not show, leave=False) as bar:
         for info in bar:
             bar.set_postfix_str(info.name)
-            scores.append(score_scenario(info, generate(info, cache, seed, quick), jobs=resolve_jobs(jobs)))
+            scores.append(score_scenario(info, generate(info, cache, seed, quick), jobs=jobs))
     if report is not None:
         from otsentry.replay.report import write_report
 
