@@ -90,13 +90,17 @@ def _get(items: Any, child: Any) -> tuple[str, Any]:
 
 def _child(items: Any, parent_pid: int, produce: Callable[..., Iterator[Any]], args: tuple) -> None:
     _die_with_parent()
+    orphaned = False
+
     def put(message: tuple[str, Any]) -> bool:
+        nonlocal orphaned
         while True:
             try:
                 items.put(message, timeout=_POLL_S)
                 return True
             except queue.Full:
                 if os.getppid() != parent_pid:  # orphaned: nobody will read what is left
+                    orphaned = True
                     return False
 
     try:
@@ -108,6 +112,8 @@ def _child(items: Any, parent_pid: int, produce: Callable[..., Iterator[Any]], a
     else:
         put((_DONE, None))
     finally:
+        if orphaned:  # the queue's feeder thread would wait forever to write into a pipe nobody reads
+            items.cancel_join_thread()
         items.close()
         items.join_thread()
 

@@ -29,10 +29,6 @@ def failing(after: int, exc: BaseException):
 
 
 class Unpicklable(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.handle = lambda: None  # lambdas do not pickle
-
     def __reduce__(self):
         raise TypeError("not picklable")
 
@@ -79,8 +75,17 @@ def test_closing_early_stops_the_child_at_once():
     assert not mp.active_children()
 
 
-def test_default_jobs_is_one_or_two():
-    assert default_jobs() in (1, 2)
+def test_default_jobs_needs_linux_and_two_cpus(monkeypatch):
+    import otsentry.prefetch as prefetch
+
+    monkeypatch.setattr(prefetch.sys, "platform", "linux")
+    monkeypatch.setattr(prefetch, "usable_cpus", lambda: 2)
+    assert default_jobs() == 2
+    monkeypatch.setattr(prefetch, "usable_cpus", lambda: 1)
+    assert default_jobs() == 1
+    monkeypatch.setattr(prefetch, "usable_cpus", lambda: 8)
+    monkeypatch.setattr(prefetch.sys, "platform", "darwin")
+    assert default_jobs() == 1
 
 
 @pytest.fixture(scope="module")
