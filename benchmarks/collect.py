@@ -8,19 +8,20 @@ source, so a changed generator never benchmarks a stale file. Each tool runs as 
 measured around it and peak RSS comes from ``os.wait4`` (the child's own ``ru_maxrss``; grandchildren it starts
 are not included). Each tool runs ``--repeat`` times (default 3) and the median and best wall times are printed:
 the machines this runs on are often shared and noisy. otsentry's bytecode is compiled first, as ``pip install``
-does for a regular install, so the first run does not pay for compiling it. tshark is asked for the same work a Modbus monitor does (dissect every ADU, print the
-transaction ids) with its output thrown away. Exit status: 0 if every tool ran, 1 otherwise.
+does for a regular install, so the first run does not pay for compiling it. tshark is asked for the same work a
+Modbus monitor does (dissect every ADU, print the transaction ids) with its output thrown away. Exit status: 0 if
+every tool ran, 1 otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
 import compileall
-import statistics
 import hashlib
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -82,8 +83,8 @@ def compile_bytecode() -> None:
     compileall.compile_dir(Path(otsentry.synth.__file__).parents[1], quiet=1)
 
 
-def best_of(tool: str, argv: list[str], keep_stdout: bool, repeat: int) -> Run:
-    """``measure`` ``repeat`` times: the median run's figures, with every wall time in ``all_seconds``."""
+def repeated(tool: str, argv: list[str], keep_stdout: bool, repeat: int) -> Run:
+    """``measure`` ``repeat`` times: the median run's figures (median wall time), every wall time in ``all_seconds``."""
     runs = []
     for _ in range(max(1, repeat)):
         run = measure(tool, argv, keep_stdout)
@@ -161,13 +162,13 @@ def main(argv: list[str] | None = None) -> int:
           f"traffic")
 
     compile_bytecode()
-    runs = [best_of("otsentry", [sys.executable, "-m", "otsentry", "inspect", "--summary", str(path)], True,
+    runs = [repeated("otsentry", [sys.executable, "-m", "otsentry", "inspect", "--summary", str(path)], True,
                     args.repeat)]
     tshark = shutil.which("tshark")
     if tshark is None:
         runs.append(Run("tshark", error="tshark is not installed (make tools)"))
     else:
-        runs.append(best_of("tshark", [tshark, "-r", str(path), "-T", "fields", "-e", "mbtcp.trans_id"],
+        runs.append(repeated("tshark", [tshark, "-r", str(path), "-T", "fields", "-e", "mbtcp.trans_id"],
                             args.keep, args.repeat))
     if args.keep:
         for run in runs:

@@ -5,9 +5,10 @@ benchmarks/collect.py); the model is trained on the first 10 minutes of it. Prin
 run with ``--jobs 2`` (the default on two or more CPUs: captures are decoded into windows in a second process
 while the first scores them) and with ``--jobs 1`` (one process), next to ``otsentry inspect --summary``
 (collector only) on the same file, so the cost of features and detectors is visible. Peak memory is that of the
-process otsentry was started as (the decoding child's is about the same as inspect's). Not a test: numbers depend on the machine.
+process otsentry was started as (the decoding child's is about the same as inspect's). Not a test: numbers depend
+on the machine.
 
-    .venv/bin/python benchmarks/pipeline.py [--packets N] [--quick]
+    .venv/bin/python benchmarks/pipeline.py [--packets N] [--quick] [--repeat R]
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 from pathlib import Path
 
 
-from collect import best_of, capture, compile_bytecode, measure, table_header, table_row  # noqa: E402  (same folder)
+from collect import capture, compile_bytecode, measure, repeated, table_header, table_row  # noqa: E402  (same folder)
 
 OUT = Path(__file__).resolve().parent / "out"
 
@@ -56,11 +57,11 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"model: {model} trained in {trained.seconds:.1f} s (first 10 minutes of the capture)")
     runs = [
-        best_of("run --jobs 2", [*otsentry, "run", str(path), "--model", str(model), "--format", "json",
+        repeated("run --jobs 2", [*otsentry, "run", str(path), "--model", str(model), "--format", "json",
                                  "--no-progress", "--jobs", "2"], False, args.repeat),
-        best_of("run --jobs 1", [*otsentry, "run", str(path), "--model", str(model), "--format", "json",
+        repeated("run --jobs 1", [*otsentry, "run", str(path), "--model", str(model), "--format", "json",
                                  "--no-progress", "--jobs", "1"], False, args.repeat),
-        best_of("inspect --summary", [*otsentry, "inspect", "--summary", str(path)], False, args.repeat),
+        repeated("inspect --summary", [*otsentry, "inspect", "--summary", str(path)], False, args.repeat),
     ]
     print("\n" + table_header("stage", 20))
     for r in runs:

@@ -13,6 +13,8 @@ from types import ModuleType
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+SHARED_PCAPS = ROOT.parent / "shared" / "data" / "pcaps"
+IN_CI = os.environ.get("CI") == "true"
 
 
 def free_port() -> int:
@@ -20,8 +22,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-SHARED_PCAPS = ROOT.parent / "shared" / "data" / "pcaps"
-IN_CI = os.environ.get("CI") == "true"
 
 
 def shared_pcaps() -> list[Path]:
