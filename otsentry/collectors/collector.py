@@ -7,7 +7,7 @@ the rest), decode PDUs and pair requests with responses.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
@@ -18,10 +18,15 @@ from otsentry.collectors.events import ConnTable, ModbusBatch
 from otsentry.collectors.flows import FlowGroups, FlowTable, group_flows
 from otsentry.collectors.halves import FLAG_BITS, HalfBatch, HalfBuilder, flags_to_mask
 from otsentry.collectors.modbus_pdu import decode_pdu_cached as decode_pdu
-from otsentry.collectors.packets import Packets, addr_to_str, decode_packets
+from otsentry.collectors.defrag import DefragLimits, Defragmenter, parse_fragment
+from otsentry.collectors.packets import (
+    RAW_IP, PacketFields, Packets, addr_to_str, decode_packet_py, decode_packets, network_offset,
+)
 from otsentry.collectors.pairing import Pairer
-from otsentry.collectors.reassembly import SEQ_MOD, RawAdu, StreamState, feed_segment, flush
-from otsentry.collectors.types import Conn
+from otsentry.collectors.reassembly import (
+    LIMITS, SEQ_MOD, RawAdu, ReassemblyLimits, StreamState, feed_segment, finish_stream, flush, skip_gap, skip_if_acked,
+)
+from otsentry.collectors.types import Conn, EvasionNote
 from otsentry.records import (
     FLAG_BAD_PROTOCOL_ID,
     FLAG_LENGTH_MISMATCH,
@@ -31,8 +36,11 @@ from otsentry.records import (
     FlowEvent,
 )
 
+DEFRAG_STATS = {"fragments": "ip_fragments", "reassembled": "ip_reassembled", "expired": "ip_fragments_expired",
+                "dropped": "ip_fragments_dropped", "overlaps": "ip_fragment_overlaps",
+                "overlap_conflicts": "ip_fragment_overlap_conflicts", "tiny": "ip_tiny_fragments"}
 MALFORMED_MASK = flags_to_mask((FLAG_BAD_PROTOCOL_ID, FLAG_LENGTH_MISMATCH, FLAG_MALFORMED_PDU, FLAG_TRUNCATED))
-SYN = 0x02
+SYN, ACK = 0x02, 0x10
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,9 @@ class CollectorConfig:
     flow_idle_timeout_s: float = 120.0
     flow_active_timeout_s: float = 300.0
     fast_path: bool = True
+    reassembly: ReassemblyLimits = LIMITS
+    max_held_total_bytes: int = 64 << 20  # out-of-order bytes held over all streams (memory bound)
+    defrag: DefragLimits = DefragLimits()
 
 
 @dataclass
@@ -59,6 +70,19 @@ class CollectorStats:
     flows: int = 0
     retransmissions: int = 0
     non_modbus_payload_bytes: int = 0
+    tcp_out_of_order: int = 0  # segments that arrived ahead of a hole and were held
+    tcp_overlaps: int = 0  # segments overlapping earlier bytes, same content
+    tcp_overlap_conflicts: int = 0  # ... different content (an evasion attempt)
+    tcp_gaps: int = 0  # holes that never filled (framing resynchronised after each)
+    tcp_gap_bytes: int = 0
+    tcp_held_peak_bytes: int = 0  # high-water mark of one direction's out-of-order buffer
+    ip_fragments: int = 0  # IPv4/IPv6 fragments seen
+    ip_reassembled: int = 0  # datagrams rebuilt from them
+    ip_fragments_expired: int = 0  # datagrams that never completed (timeout or end of capture)
+    ip_fragments_dropped: int = 0  # datagrams dropped by the memory bounds or for exceeding 65,535 bytes
+    ip_fragment_overlaps: int = 0
+    ip_fragment_overlap_conflicts: int = 0  # overlapping fragments whose bytes differ (an evasion attempt)
+    ip_tiny_fragments: int = 0  # non-last fragments too small for any real MTU (an evasion attempt)
     first_ts: float | None = None
     last_ts: float | None = None
     warnings: list[str] = field(default_factory=list)
@@ -79,11 +103,14 @@ class CollectorStats:
         for name in (
             "packets", "modbus_adus", "modbus_requests", "modbus_responses", "truncated_adus", "exceptions", "malformed",
             "unanswered", "orphan_responses", "transactions", "flows", "retransmissions", "non_modbus_payload_bytes",
+            "tcp_out_of_order", "tcp_overlaps", "tcp_overlap_conflicts", "tcp_gaps", "tcp_gap_bytes",
+            *DEFRAG_STATS.values(),
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         if other.first_ts is not None:
             self.first_ts = other.first_ts if self.first_ts is None else min(self.first_ts, other.first_ts)
             self.last_ts = other.last_ts if self.last_ts is None else max(self.last_ts, other.last_ts)
+        self.tcp_held_peak_bytes = max(self.tcp_held_peak_bytes, other.tcp_held_peak_bytes)
         self.warnings.extend(other.warnings)
 
 
@@ -112,6 +139,9 @@ class Collector:
         self._port_table = np.zeros(65536, dtype=bool)
         self._port_table[[q for q in self.config.server_ports if 0 <= q < 65536]] = True
         self._streams: dict[int, StreamState] = {}
+        self._holding: set[int] = set()  # streams with out-of-order bytes held (the fast path leaves them alone)
+        self._defrag = Defragmenter(self.config.defrag)
+        self.notes: list[EvasionNote] = []  # evasion evidence, in the order seen (consumers drain it)
         self._flows = FlowTable(self.config.server_ports, self.config.flow_idle_timeout_s,
                                 self.config.flow_active_timeout_s)
         self._pairer = Pairer(self.config.pairing_timeout_s)
@@ -123,6 +153,9 @@ class Collector:
         if n == 0:
             return CollectedBatch(ModbusBatch.empty(), [])
         p = decode_packets(chunk)
+        odd = np.flatnonzero((p.ipver != 0) & ~p.l4_ok)  # fragments (and damaged headers): rare
+        if len(odd):
+            chunk, p = self._fragments(chunk, p, odd)
         self.stats.packets += n
         t0, t1 = float(p.ts_ns.min()) / 1e9, float(p.ts_ns.max()) / 1e9
         self.stats.first_ts = t0 if self.stats.first_ts is None else min(self.stats.first_ts, t0)
@@ -143,17 +176,114 @@ class Collector:
         """End of capture: flush partial ADUs, unanswered requests and open flows."""
         builder = HalfBuilder()
         for sid, state in self._streams.items():
-            for adu in flush(state, self._last_frame, self._last_ts_ns):
+            for adu in finish_stream(state, self._last_frame, self._last_ts_ns):
                 self._add_adu(builder, sid, state, adu)
-            self.stats.non_modbus_payload_bytes += state.skipped_bytes
-            self.stats.retransmissions += state.retransmissions
+            self._take_notes(sid, state)
+        self._holding.clear()
+        self._defrag.close()
+        for name, value in self.reassembly_counts().items():
+            setattr(self.stats, name, getattr(self.stats, name) + value if name != "tcp_held_peak_bytes"
+                    else max(self.stats.tcp_held_peak_bytes, value))
         halves = builder.build()
         self._count_halves(halves)
         batch = ModbusBatch.concat([self._pairer.push(halves, self._last_ts_ns), self._pairer.flush()]) \
             if len(halves) else self._pairer.flush()
         return self._account(CollectedBatch(batch, self._flows.flush()))
 
+    def reassembly_counts(self) -> dict[str, int]:
+        """Stream-level counts so far (summed into ``stats`` by ``finish``; a live sensor reads them as it goes)."""
+        c = dict.fromkeys(("retransmissions", "non_modbus_payload_bytes", "tcp_out_of_order", "tcp_overlaps",
+                           "tcp_overlap_conflicts", "tcp_gaps", "tcp_gap_bytes", "tcp_held_peak_bytes"), 0)
+        for st in self._streams.values():
+            c["retransmissions"] += st.retransmissions
+            c["non_modbus_payload_bytes"] += st.skipped_bytes
+            c["tcp_out_of_order"] += st.out_of_order
+            c["tcp_overlaps"] += st.overlaps
+            c["tcp_overlap_conflicts"] += st.overlap_conflicts
+            c["tcp_gaps"] += st.gaps
+            c["tcp_gap_bytes"] += st.gap_bytes
+            c["tcp_held_peak_bytes"] = max(c["tcp_held_peak_bytes"], st.held_peak)
+        for name, value in self._defrag.stats.to_dict().items():
+            c[DEFRAG_STATS[name]] = value
+        return c
+
+    @property
+    def fragments_pending(self) -> int:
+        return self._defrag.pending
+
     # -- internals -------------------------------------------------------------------------------------------
+    def _take_notes(self, sid: int, state: StreamState) -> None:
+        if state.notes:
+            c = self.conns.conns[sid // 2]
+            ends = ((c.client_ip, c.client_port), (c.server_ip, c.server_port))
+            (sip, sport), (dip, dport) = ends if sid % 2 == 0 else ends[::-1]
+            self.notes.extend(EvasionNote(kind, frame, ts, sip, sport, dip, dport, size)
+                              for kind, frame, ts, size in state.notes)
+            del state.notes[:]
+
+    def _fragments(self, chunk: Chunk, p: Packets, rows: np.ndarray) -> tuple[Chunk, Packets]:
+        """Reassemble the chunk's IP fragments: a completed datagram replaces its last fragment (as a raw IP
+        record appended to the buffer); the other fragments it absorbed are no longer packets of their own."""
+        defrag = self._defrag
+        if defrag.pending:
+            defrag.expire(int(p.ts_ns[rows[0]]))
+        whole: list[tuple[int, bytes]] = []
+        absorbed: list[int] = []
+        for i in rows.tolist():
+            data = chunk.data(i)
+            l3 = network_offset(data, int(chunk.linktype[i]))
+            frag = parse_fragment(data, l3) if l3 is not None else None
+            if frag is None:
+                continue
+            ts = int(p.ts_ns[i])
+            datagram = defrag.add(frag, ts)
+            for kind, size in defrag.notes:
+                src = addr_to_str(int(p.src_hi[i]), int(p.src_lo[i]))
+                dst = addr_to_str(int(p.dst_hi[i]), int(p.dst_lo[i]))
+                self.notes.append(EvasionNote(kind, int(p.frame[i]), ts, src, 0, dst, 0, size))
+            if datagram is None:
+                absorbed.append(i)
+            else:
+                whole.append((i, datagram))
+        if not whole and not absorbed:
+            return chunk, p
+        offset, caplen, wirelen, linktype = (a.copy() for a in (chunk.offset, chunk.caplen, chunk.wirelen,
+                                                                 chunk.linktype))
+        at = len(chunk.buf)
+        for i, datagram in whole:
+            offset[i], caplen[i], wirelen[i], linktype[i] = at, len(datagram), len(datagram), RAW_IP[0]
+            fields = decode_packet_py(datagram, RAW_IP[0])
+            for name, value in zip(PacketFields._fields, fields):
+                getattr(p, name)[i] = value
+            p.payload_off[i] += at
+            at += len(datagram)
+        for i in absorbed:
+            p.ipver[i], p.proto[i], p.l4_ok[i] = 0, 0, False
+        buf = chunk.buf + b"".join(d for _, d in whole) if whole else chunk.buf
+        chunk = Chunk(buf, offset, caplen, wirelen, chunk.ts_ns, linktype, chunk.first_frame)
+        return chunk, replace(p, wirelen=wirelen)
+
+    def _sweep_held(self, builder: HalfBuilder) -> None:
+        """Holes open longer than the timeout, and the memory bound over all streams: give up on the oldest."""
+        limit_ns = self.config.reassembly.ooo_timeout_s * 1e9
+        now = self._last_ts_ns
+        for sid in sorted(self._holding):
+            state = self._streams[sid]
+            if now - state.held_since_ns > limit_ns:
+                self._skip(builder, sid, state)
+        while self._holding and sum(self._streams[s].held_bytes for s in self._holding) \
+                > self.config.max_held_total_bytes:
+            sid = min(self._holding, key=lambda s: (self._streams[s].held_since_ns, s))
+            self._skip(builder, sid, self._streams[sid])
+
+    def _skip(self, builder: HalfBuilder, sid: int, state: StreamState) -> None:
+        out: list[RawAdu] = []
+        while state.held:
+            skip_gap(state, self._last_frame, self._last_ts_ns, out)
+        for adu in out:
+            self._add_adu(builder, sid, state, adu)
+        self._holding.discard(sid)
+
 
     def _account(self, out: CollectedBatch) -> CollectedBatch:
         ev = out.modbus
@@ -206,12 +336,21 @@ class Collector:
         modbus = p.l4_ok & (p.proto == 6) & on_port
         idx = np.flatnonzero(modbus)
         if len(idx) == 0:
-            return []
+            if not self._holding:
+                return []
+            builder = HalfBuilder()
+            self._sweep_held(builder)
+            held = builder.build()
+            return [held] if len(held) else []
         conn, from_client = self._conn_ids(g, np.flatnonzero(modbus[g.mask]))
         stream = conn * 2 + (~from_client)
         builder = HalfBuilder()
         buf = chunk.buf
         snapped = chunk.caplen < chunk.wirelen  # cut by the capture's snap length (not a bogus IP length)
+        holding, limits = self._holding, self.config.reassembly
+        has_ack = (p.tcp_flags[idx] & ACK) > 0
+        peer_acks: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        acked = {sid: 0 for sid in holding}  # per holding stream: acks up to this frame were checked
 
         def slow_segment(k: int) -> None:
             i = int(idx[k])
@@ -222,13 +361,42 @@ class Collector:
             off, plen, wire = int(p.payload_off[i]), int(p.payload_len[i]), int(p.payload_wire_len[i])
             seq = int(p.seq[i])
             frame, ts = int(p.frame[i]), int(p.ts_ns[i])
-            syn = bool(p.tcp_flags[i] & SYN)
-            for adu in feed_segment(state, seq, syn, buf[off : off + plen], frame, ts):
+            if state.held:
+                check_acks(sid, state, frame)
+            flags = int(p.tcp_flags[i])
+            syn = bool(flags & SYN)
+            for adu in feed_segment(state, seq, syn, buf[off : off + plen], frame, ts, limits):
                 self._add_adu(builder, sid, state, adu)
             if plen < wire and snapped[i]:  # the capture cut this segment short: what is pending can never complete
                 for adu in flush(state, frame, ts):
                     self._add_adu(builder, sid, state, adu)
                 state.next_seq = (seq + (1 if syn else 0) + wire) % SEQ_MOD
+            if state.held:
+                holding.add(sid)
+                acked[sid] = frame
+            else:
+                holding.discard(sid)
+            if state.notes:
+                self._take_notes(sid, state)
+
+        def check_acks(sid: int, state: StreamState, before: int) -> None:
+            """Acknowledgments by the peer in this chunk, in capture order, up to frame ``before``: one past the
+            hole means the capture lost the hole's bytes (read from the columns, so the order in which streams
+            are walked does not matter)."""
+            rows = peer_acks.get(sid)
+            if rows is None:
+                sel = np.flatnonzero((stream == (sid ^ 1)) & has_ack)
+                rows = peer_acks[sid] = (idx[sel], p.frame[idx[sel]], p.ack[idx[sel]])
+            pk, frames, acks = rows
+            lo, hi = np.searchsorted(frames, [acked.get(sid, 0) + 1, before])
+            for j in range(int(lo), int(hi)):
+                out = skip_if_acked(state, int(acks[j]), int(frames[j]), int(p.ts_ns[pk[j]]))
+                for adu in out:
+                    self._add_adu(builder, sid, state, adu)
+                if not state.held:
+                    holding.discard(sid)
+                    return
+            acked[sid] = before - 1
 
         if self.config.fast_path:
             fast = fastpath.run(chunk, p, idx, conn, from_client, stream, self._streams, slow_segment)
@@ -236,6 +404,10 @@ class Collector:
             fast = []
             for k in range(len(idx)):
                 slow_segment(k)
+        for sid in sorted(holding):  # acknowledgments after the stream's last segment of the chunk
+            check_acks(sid, self._streams[sid], int(p.frame[-1]) + 1)
+        if holding:
+            self._sweep_held(builder)
         slow = builder.build()
         # Not re-sorted by frame: pairing orders by (key, frame), and the output is ordered by frame.
         return fast + [slow] if len(slow) else fast

@@ -54,6 +54,8 @@ def run(
     Per stream, segments are cut into runs of consecutive single-ADU segments. Runs and the segments between
     them are walked in capture order: a run is taken by the fast path when the stream's reassembler is aligned at
     its first sequence number; otherwise its first segment goes to the general path and the rest is tried again.
+    A stream holding out-of-order bytes is never aligned, so all its segments go to the general path until the
+    hole is filled or given up.
     """
     n = len(idx)
     plen = p.payload_len[idx].astype(np.int64)
@@ -123,6 +125,9 @@ def run(
                 fast_pos[a:b] = True
                 mid_pos[a:b] = not state.saw_syn
                 state.next_seq = run_next
+                last = int(order[b - 1])  # kept to compare a retransmission of it with (overlap conflicts)
+                state.tail = u8[base[last] : base[last] + plen[last]].tobytes()
+                state.tail_end = run_next
                 break
             slow_segment(k)
             a += 1

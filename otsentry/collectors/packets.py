@@ -211,6 +211,12 @@ def _ipv6_py(data: bytes, l3: int, frame_end: int) -> PacketFields:
     return _l4_py(data, ip, nh, pos, ip_end, may and pos <= ip_end)
 
 
+def network_offset(data: bytes, linktype: int) -> int | None:
+    """Where the IPv4/IPv6 header of a captured frame starts (None: not IP)."""
+    et, l3 = _link_py(data, linktype)
+    return l3 if et in (ETH_IPV4, ETH_IPV6) else None
+
+
 def decode_packet_py(data: bytes, linktype: int, wirelen: int | None = None) -> PacketFields:
     """Decode one packet in pure Python: the slow path for rare layouts, and the reference for tests.
 

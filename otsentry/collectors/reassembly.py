@@ -1,15 +1,33 @@
-"""Per-direction TCP stream reassembly for Modbus/TCP, with Wireshark-compatible framing.
+"""Per-direction TCP stream reassembly for Modbus/TCP: what the PLC's stack rebuilds, framed as Wireshark frames it.
+
+Segments are put back in sequence order before framing, because that is what the receiving PLC's TCP/IP stack
+does; a sensor that frames segments in capture order can be blinded by sending them out of order (Ptacek & Newsham,
+1998). The policy, written once here:
+
+* **out of order**: a segment ahead of the next expected byte is held (bounded per direction by
+  ``ReassemblyLimits``) until the hole before it is filled; then the held bytes are delivered in order, as of the
+  frame that filled the hole (that is when the PLC could read them);
+* **overlaps**: the first bytes seen for a sequence offset win (delivered or held), later copies only fill holes.
+  Overlapping bytes that *differ* are counted in ``overlap_conflicts`` and noted (``StreamState.notes``): the
+  decoded content may then differ from what a PLC with another overlap policy reads, which is an evasion attempt
+  in itself (Suricata's ``STREAM_REASSEMBLY_OVERLAP_DIFFERENT_DATA``). Only the last ``TAIL_BYTES`` delivered
+  bytes can be compared; older retransmissions are counted as retransmissions;
+* **holes that never fill** (the capture lost a segment) end as a gap: when the peer acknowledges data past the
+  hole (``skip_if_acked``: the receiver has bytes we never saw), when the held bytes exceed their bounds, after
+  ``ooo_timeout_s`` of capture time, or at the end of the capture. The pending partial ADU is then flushed as
+  truncated and framing restarts at the first held segment (a new dissection, see below).
 
 The framing rules follow what Wireshark's Modbus/TCP dissector does, so that ADU counts can be checked against
-tshark on any capture:
+tshark (``-o tcp.reassemble_out_of_order:TRUE``) on any capture:
 
 * at the start of each dissection (a segment that does not continue a pending ADU, or the bytes left after a
   completed one) the data must look like Modbus/TCP: at least 8 bytes, protocol id 0, MBAP length >= 2;
   otherwise the segment is not Modbus (counted as skipped bytes);
 * from there, ADUs are cut by their MBAP length (6 + length bytes) without re-checking; an ADU that runs past the
   segment waits for the following segments;
-* retransmitted data (already seen) is dropped and counted; a gap (lost segment, or a capture that starts inside a
-  connection) drops the pending partial ADU, flagged truncated, and restarts at the new segment.
+* retransmitted data (already seen) is dropped and counted; a gap drops the pending partial ADU, flagged
+  truncated, and restarts at the next segment (a resynchronisation at the next segment that starts with a valid
+  MBAP header).
 """
 
 from __future__ import annotations
@@ -35,6 +53,25 @@ class RawAdu:
     truncated: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class ReassemblyLimits:
+    """Bounds of the out-of-order buffer of one direction (the collector also bounds the sum over streams)."""
+
+    max_held_bytes: int = 256 << 10  # bytes held ahead of a hole
+    max_held_segments: int = 512
+    max_ahead: int = 1 << 20  # a segment further ahead than this is a gap now, not something to wait for
+    ooo_timeout_s: float = 30.0  # capture time a hole may stay open
+
+    def __post_init__(self) -> None:
+        if min(self.max_held_bytes, self.max_held_segments, self.max_ahead) <= 0 or self.ooo_timeout_s <= 0:
+            raise ValueError("reassembly limits must be positive")
+
+
+LIMITS = ReassemblyLimits()
+TAIL_BYTES = 2048  # delivered bytes kept to compare retransmissions with (overlap conflicts)
+OVERLAP_CONFLICT = "overlap_conflict"
+
+
 @dataclass(slots=True)
 class StreamState:
     """Reassembly state of one direction of one connection."""
@@ -46,13 +83,24 @@ class StreamState:
     retransmissions: int = 0
     skipped_bytes: int = 0  # payload on a Modbus port that did not look like Modbus/TCP
     gaps: int = 0
+    gap_bytes: int = 0  # sequence space never seen (lost by the capture, or not sent)
     truncated_fragments: int = 0  # partial ADUs dropped before their function code arrived
     saw_syn: bool = False
+    held: list[tuple[int, bytes]] = field(default_factory=list)  # (seq, bytes) ahead of a hole, arrival order
+    held_bytes: int = 0
+    held_since_ns: int = 0  # capture time of the oldest held segment
+    held_peak: int = 0  # high-water mark of held_bytes
+    out_of_order: int = 0  # segments that arrived ahead of a hole
+    overlaps: int = 0  # segments overlapping earlier bytes with the same content
+    overlap_conflicts: int = 0  # ... with different content
+    tail: bytes = b""  # the last delivered bytes, ending at tail_end
+    tail_end: int = -1
+    notes: list[tuple[str, int, int, int]] = field(default_factory=list)  # (kind, frame, ts_ns, bytes) to report
 
     @property
     def aligned(self) -> bool:
-        """True when no partial ADU is pending (the fast path may take over)."""
-        return not self.buffer
+        """True when no partial ADU is pending and nothing is held (the fast path may take over)."""
+        return not self.buffer and not self.held
 
 
 def looks_like_mbtcp(data: bytes | memoryview, offset: int = 0) -> bool:
@@ -78,35 +126,187 @@ def _adu_from(data: bytes, frame: int, ts_ns: int, truncated: bool = False) -> R
 
 
 def feed_segment(
-    state: StreamState, seq: int, syn: bool, payload: bytes, frame: int, ts_ns: int
+    state: StreamState, seq: int, syn: bool, payload: bytes, frame: int, ts_ns: int,
+    limits: ReassemblyLimits = LIMITS,
 ) -> list[RawAdu]:
     """Feed one TCP segment of this direction; return the ADUs it completes (in order)."""
     out: list[RawAdu] = []
+    if state.held and ts_ns - state.held_since_ns > limits.ooo_timeout_s * 1e9:
+        skip_gap(state, frame, ts_ns, out)
     if syn:
+        if state.held or state.buffer:  # a new connection on the same ports: what was pending is lost
+            out.extend(_drop_held(state, frame, ts_ns))
         state.next_seq = (seq + 1) % SEQ_MOD
         state.saw_syn = True
         state.buffer.clear()
         state.need = 0
+        state.tail, state.tail_end = b"", -1
         if not payload:
             return out
         seq = (seq + 1) % SEQ_MOD
     if not payload:
         return out
-    if state.next_seq is not None:
-        delta = (seq - state.next_seq) % SEQ_MOD
-        if delta >= SEQ_MOD // 2:  # segment starts before what we have seen: retransmission or overlap
-            behind = SEQ_MOD - delta
-            if behind >= len(payload):
-                state.retransmissions += 1
-                return out
-            payload = payload[behind:]
-            seq = state.next_seq
-        elif delta:  # a gap: the pending partial ADU can never complete
-            state.gaps += 1
-            out.extend(flush(state, frame, ts_ns))
-    state.next_seq = (seq + len(payload)) % SEQ_MOD
-    _consume(state, payload, frame, ts_ns, out)
+    if state.next_seq is None:
+        state.next_seq = seq
+    delta = (seq - state.next_seq) % SEQ_MOD
+    if delta >= SEQ_MOD // 2:  # starts before the next expected byte: retransmission or overlap
+        behind = SEQ_MOD - delta
+        _compare_tail(state, behind, payload, frame, ts_ns)
+        if behind >= len(payload):
+            state.retransmissions += 1
+            return out
+        payload = payload[behind:]
+    elif delta > limits.max_ahead:  # too far ahead to be a hole worth waiting for: a gap now
+        out.extend(_drop_held(state, frame, ts_ns))
+        _gap(state, delta, frame, ts_ns, out)
+        state.next_seq = seq
+    elif delta:
+        _hold(state, delta, seq, payload, frame, ts_ns, limits, out)
+        return out
+    _deliver(state, payload, frame, ts_ns, out)
+    if state.held:
+        _drain(state, frame, ts_ns, out)
     return out
+
+
+def skip_if_acked(state: StreamState, ack: int, frame: int, ts_ns: int) -> list[RawAdu]:
+    """The peer acknowledged up to ``ack``: if that is past a hole, the capture lost the hole's bytes."""
+    if not state.held or state.next_seq is None:
+        return []
+    if 0 < (ack - state.next_seq) % SEQ_MOD < SEQ_MOD // 2:
+        out: list[RawAdu] = []
+        skip_gap(state, frame, ts_ns, out)
+        return out
+    return []
+
+
+def skip_gap(state: StreamState, frame: int, ts_ns: int, out: list[RawAdu]) -> None:
+    """Give up on the hole before the held bytes: flush the pending ADU, resume at the first held segment."""
+    if not state.held or state.next_seq is None:
+        return
+    nxt = state.next_seq
+    first = min((s - nxt) % SEQ_MOD for s, _ in state.held)
+    _gap(state, first, frame, ts_ns, out)
+    state.next_seq = (nxt + first) % SEQ_MOD
+    _drain(state, frame, ts_ns, out)
+
+
+def held_total(states: "dict[int, StreamState] | list[StreamState]") -> int:
+    values = states.values() if isinstance(states, dict) else states
+    return sum(s.held_bytes for s in values)
+
+
+def _gap(state: StreamState, size: int, frame: int, ts_ns: int, out: list[RawAdu]) -> None:
+    state.gaps += 1
+    state.gap_bytes += size
+    state.tail, state.tail_end = b"", -1
+    out.extend(flush(state, frame, ts_ns))
+
+
+def _drop_held(state: StreamState, frame: int, ts_ns: int) -> list[RawAdu]:
+    """Deliver what is held (as after a gap), then forget the stream position (a SYN or a far jump follows)."""
+    out: list[RawAdu] = []
+    while state.held:
+        skip_gap(state, frame, ts_ns, out)
+    return out
+
+
+def _note(state: StreamState, kind: str, frame: int, ts_ns: int, size: int) -> None:
+    if len(state.notes) < 64:  # the collector drains them after each segment; bounded anyway
+        state.notes.append((kind, frame, ts_ns, size))
+
+
+def _compare_tail(state: StreamState, behind: int, payload: bytes, frame: int, ts_ns: int) -> None:
+    """Compare the part of ``payload`` that lies before next_seq with the delivered bytes still in the tail."""
+    if state.tail_end != state.next_seq or not state.tail:
+        return
+    tail = state.tail
+    lo = max(0, behind - len(tail))  # payload offsets [lo, hi) are in the tail
+    hi = min(behind, len(payload))
+    if lo >= hi:
+        return
+    at = len(tail) - behind
+    if payload[lo:hi] != tail[at + lo : at + hi]:
+        state.overlap_conflicts += 1
+        _note(state, OVERLAP_CONFLICT, frame, ts_ns, hi - lo)
+    elif hi - lo < len(payload):
+        state.overlaps += 1
+
+
+def _hold(state: StreamState, delta: int, seq: int, payload: bytes, frame: int, ts_ns: int,
+          limits: ReassemblyLimits, out: list[RawAdu]) -> None:
+    """Keep a segment that arrived ahead of a hole; held bytes seen first win over later copies."""
+    nxt = state.next_seq or 0
+    pieces = [(delta, payload)]
+    for s, data in state.held:
+        r = (s - nxt) % SEQ_MOD
+        e = r + len(data)
+        kept = []
+        for a, part in pieces:
+            b = a + len(part)
+            lo, hi = max(a, r), min(b, e)
+            if lo >= hi:
+                kept.append((a, part))
+                continue
+            if part[lo - a : hi - a] != data[lo - r : hi - r]:
+                state.overlap_conflicts += 1
+                _note(state, OVERLAP_CONFLICT, frame, ts_ns, hi - lo)
+            else:
+                state.overlaps += 1
+            if a < lo:
+                kept.append((a, part[: lo - a]))
+            if hi < b:
+                kept.append((hi, part[hi - a :]))
+        pieces = kept
+    if not pieces:
+        state.retransmissions += 1
+        return
+    if not state.held:
+        state.held_since_ns = ts_ns
+    state.out_of_order += 1
+    for a, part in pieces:
+        state.held.append(((nxt + a) % SEQ_MOD, part))
+        state.held_bytes += len(part)
+    state.held_peak = max(state.held_peak, state.held_bytes)
+    while state.held and (state.held_bytes > limits.max_held_bytes or len(state.held) > limits.max_held_segments):
+        skip_gap(state, frame, ts_ns, out)
+
+
+def _drain(state: StreamState, frame: int, ts_ns: int, out: list[RawAdu]) -> None:
+    """Deliver held segments that now start at (or before) the next expected byte, in sequence order."""
+    while state.held:
+        nxt = state.next_seq or 0
+        best, best_rel = -1, SEQ_MOD
+        for i, (s, data) in enumerate(state.held):
+            rel = (s - nxt) % SEQ_MOD
+            if rel >= SEQ_MOD // 2:
+                rel -= SEQ_MOD  # behind: deliverable (trimmed)
+            if rel < best_rel:
+                best, best_rel = i, rel
+        if best_rel > 0:
+            return
+        s, data = state.held.pop(best)
+        state.held_bytes -= len(data)
+        if best_rel < 0:
+            behind = -best_rel
+            _compare_tail(state, behind, data, frame, ts_ns)
+            if behind >= len(data):
+                continue
+            data = data[behind:]
+        _deliver(state, data, frame, ts_ns, out)
+    state.held_since_ns = 0
+
+
+def _deliver(state: StreamState, payload: bytes, frame: int, ts_ns: int, out: list[RawAdu]) -> None:
+    """In-order bytes: frame them, and remember the last of them for overlap comparisons."""
+    state.next_seq = ((state.next_seq or 0) + len(payload)) % SEQ_MOD
+    if len(payload) >= TAIL_BYTES:
+        state.tail = bytes(payload[-TAIL_BYTES:])
+    else:
+        state.tail = (state.tail + payload)[-TAIL_BYTES:] if state.tail_end == (state.next_seq - len(payload)) % SEQ_MOD \
+            else bytes(payload)
+    state.tail_end = state.next_seq
+    _consume(state, payload, frame, ts_ns, out)
 
 
 def _consume(state: StreamState, payload: bytes, frame: int, ts_ns: int, out: list[RawAdu]) -> None:
@@ -174,6 +374,13 @@ def _header_so_far_ok(head: bytes) -> bool:
     if len(head) >= 4 and (head[2] or head[3]):
         return False
     return len(head) < 6 or (head[4] << 8 | head[5]) >= 2
+
+
+def finish_stream(state: StreamState, frame: int, ts_ns: int) -> list[RawAdu]:
+    """End of the capture: held bytes are delivered past their holes, then the pending partial ADU is flushed."""
+    out = _drop_held(state, frame, ts_ns)
+    out.extend(flush(state, frame, ts_ns))
+    return out
 
 
 def flush(state: StreamState, frame: int, ts_ns: int) -> list[RawAdu]:

@@ -1,23 +1,21 @@
 """The native decoder frames as many Modbus/TCP ADUs as Wireshark does, frame by frame, on every shared capture.
 
-tshark's count is ``tshark -r F -Y mbtcp -T fields -e frame.number -e mbtcp.trans_id`` (one comma-separated
-transaction id per ADU of the frame). The native count is every half of every event (its request and response
+tshark's count is ``tshark -o tcp.reassemble_out_of_order:TRUE -r F -Y mbtcp -T fields -e frame.number -e
+mbtcp.trans_id`` (one comma-separated transaction id per ADU of the frame): Wireshark with out-of-order segments
+put back in sequence, as otsentry and the receiving PLC do. The native count is every half of every event (its request and response
 frames), which must add up to ``run.stats.modbus_adus`` (complete ADUs) plus ``run.stats.truncated_adus``.
 
 A frame whose counts differ must be explained by one of two Wireshark 4.0 behaviours, found on these captures
-with ``tshark -r F -Y "tcp.stream == N" -T fields -e frame.number -e tcp.seq -e tcp.len -e tcp.analysis.flags``:
+with ``tshark -r F -Y "tcp.stream == N" -T fields -e frame.number -e tcp.seq -e tcp.len -e tcp.analysis.flags``
+(Wireshark's default, without out-of-order reassembly, also skipped segments it flagged as retransmissions although
+they carried new bytes, e.g. ``iti-ModbusTCP_mb2.pcap`` frame 1131; with it, those agree):
 
-* ``retransmission``: tshark flags the segment as a (spurious) retransmission and does not dissect it at all,
-  although some of its bytes were never seen before in the capture. The native reassembler drops only the
-  bytes it has already seen. Checked: tshark shows no ADU there, and every native ADU of the frame belongs to
-  a paired transaction (real traffic, not a duplicate). Seen in
-
-  - ``iti-ModbusTCP_mb2.pcap`` frame 1131: seq 139 len 60 repeats frame 1014 (seq 139 len 12) and adds 48 new
-    bytes, 4 requests (tids 22506-22509) answered in frame 3008;
-  - ``iti-ModbusTCP_mb2.pcap`` frame 13176: repeats frame 13142 (239 bytes) and adds 30, the responses to
-    tids 9824 and 9825 requested in frame 13132;
-  - ``iti-bro_modbus_modbusBig.pcap`` frame 3150: "spurious retransmission" because the client acknowledged
-    these 10 bytes (frame 3149) before the capture saw them; it is the only copy of the response to tid 50382.
+* ``hole``: Wireshark waits for a missing segment forever: after a hole the capture never fills (it lost the
+  segment: tshark says "ACKed unseen segment" or "previous segment not captured"), it dissects nothing more of
+  that direction. otsentry gives up on the hole when the peer acknowledges data past it, after the out-of-order
+  timeout or at the end of the capture, and frames the rest (as Zeek does, with a content gap). Seen on the two
+  fuzzed traces (``iti-bro_modbus_fuzz-72.pcap`` frames 6-36, ``iti-bro_modbus_fuzz-1011.pcap`` frame 6).
+  Checked: tshark shows the frame as a TCP segment it never reassembled, in a stream with a lost segment before.
 
 * ``truncated``: a partial ADU the native reassembler flushes, flagged ``truncated``, at a sequence gap or at
   the end of the capture (``iti-bro_modbus_fuzz-72.pcap`` frame 16, ``iti-ModbusTCP_modbus_test_data_part1``
@@ -41,11 +39,12 @@ pytestmark = pytest.mark.integration
 
 SHARED_PCAPS = Path(__file__).resolve().parents[2].parent / "shared/data/pcaps"
 CAPTURES = sorted(SHARED_PCAPS.glob("*.pcap"))
-RETRANSMISSIONS = "tcp.analysis.retransmission || tcp.analysis.spurious_retransmission"
+LOST = "tcp.analysis.lost_segment || tcp.analysis.ack_lost_segment"
 
 
 def _tshark_lines(tshark: str, path: Path, display_filter: str, *fields: str) -> list[list[str]]:
-    args = [tshark, "-r", str(path), "-n", "-Y", display_filter, "-T", "fields"]
+    args = [tshark, "-o", "tcp.reassemble_out_of_order:TRUE", "-r", str(path), "-n", "-Y", display_filter,
+            "-T", "fields"]
     for name in fields:
         args += ["-e", name]
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
@@ -73,8 +72,17 @@ def native_adus(path: Path) -> tuple[Counter, Counter, Counter, CollectorStats]:
     return per_frame, truncated, paired, run.stats
 
 
+def after_holes(tshark: str, path: Path) -> set[int]:
+    """Frames with payload tshark never reassembled, in a stream where a segment was lost at or before them."""
+    lost: dict[str, int] = {}
+    for frame, stream in _tshark_lines(tshark, path, LOST, "frame.number", "tcp.stream"):
+        lost.setdefault(stream, int(frame))
+    stuck = _tshark_lines(tshark, path, "tcp.len > 0 && !mbtcp && !tcp.reassembled_in", "frame.number", "tcp.stream")
+    return {int(f) for f, stream in stuck if stream in lost and lost[stream] <= int(f)}
+
+
 def explain(native: Counter, truncated: Counter, paired: Counter, wire: Counter,
-            retransmitted: set[int]) -> tuple[dict[int, str], dict[int, str]]:
+            holes: frozenset[int]) -> tuple[dict[int, str], dict[int, str]]:
     """Frames whose counts differ: (explained frame -> reason, unexplained frame -> what differs)."""
     explained, unexplained = {}, {}
     for frame in sorted(set(native) | set(wire)):
@@ -83,8 +91,8 @@ def explain(native: Counter, truncated: Counter, paired: Counter, wire: Counter,
             continue
         if ours - truncated[frame] == theirs:
             explained[frame] = f"truncated: {truncated[frame]} partial ADU(s) flushed by the native reassembler"
-        elif theirs == 0 and frame in retransmitted and paired[frame] == ours:
-            explained[frame] = f"retransmission: Wireshark skips the segment; native keeps {ours} new ADU(s)"
+        elif theirs == 0 and frame in holes:
+            explained[frame] = f"hole: Wireshark waits for a lost segment; native frames {ours} ADU(s) past it"
         else:
             unexplained[frame] = f"native {ours} ADU(s), tshark {theirs}"
     return explained, unexplained
@@ -97,8 +105,7 @@ def test_adu_count_matches_tshark(path: Path) -> None:
     assert sum(native.values()) == stats.modbus_adus + stats.truncated_adus, "each ADU is the half of one event"
     assert sum(truncated.values()) == stats.truncated_adus, "truncated ADUs are never paired"
     wire = tshark_adus(tshark, path)
-    retransmitted = {int(f) for f, in _tshark_lines(tshark, path, RETRANSMISSIONS, "frame.number")}
-    explained, unexplained = explain(native, truncated, paired, wire, retransmitted)
+    explained, unexplained = explain(native, truncated, paired, wire, frozenset(after_holes(tshark, path)))
     print(f"{path.name}: native {stats.modbus_adus} ADUs (+{stats.truncated_adus} truncated), "
           f"tshark {sum(wire.values())}; "
           + "; ".join(f"frame {f}: {why}" for f, why in explained.items()))

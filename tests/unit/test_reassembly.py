@@ -7,7 +7,7 @@ import struct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from otsentry.collectors.reassembly import StreamState, feed_segment, flush
+from otsentry.collectors.reassembly import StreamState, feed_segment, finish_stream, flush
 
 
 def adu(tid: int, pdu: bytes, unit: int = 1, pid: int = 0) -> bytes:
@@ -61,8 +61,10 @@ def test_midstream_start_waits_for_an_adu_boundary():
 def test_gap_drops_pending_partial_as_truncated():
     a, b = adu(1, READ), adu(2, READ)
     state, out = feed_all([(0, a[:9]), (50, b)])
+    assert out == [] and state.held_bytes == len(b)  # held: the hole may still be filled
+    out = finish_stream(state, 3, 3)
     assert [(x.transaction_id, x.truncated) for x in out] == [(1, True), (2, False)]
-    assert state.gaps == 1
+    assert state.gaps == 1 and state.gap_bytes == 50 - 9
 
 
 def test_non_modbus_payload_is_skipped_not_decoded():
