@@ -17,6 +17,7 @@ import numpy as np
 
 from otsentry.collectors.collector import CollectorConfig
 from otsentry.detectors.evaluation import window_key
+from otsentry.detectors.sensor import sensor_alerts
 from otsentry.features.closed import ClosedWindows
 from otsentry.features.pipeline import closed_from_capture, window_batches_from_capture
 from otsentry.features.values import ValueState
@@ -73,6 +74,7 @@ def fit_bundle(windows: Sequence[FeatureWindow], window_s: float, captures: Iter
     from otsentry.detectors.bundle import ModelBundle, TrainingStats
     from otsentry.detectors.policy import PolicyBaseline
 
+    windows = [w for w in windows if w.kind != "sensor"]  # sensor evidence is reported, never learned as normal
     if not windows:
         raise PipelineError("no traffic to learn from: the learning captures hold no Modbus or IP conversation")
     policy = PolicyBaseline().fit(windows)
@@ -130,7 +132,7 @@ class Detection:
     def _score(self) -> list[Alert]:
         batch, self._pending = self._pending, []
         self.windows += len(batch)
-        alerts: list[Alert] = []
+        alerts: list[Alert] = sensor_alerts(batch)  # what the sensor could not see: reported with any bundle
         policy = getattr(self.bundle, "policy", None)
         if policy is not None:
             alerts.extend(policy.detect(batch, self._suppressor))

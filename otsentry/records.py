@@ -164,7 +164,8 @@ def event_from_dict(data: Mapping[str, Any]) -> ModbusEvent | FlowEvent:
 
 @dataclass(frozen=True, slots=True)
 class FeatureWindow:
-    """One time window for one asset pair (``kind="pair"``) or one conversation (``kind="flow"``).
+    """One time window for one asset pair (``kind="pair"``), one conversation (``kind="flow"``), or what the sensor
+    could not see or saw forged (``kind="sensor"``).
 
     ``values`` follow the names of ``otsentry.features.schema`` for ``schema`` and ``kind``; the dict form maps
     names to values so that a reader never depends on positions. ``unit_id`` is -1 for flow windows;
@@ -189,9 +190,9 @@ class FeatureWindow:
         return (self.client_ip, self.server_ip, self.unit_id)
 
     def feature_names(self) -> tuple[str, ...]:
-        from otsentry.features.schema import FLOW_FEATURES, PAIR_FEATURES
+        from otsentry.features.schema import FLOW_FEATURES, PAIR_FEATURES, SENSOR_FEATURES
 
-        return PAIR_FEATURES if self.kind == "pair" else FLOW_FEATURES
+        return {"pair": PAIR_FEATURES, "sensor": SENSOR_FEATURES}.get(self.kind, FLOW_FEATURES)
 
     def to_dict(self) -> dict[str, Any]:
         # Not dataclasses.asdict: it deep-copies the ~100 values one by one, and a collector publishing to Kafka
@@ -272,3 +273,30 @@ def alert_id(window_start: float, window_end: float, client_ip: str, server_ip: 
 
     key = f"{window_start:.6f}|{window_end:.6f}|{client_ip}|{server_ip}|{unit_id}|{rule_id}"
     return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class EvasionNote:
+    """Evidence the sensor saw of an evasion attempt: overlapping bytes that differ, a tiny fragment.
+
+    ``kind`` is one of the reassemblers' note names (``overlap_conflict``, ``fragment_overlap_conflict``,
+    ``tiny_fragment``); ports are 0 for IP fragments.
+    """
+
+    kind: str
+    frame: int
+    ts_ns: int
+    src_ip: str
+    src_port: int
+    dst_ip: str
+    dst_port: int
+    nbytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class PacketLoss:
+    """Packets the sensor never saw: dropped by the kernel (capture ring full) or by the interface, up to ``ts``."""
+
+    ts: float
+    kernel_drops: int
+    interface_drops: int

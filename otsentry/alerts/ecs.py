@@ -32,9 +32,10 @@ def _hostname() -> str:
 def to_ecs(alert: Alert, observer_name: str | None = None) -> dict[str, Any]:
     """The ECS document for one alert (a plain dict, JSON-serialisable)."""
     related = sorted({alert.client_ip, alert.server_ip} - {""})
-    destination: dict[str, Any] = {"ip": alert.server_ip}
+    destination: dict[str, Any] = {"ip": alert.server_ip} if alert.server_ip else {}
     if alert.server_port:
         destination["port"] = alert.server_port
+    source: dict[str, Any] = {"ip": alert.client_ip} if alert.client_ip else {}  # sensor-wide alerts name no host
     return {
         "@timestamp": iso(alert.window_start),
         "event": {
@@ -56,7 +57,7 @@ def to_ecs(alert: Alert, observer_name: str | None = None) -> dict[str, Any]:
             "ruleset": "otsentry",
             "description": alert.explanation,
         },
-        "source": {"ip": alert.client_ip},
+        "source": source,
         "destination": destination,
         "network": {"transport": alert.transport or "tcp", "protocol": "modbus"},
         "related": {"ip": related},

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import click
 
-from otsentry.cli.common import UserError, collector_config, collector_options
+from otsentry.cli.common import UserError, capture_options, collector_config, collector_options, ring_config
 from otsentry.cli.inspect import inspect_cmd
 from otsentry.cli.output import BatchPrinter
 from otsentry.cli.streamopts import COLLECTOR_SKIP, kafka_requested, stream_options, stream_params
+from otsentry.collectors.collector import summary as summary_of
 from otsentry.collectors.live import LiveCapture
 from otsentry.collectors.types import CaptureError
 
@@ -31,33 +33,45 @@ def collect() -> None:
               help="Stop after this many seconds.")
 @click.option("--json", "fmt", flag_value="json", default=True, help="One ModbusEvent or FlowEvent per line (default).")
 @click.option("--table", "fmt", flag_value="table", help="A readable table.")
+@click.option("--summary", is_flag=True,
+              help="Print nothing while capturing; when stopped, the counts as one JSON object (inspect --summary's, "
+                   "plus kernel_drops and interface_drops).")
 @click.option("--no-flows", is_flag=True, help="Leave connection flows out of the output.")
+@capture_options
 @stream_options(skip=COLLECTOR_SKIP)
-def live_cmd(iface, bpf, config_path, ports, count, duration, fmt, pairing_timeout, no_flows, **kwargs) -> None:
+def live_cmd(iface, bpf, config_path, ports, count, duration, fmt, summary, pairing_timeout, no_flows, ring_mb,
+             snaplen, fanout_group, fanout_workers, capture_user, **kwargs) -> None:
     """Capture IFACE and print Modbus/TCP transactions and flows as they are decoded.
 
     Runs until Ctrl-C or SIGTERM (or --count / --duration): the transactions still pending are then flushed and
     printed. Output is flushed after every batch (at most about half a second late), so it can be piped into jq.
-    Needs CAP_NET_RAW (root, setcap on the Python binary, or AmbientCapabilities in the systemd unit).
+    Needs CAP_NET_RAW (root, setcap on the Python binary, or AmbientCapabilities in the systemd unit); --user
+    drops root once the capture ring is open. Packets come through the kernel's memory-mapped ring (TPACKET_V3);
+    packets it had no room for are counted as kernel drops, reported at the end and as sensor.packet_loss.
+    For a port too busy for one process, run N collectors with the same --fanout-group and --fanout-workers N:
+    the kernel splits the traffic by address pair, so every asset pair's windows stay in one worker.
 
     With --kafka BOOTSTRAP (or kafka.bootstrap in --config, or OTSENTRY_KAFKA_BOOTSTRAP), FeatureWindows are
     published to the otsentry.features topic instead of printing events: the collector daemon.
     """
     config = collector_config(config_path, ports, pairing_timeout)
+    ring = ring_config(ring_mb, snaplen, fanout_group, fanout_workers, capture_user)
     params = stream_params(kwargs)
     if kafka_requested(config_path, params):
         from otsentry.cli.stream import publish
 
-        publish(None, config, config_path, params, iface=iface, bpf=bpf, count=count, duration_s=duration)
+        publish(None, config, config_path, params, iface=iface, bpf=bpf, count=count, duration_s=duration, ring=ring)
         return
-    capture = LiveCapture(iface, config, bpf=bpf, count=count, duration_s=duration)
-    printer = BatchPrinter(sys.stdout, fmt, no_flows, flush=True)
+    capture = LiveCapture(iface, config, bpf=bpf, count=count, duration_s=duration, ring=ring)
+    printer = None if summary else BatchPrinter(sys.stdout, fmt, no_flows, flush=True)
     try:
         with capture:
             click.echo(f"otsentry: capturing on {iface} (filter: {capture.bpf or 'none'}); Ctrl-C to stop", err=True)
             for batch in capture:
-                printer.write(batch, capture.conns)
-        printer.close()
+                if printer is not None:
+                    printer.write(batch, capture.conns)
+        if printer is not None:
+            printer.close()
     except CaptureError as exc:
         raise UserError(str(exc)) from None
     except BrokenPipeError:  # the reader went away (| head): stop quietly
@@ -66,8 +80,12 @@ def live_cmd(iface, bpf, config_path, ports, count, duration, fmt, pairing_timeo
     s = capture.stats
     for warning in s.warnings:
         click.echo(f"warning: {iface}: {warning}", err=True)
+    if summary:
+        click.echo(json.dumps({**summary_of(s, 1), "kernel_drops": capture.kernel_drops,
+                               "interface_drops": capture.interface_drops}))
     click.echo(f"otsentry: {iface}: {capture.captured} packets, {s.transactions} Modbus transactions, "
-               f"{s.flows} flows ({capture.stop_reason or 'end'})", err=True)
+               f"{s.flows} flows, {capture.kernel_drops} kernel drops, {capture.interface_drops} interface drops "
+               f"({capture.stop_reason or 'end'})", err=True)
 
 
 @collect.command("pcap")

@@ -84,3 +84,32 @@ def parse_duration(text: str) -> float:
     if not seconds > 0:
         raise click.BadParameter(f"{text!r}: a duration must be positive")
     return seconds
+
+
+def capture_options(f):
+    """Live-capture set-up shared by ``collect live`` and ``run --iface``: ring, snap length, fan-out, user."""
+    f = click.option("--user", "capture_user", default=None, envvar="OTSENTRY_CAPTURE_USER", metavar="NAME",
+                     help="Drop root privileges to this user once the capture ring is open.")(f)
+    f = click.option("--fanout-workers", type=click.IntRange(1, 64), default=1, show_default=True,
+                     envvar="OTSENTRY_FANOUT_WORKERS",
+                     help="Sensors sharing --fanout-group split the traffic N ways by address pair (run N of them).")(f)
+    f = click.option("--fanout-group", type=click.IntRange(0, 65535), default=None, envvar="OTSENTRY_FANOUT_GROUP",
+                     help="Join this kernel fan-out group: for several collector processes on one busy port.")(f)
+    f = click.option("--snaplen", type=click.IntRange(64, 262144), default=65535, show_default=True,
+                     help="Bytes kept of each packet (cut packets are flagged, never decoded wrongly).")(f)
+    f = click.option("--ring-mb", type=click.IntRange(2, 1 << 16), default=256, show_default=True,
+                     envvar="OTSENTRY_RING_MB",
+                     help="Kernel capture ring (MiB): absorbs bursts while packets are decoded.")(f)
+    return f
+
+
+def ring_config(ring_mb: int, snaplen: int, fanout_group: int | None, fanout_workers: int, capture_user: str | None):
+    from otsentry.collectors.ring import RingConfig
+
+    if fanout_workers > 1 and fanout_group is None:
+        raise UserError("--fanout-workers needs --fanout-group (the same id for every worker)")
+    try:
+        return RingConfig(ring_mb=ring_mb, snaplen=snaplen, fanout_group=fanout_group, fanout_workers=fanout_workers,
+                          user=capture_user)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None

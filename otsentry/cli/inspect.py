@@ -10,7 +10,7 @@ import click
 
 from otsentry.cli.common import UserError, collector_config, collector_options
 from otsentry.cli.output import BatchPrinter
-from otsentry.collectors.collector import CollectorStats
+from otsentry.collectors.collector import CollectorStats, summary as summary_of
 from otsentry.collectors.source import decode_capture
 from otsentry.collectors.types import CaptureError
 
@@ -54,7 +54,4 @@ def inspect_cmd(captures, fmt, summary, decoder, config_path, ports, pairing_tim
     if printer is not None:
         printer.close()
     if summary:
-        keys = ("packets", "modbus_adus", "modbus_requests", "modbus_responses", "truncated_adus", "exceptions", "malformed",
-                "unanswered", "orphan_responses", "transactions", "flows", "retransmissions", "duration_s")
-        d = total.to_dict()
-        click.echo(json.dumps({"captures": len(captures), **{k: d[k] for k in keys}}))
+        click.echo(json.dumps(summary_of(total, len(captures))))

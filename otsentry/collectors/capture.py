@@ -55,6 +55,11 @@ class Chunk:
     def __len__(self) -> int:
         return len(self.offset)
 
+    def head(self, n: int) -> "Chunk":
+        """The first ``n`` records."""
+        return Chunk(self.buf, self.offset[:n], self.caplen[:n], self.wirelen[:n], self.ts_ns[:n], self.linktype[:n],
+                     self.first_frame)
+
     def data(self, i: int) -> bytes:
         """Captured bytes of record ``i`` (a copy: for the rare per-packet path, not the hot loop)."""
         start = int(self.offset[i])

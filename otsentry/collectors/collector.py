@@ -24,16 +24,18 @@ from otsentry.collectors.packets import (
 )
 from otsentry.collectors.pairing import Pairer
 from otsentry.collectors.reassembly import (
-    LIMITS, SEQ_MOD, RawAdu, ReassemblyLimits, StreamState, feed_segment, finish_stream, flush, skip_gap, skip_if_acked,
+    LIMITS, SEQ_MOD, UNDECODED, RawAdu, ReassemblyLimits, StreamState, feed_segment, finish_stream, flush, skip_gap, skip_if_acked,
 )
-from otsentry.collectors.types import Conn, EvasionNote
+from otsentry.collectors.types import Conn
 from otsentry.records import (
     FLAG_BAD_PROTOCOL_ID,
     FLAG_LENGTH_MISMATCH,
     FLAG_MALFORMED_PDU,
     FLAG_MIDSTREAM,
     FLAG_TRUNCATED,
+    EvasionNote,
     FlowEvent,
+    PacketLoss,
 )
 
 DEFRAG_STATS = {"fragments": "ip_fragments", "reassembled": "ip_reassembled", "expired": "ip_fragments_expired",
@@ -41,6 +43,7 @@ DEFRAG_STATS = {"fragments": "ip_fragments", "reassembled": "ip_reassembled", "e
                 "overlap_conflicts": "ip_fragment_overlap_conflicts", "tiny": "ip_tiny_fragments"}
 MALFORMED_MASK = flags_to_mask((FLAG_BAD_PROTOCOL_ID, FLAG_LENGTH_MISMATCH, FLAG_MALFORMED_PDU, FLAG_TRUNCATED))
 SYN, ACK = 0x02, 0x10
+STALL_BYTES = 1024  # undecodable bytes on a Modbus port, without one ADU, before the stream is noted as stalled
 
 
 @dataclass(frozen=True)
@@ -114,10 +117,30 @@ class CollectorStats:
         self.warnings.extend(other.warnings)
 
 
+# The counts ``inspect --summary`` prints (and ``collect live --summary``, with the capture's drops): what was
+# decoded, then the parser's health: bytes it could not decode, holes, reordering, fragments, evasion evidence.
+SUMMARY_KEYS = (
+    "packets", "modbus_adus", "modbus_requests", "modbus_responses", "truncated_adus", "exceptions", "malformed",
+    "unanswered", "orphan_responses", "transactions", "flows", "retransmissions", "duration_s",
+    "non_modbus_payload_bytes", "tcp_out_of_order", "tcp_overlaps", "tcp_overlap_conflicts", "tcp_gaps",
+    "tcp_gap_bytes", "tcp_held_peak_bytes", *DEFRAG_STATS.values(),
+)
+
+
+def summary(stats: CollectorStats, captures: int) -> dict:
+    d = stats.to_dict()
+    return {"captures": captures, **{k: d[k] for k in SUMMARY_KEYS}}
+
+
 @dataclass(frozen=True)
 class CollectedBatch:
     modbus: ModbusBatch
     flows: list[FlowEvent]
+    notes: tuple[EvasionNote, ...] = ()  # evasion evidence seen in this batch
+    loss: PacketLoss | None = None  # packets the capture lost while this batch was read (live capture)
+
+    def with_loss(self, ts: float, kernel_drops: int, interface_drops: int) -> "CollectedBatch":
+        return replace(self, loss=PacketLoss(ts, kernel_drops, interface_drops))
 
 
 class PacketObserver(Protocol):
@@ -170,7 +193,7 @@ class Collector:
         for part in parts:
             self._count_halves(part)
         events = self._pairer.push(parts, self._last_ts_ns)
-        return self._account(CollectedBatch(events, flows))
+        return self._account(CollectedBatch(events, flows, self._drain_notes()))
 
     def finish(self) -> CollectedBatch:
         """End of capture: flush partial ADUs, unanswered requests and open flows."""
@@ -188,7 +211,7 @@ class Collector:
         self._count_halves(halves)
         batch = ModbusBatch.concat([self._pairer.push(halves, self._last_ts_ns), self._pairer.flush()]) \
             if len(halves) else self._pairer.flush()
-        return self._account(CollectedBatch(batch, self._flows.flush()))
+        return self._account(CollectedBatch(batch, self._flows.flush(), self._drain_notes()))
 
     def reassembly_counts(self) -> dict[str, int]:
         """Stream-level counts so far (summed into ``stats`` by ``finish``; a live sensor reads them as it goes)."""
@@ -212,6 +235,10 @@ class Collector:
         return self._defrag.pending
 
     # -- internals -------------------------------------------------------------------------------------------
+    def _drain_notes(self) -> tuple[EvasionNote, ...]:
+        notes, self.notes = tuple(self.notes), []
+        return notes
+
     def _take_notes(self, sid: int, state: StreamState) -> None:
         if state.notes:
             c = self.conns.conns[sid // 2]
@@ -282,6 +309,7 @@ class Collector:
             skip_gap(state, self._last_frame, self._last_ts_ns, out)
         for adu in out:
             self._add_adu(builder, sid, state, adu)
+        self._take_notes(sid, state)
         self._holding.discard(sid)
 
 
@@ -376,6 +404,9 @@ class Collector:
                 acked[sid] = frame
             else:
                 holding.discard(sid)
+            if state.skipped_bytes - state.skipped_mark >= STALL_BYTES:
+                state.notes.append((UNDECODED, frame, ts, state.skipped_bytes - state.skipped_mark))
+                state.skipped_mark = state.skipped_bytes
             if state.notes:
                 self._take_notes(sid, state)
 
@@ -393,6 +424,8 @@ class Collector:
                 out = skip_if_acked(state, int(acks[j]), int(frames[j]), int(p.ts_ns[pk[j]]))
                 for adu in out:
                     self._add_adu(builder, sid, state, adu)
+                if state.notes:
+                    self._take_notes(sid, state)
                 if not state.held:
                     holding.discard(sid)
                     return
@@ -414,6 +447,7 @@ class Collector:
 
     def _add_adu(self, builder: HalfBuilder, sid: int, state: StreamState, adu: RawAdu) -> None:
         from_client = sid % 2 == 0
+        state.skipped_mark = state.skipped_bytes
         pdu = decode_pdu(adu.pdu, from_client)
         mask = flags_to_mask(pdu.flags)
         if adu.protocol_id != 0:

@@ -128,6 +128,7 @@ def run(
                 last = int(order[b - 1])  # kept to compare a retransmission of it with (overlap conflicts)
                 state.tail = u8[base[last] : base[last] + plen[last]].tobytes()
                 state.tail_end = run_next
+                state.skipped_mark = state.skipped_bytes  # ADUs come out: the stream is not stalled
                 break
             slow_segment(k)
             a += 1

@@ -70,6 +70,8 @@ class ReassemblyLimits:
 LIMITS = ReassemblyLimits()
 TAIL_BYTES = 2048  # delivered bytes kept to compare retransmissions with (overlap conflicts)
 OVERLAP_CONFLICT = "overlap_conflict"
+GAP = "gap"  # a hole given up: bytes of the stream the sensor never saw
+UNDECODED = "undecoded"  # bytes on a Modbus port that are not Modbus/TCP, with no ADU since (a stalled decoder)
 
 
 @dataclass(slots=True)
@@ -95,6 +97,7 @@ class StreamState:
     overlap_conflicts: int = 0  # ... with different content
     tail: bytes = b""  # the last delivered bytes, ending at tail_end
     tail_end: int = -1
+    skipped_mark: int = 0  # skipped_bytes when the last ADU came out (or the last stall was noted)
     notes: list[tuple[str, int, int, int]] = field(default_factory=list)  # (kind, frame, ts_ns, bytes) to report
 
     @property
@@ -199,6 +202,7 @@ def held_total(states: "dict[int, StreamState] | list[StreamState]") -> int:
 def _gap(state: StreamState, size: int, frame: int, ts_ns: int, out: list[RawAdu]) -> None:
     state.gaps += 1
     state.gap_bytes += size
+    _note(state, GAP, frame, ts_ns, size)
     state.tail, state.tail_end = b"", -1
     out.extend(flush(state, frame, ts_ns))
 

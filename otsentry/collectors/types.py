@@ -53,20 +53,3 @@ class Half:
     pdu: DecodedPdu
     flags: frozenset[str] = frozenset()  # framing flags: bad_protocol_id, truncated, midstream
 
-
-@dataclass(frozen=True, slots=True)
-class EvasionNote:
-    """Evidence the sensor saw of an evasion attempt: overlapping bytes that differ, a tiny fragment.
-
-    ``kind`` is one of the reassemblers' note names (``overlap_conflict``, ``fragment_overlap_conflict``,
-    ``tiny_fragment``); ports are 0 for IP fragments.
-    """
-
-    kind: str
-    frame: int
-    ts_ns: int
-    src_ip: str
-    src_port: int
-    dst_ip: str
-    dst_port: int
-    nbytes: int

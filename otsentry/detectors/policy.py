@@ -135,6 +135,8 @@ class PolicyBaseline:
         conversations: set[Conversation] = set()
         stats = {"pair_windows": 0, "flow_windows": 0, "start": None, "end": None}
         for w in windows:
+            if w.kind == "sensor":  # reported by otsentry.detectors.sensor, never learned
+                continue
             check_window(w)
             talkers.update((w.client_ip, w.server_ip))
             if w.kind == "pair":
@@ -208,6 +210,8 @@ class PolicyBaseline:
         # ``findings`` inlined (rules do not read the suppressor, so interleaving them with it changes nothing):
         # the per-window calls and generator frames were a good share of the policy's time on a busy capture.
         for w in sorted(windows, key=_window_order):
+            if w.kind == "sensor":
+                continue
             check_window(w)
             for rule in PAIR_RULES if w.kind == "pair" else FLOW_RULES:
                 finding = rule(self, w)

@@ -7,7 +7,7 @@ as raw bytes) and builds the objects on the receiving side; in one process ``win
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -92,9 +92,10 @@ class ClosedWindows:
     flows: FlowBlock | None = None
     pairs: PairBlock | None = None
     source: int = 0  # which capture of a run: a new one starts with fresh register-value state
+    sensors: list[FeatureWindow] = field(default_factory=list)  # rare: objects already, sorted by (window, key)
 
     def __len__(self) -> int:
-        return sum(len(b) for b in (self.flows, self.pairs) if b is not None)
+        return sum(len(b) for b in (self.flows, self.pairs) if b is not None) + len(self.sensors)
 
     def complete(self, state: ValueState) -> "ClosedWindows":
         """Fill in deferred register values (in window order, one state per capture); returns self."""
@@ -105,9 +106,14 @@ class ClosedWindows:
     def windows(self) -> list[FeatureWindow]:
         flows = self.flows.windows() if self.flows is not None else []
         pairs = self.pairs.windows() if self.pairs is not None else []
-        if not pairs or not flows:
-            return flows or pairs
-        # Each list is sorted by (window, key): interleave them by window, flows first (lexsort is stable).
-        order = np.lexsort((np.r_[np.zeros(len(flows)), np.ones(len(pairs))], np.r_[self.flows.widx, self.pairs.widx]))
-        both = flows + pairs
-        return [both[i] for i in order.tolist()]
+        merged = flows or pairs
+        if pairs and flows:
+            # Each list is sorted by (window, key): interleave them by window, flows first (lexsort is stable).
+            order = np.lexsort((np.r_[np.zeros(len(flows)), np.ones(len(pairs))],
+                                np.r_[self.flows.widx, self.pairs.widx]))
+            both = flows + pairs
+            merged = [both[i] for i in order.tolist()]
+        if not self.sensors:
+            return merged
+        # Sensor windows after the flow and pair windows of the same window (a stable sort by start keeps that).
+        return sorted(merged + self.sensors, key=lambda w: w.window_start)

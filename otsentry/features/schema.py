@@ -1,10 +1,14 @@
 """The feature schema: fixed, named, versioned. Models and baselines are tied to SCHEMA_VERSION.
 
-Two kinds of windows share the record type:
+Three kinds of windows share the record type:
 
 * ``pair`` windows: one per (window, client ip, server ip, unit id) with Modbus traffic;
 * ``flow`` windows: one per (window, originator ip, responder ip, responder port, transport) for every conversation,
-  Modbus or not, so a new talker or a new service on the OT segment is visible.
+  Modbus or not, so a new talker or a new service on the OT segment is visible;
+* ``sensor`` windows: what the sensor could not see or saw being forged, only in windows where something
+  happened: per (window, sender, receiver, receiver port, transport) for evasion evidence and decoding trouble of
+  one stream, and per window with empty addresses for packets the capture lost (kernel / interface drops).
+  They need no learning: any non-zero value is reported (``otsentry.detectors.sensor``).
 
 Adding a feature means a new schema version: a model bundle trained on another version is refused.
 
@@ -45,11 +49,18 @@ start time; "absent" features are ``ABSENT`` = -1, other features of an empty se
   flow: tcp_syn / tcp_rst / tcp_fin     packets with the flag; retransmissions as above
   flow: duration_s                      last - first packet of the window's conversations; modbus = TCP to a
                                         Modbus server port
+  sensor: kernel_drops / interface_drops  packets the capture ring / the NIC dropped (live capture)
+  sensor: overlap_conflicts             TCP segments overlapping earlier bytes of the stream with other content
+  sensor: fragment_overlap_conflicts    IP fragments overlapping earlier fragments with other content
+  sensor: tiny_fragments                non-last IP fragments under DefragLimits.tiny_bytes
+  sensor: gap_bytes                     sequence space of the stream never seen (holes given up)
+  sensor: undecoded_bytes               bytes on a Modbus port that could not be decoded as Modbus/TCP, noted when
+                                        a stream keeps sending them without one ADU (a stalled decoder)
 """
 
 from __future__ import annotations
 
-SCHEMA_VERSION = "pair-flow-v3"  # v3: values_compared, replayed_reads; v2: tcp_packets/bytes, bit_change_rate
+SCHEMA_VERSION = "pair-flow-sensor-v4"  # v4: sensor windows; v3: values_compared, replayed_reads; v2: tcp_packets/bytes
 
 # Function codes with a column of their own; anything else counts in fc_other.
 TRACKED_FUNCTION_CODES = (1, 2, 3, 4, 5, 6, 7, 8, 11, 15, 16, 17, 20, 21, 22, 23, 24, 43)
@@ -136,4 +147,14 @@ FLOW_FEATURES: tuple[str, ...] = (
     "retransmissions",
     "duration_s",
     "modbus",  # 1 when the responder port is a Modbus server port
+)
+
+SENSOR_FEATURES: tuple[str, ...] = (
+    "kernel_drops",
+    "interface_drops",
+    "overlap_conflicts",
+    "fragment_overlap_conflicts",
+    "tiny_fragments",
+    "gap_bytes",
+    "undecoded_bytes",
 )

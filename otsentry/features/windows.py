@@ -19,7 +19,9 @@ Not emitted: windows without traffic. A pair that stops polling produces no wind
 silence shows as the pair's (and its flow's) windows disappearing, which a consumer detects by comparing the pairs
 of consecutive windows (the policy baseline's "missing pair" check), not by reading features.
 
-Output order, deterministic: by window start, then kind ("flow" before "pair"), then key (addresses numerically,
+Sensor windows (``otsentry.features.sensorwin``) come from the collector's evasion notes and capture losses.
+
+Output order, deterministic: by window start, then kind ("flow", "pair", "sensor"), then key (addresses numerically,
 then unit id / responder port and IP protocol number).
 """
 
@@ -39,6 +41,7 @@ from otsentry.features.columns import Cols, hash_rows, lookup
 from otsentry.features.flowwin import PAIR_TCP, FlowWindowObserver, flow_rows, pair_tcp
 from otsentry.features.pairs import COL, TxStore, extract, pair_matrix
 from otsentry.features.schema import FLOW_FEATURES, PAIR_FEATURES
+from otsentry.features.sensorwin import SensorWindows
 from otsentry.features.values import MAX_VALUES, VALUE_TTL_S, ValueState
 from otsentry.records import FeatureWindow
 
@@ -51,6 +54,7 @@ _TCP_COLS = [COL[name] for name in PAIR_TCP]
 class WindowerStats:
     pair_windows: int = 0
     flow_windows: int = 0
+    sensor_windows: int = 0
     late_transactions: int = 0  # dropped: their window had already closed
     late_packets: int = 0
 
@@ -87,6 +91,7 @@ class Windower:
         self._pair_ids: dict[tuple[str, str], int] = {}
         self._pairs: list[tuple[str, str, tuple[int, int], tuple[int, int]]] = []  # ip pair id -> names, numbers
         self._addr_table = np.empty((0, 4), dtype=np.uint64)
+        self._sensor = SensorWindows(self.window_ns)
 
     @property
     def open_rows(self) -> int:
@@ -111,6 +116,8 @@ class Windower:
         """``push``, with the closed windows still as columns (``.windows()`` makes the objects)."""
         self._add_modbus(batch.modbus, conns)
         self._add_cells()
+        if batch.notes or batch.loss is not None:
+            self._sensor.add(batch.notes, batch.loss, self._open_from)
         if self._max_ts is None:
             return ClosedWindows()
         return self._close((self._max_ts - self.lateness_ns) // self.window_ns)
@@ -118,7 +125,7 @@ class Windower:
     def flush_closed(self) -> ClosedWindows:
         """``flush``, with the closed windows still as columns."""
         self._add_cells()
-        ends = [w + 1 for w in (self._tx.max_widx(), self._cells_max_widx()) if w is not None]
+        ends = [w + 1 for w in (self._tx.max_widx(), self._cells_max_widx(), self._sensor.max_widx()) if w is not None]
         return self._close(max(ends)) if ends else ClosedWindows()
 
     def _cells_max_widx(self) -> int | None:
@@ -207,6 +214,9 @@ class Windower:
         if txs is not None:
             closed.pairs = self._pair_block(*txs, cells, upto * self.window_ns)
             self.stats.pair_windows += len(closed.pairs)
+        if len(self._sensor):
+            closed.sensors = self._sensor.take(upto)
+            self.stats.sensor_windows += len(closed.sensors)
         return closed
 
     def _pair_block(self, tx: Cols, pool: np.ndarray, cells: Cols | None, frontier_ns: int) -> PairBlock:

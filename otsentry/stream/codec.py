@@ -41,9 +41,12 @@ class Watermark:
 
 
 def window_key(w: FeatureWindow) -> bytes:
-    """Partition key: the asset pair (client|server|unit) or the conversation (originator|responder|port/proto)."""
+    """Partition key: the asset pair (client|server|unit), the conversation (originator|responder|port/proto), or
+    a sensor window's stream (sensor|sender|receiver|port/transport; empty addresses for capture loss)."""
     if w.kind == "pair":
         return f"{w.client_ip}|{w.server_ip}|{w.unit_id}".encode()
+    if w.kind == "sensor":
+        return f"sensor|{w.client_ip}|{w.server_ip}|{w.port}/{w.transport}".encode()
     return f"{w.client_ip}|{w.server_ip}|{w.port}/{w.transport}".encode()
 
 
