@@ -154,6 +154,7 @@ class RunResult:
     learned_windows: int
     bundle: object
     detection: Detection
+    sensor: str = ""  # live capture: drops and parser health, for the last line
 
 
 def run(paths: Sequence[Path], bundle=None, learn_for_s: float | None = None, window_s: float = DEFAULT_WINDOW_S,
@@ -230,21 +231,17 @@ def run_batches(batches: Iterable[list[FeatureWindow]], bundle=None, learn_for_s
 
 def run_live(iface: str, bundle, config: CollectorConfig | None = None, *, bpf: str | None = None,
              count: int | None = None, duration_s: float | None = None,
-             on_alert: Callable[[Alert], None] | None = None) -> RunResult:
+             on_alert: Callable[[Alert], None] | None = None, ring=None, jobs: int = 1) -> RunResult:
     """Score a live interface with a bundle, until Ctrl-C/SIGTERM (or ``count``/``duration_s``).
 
     Windows close as traffic moves the capture clock, and on the wall clock between batches, so an alert comes at
     most one window plus the pairing timeout after the traffic that caused it; at the end the open windows are
-    flushed and scored.
+    flushed and scored. ``jobs=2`` captures, decodes and windows in a forked child while this process scores (a
+    busy mirror port needs both cores: scoring in the capturing process lets the ring overflow); SIGINT/SIGTERM
+    then stop the child's capture, whose last windows are still scored.
     """
-    import time as _time
-
-    from otsentry.collectors.live import LiveCapture
-    from otsentry.features.windows import Windower
-
     config = config or CollectorConfig()
-    windower = Windower(bundle.window_s, config.pairing_timeout_s, server_ports=config.server_ports)
-    capture = LiveCapture(iface, config, bpf=bpf, count=count, duration_s=duration_s, observers=(windower.observer,))
+    window_s = bundle.window_s
     detection = Detection(bundle)
     alerts: list[Alert] = []
 
@@ -254,16 +251,82 @@ def run_live(iface: str, bundle, config: CollectorConfig | None = None, *, bpf: 
             if on_alert is not None:
                 on_alert(a)
 
+    health = ""
+    if jobs >= 2:
+        with _forwarding_signals() as started:
+            state = ValueState()
+            for item in prefetched(live_closed, iface, window_s, config, bpf, count, duration_s, ring, True,
+                                   started=started):
+                if isinstance(item, str):
+                    health = item
+                else:
+                    emit(detection.feed(item.complete(state).windows()))
+    else:
+        for item in live_closed(iface, window_s, config, bpf, count, duration_s, ring, False):
+            if isinstance(item, str):
+                health = item
+            else:
+                emit(detection.feed(item.windows()))
+    emit(detection.flush())
+    return RunResult(alerts, detection.windows, 0, bundle, detection, health)
+
+
+def live_closed(iface: str, window_s: float, config: CollectorConfig, bpf: str | None, count: int | None,
+                duration_s: float | None, ring, defer_values: bool) -> Iterator[ClosedWindows | str]:
+    """Capture ``iface`` into closed windows as they close; the last item is the capture's health line."""
+    import time as _time
+
+    from otsentry.collectors.live import LiveCapture
+    from otsentry.features.windows import Windower
+
+    windower = Windower(window_s, config.pairing_timeout_s, server_ports=config.server_ports,
+                        defer_values=defer_values)
+    capture = LiveCapture(iface, config, bpf=bpf, count=count, duration_s=duration_s, observers=(windower.observer,),
+                          ring=ring)
     with capture:
         for batch in capture:
-            closed = windower.push(batch, capture.conns) + windower.tick(_time.time())
-            if closed:
-                emit(detection.feed(closed))
-    last = windower.flush()
-    if last:
-        emit(detection.feed(last))
-    emit(detection.flush())
-    return RunResult(alerts, detection.windows, 0, bundle, detection)
+            for closed in (windower.push_closed(batch, capture.conns), windower.tick_closed(_time.time())):
+                if len(closed):
+                    yield closed
+    last = windower.flush_closed()
+    if len(last):
+        yield last
+    yield capture.health_line()
+
+
+class _forwarding_signals:
+    """While the capture runs in a child: SIGINT/SIGTERM to this process become SIGTERM to the child (which stops
+    capturing and sends its last windows), instead of interrupting the scoring of what is still coming."""
+
+    def __enter__(self) -> Callable[[int], None]:
+        import os
+        import signal
+        import threading
+
+        self._previous: dict[int, object] = {}
+        self._pid: int | None = None
+        if threading.current_thread() is not threading.main_thread():
+            return self._started
+
+        def forward(signum: int, _frame: object) -> None:
+            if self._pid is not None:
+                try:
+                    os.kill(self._pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, forward)
+        return self._started
+
+    def _started(self, pid: int) -> None:
+        self._pid = pid
+
+    def __exit__(self, *exc: object) -> None:
+        import signal
+
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
 
 
 def attack_frames_from_capture(path: Path, frames: frozenset[int]):

@@ -49,8 +49,11 @@ def default_jobs() -> int:
     return 2 if sys.platform.startswith("linux") and usable_cpus() >= 2 else 1
 
 
-def prefetched(produce: Callable[..., Iterator[T]], *args: Any, depth: int = 3) -> Iterator[T]:
-    """The items of ``produce(*args)``, computed in a forked child up to ``depth`` items ahead of the caller."""
+def prefetched(produce: Callable[..., Iterator[T]], *args: Any, depth: int = 3,
+               started: Callable[[int], None] | None = None) -> Iterator[T]:
+    """The items of ``produce(*args)``, computed in a forked child up to ``depth`` items ahead of the caller.
+
+    ``started(pid)`` is called with the child's pid once it runs (a caller forwarding signals to it)."""
     if "fork" not in mp.get_all_start_methods():
         yield from produce(*args)
         return
@@ -59,6 +62,8 @@ def prefetched(produce: Callable[..., Iterator[T]], *args: Any, depth: int = 3) 
     child = ctx.Process(target=_child, args=(items, os.getpid(), produce, args), daemon=True,
                         name="otsentry-prefetch")
     child.start()
+    if started is not None and child.pid is not None:
+        started(child.pid)
     finished = False
     try:
         while True:

@@ -11,7 +11,9 @@ from pathlib import Path
 import click
 
 from otsentry.cli.alerts import ES_HELP
-from otsentry.cli.common import JOBS, UserError, collector_config, collector_options, parse_duration, resolve_jobs
+from otsentry.cli.common import (
+    JOBS, UserError, capture_options, collector_config, collector_options, parse_duration, resolve_jobs, ring_config,
+)
 from otsentry.collectors.types import CaptureError
 
 CAPTURES = click.argument("captures", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
@@ -114,9 +116,10 @@ def train_cmd(captures, output, window, learn_for, false_alarm_rate, config_path
 @collector_options
 @click.option("--progress/--no-progress", default=None, help="Progress on stderr (default: when it is a terminal).")
 @JOBS
+@capture_options
 @_user_errors
 def run_cmd(captures, iface, model, learn_for, alerts_out, fmt, es_url, es_prefix, window, config_path, ports,
-            pairing_timeout, progress, jobs) -> None:
+            pairing_timeout, progress, jobs, ring_mb, snaplen, fanout_group, fanout_workers, capture_user) -> None:
     """Replay CAPTURES through collector, features, detectors and alerts, and print the alerts.
 
     Give a model (--model) learned by `otsentry train`, or --learn-for to learn from the start of the captures.
@@ -155,7 +158,8 @@ def run_cmd(captures, iface, model, learn_for, alerts_out, fmt, es_url, es_prefi
     try:
         if iface:
             click.echo(f"otsentry: scoring {iface} live with {model}; Ctrl-C to stop", err=True)
-            result = run_live(iface, bundle, config, on_alert=on_alert)
+            ring = ring_config(ring_mb, snaplen, fanout_group, fanout_workers, capture_user)
+            result = run_live(iface, bundle, config, on_alert=on_alert, ring=ring, jobs=resolve_jobs(jobs))
         else:
             result = run(list(captures), bundle, parse_duration(learn_for) if learn_for else None,
                          parse_duration(window), config, on_alert, progress=update,
@@ -170,7 +174,7 @@ def run_cmd(captures, iface, model, learn_for, alerts_out, fmt, es_url, es_prefi
     learned = f"learned from {result.learned_windows} windows, " if learn_for else ""
     click.echo(f"otsentry: {learned}scored {result.windows} windows in {time.monotonic() - t0:.1f} s: "
                f"{len(result.alerts)} alerts ({sev})" + (f"; written to {alerts_out}" if alerts_out else "")
-               + es_summary, err=True)
+               + es_summary + (f"; {result.sensor}" if result.sensor else ""), err=True)
 
 
 def _es_sink(url: str, prefix: str, live: bool):

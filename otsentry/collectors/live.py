@@ -9,14 +9,17 @@ decoder and give the same events. What the ring had no room for (kernel drops) a
 
 from __future__ import annotations
 
+import collections
 import signal
 import threading
 import time
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from otsentry.collectors.collector import CollectedBatch, Collector, CollectorConfig
+from otsentry.collectors.events import ModbusBatch
 from otsentry.collectors.ring import (
-    LiveCaptureError, PacketRing, RingConfig, interface_drops, interface_names, privilege_message,
+    LiveCaptureError, PacketRing, RawBlock, RingConfig, blocks_to_chunk, interface_drops, interface_names,
+    privilege_message,
 )
 
 __all__ = ["LiveCapture", "LiveCaptureError", "RingConfig", "default_filter", "list_interfaces", "open_ring",
@@ -25,7 +28,9 @@ __all__ = ["LiveCapture", "LiveCaptureError", "RingConfig", "default_filter", "l
 DEFAULT_BATCH_PACKETS = 1000
 DEFAULT_BATCH_INTERVAL_S = 0.5
 POLL_S = 0.1  # longest blind wait: how soon stop(), a signal or the --duration deadline is noticed
-MAX_DRAIN_S = 2.0  # after a stop request, blocks already filled are still read for at most this long
+MAX_DRAIN_S = 10.0  # after a stop request, what is already captured is still decoded for at most this long
+MAX_BLOCKS = 32  # ring blocks decoded as one chunk
+IDLE_BATCH_S = 1.0  # an empty batch this often on a quiet link, so that windows close on the wall clock
 
 
 def default_filter(ports: Iterable[int]) -> str:
@@ -41,6 +46,61 @@ def default_filter(ports: Iterable[int]) -> str:
 def list_interfaces() -> list[str]:
     """Names of the interfaces on this host (for the unknown-interface message)."""
     return interface_names()
+
+
+class RingReader(threading.Thread):
+    """Moves filled ring blocks into memory as soon as the kernel hands them over, while the main thread decodes.
+
+    Why a thread: closing a window of a busy port is a burst of work (millions of rows at once); while it runs the
+    ring would fill and the kernel drop. This thread only copies blocks out (its GIL share is enough: poll and the
+    copies are short), into a buffer bounded by ``RingConfig.buffer_mb``; when that is full it stops taking blocks
+    and the kernel's drop counter says what was lost.
+    """
+
+    def __init__(self, ring: PacketRing, limit_bytes: int) -> None:
+        super().__init__(name="otsentry-ring", daemon=True)
+        self.ring = ring
+        self.limit = limit_bytes
+        self.ready = threading.Event()
+        self.peak_bytes = 0
+        self._blocks: collections.deque[RawBlock] = collections.deque()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        ring = self.ring
+        while not self._halt.is_set():
+            if self._bytes >= self.limit:
+                self._halt.wait(0.001)
+                continue
+            if not ring.wait(0.05):
+                continue
+            while self._bytes < self.limit:
+                raw = ring.take_raw()
+                if raw is None:
+                    break
+                with self._lock:
+                    self._blocks.append(raw)
+                    self._bytes += len(raw.data)
+                    self.peak_bytes = max(self.peak_bytes, self._bytes)
+                self.ready.set()
+
+    def take(self, max_blocks: int) -> list[RawBlock]:
+        with self._lock:
+            out = [self._blocks.popleft() for _ in range(min(max_blocks, len(self._blocks)))]
+            self._bytes -= sum(len(b.data) for b in out)
+            if not self._blocks:
+                self.ready.clear()
+        return out
+
+    @property
+    def pending(self) -> int:
+        return len(self._blocks)
+
+    def halt(self) -> None:
+        self._halt.set()
+        self.join(2.0)
 
 
 def open_ring(iface: str, bpf: str | None, config: RingConfig) -> PacketRing:
@@ -102,6 +162,7 @@ class LiveCapture:
         self._restore_signals: Callable[[], None] | None = None
         self._started = False
         self._nic_base = 0
+        self.buffer_peak_bytes = 0  # most bytes the reader thread held for the decoder
 
     # -- lifecycle -----------------------------------------------------------------------------------------------
     def open(self) -> "LiveCapture":
@@ -145,10 +206,21 @@ class LiveCapture:
         finally:
             self.close()
 
-    def counters(self) -> dict[str, int]:
-        """Drops so far (read from the kernel now): for metrics and the end-of-run line."""
-        self._count_drops()
-        return {"kernel_drops": self.kernel_drops, "interface_drops": self.interface_drops}
+    def health(self) -> dict[str, int]:
+        """What the sensor could not see so far, read now: drops, undecoded bytes, holes, reordering, fragments.
+
+        For ``/metrics`` and the end-of-run line; loss per batch goes to the windower (``CollectedBatch.loss``)."""
+        counts = self.collector.reassembly_counts()
+        return {"kernel_drops": self.kernel_drops, "interface_drops": self.interface_drops, **counts,
+                "ip_fragments_pending": self.collector.fragments_pending}
+
+    def health_line(self) -> str:
+        """The drops and parser health in a few words, for the last line of a run."""
+        h = self.health()
+        return (f"{h['kernel_drops']} kernel drops, {h['interface_drops']} interface drops, "
+                f"{h['non_modbus_payload_bytes']} undecoded bytes, {h['tcp_gaps']} stream gaps, "
+                f"{h['tcp_out_of_order']} out-of-order segments, {h['ip_fragments']} IP fragments "
+                f"({h['ip_fragments_expired']} expired)")
 
     # -- internals -----------------------------------------------------------------------------------------------
     def _install_signal_handlers(self) -> Callable[[], None]:
@@ -185,13 +257,13 @@ class LiveCapture:
         self.interface_drops += nic
         return kernel, nic
 
-    def _process(self, ring: PacketRing) -> CollectedBatch | None:
-        chunk = ring.read(self.captured + 1)  # frames count from 1, capture order
+    def _process(self, reader: RingReader) -> CollectedBatch | None:
+        chunk = blocks_to_chunk(reader.take(MAX_BLOCKS), self.captured + 1, self.linktype or 1)
         if chunk is None:
             return None
         if self.count is not None and self.captured + len(chunk) > self.count:
             chunk = chunk.head(self.count - self.captured)
-        self.captured += len(chunk)
+        self.captured += len(chunk)  # frames count from 1, capture order
         batch = self.collector.process(chunk)
         kernel, nic = self._count_drops()
         if kernel or nic:
@@ -200,9 +272,11 @@ class LiveCapture:
         return batch
 
     def _run(self) -> Iterator[CollectedBatch]:
-        ring = self._ring
-        assert ring is not None
+        assert self._ring is not None
+        reader = RingReader(self._ring, self.ring_config.buffer_mb << 20)
+        reader.start()
         deadline = time.monotonic() + self.duration_s if self.duration_s is not None else None
+        idle_since = time.monotonic()
         try:
             while True:
                 if self._stop.is_set():
@@ -216,14 +290,21 @@ class LiveCapture:
                     self.stop_reason = "duration"
                     break
                 wait = POLL_S if deadline is None else min(POLL_S, deadline - now)
-                if ring.wait(wait):
-                    batch = self._process(ring)
+                if reader.ready.wait(max(wait, 0.0)):
+                    batch = self._process(reader)
                     if batch is not None:
+                        idle_since = time.monotonic()
                         yield batch
+                elif time.monotonic() - idle_since >= IDLE_BATCH_S:
+                    idle_since = time.monotonic()
+                    yield CollectedBatch(ModbusBatch.empty(), [])  # a quiet link: consumers still see time pass
             if self.stop_reason != "count":
-                yield from self._drain(ring)
+                yield from self._drain(reader)
         except KeyboardInterrupt:  # Ctrl-C without our handler (opened in another thread, or handle_signals=False)
             self.stop_reason = "SIGINT"
+        finally:
+            reader.halt()
+        self.buffer_peak_bytes = reader.peak_bytes
         kernel, nic = self._count_drops()
         last = self.collector.finish()
         if kernel or nic:
@@ -235,17 +316,18 @@ class LiveCapture:
             )
         yield last
 
-    def _drain(self, ring: PacketRing) -> Iterator[CollectedBatch]:
+    def _drain(self, reader: RingReader) -> Iterator[CollectedBatch]:
         """Keep what the kernel had already queued when the stop came: it was seen before the stop. The block
         being filled is handed over by the kernel within the block timeout."""
-        end = time.monotonic() + max(MAX_DRAIN_S, 2 * self.ring_config.block_timeout_ms / 1000)
-        quiet_until = time.monotonic() + 2 * self.ring_config.block_timeout_ms / 1000
+        settle = 2 * self.ring_config.block_timeout_ms / 1000
+        end = time.monotonic() + max(MAX_DRAIN_S, settle)
+        quiet_until = time.monotonic() + settle
         while time.monotonic() < end and (self.count is None or self.captured < self.count):
-            if not ring.wait(0.01):
-                if time.monotonic() >= quiet_until:
+            if not reader.ready.wait(0.01):
+                if time.monotonic() >= quiet_until and not reader.pending:
                     return
                 continue
-            batch = self._process(ring)
+            batch = self._process(reader)
             if batch is not None:
-                quiet_until = time.monotonic() + 2 * self.ring_config.block_timeout_ms / 1000
+                quiet_until = time.monotonic() + settle
                 yield batch

@@ -55,6 +55,7 @@ class RingConfig:
     a packet on a quiet link may be handed over), fan-out, and the user to run as after opening."""
 
     ring_mb: int = 256
+    buffer_mb: int = 1024  # blocks copied out of the ring, waiting for the decoder (grows only when it lags)
     block_kb: int = 1024
     snaplen: int = 65535
     block_timeout_ms: int = 50
@@ -63,7 +64,7 @@ class RingConfig:
     user: str | None = None  # drop root privileges to this user once the ring is open
 
     def __post_init__(self) -> None:
-        if self.ring_mb <= 0 or self.block_kb <= 0 or self.snaplen <= 0 or self.block_timeout_ms <= 0:
+        if self.ring_mb <= 0 or self.buffer_mb <= 0 or self.block_kb <= 0 or self.snaplen <= 0 or self.block_timeout_ms <= 0:
             raise ValueError("ring size, block size, snap length and block timeout must be positive")
         if self.block_kb * 1024 % mmap.PAGESIZE or self.block_kb * 1024 < 64 * 1024:
             raise ValueError(f"block size must be a multiple of {mmap.PAGESIZE // 1024} KiB and at least 64 KiB")
@@ -156,6 +157,60 @@ def _attach_filter(sock: socket.socket, bpf: str, iface: str, shown: str | None)
         if shown is not None and shown != bpf:
             detail = detail.replace(repr(bpf), repr(shown))
         raise LiveCaptureError(f"cannot set capture filter {shown if shown is not None else bpf!r} on {iface}: {detail}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class RawBlock:
+    """One ring block copied out of the ring: its bytes, packet count and where the first packet header is."""
+
+    data: bytes
+    num: int
+    first: int
+
+
+def _packets(block: RawBlock) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """(data offset, captured length, wire length, ns timestamp) of each packet of a block."""
+    data, num = block.data, block.num
+    if num == 0 or len(data) < _HDR.itemsize:
+        return None
+    words = memoryview(data)[: len(data) // 4 * 4].cast("I")
+    pos, where = block.first, []
+    app = where.append
+    last = len(data) - _HDR.itemsize
+    for _ in range(num):  # headers are 16-byte aligned; tp_next_offset is the first word of each
+        if pos > last:
+            break
+        app(pos)
+        step = words[pos >> 2]
+        if step == 0:  # the last packet of the block
+            break
+        pos += step
+    del words
+    at = np.fromiter(where, np.int64, len(where))
+    hdr = np.ndarray((last + 1,), dtype=_HDR, buffer=data, strides=(1,))[at]
+    ts = hdr["sec"].astype(np.int64) * 1_000_000_000 + hdr["nsec"].astype(np.int64)
+    off = at + hdr["mac"].astype(np.int64)
+    cap = np.minimum(hdr["snaplen"].astype(np.int64), len(data) - off)
+    return off, cap, hdr["len"].astype(np.int64), ts
+
+
+def blocks_to_chunk(blocks: "list[RawBlock]", first_frame: int, linktype: int) -> Chunk | None:
+    """Blocks copied out of the ring as one Chunk (frames numbered from ``first_frame``); None without packets."""
+    parts = []
+    for block in blocks:
+        found = _packets(block)
+        if found is not None:
+            parts.append((block.data, *found))
+    if not parts:
+        return None
+    if len(parts) == 1:
+        data, off, cap, wire, ts = parts[0]
+    else:
+        shift = np.cumsum([0] + [len(p[0]) for p in parts[:-1]])
+        data = b"".join(p[0] for p in parts)
+        off = np.concatenate([p[1] + k for p, k in zip(parts, shift.tolist())])
+        cap, wire, ts = (np.concatenate([p[i] for p in parts]) for i in (2, 3, 4))
+    return Chunk(data, off, cap, wire, ts, np.full(len(off), linktype, np.int32), first_frame)
 
 
 class PacketRing:
@@ -264,51 +319,25 @@ class PacketRing:
     def read(self, first_frame: int, max_blocks: int = 32) -> Chunk | None:
         """The ready blocks (up to ``max_blocks``) as one Chunk, frames numbered from ``first_frame``; None if no
         block is ready. Several blocks per chunk keep the decoder's per-chunk cost small at high rates."""
-        parts = []
-        while len(parts) < max_blocks and self._mm is not None and self._ready():
-            part = self._take_block()
-            if part is not None:
-                parts.append(part)
-        if not parts:
-            return None
-        if len(parts) == 1:
-            data, off, cap, wire, ts = parts[0]
-        else:
-            shift = np.cumsum([0] + [len(p[0]) for p in parts[:-1]])
-            data = b"".join(p[0] for p in parts)
-            off = np.concatenate([p[1] + k for p, k in zip(parts, shift.tolist())])
-            cap, wire, ts = (np.concatenate([p[i] for p in parts]) for i in (2, 3, 4))
-        return Chunk(data, off, cap, wire, ts, np.full(len(off), self.linktype, np.int32), first_frame)
+        raws = []
+        while len(raws) < max_blocks:
+            raw = self.take_raw()
+            if raw is None:
+                break
+            raws.append(raw)
+        return blocks_to_chunk(raws, first_frame, self.linktype)
 
-    def _take_block(self) -> tuple[bytes, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-        """Copy the current block out, give it back to the kernel, find its packets."""
-        assert self._mm is not None
+    def take_raw(self) -> "RawBlock | None":
+        """Copy the current block out and give it back to the kernel (cheap: what a reader thread does); None if
+        no block is ready."""
+        if self._mm is None or not self._ready():
+            return None
         mm, base = self._mm, self._block * self._block_size
         num, first, blen = struct.unpack_from("<III", mm, base + _NUM_PKTS)
         data = mm[base : base + min(max(blen, first), self._block_size)]
         struct.pack_into("<I", mm, base + _BLOCK_STATUS, 0)
         self._block = (self._block + 1) % self._nblocks
-        if num == 0 or len(data) < _HDR.itemsize:
-            return None
-        words = memoryview(data)[: len(data) // 4 * 4].cast("I")
-        pos, where = first, []
-        app = where.append
-        last = len(data) - _HDR.itemsize
-        for _ in range(num):  # headers are 16-byte aligned; tp_next_offset is the first word of each
-            if pos > last:
-                break
-            app(pos)
-            step = words[pos >> 2]
-            if step == 0:  # the last packet of the block
-                break
-            pos += step
-        del words
-        at = np.fromiter(where, np.int64, len(where))
-        hdr = np.ndarray((last + 1,), dtype=_HDR, buffer=data, strides=(1,))[at]
-        ts = hdr["sec"].astype(np.int64) * 1_000_000_000 + hdr["nsec"].astype(np.int64)
-        off = at + hdr["mac"].astype(np.int64)
-        cap = np.minimum(hdr["snaplen"].astype(np.int64), len(data) - off)
-        return data, off, cap, hdr["len"].astype(np.int64), ts
+        return RawBlock(data, num, first)
 
     def close(self) -> None:
         """Release the ring and the socket (idempotent)."""

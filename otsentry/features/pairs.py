@@ -89,44 +89,66 @@ def extract(batch: ModbusBatch, pk: np.ndarray, window_ns: int) -> tuple[Cols, n
 
 
 class TxStore:
-    """Transactions of the open windows and the values their reads point into (re-packed as windows close)."""
+    """Transactions of the open windows and the values their reads point into (re-packed as windows close).
+
+    Batches are kept as a list and joined once when windows close: a live capture keeps a whole window (seconds of
+    a busy port, millions of rows) open, and joining at every batch would cost time quadratic in the window's rows.
+    """
 
     def __init__(self) -> None:
-        self.tx: Cols | None = None
+        self._parts: list[Cols] = []
+        self._rows = 0
+        self._max_widx: int | None = None
         self._pools: list[np.ndarray] = []
         self._pooled = 0
 
     def __len__(self) -> int:
-        return 0 if self.tx is None else len(self.tx)
+        return self._rows
+
+    @property
+    def tx(self) -> Cols | None:
+        """The open transactions as one table."""
+        if len(self._parts) > 1:
+            self._parts = [Cols.concat(self._parts)]
+        return self._parts[0] if self._parts else None
 
     def add(self, tx: Cols, values: np.ndarray) -> None:
         if not len(tx):
             return
         tx.data["voff"] = tx["voff"] + self._pooled
-        self.tx = Cols.concat([self.tx, tx])
+        self._parts.append(tx)
+        self._rows += len(tx)
+        top = int(tx["widx"].max())
+        self._max_widx = top if self._max_widx is None else max(self._max_widx, top)
         self._pools.append(values)
         self._pooled += len(values)
 
     def max_widx(self) -> int | None:
-        return None if not len(self) else int(self.tx["widx"].max())
+        return self._max_widx if self._rows else None
 
     def take(self, upto: int) -> tuple[Cols, np.ndarray] | None:
         """Remove and return the transactions of windows below ``upto`` with the values they index."""
-        if self.tx is None:
+        if not self._rows or self._min_below(upto) is False:
             return None
-        done = self.tx["widx"] < upto
+        tx = self.tx
+        assert tx is not None
+        done = tx["widx"] < upto
         if not done.any():
             return None
-        closed = self.tx.select(done)
+        closed = tx.select(done)
         pool = self._pools[0] if len(self._pools) == 1 else np.concatenate(self._pools)
         if done.all():
-            self.tx, self._pools, self._pooled = None, [], 0
+            self._parts, self._rows, self._max_widx, self._pools, self._pooled = [], 0, None, [], 0
         else:
-            rest = self.tx.select(~done)
+            rest = tx.select(~done)
             kept = pool[ranges(rest["voff"], rest["rcnt"])]
             rest.data["voff"] = np.cumsum(rest["rcnt"]) - rest["rcnt"]
-            self.tx, self._pools, self._pooled = rest, [kept], len(kept)
+            self._parts, self._rows, self._pools, self._pooled = [rest], len(rest), [kept], len(kept)
         return closed, pool
+
+    def _min_below(self, upto: int) -> bool:
+        """Could any open row be below ``upto``? (cheap: each part's first row is its earliest window or close)"""
+        return any(int(p["widx"].min()) < upto for p in self._parts)
 
 
 def pair_matrix(t: Cols, pool: np.ndarray, values: ValueState | None,

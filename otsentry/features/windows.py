@@ -83,7 +83,9 @@ class Windower:
         self._values = ValueState(value_ttl_s, max_values)
         self.defer_values = defer_values  # leave register values to ClosedWindows.complete (see pairs.ValueJob)
         self._tx = TxStore()
-        self._cells: Cols | None = None
+        self._cell_parts: list[Cols] = []  # flow cells of the open windows, joined when windows close
+        self._cell_rows = 0
+        self._cell_max: int | None = None
         self._open_from: int | None = None  # windows below this index are closed
         self._max_ts: int | None = None
         self._warned = False
@@ -96,7 +98,7 @@ class Windower:
     @property
     def open_rows(self) -> int:
         """Rows held for the open windows (bounded by the traffic of window_s + lateness_s)."""
-        return len(self._tx) + (0 if self._cells is None else len(self._cells))
+        return len(self._tx) + self._cell_rows
 
     def push(self, batch: CollectedBatch, conns: ConnTable) -> list[FeatureWindow]:
         """Add one collector batch; return the windows it closed. ``batch.flows`` is not used (see flowwin)."""
@@ -104,9 +106,13 @@ class Windower:
 
     def tick(self, now_s: float) -> list[FeatureWindow]:
         """Advance the clock without traffic (live capture gone quiet): close the windows ``now_s`` has passed."""
+        return self.tick_closed(now_s).windows()
+
+    def tick_closed(self, now_s: float) -> ClosedWindows:
+        """``tick``, with the closed windows still as columns."""
         now = int(round(now_s * 1e9))
         self._max_ts = now if self._max_ts is None else max(self._max_ts, now)
-        return self._close((self._max_ts - self.lateness_ns) // self.window_ns).windows()
+        return self._close((self._max_ts - self.lateness_ns) // self.window_ns)
 
     def flush(self) -> list[FeatureWindow]:
         """End of capture: close every open window."""
@@ -129,7 +135,7 @@ class Windower:
         return self._close(max(ends)) if ends else ClosedWindows()
 
     def _cells_max_widx(self) -> int | None:
-        return None if self._cells is None else int(self._cells["widx"].max())
+        return self._cell_max if self._cell_rows else None
 
     # -- input ---------------------------------------------------------------------------------------------------
 
@@ -159,7 +165,12 @@ class Windower:
             self.stats.late_packets += packets
             self._warn_late(f"{packets} packet(s)")
             cells = cells.select(~late)
-        self._cells = Cols.concat([self._cells, cells])
+        if not len(cells):
+            return
+        self._cell_parts.append(cells)  # joined once when windows close (a live window holds many batches)
+        self._cell_rows += len(cells)
+        top = int(cells["widx"].max())
+        self._cell_max = top if self._cell_max is None else max(self._cell_max, top)
 
     def _late_mask(self, table: Cols) -> np.ndarray | None:
         return None if self._open_from is None else table["widx"] < self._open_from
@@ -192,13 +203,17 @@ class Windower:
 
     def _take_cells(self, upto: int) -> Cols | None:
         """Remove and return the pending cells of windows below ``upto``."""
-        if self._cells is None:
+        if not self._cell_rows or not any(int(p["widx"].min()) < upto for p in self._cell_parts):
             return None
-        done = self._cells["widx"] < upto
-        if not done.any():
-            return None
-        closed = self._cells.select(done)
-        self._cells = self._cells.select(~done) if not done.all() else None
+        cells = Cols.concat(self._cell_parts)
+        assert cells is not None
+        done = cells["widx"] < upto
+        closed = cells.select(done)
+        if done.all():
+            self._cell_parts, self._cell_rows, self._cell_max = [], 0, None
+        else:
+            rest = cells.select(~done)
+            self._cell_parts, self._cell_rows = [rest], len(rest)
         return closed
 
     def _close(self, upto: int) -> ClosedWindows:

@@ -39,6 +39,7 @@ class PublishStats:
     packets: int = 0
     finished: bool = False  # the capture was read to its end (final watermark sent)
     stop_reason: str = ""
+    health: str = ""  # live capture: drops and parser health, for the last line
 
 
 class WindowPublisher:
@@ -127,7 +128,7 @@ def _count_packets(metrics: Metrics, live: list[CollectorStats], before: int, st
 
 def publish_live(iface: str, publisher: WindowPublisher, window_s: float, config: CollectorConfig | None = None,
                  *, bpf: str | None = None, count: int | None = None, duration_s: float | None = None,
-                 stop: threading.Event | None = None, stop_timeout_s: float = 10.0):
+                 stop: threading.Event | None = None, stop_timeout_s: float = 10.0, ring=None):
     """Capture ``iface`` and publish its windows as they close (on traffic and on the wall clock).
 
     Returns the LiveCapture (its stats and stop reason). ``stop`` (set by the daemon's signal handler) also ends
@@ -141,8 +142,9 @@ def publish_live(iface: str, publisher: WindowPublisher, window_s: float, config
     stop = stop or threading.Event()
     windower = Windower(window_s, config.pairing_timeout_s, server_ports=config.server_ports)
     capture = LiveCapture(iface, config, bpf=bpf, count=count, duration_s=duration_s,
-                          observers=(windower.observer,), handle_signals=False)
+                          observers=(windower.observer,), handle_signals=False, ring=ring)
     metrics = publisher.metrics
+    health_due = 0.0
     watcher = threading.Thread(target=lambda: (stop.wait(), capture.stop()), name="otsentry-stop", daemon=True)
     with capture:
         watcher.start()
@@ -151,6 +153,9 @@ def publish_live(iface: str, publisher: WindowPublisher, window_s: float, config
         for batch in capture:
             metrics.inc("otsentry_packets_total", capture.captured - seen)
             seen = capture.captured
+            if time.monotonic() >= health_due:  # at most once a second: it walks every stream's state
+                metrics.set_health(capture.health())
+                health_due = time.monotonic() + 1.0
             closed = windower.push(batch, capture.conns) + windower.tick(time.time())
             if closed:
                 publisher.publish(closed)
@@ -165,4 +170,6 @@ def publish_live(iface: str, publisher: WindowPublisher, window_s: float, config
             publisher.watermark = max(publisher.watermark, max(w.window_end for w in last))
     publisher.finish(deadline)
     publisher.stats.packets = capture.captured
+    metrics.set_health(capture.health())
+    publisher.stats.health = capture.health_line()
     return capture

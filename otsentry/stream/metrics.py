@@ -46,6 +46,35 @@ METRICS: dict[str, tuple[str, str]] = {
     "otsentry_alerts_duplicate_total": ("counter", "Alerts already indexed (409 on create: a re-delivery)."),
     "otsentry_alerts_rejected_total": ("counter", "Alerts Elasticsearch rejected (in the dead-letter file)."),
     "otsentry_elasticsearch_up": ("gauge", "1 when the last bulk request to Elasticsearch succeeded."),
+    # what the sensor could not see (live collectors): see otsentry.collectors.live.LiveCapture.health
+    "otsentry_capture_kernel_drops_total": ("counter", "Packets the kernel's capture ring had no room for."),
+    "otsentry_capture_interface_drops_total": ("counter", "Packets the interface dropped while capturing."),
+    "otsentry_undecoded_bytes_total": ("counter", "Payload bytes on Modbus ports that were not Modbus/TCP."),
+    "otsentry_tcp_gaps_total": ("counter", "Stream holes never filled (framing resynchronised after each)."),
+    "otsentry_tcp_out_of_order_total": ("counter", "TCP segments that arrived ahead of a hole and were held."),
+    "otsentry_tcp_overlap_conflicts_total": ("counter", "TCP segments overlapping earlier bytes with other content."),
+    "otsentry_tcp_held_peak_bytes": ("gauge", "High-water mark of one stream direction's out-of-order buffer."),
+    "otsentry_ip_fragments_total": ("counter", "IP fragments seen."),
+    "otsentry_ip_fragments_pending": ("gauge", "IP datagrams waiting for fragments."),
+    "otsentry_ip_fragments_expired_total": ("counter", "IP datagrams that never completed."),
+    "otsentry_ip_fragment_overlap_conflicts_total": ("counter", "IP fragments overlapping with other content."),
+    "otsentry_ip_tiny_fragments_total": ("counter", "Non-last IP fragments too small for any real MTU."),
+}
+
+# LiveCapture.health() key -> metric name
+HEALTH_METRICS = {
+    "kernel_drops": "otsentry_capture_kernel_drops_total",
+    "interface_drops": "otsentry_capture_interface_drops_total",
+    "non_modbus_payload_bytes": "otsentry_undecoded_bytes_total",
+    "tcp_gaps": "otsentry_tcp_gaps_total",
+    "tcp_out_of_order": "otsentry_tcp_out_of_order_total",
+    "tcp_overlap_conflicts": "otsentry_tcp_overlap_conflicts_total",
+    "tcp_held_peak_bytes": "otsentry_tcp_held_peak_bytes",
+    "ip_fragments": "otsentry_ip_fragments_total",
+    "ip_fragments_pending": "otsentry_ip_fragments_pending",
+    "ip_fragments_expired": "otsentry_ip_fragments_expired_total",
+    "ip_fragment_overlap_conflicts": "otsentry_ip_fragment_overlap_conflicts_total",
+    "ip_tiny_fragments": "otsentry_ip_tiny_fragments_total",
 }
 
 
@@ -74,6 +103,12 @@ class Metrics:
     def set(self, name: str, value: float) -> None:
         with self._lock:
             self._values[name] = float(value)
+
+    def set_health(self, health: dict[str, int]) -> None:
+        """The sensor's counts so far (absolute values, as ``LiveCapture.health`` gives them)."""
+        for key, name in HEALTH_METRICS.items():
+            if key in health:
+                self.set(name, health[key])
 
     def gauge_fn(self, name: str, fn: Callable[[], float | None]) -> None:
         self._callbacks[name] = fn

@@ -97,7 +97,7 @@ def run_collector(paths: Sequence[Path] | None, settings: StreamSettings, collec
                   iface: str | None = None, bpf: str | None = None, count: int | None = None,
                   duration_s: float | None = None, make_publisher: Callable[[], Publisher] | None = None,
                   ensure: Callable[[Sequence[str]], Any] | None = None,
-                  stop_signal: StopSignal | None = None) -> tuple[PublishStats, Metrics]:
+                  stop_signal: StopSignal | None = None, ring=None) -> tuple[PublishStats, Metrics]:
     """Publish the windows of capture files (``paths``) or of a live interface (``iface``) until done or stopped."""
     k, s = settings.kafka, settings.stream
     if make_publisher is None:
@@ -119,7 +119,7 @@ def run_collector(paths: Sequence[Path] | None, settings: StreamSettings, collec
             if iface is not None:
                 capture = publish_live(iface, out, s.window_s, collector, bpf=bpf, count=count,
                                        duration_s=duration_s, stop=d.stop,
-                                       stop_timeout_s=settings.daemon.stop_timeout_s)
+                                       stop_timeout_s=settings.daemon.stop_timeout_s, ring=ring)
                 stats.stop_reason = d.signals.signal_name or capture.stop_reason or "end"
             else:
                 publish_captures(list(paths or ()), out, s.window_s, collector, d.stop)
@@ -134,9 +134,12 @@ def run_collector(paths: Sequence[Path] | None, settings: StreamSettings, collec
                     log.warning("%d record(s) not acknowledged within %.0f s of stopping: lost from this run",
                                 outbox.in_flight, settings.daemon.stop_timeout_s)
                 publisher.close(max(0.0, deadline - time.monotonic()))
-        log.info("collector done (%s): %d packets, %d windows published", stats.stop_reason, stats.packets,
-                 stats.windows, extra={"fields": {"event": "done", "packets": stats.packets,
-                                                  "windows": stats.windows, "reason": stats.stop_reason}})
+        health = f"; {stats.health}" if stats.health else ""
+        log.info("collector done (%s): %d packets, %d windows published%s", stats.stop_reason, stats.packets,
+                 stats.windows, health,
+                 extra={"fields": {"event": "done", "packets": stats.packets, "windows": stats.windows,
+                                   "reason": stats.stop_reason,
+                                   "kernel_drops": d.metrics.get("otsentry_capture_kernel_drops_total")}})
         return stats, d.metrics
 
 
