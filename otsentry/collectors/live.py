@@ -212,7 +212,7 @@ class LiveCapture:
         For ``/metrics`` and the end-of-run line; loss per batch goes to the windower (``CollectedBatch.loss``)."""
         counts = self.collector.reassembly_counts()
         return {"kernel_drops": self.kernel_drops, "interface_drops": self.interface_drops, **counts,
-                "ip_fragments_pending": self.collector.fragments_pending}
+                "ip_fragments_pending": self.collector.fragments_pending, "buffer_peak_bytes": self.buffer_peak_bytes}
 
     def health_line(self) -> str:
         """The drops and parser health in a few words, for the last line of a run."""
@@ -220,7 +220,7 @@ class LiveCapture:
         return (f"{h['kernel_drops']} kernel drops, {h['interface_drops']} interface drops, "
                 f"{h['non_modbus_payload_bytes']} undecoded bytes, {h['tcp_gaps']} stream gaps, "
                 f"{h['tcp_out_of_order']} out-of-order segments, {h['ip_fragments']} IP fragments "
-                f"({h['ip_fragments_expired']} expired)")
+                f"({h['ip_fragments_expired']} expired), decoder buffer peak {h['buffer_peak_bytes'] >> 20} MiB")
 
     # -- internals -----------------------------------------------------------------------------------------------
     def _install_signal_handlers(self) -> Callable[[], None]:
@@ -304,7 +304,7 @@ class LiveCapture:
             self.stop_reason = "SIGINT"
         finally:
             reader.halt()
-        self.buffer_peak_bytes = reader.peak_bytes
+            self.buffer_peak_bytes = reader.peak_bytes
         kernel, nic = self._count_drops()
         last = self.collector.finish()
         if kernel or nic:
