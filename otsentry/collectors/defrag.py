@@ -143,7 +143,8 @@ class Defragmenter:
         self.notes = []
         self.stats.fragments += 1
         end = frag.offset + len(frag.payload)
-        if end > MAX_DATAGRAM:
+        over = len(frag.head) if frag.version == 4 else len(frag.head) - 40  # what the length field also counts
+        if end + over > MAX_DATAGRAM:  # the "ping of death": no valid datagram is this long
             self._drop(frag.key)
             self.stats.dropped += 1
             return None
