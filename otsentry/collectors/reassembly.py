@@ -98,6 +98,7 @@ class StreamState:
     tail: bytes = b""  # the last delivered bytes, ending at tail_end
     tail_end: int = -1
     skipped_mark: int = 0  # skipped_bytes when the last ADU came out (or the last stall was noted)
+    tentative: bool = False  # held[0] is a stream start guessed without a SYN (see _anchor)
     notes: list[tuple[str, int, int, int]] = field(default_factory=list)  # (kind, frame, ts_ns, bytes) to report
 
     @property
@@ -139,6 +140,7 @@ def feed_segment(
     if syn:
         if state.held or state.buffer:  # a new connection on the same ports: what was pending is lost
             out.extend(_drop_held(state, frame, ts_ns))
+        state.tentative = False
         state.next_seq = (seq + 1) % SEQ_MOD
         state.saw_syn = True
         state.buffer.clear()
@@ -151,7 +153,19 @@ def feed_segment(
         return out
     if state.next_seq is None:
         state.next_seq = seq
+        if not looks_like_mbtcp(payload):  # a capture that starts inside the stream, or its start arrives later
+            return _anchor(state, seq, payload, ts_ns)
     delta = (seq - state.next_seq) % SEQ_MOD
+    if state.tentative:
+        if delta >= SEQ_MOD // 2 and SEQ_MOD - delta <= limits.max_ahead:  # earlier bytes: the stream starts there
+            state.next_seq = seq
+            if not looks_like_mbtcp(payload):
+                return _anchor(state, seq, payload, ts_ns)
+            delta = 0
+        state.tentative = False
+        if delta:  # the stream goes on after the tentative start: frame it as it is
+            _drain(state, frame, ts_ns, out)
+            delta = (seq - state.next_seq) % SEQ_MOD
     if delta >= SEQ_MOD // 2:  # starts before the next expected byte: retransmission or overlap
         behind = SEQ_MOD - delta
         _compare_tail(state, behind, payload, frame, ts_ns)
@@ -172,6 +186,18 @@ def feed_segment(
     return out
 
 
+def _anchor(state: StreamState, seq: int, payload: bytes, ts_ns: int) -> list[RawAdu]:
+    """Without a SYN, a first segment that does not start an ADU may be the middle of the stream's first bytes sent
+    out of order: hold it at the stream's start, tentatively, until the next segment says which it is."""
+    state.tentative = True
+    if not state.held:
+        state.held_since_ns = ts_ns
+    state.held.append((seq, payload))
+    state.held_bytes += len(payload)
+    state.held_peak = max(state.held_peak, state.held_bytes)
+    return []
+
+
 def skip_if_acked(state: StreamState, ack: int, frame: int, ts_ns: int) -> list[RawAdu]:
     """The peer acknowledged up to ``ack``: if that is past a hole, the capture lost the hole's bytes."""
     if not state.held or state.next_seq is None:
@@ -188,9 +214,11 @@ def skip_gap(state: StreamState, frame: int, ts_ns: int, out: list[RawAdu]) -> N
     if not state.held or state.next_seq is None:
         return
     nxt = state.next_seq
+    state.tentative = False
     first = min((s - nxt) % SEQ_MOD for s, _ in state.held)
-    _gap(state, first, frame, ts_ns, out)
-    state.next_seq = (nxt + first) % SEQ_MOD
+    if first:
+        _gap(state, first, frame, ts_ns, out)
+        state.next_seq = (nxt + first) % SEQ_MOD
     _drain(state, frame, ts_ns, out)
 
 

@@ -259,8 +259,8 @@ class PacketRing:
             self._block_size, self._nblocks = block, nblocks
             sock.bind((self.iface, ETH_P_ALL))
             if cfg.fanout_group is not None and cfg.fanout_workers > 1:
-                sock.setsockopt(SOL_PACKET, PACKET_FANOUT,
-                                cfg.fanout_group | (PACKET_FANOUT_CBPF | PACKET_FANOUT_FLAG_DEFRAG) << 16)
+                arg = cfg.fanout_group | (PACKET_FANOUT_CBPF | PACKET_FANOUT_FLAG_DEFRAG) << 16
+                sock.setsockopt(SOL_PACKET, PACKET_FANOUT, struct.pack("I", arg))  # past INT_MAX: as bytes
                 _attach_program(sock, SOL_PACKET, PACKET_FANOUT_DATA, fanout_program(cfg.fanout_workers))
             self._poll = select.poll()
             self._poll.register(sock.fileno(), select.POLLIN | select.POLLERR)

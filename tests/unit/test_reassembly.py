@@ -69,7 +69,15 @@ def test_gap_drops_pending_partial_as_truncated():
 
 def test_non_modbus_payload_is_skipped_not_decoded():
     state, out = feed_all([(0, b"GET / HTTP/1.1\r\n\r\n")])
-    assert out == [] and state.skipped_bytes == 18
+    out += finish_stream(state, 2, 2)  # held until then: it might have been the middle of a reordered start
+    assert out == [] and state.skipped_bytes == 18 and state.gaps == 0
+
+
+def test_midstream_start_sent_out_of_order_is_anchored_at_its_first_bytes():
+    """No SYN seen, the stream's first ADU arrives last-first: the earliest bytes are where the stream starts."""
+    a, b = adu(1, READ), adu(2, READ)
+    state, out = feed_all([(100 + 9, a[9:]), (100 + 4, a[4:9]), (100, a[:4]), (100 + len(a), b)])
+    assert [x.transaction_id for x in out] == [1, 2] and state.skipped_bytes == 0 and state.gaps == 0
 
 
 def test_syn_sets_sequence_and_wraparound():
