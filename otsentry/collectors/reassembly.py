@@ -166,6 +166,11 @@ def feed_segment(
         if delta:  # the stream goes on after the tentative start: frame it as it is
             _drain(state, frame, ts_ns, out)
             delta = (seq - state.next_seq) % SEQ_MOD
+    if delta >= SEQ_MOD // 2 and SEQ_MOD - delta > limits.max_ahead:  # far behind: no retransmission of ours
+        out.extend(_drop_held(state, frame, ts_ns))  # the stream restarted elsewhere (as Zeek sees it)
+        _gap(state, 0, frame, ts_ns, out)
+        state.next_seq = seq
+        delta = 0
     if delta >= SEQ_MOD // 2:  # starts before the next expected byte: retransmission or overlap
         behind = SEQ_MOD - delta
         _compare_tail(state, behind, payload, frame, ts_ns)

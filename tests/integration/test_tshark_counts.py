@@ -17,6 +17,11 @@ they carried new bytes, e.g. ``iti-ModbusTCP_mb2.pcap`` frame 1131; with it, tho
   fuzzed traces (``iti-bro_modbus_fuzz-72.pcap`` frames 6-36, ``iti-bro_modbus_fuzz-1011.pcap`` frame 6).
   Checked: tshark shows the frame as a TCP segment it never reassembled, in a stream with a lost segment before.
 
+* ``restart``: a segment more than 1 MiB away from where its direction of the stream was, behind it: Wireshark
+  calls it out of order (or a retransmission) and never dissects it; it retransmits nothing the capture saw, so
+  otsentry, as Zeek does, takes it as the stream starting over and frames it (``iti-bro_modbus_fuzz-72.pcap``
+  frame 2, 3.8 GB past the first segment of its direction).
+
 * ``truncated``: a partial ADU the native reassembler flushes, flagged ``truncated``, at a sequence gap or at
   the end of the capture (``iti-bro_modbus_fuzz-72.pcap`` frame 16, ``iti-ModbusTCP_modbus_test_data_part1``
   frame 118, ``suricata-modbus.pcap`` frame 99). Wireshark never shows an ADU it could not complete.
@@ -81,8 +86,23 @@ def after_holes(tshark: str, path: Path) -> set[int]:
     return {int(f) for f, stream in stuck if stream in lost and lost[stream] <= int(f)}
 
 
+def restarts(tshark: str, path: Path, far: int = 1 << 20) -> set[int]:
+    """Frames with payload more than ``far`` bytes behind the furthest sequence number their direction reached."""
+    high: dict[tuple[str, str], int] = {}
+    out = set()
+    for frame, stream, port, seq, nxt in _tshark_lines(tshark, path, "tcp.len > 0", "frame.number", "tcp.stream",
+                                                         "tcp.srcport", "tcp.seq", "tcp.nxtseq"):
+        key = (stream, port)
+        behind = (high[key] - int(seq)) % (1 << 32) if key in high else 0  # sequence numbers wrap
+        if far < behind < 1 << 31:
+            out.add(int(frame))
+        if key not in high or 0 < (int(nxt) - high[key]) % (1 << 32) < 1 << 31:
+            high[key] = int(nxt)
+    return out
+
+
 def explain(native: Counter, truncated: Counter, paired: Counter, wire: Counter,
-            holes: frozenset[int]) -> tuple[dict[int, str], dict[int, str]]:
+            holes: frozenset[int], restarted: frozenset[int] = frozenset()) -> tuple[dict[int, str], dict[int, str]]:
     """Frames whose counts differ: (explained frame -> reason, unexplained frame -> what differs)."""
     explained, unexplained = {}, {}
     for frame in sorted(set(native) | set(wire)):
@@ -91,6 +111,8 @@ def explain(native: Counter, truncated: Counter, paired: Counter, wire: Counter,
             continue
         if ours - truncated[frame] == theirs:
             explained[frame] = f"truncated: {truncated[frame]} partial ADU(s) flushed by the native reassembler"
+        elif theirs == 0 and frame in restarted:
+            explained[frame] = f"restart: far behind its stream; native frames {ours} ADU(s) as a new start"
         elif theirs == 0 and frame in holes:
             explained[frame] = f"hole: Wireshark waits for a lost segment; native frames {ours} ADU(s) past it"
         else:
@@ -105,7 +127,8 @@ def test_adu_count_matches_tshark(path: Path) -> None:
     assert sum(native.values()) == stats.modbus_adus + stats.truncated_adus, "each ADU is the half of one event"
     assert sum(truncated.values()) == stats.truncated_adus, "truncated ADUs are never paired"
     wire = tshark_adus(tshark, path)
-    explained, unexplained = explain(native, truncated, paired, wire, frozenset(after_holes(tshark, path)))
+    explained, unexplained = explain(native, truncated, paired, wire, frozenset(after_holes(tshark, path)),
+                                     frozenset(restarts(tshark, path)))
     print(f"{path.name}: native {stats.modbus_adus} ADUs (+{stats.truncated_adus} truncated), "
           f"tshark {sum(wire.values())}; "
           + "; ".join(f"frame {f}: {why}" for f, why in explained.items()))
