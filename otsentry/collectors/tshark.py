@@ -55,7 +55,7 @@ WIRESHARK_FUNCTIONS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 11, 12, 15, 16, 17, 20,
 LAYERS = "frame ip ipv6 tcp mbtcp modbus _ws.malformed"
 # Preferences the decode depends on, pinned against a user's Wireshark profile.
 _PINNED_PREFS = ("modbus.mbus_register_format:UINT16", "mbtcp.desegment:TRUE", "tcp.desegment_tcp_streams:TRUE",
-                 "tcp.analyze_sequence_numbers:TRUE")
+                 "tcp.analyze_sequence_numbers:TRUE", "tcp.reassemble_out_of_order:TRUE")
 _V4_MAPPED = 0xFFFF << 32
 _LOW64 = (1 << 64) - 1
 _MALFORMED, _MISMATCH = FLAG_BITS["malformed_pdu"], FLAG_BITS["length_mismatch"]

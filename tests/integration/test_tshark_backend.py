@@ -7,7 +7,9 @@ codes, sub-functions, addresses, quantities, values and pairing (``unanswered`` 
 Exclusions, each narrow and explained (``otsentry/collectors/tshark.py`` documents Wireshark's field model):
 
 * ADUs Wireshark never dissects: a partial ADU the native reassembler flushes as ``truncated`` (gap, end of
-  capture), and ADUs in segments tshark flags as (spurious) retransmissions that carry bytes it had not seen.
+  capture), ADUs in segments tshark flags as (spurious) retransmissions that carry bytes it had not seen, and ADUs
+  past a hole the capture never fills or in a segment far behind its stream (the ``hole`` and ``restart`` frames
+  of ``test_tshark_counts``: tshark, with out-of-order reassembly as otsentry, waits for the lost bytes forever).
   Events touching those frames are left out on the native side, and so are their unpaired partners on the
   tshark side (the request or response that lost its pair).
 * FC 1/2 responses: Wireshark shows as many bits as the request it matched asked for, the native decoder all
@@ -35,6 +37,7 @@ from otsentry.synth import modbus as mb
 from otsentry.synth.pcapwriter import PcapWriter
 from otsentry.synth.tcp import Endpoint, TcpConnection
 from tests.conftest import IN_CI, require_tool
+from tests.integration.tshark_frames import after_holes, restarts
 
 pytestmark = pytest.mark.integration
 
@@ -91,7 +94,9 @@ def compare(native: list[ModbusEvent], wire: list[ModbusEvent], retransmitted: s
     skip_native, skip_wire = excluded(native, wire, retransmitted)
     ours = {_key(e): e for e in native if _key(e) not in skip_native}
     theirs = {_key(e): e for e in wire if _key(e) not in skip_wire}
-    problems = [f"{side}: several events share the key {k}" for side, events in (("native", native), ("tshark", wire))
+    kept = (("native", [e for e in native if _key(e) not in skip_native]),
+            ("tshark", [e for e in wire if _key(e) not in skip_wire]))
+    problems = [f"{side}: several events share the key {k}" for side, events in kept
                 for k, n in Counter(map(_key, events)).items() if n > 1]
     problems += [f"only native: {ours[k]}" for k in sorted(set(ours) - set(theirs))]
     problems += [f"only tshark: {theirs[k]}" for k in sorted(set(theirs) - set(ours))]
@@ -132,7 +137,8 @@ def test_captures_are_there() -> None:
 def test_backends_agree_on_shared_capture(path: Path) -> None:
     tshark = require_tool("tshark")
     native, wire = decode(path, "native"), decode(path, "tshark")
-    problems, info = compare(native, wire, retransmitted_frames(tshark, path))
+    unseen = retransmitted_frames(tshark, path) | after_holes(tshark, path) | restarts(tshark, path)
+    problems, info = compare(native, wire, unseen)
     print(_report(path, problems, info, len(native), len(wire)))
     assert not problems, _report(path, problems, info, len(native), len(wire))
 

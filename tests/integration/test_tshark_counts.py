@@ -29,7 +29,6 @@ they carried new bytes, e.g. ``iti-ModbusTCP_mb2.pcap`` frame 1131; with it, tho
 
 from __future__ import annotations
 
-import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -39,21 +38,12 @@ from otsentry.collectors.collector import CollectorConfig, CollectorStats
 from otsentry.collectors.source import decode_capture
 from otsentry.records import FLAG_TRUNCATED, ModbusEvent
 from tests.conftest import require_tool
+from tests.integration.tshark_frames import after_holes, restarts, tshark_lines as _tshark_lines
 
 pytestmark = pytest.mark.integration
 
 SHARED_PCAPS = Path(__file__).resolve().parents[2].parent / "shared/data/pcaps"
 CAPTURES = sorted(SHARED_PCAPS.glob("*.pcap"))
-LOST = "tcp.analysis.lost_segment || tcp.analysis.ack_lost_segment"
-
-
-def _tshark_lines(tshark: str, path: Path, display_filter: str, *fields: str) -> list[list[str]]:
-    args = [tshark, "-o", "tcp.reassemble_out_of_order:TRUE", "-r", str(path), "-n", "-Y", display_filter,
-            "-T", "fields"]
-    for name in fields:
-        args += ["-e", name]
-    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
-    return [line.split("\t") for line in out.splitlines() if line]
 
 
 def tshark_adus(tshark: str, path: Path) -> Counter:
@@ -75,30 +65,6 @@ def native_adus(path: Path) -> tuple[Counter, Counter, Counter, CollectorStats]:
         elif FLAG_TRUNCATED in e.flags:
             truncated.update(frames)
     return per_frame, truncated, paired, run.stats
-
-
-def after_holes(tshark: str, path: Path) -> set[int]:
-    """Frames with payload tshark never reassembled, in a stream where a segment was lost at or before them."""
-    lost: dict[str, int] = {}
-    for frame, stream in _tshark_lines(tshark, path, LOST, "frame.number", "tcp.stream"):
-        lost.setdefault(stream, int(frame))
-    stuck = _tshark_lines(tshark, path, "tcp.len > 0 && !mbtcp && !tcp.reassembled_in", "frame.number", "tcp.stream")
-    return {int(f) for f, stream in stuck if stream in lost and lost[stream] <= int(f)}
-
-
-def restarts(tshark: str, path: Path, far: int = 1 << 20) -> set[int]:
-    """Frames with payload more than ``far`` bytes behind the furthest sequence number their direction reached."""
-    high: dict[tuple[str, str], int] = {}
-    out = set()
-    for frame, stream, port, seq, nxt in _tshark_lines(tshark, path, "tcp.len > 0", "frame.number", "tcp.stream",
-                                                         "tcp.srcport", "tcp.seq", "tcp.nxtseq"):
-        key = (stream, port)
-        behind = (high[key] - int(seq)) % (1 << 32) if key in high else 0  # sequence numbers wrap
-        if far < behind < 1 << 31:
-            out.add(int(frame))
-        if key not in high or 0 < (int(nxt) - high[key]) % (1 << 32) < 1 << 31:
-            high[key] = int(nxt)
-    return out
 
 
 def explain(native: Counter, truncated: Counter, paired: Counter, wire: Counter,
