@@ -10,6 +10,7 @@ iproute2 and tcpreplay: fails in CI when they are missing, skips with the reason
 from __future__ import annotations
 
 import json
+import pwd
 import signal
 import subprocess
 import sys
@@ -129,3 +130,22 @@ def test_two_fanout_workers_split_by_address_pair(veth, demo):
     assert all(pairs), "each worker must get a share of the traffic"
     assert not set(pairs[0]) & set(pairs[1]), "an asset pair was split between workers"
     assert adus == expected["modbus_adus"] + expected["truncated_adus"]
+
+
+def test_privileges_are_dropped_once_the_ring_is_open(veth, demo):
+    """--user: the capture keeps working as an unprivileged user (the ring was opened as root)."""
+    collector = Collector("--iface", veth.rx, "--filter", "", "--summary", "--user", "nobody")
+    status = Path(f"/proc/{collector.proc.pid}/status").read_text()
+    uid = next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:"))
+    assert int(uid) == pwd.getpwnam("nobody").pw_uid
+    veth.replay(demo, pps=RATE)
+    summary = json.loads(collector.stop().strip().splitlines()[-1])
+    assert summary["modbus_adus"] == inspect_summary(demo)["modbus_adus"] and summary["kernel_drops"] == 0
+
+
+def test_unknown_user_is_one_line(veth):
+    res = subprocess.run([sys.executable, "-m", "otsentry", "collect", "live", "--iface", veth.rx, "--user",
+                          "otsentry-no-such-user", "--count", "1"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert res.returncode == 2 and lines == ["Error: cannot drop privileges: no user named 'otsentry-no-such-user'"]

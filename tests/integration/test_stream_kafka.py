@@ -379,3 +379,34 @@ def test_live_collector_publishes_windows_and_stops_on_sigterm(kafka_bootstrap, 
     assert pairs and pairs[0].client_ip == client_ip and pairs[0].server_ip == "127.0.0.1"
     assert sum(isinstance(m, Watermark) and m.final for m in records) == PARTITIONS  # SIGTERM: a clean end
     assert "collector done (SIGTERM)" in collector.log.read_text()
+
+
+def test_sensor_windows_cross_kafka_and_raise_the_alerts_of_run(kafka_bootstrap, scenario, tmp_path):
+    """Evasion evidence travels as sensor windows: the Kafka detector raises run's policy.evasion alerts, same ids."""
+    from otsentry.collectors.capture import open_capture
+    from otsentry.synth.evasion import evade
+
+    pcap, model, bundle, _ = scenario
+    with open_capture(pcap) as reader:  # twenty seconds of the attack, its segments overlapping with other bytes
+        chunks = list(reader.chunks())
+    start = int(chunks[0].ts_ns[0])
+    frames = [c.first_frame + i for c in chunks for i in range(len(c))
+              if 420e9 <= int(c.ts_ns[i]) - start < 440e9]
+    forged = tmp_path / "conflicts.pcap"
+    evade(pcap, forged, frames, "tcp_overlap_conflict")
+    ref = pipeline.run([forged], bundle=bundle)
+    evasions = [a for a in ref.alerts if a.rule_id == "policy.evasion"]
+    assert evasions
+    cfg = _config(kafka_bootstrap)
+    collect = subprocess.run([sys.executable, "-m", "otsentry", "collect", "pcap", str(forged), "--window", "10s",
+                              *_topic_flags(cfg)[:4], "--partitions", str(PARTITIONS)],
+                             capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert collect.returncode == 0, collect.stderr
+    worker = Daemon(["detect", "--model", str(model), *_topic_flags(cfg)], tmp_path / "detect.log")
+    try:
+        worker.wait_metric("otsentry_windows_scored_total", lambda v: v >= ref.windows)
+        worker.wait_metric("otsentry_alerts_published_total", lambda v: v >= len(ref.alerts))
+        assert worker.metric("otsentry_malformed_records_total") == 0  # sensor windows are not dead letters
+    finally:
+        worker.stop()
+    assert sorted(_alert_ids(cfg)) == sorted(a.id for a in ref.alerts)
