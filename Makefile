@@ -8,7 +8,7 @@ DEMO_CAPTURE := replays/demo-polling.pcap
 # A 40-minute scenario (10 min to learn from, then a function-code sweep by a new host), generated on demand.
 DEMO_SCENARIO := replays/generated/fc_sweep-seed7.pcap
 
-.PHONY: demo test venv tools services services-stop services-deps unit bench bench-kafka bench-elastic clean
+.PHONY: demo test venv tools services services-stop services-deps unit bench bench-kafka bench-elastic bench-live clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,13 @@ $(STAMP): setup.cfg pyproject.toml
 
 venv: $(STAMP)
 
-## tools: the reference decoder used by tests (Debian's tshark) and the browser that opens the replay report
+## tools: the reference decoder used by tests (Debian's tshark), the browser that opens the replay report, and
+## what live-capture tests replay and compare with (tcpreplay/tcprewrite, tcpdump, iproute2's ip)
 tools:
+	@{ command -v tcpreplay >/dev/null 2>&1 && command -v tcpdump >/dev/null 2>&1 && command -v ip >/dev/null 2>&1; } || { \
+	  echo "installing tcpreplay, tcpdump and iproute2 (Debian packages) ..."; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tcpreplay tcpdump iproute2 >/dev/null; }
 	@command -v tshark >/dev/null 2>&1 || { \
 	  echo "installing tshark (Debian package) ..."; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
@@ -73,6 +78,9 @@ bench-kafka: venv services
 
 bench-elastic: venv services
 	$(BIN)/python benchmarks/elastic.py
+
+bench-live: venv tools services
+	$(SUDO) $(BIN)/python benchmarks/live.py --kafka 127.0.0.1:9092
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis benchmarks/out

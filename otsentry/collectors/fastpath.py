@@ -19,6 +19,7 @@ import numpy as np
 from otsentry.collectors.capture import Chunk
 from otsentry.collectors.grouping import stable_order
 from otsentry.collectors.halves import FLAG_BITS, NONE, VALUE_DTYPE, HalfBatch, LazyValues, _ranges, flags_to_mask
+from otsentry.collectors.mbap import FUNCTION, LENGTH, LENGTH_BASE, MIN_ADU, PROTOCOL_ID, UNIT
 from otsentry.collectors.modbus_pdu import decode_pdu_cached as decode_pdu
 from otsentry.collectors.packets import Packets
 from otsentry.collectors.reassembly import SEQ_MOD, StreamState
@@ -70,10 +71,10 @@ def run(
 
     # Is each active segment exactly one well-framed ADU? Or the first part of one (length known, not all in)?
     clean = active & ~syn & (plen == wire)
-    head = clean & (plen >= 6)
+    head = clean & (plen >= LENGTH_BASE)
     safe = np.where(head, base, 0)
-    need = np.where(head, _u16(u8, safe + 4), 0) + 6
-    head &= (u8[safe + 2] == 0) & (u8[safe + 3] == 0) & (need >= 8)
+    need = np.where(head, _u16(u8, safe + LENGTH), 0) + LENGTH_BASE
+    head &= (u8[safe + PROTOCOL_ID] == 0) & (u8[safe + PROTOCOL_ID + 1] == 0) & (need >= MIN_ADU)
     whole = head & (plen == need)
     opens = head & (plen < need)
     extra_k, extra_nth, extra_off, extra_len = _more_adus(u8, base, plen, need, np.flatnonzero(head & (plen > need)))
@@ -197,9 +198,10 @@ def _more_adus(u8: np.ndarray, base: np.ndarray, plen: np.ndarray, need: np.ndar
             break
         at = pos[act]
         room = end[act] - at
-        safe = np.where(room >= 8, at, 0)
-        length = _u16(u8, safe + 4) + 6
-        good = (room >= 8) & (u8[safe + 2] == 0) & (u8[safe + 3] == 0) & (length >= 8) & (length <= room)
+        safe = np.where(room >= MIN_ADU, at, 0)
+        length = _u16(u8, safe + LENGTH) + LENGTH_BASE
+        good = ((room >= MIN_ADU) & (u8[safe + PROTOCOL_ID] == 0) & (u8[safe + PROTOCOL_ID + 1] == 0)
+                & (length >= MIN_ADU) & (length <= room))
         ok[act[~good]] = False
         act, at, length = act[good], at[good], length[good]
         segs.append(cand[act])
@@ -231,10 +233,10 @@ def _decode(
     """Decode single-ADU segments: vectorised for the frequent well-formed PDUs, table decoder for the rest."""
     m = len(pk)
     tid = _u16(u8, base)
-    unit = u8[base + 6].astype(np.int64)
-    raw = u8[base + 7].astype(np.int64)
+    unit = u8[base + UNIT].astype(np.int64)
+    raw = u8[base + FUNCTION].astype(np.int64)
     fc = raw & 0x7F
-    pdu_len = plen - 7
+    pdu_len = plen - FUNCTION
     exc = np.full(m, NONE, dtype=np.int64)
     addr = np.full(m, NONE, dtype=np.int64)
     qty = np.full(m, NONE, dtype=np.int64)

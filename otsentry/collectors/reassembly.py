@@ -34,8 +34,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-MBAP_LEN = 7  # transaction id, protocol id, length, unit id
-MAX_ADU = 6 + 0xFFFF  # the MBAP length field bounds how much we ever buffer
+from otsentry.collectors.mbap import (
+    FUNCTION, LENGTH, LENGTH_BASE, MIN_ADU, MIN_LENGTH, PROTOCOL_ID, TID, UNIT, adu_size, looks_like_mbtcp,
+)
+
 SEQ_MOD = 1 << 32
 
 
@@ -107,24 +109,15 @@ class StreamState:
         return not self.buffer and not self.held
 
 
-def looks_like_mbtcp(data: bytes | memoryview, offset: int = 0) -> bool:
-    """Wireshark's heuristic for the start of Modbus/TCP data."""
-    if len(data) - offset < 8:
-        return False
-    if data[offset + 2] or data[offset + 3]:
-        return False
-    return (data[offset + 4] << 8 | data[offset + 5]) >= 2
-
-
 def _adu_from(data: bytes, frame: int, ts_ns: int, truncated: bool = False) -> RawAdu:
     return RawAdu(
         frame=frame,
         ts_ns=ts_ns,
-        transaction_id=data[0] << 8 | data[1],
-        protocol_id=data[2] << 8 | data[3],
-        length=data[4] << 8 | data[5],
-        unit_id=data[6] if len(data) > 6 else 0,
-        pdu=bytes(data[7:]),
+        transaction_id=data[TID] << 8 | data[TID + 1],
+        protocol_id=data[PROTOCOL_ID] << 8 | data[PROTOCOL_ID + 1],
+        length=data[LENGTH] << 8 | data[LENGTH + 1],
+        unit_id=data[UNIT] if len(data) > UNIT else 0,
+        pdu=bytes(data[FUNCTION:]),
         truncated=truncated,
     )
 
@@ -352,19 +345,20 @@ def _consume(state: StreamState, payload: bytes, frame: int, ts_ns: int, out: li
     if state.buffer:
         buf = state.buffer
         if not state.need:  # only part of the MBAP header so far
-            if len(buf) < 6:
-                take = min(6 - len(buf), n)
+            if len(buf) < LENGTH_BASE:
+                take = min(LENGTH_BASE - len(buf), n)
                 buf += payload[:take]
                 pos = take
-                if len(buf) < 6:
+                if len(buf) < LENGTH_BASE:
                     return
-            if state.verify and (buf[2] or buf[3] or (buf[4] << 8 | buf[5]) < 2):
+            if state.verify and (buf[PROTOCOL_ID] or buf[PROTOCOL_ID + 1]
+                                 or (buf[LENGTH] << 8 | buf[LENGTH + 1]) < MIN_LENGTH):
                 state.skipped_bytes += len(buf) + n - pos
                 buf.clear()
                 state.verify = False
                 return
             state.verify = False
-            state.need = 6 + (buf[4] << 8 | buf[5])
+            state.need = adu_size(buf[LENGTH] << 8 | buf[LENGTH + 1])
         take = min(state.need - len(buf), n - pos)
         buf += payload[pos : pos + take]
         pos += take
@@ -378,7 +372,7 @@ def _consume(state: StreamState, payload: bytes, frame: int, ts_ns: int, out: li
     # A new dissection starts here: Wireshark checks the heuristic once, then cuts ADUs by length.
     # Unlike Wireshark, a boundary segment shorter than 8 bytes is buffered and checked once the header is in
     # (Wireshark gives up on it), so a header split over two segments is not lost.
-    if n - pos < 8 and _header_so_far_ok(payload[pos:]):
+    if n - pos < MIN_ADU and _header_so_far_ok(payload[pos:]):
         state.buffer += payload[pos:]
         state.verify = True
         return
@@ -386,10 +380,10 @@ def _consume(state: StreamState, payload: bytes, frame: int, ts_ns: int, out: li
         state.skipped_bytes += n - pos
         return
     while pos < n:
-        if n - pos < 6:
+        if n - pos < LENGTH_BASE:
             state.buffer += payload[pos:]
             return
-        need = 6 + (payload[pos + 4] << 8 | payload[pos + 5])
+        need = adu_size(payload[pos + LENGTH] << 8 | payload[pos + LENGTH + 1])
         if n - pos < need:
             state.buffer += payload[pos:]
             state.need = need
@@ -400,17 +394,17 @@ def _consume(state: StreamState, payload: bytes, frame: int, ts_ns: int, out: li
 
 def _emit(state: StreamState, data: bytes, frame: int, ts_ns: int, out: list[RawAdu]) -> None:
     """An ADU whose MBAP length leaves no room for a function code is framing noise, not an ADU (as in tshark)."""
-    if len(data) < 8:
+    if len(data) < MIN_ADU:
         state.skipped_bytes += len(data)
         return
     out.append(_adu_from(data, frame, ts_ns))
 
 
 def _header_so_far_ok(head: bytes) -> bool:
-    """Could these first bytes (fewer than 8) still start a Modbus/TCP ADU?"""
-    if len(head) >= 4 and (head[2] or head[3]):
+    """Could these first bytes (fewer than MIN_ADU) still start a Modbus/TCP ADU?"""
+    if len(head) >= PROTOCOL_ID + 2 and (head[PROTOCOL_ID] or head[PROTOCOL_ID + 1]):
         return False
-    return len(head) < 6 or (head[4] << 8 | head[5]) >= 2
+    return len(head) < LENGTH_BASE or (head[LENGTH] << 8 | head[LENGTH + 1]) >= MIN_LENGTH
 
 
 def finish_stream(state: StreamState, frame: int, ts_ns: int) -> list[RawAdu]:
@@ -426,7 +420,7 @@ def flush(state: StreamState, frame: int, ts_ns: int) -> list[RawAdu]:
     state.buffer.clear()
     state.need = 0
     state.verify = False
-    if len(data) < 8:
+    if len(data) < MIN_ADU:
         if data:
             state.truncated_fragments += 1
         return []

@@ -214,7 +214,8 @@ def blocks_to_chunk(blocks: "list[RawBlock]", first_frame: int, linktype: int) -
 
 
 class PacketRing:
-    """One AF_PACKET socket with its TPACKET_V3 ring on ``iface``; ``read()`` returns the next Chunk or None."""
+    """One AF_PACKET socket with its TPACKET_V3 ring on ``iface``; ``take_raw()`` copies the next filled block out
+    (``blocks_to_chunk`` turns blocks into a Chunk)."""
 
     def __init__(self, iface: str, bpf: str | None = None, config: RingConfig | None = None) -> None:
         self.iface = iface
@@ -316,18 +317,7 @@ class PacketRing:
         at = self._block * self._block_size + _BLOCK_STATUS
         return bool(struct.unpack_from("<I", self._mm, at)[0] & TP_STATUS_USER)
 
-    def read(self, first_frame: int, max_blocks: int = 32) -> Chunk | None:
-        """The ready blocks (up to ``max_blocks``) as one Chunk, frames numbered from ``first_frame``; None if no
-        block is ready. Several blocks per chunk keep the decoder's per-chunk cost small at high rates."""
-        raws = []
-        while len(raws) < max_blocks:
-            raw = self.take_raw()
-            if raw is None:
-                break
-            raws.append(raw)
-        return blocks_to_chunk(raws, first_frame, self.linktype)
-
-    def take_raw(self) -> "RawBlock | None":
+    def take_raw(self) -> RawBlock | None:
         """Copy the current block out and give it back to the kernel (cheap: what a reader thread does); None if
         no block is ready."""
         if self._mm is None or not self._ready():
