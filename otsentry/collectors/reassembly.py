@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from otsentry.collectors.mbap import (
     FUNCTION, LENGTH, LENGTH_BASE, MIN_ADU, MIN_LENGTH, PROTOCOL_ID, TID, UNIT, adu_size, looks_like_mbtcp,
 )
+from otsentry.collectors.overlap import first_bytes_win
 
 SEQ_MOD = 1 << 32
 
@@ -220,11 +221,6 @@ def skip_gap(state: StreamState, frame: int, ts_ns: int, out: list[RawAdu]) -> N
     _drain(state, frame, ts_ns, out)
 
 
-def held_total(states: "dict[int, StreamState] | list[StreamState]") -> int:
-    values = states.values() if isinstance(states, dict) else states
-    return sum(s.held_bytes for s in values)
-
-
 def _gap(state: StreamState, size: int, frame: int, ts_ns: int, out: list[RawAdu]) -> None:
     state.gaps += 1
     state.gap_bytes += size
@@ -267,27 +263,13 @@ def _hold(state: StreamState, delta: int, seq: int, payload: bytes, frame: int, 
           limits: ReassemblyLimits, out: list[RawAdu]) -> None:
     """Keep a segment that arrived ahead of a hole; held bytes seen first win over later copies."""
     nxt = state.next_seq or 0
-    pieces = [(delta, payload)]
-    for s, data in state.held:
-        r = (s - nxt) % SEQ_MOD
-        e = r + len(data)
-        kept = []
-        for a, part in pieces:
-            b = a + len(part)
-            lo, hi = max(a, r), min(b, e)
-            if lo >= hi:
-                kept.append((a, part))
-                continue
-            if part[lo - a : hi - a] != data[lo - r : hi - r]:
-                state.overlap_conflicts += 1
-                _note(state, OVERLAP_CONFLICT, frame, ts_ns, hi - lo)
-            else:
-                state.overlaps += 1
-            if a < lo:
-                kept.append((a, part[: lo - a]))
-            if hi < b:
-                kept.append((hi, part[hi - a :]))
-        pieces = kept
+    pieces, overlaps = first_bytes_win(delta, payload, (((s - nxt) % SEQ_MOD, data) for s, data in state.held))
+    for same, size in overlaps:
+        if same:
+            state.overlaps += 1
+        else:
+            state.overlap_conflicts += 1
+            _note(state, OVERLAP_CONFLICT, frame, ts_ns, size)
     if not pieces:
         state.retransmissions += 1
         return

@@ -225,7 +225,6 @@ class PacketRing:
         self._mm: mmap.mmap | None = None
         self._block = 0
         self._poll = None
-        self._received = 0
         self.drops = 0  # packets the ring had no room for, since open
         self._open(bpf)
 
@@ -292,10 +291,9 @@ class PacketRing:
         if self._sock is None:
             return 0
         try:
-            packets, drops, _freeze = struct.unpack("III", self._sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 12))
+            _packets, drops, _freeze = struct.unpack("III", self._sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 12))
         except OSError:
             return 0
-        self._received += packets
         self.drops += drops
         return drops
 
