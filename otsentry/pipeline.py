@@ -16,13 +16,14 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from otsentry.collectors.collector import CollectorConfig
+from otsentry.correlation import DEFAULT_IDLE_GAP_S, Correlator, alert_order
 from otsentry.detectors.evaluation import window_key
 from otsentry.detectors.sensor import sensor_alerts
 from otsentry.features.closed import ClosedWindows
 from otsentry.features.pipeline import closed_from_capture, window_batches_from_capture
 from otsentry.features.values import ValueState
 from otsentry.prefetch import prefetched
-from otsentry.records import Alert, FeatureWindow
+from otsentry.records import Alert, FeatureWindow, Incident
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,7 @@ class Detection:
                     self.scores[window_key(w)] = float(s)
         if self.keep_scores:
             self.scored_windows.extend(batch)
-        return sorted(alerts, key=lambda a: (a.window_start, a.client_ip, a.server_ip, a.unit_id, a.rule_id))
+        return sorted(alerts, key=alert_order)
 
 
 @dataclass
@@ -155,12 +156,45 @@ class RunResult:
     bundle: object
     detection: Detection
     sensor: str = ""  # live capture: drops and parser health, for the last line
+    incidents: list[Incident] = field(default_factory=list)
+
+
+class _Emitter:
+    """Alerts through correlation to the caller: each alert gets its incident id before ``on_alert`` sees it;
+    incidents go to ``on_incident`` when they close (idle for the gap in window time) and at the end."""
+
+    def __init__(self, on_alert: Callable[[Alert], None] | None, on_incident: Callable[[Incident], None] | None,
+                 idle_gap_s: float) -> None:
+        self.on_alert, self.on_incident = on_alert, on_incident
+        self.correlator = Correlator(idle_gap_s)
+        self.alerts: list[Alert] = []
+        self.incidents: list[Incident] = []
+
+    def alerts_of(self, batch: list[Alert], windows: Sequence[FeatureWindow] = ()) -> None:
+        for a in batch:
+            self._closed(self.correlator.close_idle(a.window_start))
+            a = self.correlator.add(a)
+            self.alerts.append(a)
+            if self.on_alert is not None:
+                self.on_alert(a)
+        if windows:
+            self._closed(self.correlator.close_idle(max(w.window_end for w in windows)))
+
+    def finish(self) -> None:
+        self._closed(self.correlator.flush())
+
+    def _closed(self, incidents: list[Incident]) -> None:
+        for i in incidents:
+            self.incidents.append(i)
+            if self.on_incident is not None:
+                self.on_incident(i)
 
 
 def run(paths: Sequence[Path], bundle=None, learn_for_s: float | None = None, window_s: float = DEFAULT_WINDOW_S,
         config: CollectorConfig | None = None, on_alert: Callable[[Alert], None] | None = None,
         keep_scores: bool = False, progress: Callable[[int], None] | None = None,
-        suppress: bool = True, jobs: int = 1) -> RunResult:
+        suppress: bool = True, jobs: int = 1, on_incident: Callable[[Incident], None] | None = None,
+        idle_gap_s: float = DEFAULT_IDLE_GAP_S) -> RunResult:
     """Replay captures through the whole pipeline.
 
     With ``bundle``, every window is scored. With ``learn_for_s``, the windows of the first ``learn_for_s`` seconds
@@ -177,7 +211,7 @@ def run(paths: Sequence[Path], bundle=None, learn_for_s: float | None = None, wi
         batches = iter_window_batches(paths, window_s, config, progress)
     with closing(batches):  # an error while scoring stops the producing process now, not at garbage collection
         return run_batches(batches, bundle, learn_for_s, window_s, on_alert, keep_scores, suppress,
-                           [str(p) for p in paths])
+                           [str(p) for p in paths], on_incident, idle_gap_s)
 
 
 def _counted(groups: Iterator[list[FeatureWindow]],
@@ -193,7 +227,9 @@ def _counted(groups: Iterator[list[FeatureWindow]],
 
 def run_batches(batches: Iterable[list[FeatureWindow]], bundle=None, learn_for_s: float | None = None,
                 window_s: float = DEFAULT_WINDOW_S, on_alert: Callable[[Alert], None] | None = None,
-                keep_scores: bool = False, suppress: bool = True, captures: Iterable[str] = ()) -> RunResult:
+                keep_scores: bool = False, suppress: bool = True, captures: Iterable[str] = (),
+                on_incident: Callable[[Incident], None] | None = None,
+                idle_gap_s: float = DEFAULT_IDLE_GAP_S) -> RunResult:
     """``run`` over window groups from any source, so a caller can wrap the stream (a paced replay, a live feed)
     and still get the same learning, scoring and alert order. ``captures`` only names the sources in the bundle."""
     if (bundle is None) == (learn_for_s is None):
@@ -202,13 +238,7 @@ def run_batches(batches: Iterable[list[FeatureWindow]], bundle=None, learn_for_s
     learning: list[FeatureWindow] = []
     learn_end: float | None = None
     detection: Detection | None = Detection(bundle, keep_scores, suppress) if bundle is not None else None
-    alerts: list[Alert] = []
-
-    def emit(batch: list[Alert]) -> None:
-        for a in batch:
-            alerts.append(a)
-            if on_alert is not None:
-                on_alert(a)
+    out = _Emitter(on_alert, on_incident, idle_gap_s)
 
     for group in batches:
         if detection is None:
@@ -220,18 +250,21 @@ def run_batches(batches: Iterable[list[FeatureWindow]], bundle=None, learn_for_s
                 continue
             bundle = fit_bundle(learning, window_s, captures)
             detection = Detection(bundle, keep_scores, suppress)
-        emit(detection.feed(group))
+        out.alerts_of(detection.feed(group), group)
     if detection is None:
         raise PipelineError(
             f"the captures hold no traffic after the {learn_for_s:g} s learning period: nothing left to score"
         )
-    emit(detection.flush())
-    return RunResult(alerts, detection.windows, len(learning), bundle, detection)
+    out.alerts_of(detection.flush())
+    out.finish()
+    return RunResult(out.alerts, detection.windows, len(learning), bundle, detection, incidents=out.incidents)
 
 
 def run_live(iface: str, bundle, config: CollectorConfig | None = None, *, bpf: str | None = None,
              count: int | None = None, duration_s: float | None = None,
-             on_alert: Callable[[Alert], None] | None = None, ring=None, jobs: int = 1) -> RunResult:
+             on_alert: Callable[[Alert], None] | None = None, ring=None, jobs: int = 1,
+             on_incident: Callable[[Incident], None] | None = None,
+             idle_gap_s: float = DEFAULT_IDLE_GAP_S) -> RunResult:
     """Score a live interface with a bundle, until Ctrl-C/SIGTERM (or ``count``/``duration_s``).
 
     Windows close as traffic moves the capture clock, and on the wall clock between batches, so an alert comes at
@@ -243,14 +276,7 @@ def run_live(iface: str, bundle, config: CollectorConfig | None = None, *, bpf: 
     config = config or CollectorConfig()
     window_s = bundle.window_s
     detection = Detection(bundle)
-    alerts: list[Alert] = []
-
-    def emit(batch: list[Alert]) -> None:
-        for a in batch:
-            alerts.append(a)
-            if on_alert is not None:
-                on_alert(a)
-
+    out = _Emitter(on_alert, on_incident, idle_gap_s)
     health = ""
     if jobs >= 2:
         with _ForwardingSignals() as started:
@@ -260,15 +286,18 @@ def run_live(iface: str, bundle, config: CollectorConfig | None = None, *, bpf: 
                 if isinstance(item, str):
                     health = item
                 else:
-                    emit(detection.feed(item.complete(state).windows()))
+                    windows = item.complete(state).windows()
+                    out.alerts_of(detection.feed(windows), windows)
     else:
         for item in live_closed(iface, window_s, config, bpf, count, duration_s, ring, False):
             if isinstance(item, str):
                 health = item
             else:
-                emit(detection.feed(item.windows()))
-    emit(detection.flush())
-    return RunResult(alerts, detection.windows, 0, bundle, detection, health)
+                windows = item.windows()
+                out.alerts_of(detection.feed(windows), windows)
+    out.alerts_of(detection.flush())
+    out.finish()
+    return RunResult(out.alerts, detection.windows, 0, bundle, detection, health, out.incidents)
 
 
 def live_closed(iface: str, window_s: float, config: CollectorConfig, bpf: str | None, count: int | None,

@@ -228,7 +228,11 @@ class FeatureEvidence:
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """What fired, on which window and asset pair, why, and how sure. ``id`` is deterministic (see ``alert_id``)."""
+    """What fired, on which window and asset pair, why, and how sure. ``id`` is deterministic (see ``alert_id``).
+
+    ``technique_id`` names the ATT&CK for ICS technique the rule maps to; ``incident_id`` the incident the alert
+    belongs to, once correlation has seen it.
+    """
 
     id: str
     rule_id: str
@@ -249,6 +253,8 @@ class Alert:
     function_codes: tuple[int, ...] = ()
     server_port: int = 0
     transport: str = "tcp"
+    technique_id: str = ""  # ATT&CK for ICS technique (otsentry.attack); "" for sensor health
+    incident_id: str = ""  # set by correlation (otsentry.correlation); not part of ``id``
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -300,3 +306,74 @@ class PacketLoss:
     ts: float
     kernel_drops: int
     interface_drops: int
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentStep:
+    """What one actor did in an incident under one rule (and variant): the alerts folded into one phrase.
+
+    ``targets`` are the servers in order of first alert; ``services`` the ``port/transport`` of flow alerts;
+    ``units`` the distinct unit ids addressed.
+    """
+
+    first_ts: float
+    last_ts: float
+    actor: str
+    rule_id: str
+    technique_id: str
+    alerts: int
+    targets: tuple[str, ...] = ()
+    services: tuple[str, ...] = ()
+    units: int = 0
+    function_codes: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """Alerts of one attack (same actor or target, close in window time), as an analyst works them.
+
+    ``id`` is derived from the first alert's id, so a replay or a restarted correlator builds the same incident.
+    ``techniques`` are ATT&CK for ICS technique ids in order of first appearance; ``severity`` is the highest of the
+    alerts, raised one level when the incident escalates across tactics (see ``otsentry.correlation``).
+    """
+
+    id: str
+    start: float
+    end: float
+    severity: str
+    risk_score: float
+    actors: tuple[str, ...]
+    targets: tuple[str, ...]
+    techniques: tuple[str, ...]
+    alert_count: int
+    rules: tuple[tuple[str, int], ...]  # (rule id, alerts) in order of first appearance
+    steps: tuple[IncidentStep, ...]
+    summary: str
+    first_alert_id: str
+    last_alert_id: str
+    escalated: bool = False
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        return tuple(sorted(set(self.actors) | set(self.targets)))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["actors"], d["targets"], d["techniques"] = list(self.actors), list(self.targets), list(self.techniques)
+        d["rules"] = [list(r) for r in self.rules]
+        d["steps"] = [{**asdict(s), "targets": list(s.targets), "services": list(s.services),
+                       "function_codes": list(s.function_codes)} for s in self.steps]
+        d["record"] = "incident"
+        d["schema_version"] = SCHEMA_VERSION
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Incident":
+        _check_version("Incident", data)
+        d = {k: v for k, v in data.items() if k not in ("record", "schema_version")}
+        d["steps"] = tuple(IncidentStep(**{**s, "targets": tuple(s["targets"]), "services": tuple(s["services"]),
+                                           "function_codes": tuple(s["function_codes"])}) for s in d["steps"])
+        d["rules"] = tuple((str(r), int(n)) for r, n in d["rules"])
+        for key in ("actors", "targets", "techniques"):
+            d[key] = tuple(d[key])
+        return cls(**d)

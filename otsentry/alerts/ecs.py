@@ -13,7 +13,8 @@ from functools import lru_cache
 from typing import Any
 
 from otsentry import __version__
-from otsentry.records import Alert
+from otsentry.attack import FRAMEWORK, Technique, technique
+from otsentry.records import Alert, Incident
 
 # ECS event.severity is numeric; these follow Elastic's detection-rule convention.
 SEVERITY_NUMBER = {"low": 21, "medium": 47, "high": 73, "critical": 99}
@@ -29,6 +30,31 @@ def _hostname() -> str:
     return socket.gethostname()
 
 
+def threat(techniques: list[Technique]) -> dict[str, Any]:
+    """ECS ``threat.*`` for techniques in order (tactics deduplicated, first occurrence first); {} for none."""
+    if not techniques:
+        return {}
+    tactics = list(dict.fromkeys(t.tactic for t in techniques))
+    return {
+        "framework": FRAMEWORK,
+        "technique": {"id": [t.id for t in techniques], "name": [t.name for t in techniques],
+                      "reference": [t.reference for t in techniques]},
+        "tactic": {"id": [t.id for t in tactics], "name": [t.name for t in tactics],
+                   "reference": [t.reference for t in tactics]},
+    }
+
+
+def observer(observer_name: str | None = None) -> dict[str, Any]:
+    return {
+        "type": "ids",
+        "vendor": "otsentry",
+        "product": "otsentry",
+        "version": __version__,
+        "hostname": _hostname(),
+        "name": observer_name or _hostname(),
+    }
+
+
 def to_ecs(alert: Alert, observer_name: str | None = None) -> dict[str, Any]:
     """The ECS document for one alert (a plain dict, JSON-serialisable)."""
     related = sorted({alert.client_ip, alert.server_ip} - {""})
@@ -36,7 +62,7 @@ def to_ecs(alert: Alert, observer_name: str | None = None) -> dict[str, Any]:
     if alert.server_port:
         destination["port"] = alert.server_port
     source: dict[str, Any] = {"ip": alert.client_ip} if alert.client_ip else {}  # sensor-wide alerts name no host
-    return {
+    doc = {
         "@timestamp": iso(alert.window_start),
         "event": {
             "kind": "alert",
@@ -61,14 +87,7 @@ def to_ecs(alert: Alert, observer_name: str | None = None) -> dict[str, Any]:
         "destination": destination,
         "network": {"transport": alert.transport or "tcp", "protocol": "modbus"},
         "related": {"ip": related},
-        "observer": {
-            "type": "ids",
-            "vendor": "otsentry",
-            "product": "otsentry",
-            "version": __version__,
-            "hostname": _hostname(),
-            "name": observer_name or _hostname(),
-        },
+        "observer": observer(observer_name),
         "message": alert.explanation,
         "otsentry": {
             "alert_id": alert.id,
@@ -91,3 +110,55 @@ def to_ecs(alert: Alert, observer_name: str | None = None) -> dict[str, Any]:
             ],
         },
     }
+    if alert.technique_id:
+        doc["threat"] = threat([technique(alert.technique_id)])
+    if alert.incident_id:
+        doc["otsentry"]["incident"] = {"id": alert.incident_id}
+    return doc
+
+
+def incident_to_ecs(incident: Incident, observer_name: str | None = None) -> dict[str, Any]:
+    """The ECS document for one incident (index ``otsentry-incidents``, ``--incidents-out``)."""
+    techniques = [technique(t) for t in incident.techniques]
+    doc: dict[str, Any] = {
+        "@timestamp": iso(incident.start),
+        "event": {
+            "kind": "alert",
+            "category": ["network", "intrusion_detection"],
+            "type": ["info"],
+            "id": incident.id,
+            "module": "otsentry",
+            "dataset": "otsentry.incidents",
+            "start": iso(incident.start),
+            "end": iso(incident.end),
+            "duration": int(round((incident.end - incident.start) * 1e9)),
+            "severity": SEVERITY_NUMBER.get(incident.severity, 47),
+            "risk_score": round(float(incident.risk_score), 2),
+        },
+        "source": {"ip": list(incident.actors)} if incident.actors else {},
+        "destination": {"ip": list(incident.targets)} if incident.targets else {},
+        "related": {"ip": list(incident.hosts)},
+        "observer": observer(observer_name),
+        "message": incident.summary,
+        "otsentry": {
+            "incident": {
+                "id": incident.id,
+                "severity": incident.severity,
+                "escalated": incident.escalated,
+                "alert_count": incident.alert_count,
+                "first_alert_id": incident.first_alert_id,
+                "last_alert_id": incident.last_alert_id,
+                "summary": incident.summary,
+                "rules": [{"id": r, "alerts": n} for r, n in incident.rules],
+                "steps": [
+                    {"start": iso(s.first_ts), "end": iso(s.last_ts), "actor": s.actor or None, "rule": s.rule_id,
+                     "technique": s.technique_id or None, "alerts": s.alerts, "targets": list(s.targets),
+                     "services": list(s.services), "units": s.units, "function_codes": list(s.function_codes)}
+                    for s in incident.steps
+                ],
+            },
+        },
+    }
+    if techniques:
+        doc["threat"] = threat(techniques)
+    return doc

@@ -112,9 +112,9 @@ def cluster_health(client, timeout_s: float = 5.0) -> dict[str, Any] | None:
         return None
 
 
-def ensure_template(client, prefix: str = DEFAULT_PREFIX) -> None:
+def ensure_template(client, prefix: str = DEFAULT_PREFIX, mappings: dict[str, Any] | None = None) -> None:
     """Install (or update) the index template: PUT is idempotent, so every sink start does it."""
-    client.indices.put_index_template(name=template_name(prefix), **index_template(prefix))
+    client.indices.put_index_template(name=template_name(prefix), **index_template(prefix, mappings=mappings))
 
 
 def default_state_dir() -> Path:
@@ -145,7 +145,8 @@ class ElasticSink:
                  spool_path: Path | None = None, dead_letter_path: Path | None = None,
                  observer_name: str | None = None, batch_size: int = 500, flush_interval_s: float | None = None,
                  retries: int = 4, backoff_s: float = 0.5, max_backoff_s: float = 8.0, spool: bool = True,
-                 display_url: str = "Elasticsearch") -> None:
+                 display_url: str = "Elasticsearch", mappings: dict[str, Any] | None = None,
+                 replace: bool = False) -> None:
         state = state_dir or default_state_dir()
         self.client, self.prefix, self.observer_name = client, prefix, observer_name
         self.spool_path = Path(spool_path or state / f"{prefix}.spool.jsonl")
@@ -153,6 +154,9 @@ class ElasticSink:
         self.batch_size, self.retries, self.use_spool = batch_size, retries, spool
         self.backoff_s, self.max_backoff_s, self.display_url = backoff_s, max_backoff_s, display_url
         self.stats = SinkStats()
+        # replace=True (incidents): a document of the same id overwrites the older version (an open incident grows);
+        # alerts never change, so they are created once and a second copy is a counted duplicate.
+        self.mappings, self.op = mappings, "index" if replace else "create"
         self._buffer: list[Action] = []
         self._lock = threading.RLock()
         self._template_ready = False
@@ -266,7 +270,7 @@ class ElasticSink:
             self._prepare(actions)
             operations: list[dict[str, Any]] = []
             for index, doc_id, doc in actions:
-                operations.append({"create": {"_index": index, "_id": doc_id}})
+                operations.append({self.op: {"_index": index, "_id": doc_id}})
                 operations.append(doc)
             response = self.client.bulk(operations=operations)
         except ApiError as exc:
@@ -280,7 +284,7 @@ class ElasticSink:
             raise ElasticUnavailable(f"{self.display_url} is unreachable ({type(exc).__name__})") from None
         retry: list[Action] = []
         for action, item in zip(actions, response["items"]):
-            result = item.get("create") or next(iter(item.values()))
+            result = item.get(self.op) or next(iter(item.values()))
             status = int(result.get("status", 500))
             if 200 <= status < 300:
                 self.stats.indexed += 1
@@ -298,7 +302,7 @@ class ElasticSink:
         from elasticsearch import ApiError
 
         if not self._template_ready:
-            ensure_template(self.client, self.prefix)
+            ensure_template(self.client, self.prefix, self.mappings)
             self._template_ready = True
         for index in {a[0] for a in actions} - self._known_indices:
             try:

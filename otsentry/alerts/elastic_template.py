@@ -29,6 +29,13 @@ def _props(**fields: dict[str, Any]) -> dict[str, Any]:
     return {"properties": fields}
 
 
+# ECS threat.* (arrays of keywords: an incident carries several techniques, an alert one).
+THREAT: dict[str, Any] = _props(
+    framework=_KEYWORD,
+    technique=_props(id=_KEYWORD, name=_KEYWORD, reference=_KEYWORD),
+    tactic=_props(id=_KEYWORD, name=_KEYWORD, reference=_KEYWORD),
+)
+
 # ECS 8.x field types; message is ECS match_only_text, which needs the mapper-extras module: text is the portable
 # equivalent. rule.description is keyword in ECS; it also gets a text sub-field so analysts can full-text it.
 MAPPINGS: dict[str, Any] = {
@@ -52,8 +59,10 @@ MAPPINGS: dict[str, Any] = {
         "related": _props(ip=_IP),
         "observer": _props(type=_KEYWORD, vendor=_KEYWORD, product=_KEYWORD, version=_KEYWORD, hostname=_KEYWORD,
                            name=_KEYWORD),
+        "threat": THREAT,
         "otsentry": _props(
             alert_id=_KEYWORD,
+            incident=_props(id=_KEYWORD),
             detector=_KEYWORD,
             severity=_KEYWORD,
             score={"type": "double"},
@@ -74,6 +83,28 @@ MAPPINGS: dict[str, Any] = {
 }
 
 
+INCIDENT_PREFIX = "otsentry-incidents"
+# Incidents share the alert document's envelope (event, source, destination, related, observer, threat); their own
+# fields live under otsentry.incident. Steps are objects, not nested: "which incidents have a step on 10.0.0.31" is
+# the question, not "which step has this actor and that rule".
+INCIDENT_MAPPINGS: dict[str, Any] = {
+    **{k: v for k, v in MAPPINGS.items() if k != "properties"},
+    "properties": {
+        **{k: v for k, v in MAPPINGS["properties"].items() if k not in ("rule", "network", "otsentry")},
+        "event": _props(**MAPPINGS["properties"]["event"]["properties"], duration={"type": "long"}),
+        "otsentry": _props(incident=_props(
+            id=_KEYWORD, severity=_KEYWORD, escalated={"type": "boolean"}, alert_count={"type": "long"},
+            first_alert_id=_KEYWORD, last_alert_id=_KEYWORD,
+            summary={"type": "text", "fields": {"keyword": _KEYWORD}},
+            rules=_props(id=_KEYWORD, alerts={"type": "long"}),
+            steps=_props(start=_DATE, end=_DATE, actor=_IP, rule=_KEYWORD, technique=_KEYWORD,
+                         alerts={"type": "long"}, targets=_IP, services=_KEYWORD, units={"type": "integer"},
+                         function_codes={"type": "short"}),
+        )),
+    },
+}
+
+
 def template_name(prefix: str = DEFAULT_PREFIX) -> str:
     return prefix
 
@@ -83,7 +114,8 @@ def index_pattern(prefix: str = DEFAULT_PREFIX) -> str:
     return f"{prefix}-*"
 
 
-def index_template(prefix: str = DEFAULT_PREFIX, *, shards: int = 1, replicas: str = "0-1") -> dict[str, Any]:
+def index_template(prefix: str = DEFAULT_PREFIX, *, shards: int = 1, replicas: str = "0-1",
+                   mappings: dict[str, Any] | None = None) -> dict[str, Any]:
     """The body of ``PUT _index_template/<prefix>``.
 
     ``auto_expand_replicas 0-1``: green on a single test node, one replica as soon as the cluster has two nodes.
@@ -92,10 +124,10 @@ def index_template(prefix: str = DEFAULT_PREFIX, *, shards: int = 1, replicas: s
         "index_patterns": [index_pattern(prefix)],
         "priority": 200,
         "version": TEMPLATE_VERSION,
-        "_meta": {"managed_by": "otsentry", "description": "otsentry alerts as ECS documents"},
+        "_meta": {"managed_by": "otsentry", "description": f"otsentry documents ({prefix}) as ECS documents"},
         "template": {
             "settings": {"number_of_shards": shards, "auto_expand_replicas": replicas, "refresh_interval": "1s"},
-            "mappings": MAPPINGS,
+            "mappings": MAPPINGS if mappings is None else mappings,
             "aliases": {prefix: {}},
         },
     }

@@ -107,27 +107,37 @@ def train_cmd(captures, output, window, learn_for, false_alarm_rate, config_path
               help="Instead of --model: learn from the first DURATION of the captures, score the rest.")
 @click.option("--alerts-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also append alerts as ECS JSON lines to this file (ids already in it are not written again).")
+@click.option("--incidents-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also append incidents (alerts of one attack folded together) as ECS JSON lines to this file.")
+@click.option("--incident-gap", default="15m", show_default=True, metavar="DURATION",
+              help="An incident closes after this long without a new alert (window time); a later repeat opens a "
+                   "new one.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
-              help="table: one readable line per alert; json: one ECS document per line.")
-@click.option("--es", "es_url", default=None, metavar="URL", help="Also index alerts into Elasticsearch. " + ES_HELP)
+              help="table: one readable line per alert, then one per incident; json: one ECS document per line.")
+@click.option("--es", "es_url", default=None, metavar="URL",
+              help="Also index alerts and incidents into Elasticsearch. " + ES_HELP)
 @click.option("--es-index", "es_prefix", default="otsentry-alerts", show_default=True,
               help="Alias and daily-index prefix for --es (indices PREFIX-YYYY.MM.DD).")
+@click.option("--es-incidents-index", "es_incident_prefix", default="otsentry-incidents", show_default=True,
+              help="Alias and daily-index prefix of the incidents for --es.")
 @WINDOW
 @collector_options
 @click.option("--progress/--no-progress", default=None, help="Progress on stderr (default: when it is a terminal).")
 @JOBS
 @capture_options
 @_user_errors
-def run_cmd(captures, iface, model, learn_for, alerts_out, fmt, es_url, es_prefix, window, config_path, ports,
-            pairing_timeout, progress, jobs, ring_mb, snaplen, fanout_group, fanout_workers, capture_user) -> None:
+def run_cmd(captures, iface, model, learn_for, alerts_out, incidents_out, incident_gap, fmt, es_url, es_prefix,
+            es_incident_prefix, window, config_path, ports, pairing_timeout, progress, jobs, ring_mb, snaplen,
+            fanout_group, fanout_workers, capture_user) -> None:
     """Replay CAPTURES through collector, features, detectors and alerts, and print the alerts.
 
     Give a model (--model) learned by `otsentry train`, or --learn-for to learn from the start of the captures.
-    With --iface, a live interface is scored with --model instead (needs CAP_NET_RAW). A summary goes to stderr
-    at the end.
+    With --iface, a live interface is scored with --model instead (needs CAP_NET_RAW). Alerts of one attack (same
+    actor or target, close in time) are folded into incidents with their ATT&CK for ICS tactics in order; every
+    alert names its incident. A summary goes to stderr at the end.
     """
     from otsentry.alerts.ecs import to_ecs
-    from otsentry.alerts.sinks import AlertTable, JsonlSink
+    from otsentry.alerts.sinks import AlertTable, JsonlSink, incidents_sink
     from otsentry.pipeline import run, run_live
 
     if bool(captures) == bool(iface):
@@ -140,7 +150,10 @@ def run_cmd(captures, iface, model, learn_for, alerts_out, fmt, es_url, es_prefi
     bundle = _load_bundle(model) if model is not None else None
     table = AlertTable(sys.stdout) if fmt == "table" else None
     sink = JsonlSink(alerts_out) if alerts_out is not None else None
+    incident_file = incidents_sink(incidents_out) if incidents_out is not None else None
     es = _es_sink(es_url, es_prefix, live=bool(iface)) if es_url else None
+    es_incidents = _es_sink(es_url, es_incident_prefix, live=bool(iface), incidents=True) if es_url else None
+    gap = parse_duration(incident_gap)
 
     def on_alert(alert) -> None:
         if table is not None:
@@ -153,44 +166,64 @@ def run_cmd(captures, iface, model, learn_for, alerts_out, fmt, es_url, es_prefi
         if es is not None:
             _es_write(es, alert)
 
+    def on_incident(incident) -> None:
+        if table is not None:
+            table.write_incident(incident)
+        if incident_file is not None:
+            incident_file.write(incident)
+        if es_incidents is not None:
+            _es_write(es_incidents, incident)
+
     update, close = _progress(progress if not iface else False, "scoring")
     t0 = time.monotonic()
     try:
         if iface:
             click.echo(f"otsentry: scoring {iface} live with {model}; Ctrl-C to stop", err=True)
             ring = ring_config(ring_mb, snaplen, fanout_group, fanout_workers, capture_user)
-            result = run_live(iface, bundle, config, on_alert=on_alert, ring=ring, jobs=resolve_jobs(jobs))
+            result = run_live(iface, bundle, config, on_alert=on_alert, ring=ring, jobs=resolve_jobs(jobs),
+                              on_incident=on_incident, idle_gap_s=gap)
         else:
             result = run(list(captures), bundle, parse_duration(learn_for) if learn_for else None,
                          parse_duration(window), config, on_alert, progress=update,
-                         jobs=resolve_jobs(jobs))
+                         jobs=resolve_jobs(jobs), on_incident=on_incident, idle_gap_s=gap)
     finally:
         close()
-        if sink is not None:
-            sink.close()
-        es_summary = _close_es_sink(es)
+        for f in (sink, incident_file):
+            if f is not None:
+                f.close()
+        es_summary = _close_es_sink(es) + _close_es_sink(es_incidents).replace(" indexed", " incidents indexed")
     by_sev = Counter(a.severity for a in result.alerts)
     sev = ", ".join(f"{by_sev[s]} {s}" for s in ("critical", "high", "medium", "low") if by_sev[s]) or "none"
     learned = f"learned from {result.learned_windows} windows, " if learn_for else ""
     click.echo(f"otsentry: {learned}scored {result.windows} windows in {time.monotonic() - t0:.1f} s: "
-               f"{len(result.alerts)} alerts ({sev})" + (f"; written to {alerts_out}" if alerts_out else "")
+               f"{len(result.alerts)} alerts ({sev}) in {len(result.incidents)} incidents"
+               + (f"; written to {alerts_out}" if alerts_out else "")
+               + (f"; incidents to {incidents_out}" if incidents_out else "")
                + es_summary + (f"; {result.sensor}" if result.sensor else ""), err=True)
 
 
-def _es_sink(url: str, prefix: str, live: bool):
-    """The Elasticsearch sink of ``run --es``: live scoring flushes every second so an alert is not held back."""
+def _es_sink(url: str, prefix: str, live: bool, incidents: bool = False):
+    """The Elasticsearch sink of ``run --es``: live scoring flushes every second so an alert is not held back.
+    Incidents replace their older version (same id) instead of being created once."""
     from otsentry.alerts.elastic import ElasticSink
+    from otsentry.alerts.elastic_template import INCIDENT_MAPPINGS
     from otsentry.cli.alerts import es_client
 
     client, config = es_client(url)
-    return ElasticSink(client, prefix, flush_interval_s=1.0 if live else None, display_url=config.url)
+    return ElasticSink(client, prefix, flush_interval_s=1.0 if live else None, display_url=config.url,
+                       mappings=INCIDENT_MAPPINGS if incidents else None, replace=incidents)
 
 
-def _es_write(es, alert) -> None:
+def _es_write(es, record) -> None:
+    from otsentry.alerts.ecs import incident_to_ecs
     from otsentry.alerts.elastic import ElasticError
+    from otsentry.records import Incident
 
     try:
-        es.write(alert)
+        if isinstance(record, Incident):
+            es.write_document(incident_to_ecs(record))
+        else:
+            es.write(record)
     except ElasticError as exc:  # credentials or a bad URL: retrying cannot help; the batch is in the spool
         raise UserError(f"{exc} (alerts kept in {es.spool_path})") from None
 

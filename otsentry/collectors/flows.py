@@ -18,7 +18,7 @@ from otsentry.records import FlowEvent
 
 FIN, SYN, RST, PSH, ACK, URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 _FLAG_LETTERS = ((SYN, "S"), (ACK, "A"), (FIN, "F"), (RST, "R"), (PSH, "P"), (URG, "U"))
-_TRANSPORTS = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6"}
+_TRANSPORTS = {6: "tcp", 17: "udp", 1: "icmp", 2: "igmp", 58: "icmp6"}
 
 
 @dataclass(slots=True)

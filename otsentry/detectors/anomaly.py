@@ -19,11 +19,11 @@ import numpy as np
 
 from otsentry.detectors.base import BaseDetector
 from otsentry.detectors.ensemble import DEFAULT_MEMBERS, EnsembleDetector
+from otsentry.detectors.rules import rule
 from otsentry.features.schema import FLOW_FEATURES, PAIR_FEATURES, SCHEMA_VERSION
 from otsentry.records import Alert, FeatureEvidence, FeatureWindow, alert_id
 
 KINDS = {"pair": PAIR_FEATURES, "flow": FLOW_FEATURES}
-RULE_NAMES = {"pair": "Anomalous Modbus traffic for an asset pair", "flow": "Anomalous conversation on the OT network"}
 
 # Features that count events in the window: their explanation says "in 10 s".
 _COUNT_PREFIXES = ("fc_", "exc_", "diag_", "tcp_", "packets", "bytes")
@@ -163,10 +163,12 @@ class AnomalyWindowDetector(BaseDetector):
         severity, risk = severity_for(ratio)
         # alert_id has no port: flow windows of one host pair on two services would collide without it.
         id_rule = self.rule_id if self.kind == "pair" else f"{self.rule_id}@{w.port}/{w.transport}"
+        tech = rule(self.rule_id).technique_for()
+        technique_id = tech.id if tech is not None else ""
         return Alert(
             id=alert_id(w.window_start, w.window_end, w.client_ip, w.server_ip, w.unit_id, id_rule),
             rule_id=self.rule_id,
-            rule_name=RULE_NAMES[self.kind],
+            rule_name=rule(self.rule_id).name,
             category="anomaly",
             detector=f"ensemble({self.combine}: {', '.join(self.ensemble_.member_names_)})",
             severity=severity,
@@ -183,6 +185,7 @@ class AnomalyWindowDetector(BaseDetector):
             function_codes=function_codes(w) if self.kind == "pair" else (),
             server_port=w.port,
             transport=w.transport or "tcp",
+            technique_id=technique_id,
         )
 
 

@@ -5,14 +5,18 @@ broke. ``fit`` learns, per asset pair, the function codes, address and value ran
 (see ``policy_profiles``), and from flow windows the conversations (originator, responder, port, transport);
 ``detect`` runs the rules of ``policy_rules`` on each window.
 
-Rate limiting (why: a "new X" rule that fires every 10 s window for the same X floods the SOC and hides the next
-new X). Each finding names the facts it reports: the new IP, the pair, the (pair, function code), the service...
-A finding becomes an alert when at least one of its facts was not reported in the last ``realert_interval_s``
-seconds of *window time* (default one hour; ``None``: once per fact); the alert then lists all of the window's
-facts for that rule and refreshes them. So the first window with a deviation always alerts, a condition that
-persists is re-reported once per interval as a reminder, and a new fact (a second new talker, another function
-code) alerts at once. Time is the windows' own, so a capture gives the same alerts on every replay; ``detect``
-starts from a fresh ``AlertSuppressor`` unless given one, which a streaming caller keeps across batches.
+Rate limiting applies to *states* only (``kind`` in ``otsentry.detectors.rules``). An attack action (a write, a
+diagnostic command, a new function code, an exception burst, values played back) alerts in every window that holds
+it, however often it repeats: suppressing it is how a second force-listen-only seven minutes after the first
+vanished. Repeats fold into an incident (``otsentry.correlation``) instead of disappearing. A state (a new talker
+that keeps talking, a new pair or service, a device that stays silent or frozen) would otherwise fire every 10 s
+window for as long as it lasts: each finding names the facts it reports (the new IP, the pair, the service...) and
+becomes an alert when at least one of them was not reported in the last ``realert_interval_s`` seconds of *window
+time* (default one hour; ``None``: once per fact); the alert then lists all of the window's facts for that rule and
+refreshes them. So the first window of a state always alerts, a state that persists is re-reported once per
+interval as a reminder, and a new fact (a second new talker) alerts at once. Time is the windows' own, so a capture
+gives the same alerts on every replay; ``detect`` starts from a fresh ``AlertSuppressor`` unless given one, which a
+streaming caller keeps across batches.
 
 Alert ids come from ``alert_id`` over (window, asset pair, rule). Flow windows have no unit id (-1), so their
 service (port/transport) is folded into the rule part of the key: two new services between the same two hosts in
@@ -25,7 +29,8 @@ from typing import Any, Hashable, Iterable, Mapping, Sequence
 
 from otsentry.detectors.base import BaseDetector, NotFittedError
 from otsentry.detectors.policy_profiles import (PairProfile, check_window, merge_all, profile_of)
-from otsentry.detectors.policy_rules import FLOW_RULES, PAIR_RULES, RISK_SCORES, RULES, Finding
+from otsentry.detectors.policy_rules import FLOW_RULES, PAIR_RULES, Finding
+from otsentry.detectors.rules import RISK_SCORES, RULES, rule
 from otsentry.features.schema import SCHEMA_VERSION
 from otsentry.records import Alert, FeatureWindow, alert_id
 
@@ -35,6 +40,7 @@ STATE_VERSION = 1
 Pair = tuple[str, str, int]
 Asset = tuple[str, int]
 Conversation = tuple[str, str, int, str]  # originator, responder, responder port, transport
+ACTION_RULES = frozenset(r.id for r in RULES.values() if r.kind == "action")  # never rate-limited
 
 
 class AlertSuppressor:
@@ -96,7 +102,8 @@ class PolicyBaseline:
     * ``unanswered_ratio``, ``unanswered_burst_min``: a window alerts when its unanswered requests exceed the
       learned maximum and are at least ``unanswered_ratio`` of its requests or ``unanswered_burst_min`` above the
       learned maximum: the device stopped answering;
-    * ``realert_interval_s``: window-time interval before the same fact is reported again (``None``: never).
+    * ``realert_interval_s``: window-time interval before the same fact of a *state* is reported again (``None``:
+      never); attack actions are never rate-limited.
     """
 
     get_params = BaseDetector.get_params
@@ -200,7 +207,7 @@ class PolicyBaseline:
         self._check_fitted()
         check_window(window)
         rules = PAIR_RULES if window.kind == "pair" else FLOW_RULES
-        return [f for f in (rule(self, window) for rule in rules) if f is not None]
+        return [f for f in (check(self, window) for check in rules) if f is not None]
 
     def detect(self, windows: Sequence[FeatureWindow], suppressor: AlertSuppressor | None = None) -> list[Alert]:
         """Alerts for the windows, in window-time order, rate-limited as the module docstring explains."""
@@ -213,11 +220,15 @@ class PolicyBaseline:
             if w.kind == "sensor":
                 continue
             check_window(w)
-            for rule in PAIR_RULES if w.kind == "pair" else FLOW_RULES:
-                finding = rule(self, w)
-                if finding is not None and memory.allows(finding.facts, w.window_start):
+            for check in PAIR_RULES if w.kind == "pair" else FLOW_RULES:
+                finding = check(self, w)
+                if finding is None:
+                    continue
+                if finding.rule_id not in ACTION_RULES:
+                    if not memory.allows(finding.facts, w.window_start):
+                        continue
                     memory.record(finding.facts, w.window_start)
-                    alerts.append(_to_alert(w, finding))
+                alerts.append(_to_alert(w, finding))
         return alerts
 
     # -- persistence ----------------------------------------------------------------------------------------------
@@ -256,10 +267,12 @@ class PolicyBaseline:
 
 def _to_alert(w: FeatureWindow, f: Finding) -> Alert:
     key_rule = f.rule_id if w.kind == "pair" else f"{f.rule_id}@{w.port}/{w.transport}"
+    declared = rule(f.rule_id)
+    tech = declared.technique_for(f.variant)
     return Alert(
         id=alert_id(w.window_start, w.window_end, w.client_ip, w.server_ip, w.unit_id, key_rule),
         rule_id=f.rule_id,
-        rule_name=RULES[f.rule_id][0],
+        rule_name=declared.name,
         category="policy",
         detector="policy",
         severity=f.severity,
@@ -276,4 +289,5 @@ def _to_alert(w: FeatureWindow, f: Finding) -> Alert:
         function_codes=f.function_codes,
         server_port=w.port,
         transport=w.transport or "tcp",
+        technique_id=tech.id if tech is not None else "",
     )

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Hashable, Iterable
 
 from otsentry.collectors.modbus_names import ZEEK_EXCEPTION_CODES, ZEEK_FUNCTION_CODES
+from otsentry.detectors.discovery import is_discovery, is_group, is_provisional
 from otsentry.detectors.policy_profiles import (DIAGNOSTICS, MIN_COMPARED, OTHER_FUNCTION_CODE, PairProfile, Range,
                                                 answered, count, function_codes, measured_range, write_codes)
 from otsentry.features.schema import TRACKED_EXCEPTION_CODES, WRITE_CODES
@@ -40,28 +41,6 @@ from otsentry.records import FeatureEvidence, FeatureWindow
 
 if TYPE_CHECKING:  # pragma: no cover
     from otsentry.detectors.policy import PolicyBaseline
-
-# rule id -> (rule name, description); the description is what ECS ``rule.description`` shows.
-RULES: dict[str, tuple[str, str]] = {
-    "policy.new_talker": ("New talker", "An IP address never seen on the OT network while learning."),
-    "policy.new_pair": ("New asset pair", "A client talking to a server/unit it never talked to while learning."),
-    "policy.new_function_code": ("New function code", "A Modbus function code never used by this pair while learning."),
-    "policy.first_write": ("First write", "A client writing to a server/unit it did not write to while learning."),
-    "policy.address_out_of_range": ("Address out of range", "Requests or writes outside the learned address range."),
-    "policy.write_value_out_of_range": ("Written value out of range", "A value written outside the learned range."),
-    "policy.exception_burst": ("Exception burst", "Far more exception responses than the learned maximum per window."),
-    "policy.diagnostics": ("Diagnostics command", "FC 8 restart, listen-only, or diagnostics never seen for the pair."),
-    "policy.no_response": ("Device stopped answering",
-                           "Far more unanswered requests than learned: the device (or the path to it) went silent."),
-    "policy.values_frozen": ("Values frozen",
-                             "Register values that changed in every learning window no longer change."),
-    "policy.values_replayed": ("Values replayed",
-                               "Reads answered with register blocks identical to earlier answers: played back."),
-    "policy.new_service": ("New service", "A connection to a (host, port, transport) never seen while learning."),
-}
-
-# Elastic's convention for risk scores by severity (detection rules use 21 / 47 / 73 / 99).
-RISK_SCORES = {"low": 21.0, "medium": 47.0, "high": 73.0, "critical": 99.0}
 
 SERVICE_NAMES = {
     21: "FTP", 22: "SSH", 23: "Telnet", 53: "DNS", 69: "TFTP", 80: "HTTP", 102: "S7comm", 123: "NTP", 135: "MS RPC",
@@ -72,6 +51,8 @@ SERVICE_NAMES = {
 # Write codes that do the same thing one item or several at a time: a client that wrote with one of them is not
 # reported for using the other (an HMI writing one coil with FC 5 and eight with FC 15 is one habit).
 WRITE_FAMILIES = (frozenset({5, 15}), frozenset({6, 16}))
+# Function codes that ask a device who it is (FC 43/14 read device identification, FC 17 report server id).
+IDENTIFICATION_CODES = frozenset({17, 43})
 # Remote access, file sharing and lateral-movement services: high severity when they appear.
 REMOTE_ACCESS_PORTS = frozenset({21, 22, 23, 69, 135, 139, 445, 3389, 5900, 5985, 5986})
 
@@ -88,6 +69,7 @@ class Finding:
     function_codes: tuple[int, ...] = ()
     score: float = 1.0
     threshold: float = 0.5
+    variant: str = ""  # refines the rule's ATT&CK technique (see otsentry.detectors.rules)
 
 
 # -- wording ------------------------------------------------------------------------------------------------------
@@ -246,8 +228,10 @@ def new_function_code(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
             f"never seen for {scope} while learning (learned: {fc_list(base.function_codes)})")
     severe = any(c in WRITE_CODES or c == OTHER_FUNCTION_CODE for c in new)
     ev = tuple(evidence(f"fc_{c}" if c else "fc_other", count(w, f"fc_{c}" if c else "fc_other")) for c in new)
+    variant = "identification" if set(new) <= IDENTIFICATION_CODES else ""
     return Finding("policy.new_function_code", "high" if severe else "medium", text,
-                   tuple(("policy.new_function_code", w.pair, c) for c in new), ev, tuple(c for c in new if c))
+                   tuple(("policy.new_function_code", w.pair, c) for c in new), ev, tuple(c for c in new if c),
+                   variant=variant)
 
 
 def first_write(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
@@ -305,7 +289,7 @@ def address_out_of_range(b: "PolicyBaseline", w: FeatureWindow) -> Finding | Non
         facts.append(("policy.address_out_of_range", w.pair, "all"))
     codes = write_codes(w) if writes_out and not reads_out else tuple(sorted(function_codes(w) - {0}))
     return Finding("policy.address_out_of_range", "high" if writes_out else "medium", "; ".join(parts),
-                   tuple(facts), tuple(ev), codes)
+                   tuple(facts), tuple(ev), codes, variant="write" if writes_out else "")
 
 
 def write_value_out_of_range(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
@@ -513,8 +497,9 @@ def diagnostics(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
     for k in kinds:
         name, value = features[k]
         ev.append(evidence(name, value, (0.0, pair.max_count(name) if pair else 0.0)))
+    variant = "" if "listen_only" in kinds else "restart" if "restart" in kinds else "query"
     return Finding("policy.diagnostics", "critical" if critical else "high", text,
-                   tuple(("policy.diagnostics", w.pair, k) for k in kinds), tuple(ev), (DIAGNOSTICS,))
+                   tuple(("policy.diagnostics", w.pair, k) for k in kinds), tuple(ev), (DIAGNOSTICS,), variant=variant)
 
 
 PAIR_RULES = (new_talker_pair, new_pair, new_function_code, first_write, address_out_of_range,
@@ -524,7 +509,11 @@ PAIR_RULES = (new_talker_pair, new_pair, new_function_code, first_write, address
 # -- flow rules ----------------------------------------------------------------------------------------------------
 
 def new_talker_flow(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
-    new = [ip for ip in (w.client_ip, w.server_ip) if ip not in b.talkers_]
+    """A host never seen; group addresses are not hosts, and discovery from a provisional address (DHCP's 0.0.0.0,
+    an fe80:: address) is not a stranger either (see ``otsentry.detectors.discovery``)."""
+    discovery = is_discovery(w)
+    new = [ip for ip in (w.client_ip, w.server_ip) if ip not in b.talkers_ and not is_group(ip)
+           and not (discovery and (ip == w.server_ip or is_provisional(ip)))]
     if not new:
         return None
     svc = service_label(w.port, w.transport)
@@ -538,16 +527,17 @@ def new_talker_flow(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
         text = f"{w.server_ip} was never seen on the OT network while learning and is now contacted by " \
                f"{w.client_ip} on {svc}"
     return Finding("policy.new_talker", "high", text, tuple(("policy.new_talker", ip) for ip in new),
-                   (evidence("packets", count(w, "packets")),))
+                   (evidence("packets", count(w, "packets")),), variant="flow")
 
 
 def new_service(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
-    """A (responder, port, transport) never seen, unless this originator used that service type elsewhere.
+    """A (responder, port, transport) never seen, unless this originator used that service type elsewhere, or the
+    responder is a group address (discovery chatter: no service was opened).
 
     The exception keeps an engineering station that browses one PLC's web page after another from alerting on
     each PLC it had not reached during learning, while RDP or SMB that nobody used still alerts.
     """
-    if (w.server_ip, w.port, w.transport) in b.services_:
+    if (w.server_ip, w.port, w.transport) in b.services_ or is_discovery(w):
         return None
     if (w.port, w.transport) in b.client_services_.get(w.client_ip, frozenset()):
         return None
@@ -559,7 +549,8 @@ def new_service(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
     severity = "high" if w.port in REMOTE_ACCESS_PORTS else "medium"
     return Finding("policy.new_service", severity, text,
                    (("policy.new_service", w.client_ip, w.server_ip, w.port, w.transport),),
-                   (evidence("packets", count(w, "packets")), evidence("connections", count(w, "connections"))))
+                   (evidence("packets", count(w, "packets")), evidence("connections", count(w, "connections"))),
+                   variant="remote_access" if w.port in REMOTE_ACCESS_PORTS else "")
 
 
 FLOW_RULES = (new_talker_flow, new_service)

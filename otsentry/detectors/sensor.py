@@ -17,20 +17,14 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from otsentry.detectors.policy_rules import RISK_SCORES
+from otsentry.detectors.rules import RISK_SCORES, rule
 from otsentry.features.schema import SENSOR_FEATURES
 from otsentry.records import Alert, FeatureEvidence, FeatureWindow, alert_id
 
-__all__ = ["SENSOR_RULES", "sensor_alerts"]
+__all__ = ["SEVERITIES", "sensor_alerts"]
 
-SENSOR_RULES: dict[str, tuple[str, str, str]] = {  # rule id -> (name, severity, description)
-    "policy.evasion": ("Evasion attempt", "high",
-                       "Overlapping TCP segments or IP fragments with different bytes, or tiny IP fragments."),
-    "sensor.packet_loss": ("Sensor packet loss", "medium",
-                           "Packets the sensor never saw: kernel or interface drops, or a stream hole never filled."),
-    "sensor.decode_stalled": ("Decoder stalled", "medium",
-                              "A stream on a Modbus port sends bytes that cannot be decoded as Modbus/TCP."),
-}
+# Severity per rule (names, descriptions and ATT&CK mapping are declared in otsentry.detectors.rules).
+SEVERITIES = {"policy.evasion": "high", "sensor.packet_loss": "medium", "sensor.decode_stalled": "medium"}
 _I = {name: i for i, name in enumerate(SENSOR_FEATURES)}
 
 
@@ -91,15 +85,17 @@ def sensor_alerts(windows: Iterable[FeatureWindow]) -> list[Alert]:
             text = check(w)
             if text is None:
                 continue
-            name, severity, _ = SENSOR_RULES[rule_id]
+            declared, severity = rule(rule_id), SEVERITIES[rule_id]
+            tech = declared.technique_for()
             evidence = tuple(FeatureEvidence(n, float(w.values[i]), 0.0, 0.0, 1.0)
                              for n, i in _I.items() if w.values[i])
             out.append(Alert(
                 id=alert_id(w.window_start, w.window_end, w.client_ip, w.server_ip, -1,
                             f"{rule_id}@{w.port}/{w.transport}"),
-                rule_id=rule_id, rule_name=name, category="policy" if rule_id.startswith("policy.") else "sensor",
+                rule_id=rule_id, rule_name=declared.name, category="policy" if rule_id.startswith("policy.") else "sensor",
                 detector="sensor", severity=severity, risk_score=RISK_SCORES[severity], score=1.0, threshold=0.5,
                 window_start=w.window_start, window_end=w.window_end, client_ip=w.client_ip, server_ip=w.server_ip,
                 unit_id=-1, explanation=text, evidence=evidence, server_port=w.port, transport=w.transport or "tcp",
+                technique_id=tech.id if tech is not None else "",
             ))
     return out

@@ -14,7 +14,7 @@ from typing import Callable, Iterable, Iterator, TypeVar
 
 from otsentry.collectors.collector import CollectorConfig
 from otsentry.pipeline import DEFAULT_WINDOW_S, RunResult, iter_window_batches, run_batches
-from otsentry.records import Alert, FeatureWindow
+from otsentry.records import Alert, FeatureWindow, Incident
 from otsentry.replay.catalog import Generated
 
 T = TypeVar("T")
@@ -86,7 +86,8 @@ def _tee(batches: Iterable[list[FeatureWindow]],
 def replay(gen: Generated, speed: float | None, on_alert: Callable[[Alert], None],
            on_detecting: Callable[[], None] | None = None, window_s: float = DEFAULT_WINDOW_S,
            config: CollectorConfig | None = None,
-           on_windows: Callable[[list[FeatureWindow]], None] | None = None) -> RunResult:
+           on_windows: Callable[[list[FeatureWindow]], None] | None = None,
+           on_incident: Callable[[Incident], None] | None = None) -> RunResult:
     """Learn on the scenario's normal part, then score the rest, calling ``on_alert`` as alerts come.
 
     ``speed`` None replays as fast as possible; otherwise windows (and so alerts) are released in scaled real time
@@ -100,4 +101,4 @@ def replay(gen: Generated, speed: float | None, on_alert: Callable[[Alert], None
         batches = _tee(batches, on_windows)
     batches = _announce_detection(batches, gen.learn_end_ts, on_detecting)
     return run_batches(batches, learn_for_s=gen.learn_s, window_s=window_s, on_alert=on_alert,
-                       captures=[str(gen.pcap)])
+                       captures=[str(gen.pcap)], on_incident=on_incident)

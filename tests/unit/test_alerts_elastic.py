@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 
 import pytest
 
-from otsentry.alerts.ecs import to_ecs
+from otsentry.alerts.ecs import incident_to_ecs, to_ecs
 from otsentry.alerts.elastic import ElasticConfig, ElasticError, ElasticSink, make_client, redact
 from otsentry.alerts.elastic_search import build_query, parse_pair
-from otsentry.alerts.elastic_template import MAPPINGS, field_types, index_for, index_template
+from otsentry.alerts.elastic_template import INCIDENT_MAPPINGS, MAPPINGS, field_types, index_for, index_template
+from otsentry.correlation import correlate
 from tests.unit.test_alerts_ecs import _alert
 
 NUMERIC = {"long", "integer", "short", "byte", "double", "float", "half_float", "scaled_float"}
@@ -33,7 +35,8 @@ def _leaves(doc: dict, path: str = ""):
 
 def test_template_maps_every_field_of_the_ecs_document_with_its_type():
     types = field_types()
-    doc = to_ecs(_alert())
+    doc = to_ecs(replace(_alert(), technique_id="T0855", incident_id="ab" * 16))
+    assert doc["threat"]["technique"]["id"] == ["T0855"] and doc["otsentry"]["incident"]["id"] == "ab" * 16
     leaves = list(_leaves(doc))
     assert len(leaves) > 35
     for name, value in leaves:
@@ -52,6 +55,25 @@ def test_template_maps_every_field_of_the_ecs_document_with_its_type():
     assert types["otsentry.top_features"] == "nested"
     assert types["otsentry.function_codes"] == "short"
     assert MAPPINGS["dynamic"] is False
+
+
+def test_incident_template_maps_every_field_of_the_incident_document():
+    alerts = [replace(_alert(start=1_700_000_000.0 + 10 * i), technique_id=t)
+              for i, t in enumerate(("T0846", "T0855", "T0814"))]
+    _, incidents = correlate(alerts)
+    doc = incident_to_ecs(incidents[0])
+    types = field_types(INCIDENT_MAPPINGS)
+    leaves = list(_leaves(doc))
+    assert len(leaves) > 30
+    for name, value in leaves:
+        assert name in types, f"{name} is not mapped by the incident template"
+        sample = value[0] if isinstance(value, list) and value else value
+        if sample is None:
+            continue
+        allowed = ({"boolean"} if isinstance(sample, bool) else NUMERIC if isinstance(sample, (int, float))
+                   else {"keyword", "text", "ip", "date"})
+        assert types[name] in allowed, (name, types[name])
+    assert types["otsentry.incident.steps.targets"] == "ip" and types["event.duration"] == "long"
 
 
 def test_index_names_follow_the_alerts_own_day():

@@ -535,17 +535,30 @@ def test_a_persisting_new_talker_is_reported_once_per_hour(baseline: PolicyBasel
     assert rules(alerts) == ["policy.new_talker"] * 3
 
 
-def test_a_new_fact_alerts_at_once_despite_rate_limiting(baseline: PolicyBaseline) -> None:
+def test_an_attack_action_alerts_in_every_window_that_holds_it(baseline: PolicyBaseline) -> None:
     windows = [hmi_reads(AFTER, fc_43=1), hmi_reads(AFTER + 10, fc_43=1),
                hmi_reads(AFTER + 20, fc_43=1, fc_17=1)]
     alerts = baseline.detect(windows)
-    assert [(a.window_start - AFTER, a.function_codes) for a in alerts] == [(0.0, (43,)), (20.0, (17, 43))]
-    other = baseline.detect([flow_window(AFTER, ATTACKER, PLC1, 502), flow_window(AFTER + 10, "10.0.0.67", PLC1, 502)])
-    assert len(other) == 2
+    assert [(a.window_start - AFTER, a.function_codes) for a in alerts] == [(0.0, (43,)), (10.0, (43,)),
+                                                                           (20.0, (17, 43))]
+
+
+def test_a_second_force_listen_only_minutes_later_is_not_suppressed(baseline: PolicyBaseline) -> None:
+    """The field report: one-hour suppression swallowed the second FC 8/4, seven minutes after the first."""
+    windows = [hmi_reads(AFTER, fc_8=1, diag_listen_only=1), hmi_reads(AFTER + 420, fc_8=1, diag_listen_only=1)]
+    alerts = baseline.detect(windows)
+    assert [(a.window_start - AFTER, a.rule_id, a.technique_id) for a in alerts] == [
+        (0.0, "policy.diagnostics", "T0814"), (420.0, "policy.diagnostics", "T0814")]
+
+
+def test_a_new_fact_of_a_state_alerts_at_once_despite_rate_limiting(baseline: PolicyBaseline) -> None:
+    other = baseline.detect([flow_window(AFTER, ATTACKER, PLC1, 502), flow_window(AFTER + 10, ATTACKER, PLC1, 502),
+                             flow_window(AFTER + 20, "10.0.0.67", PLC1, 502)])
+    assert [(a.window_start - AFTER, a.client_ip) for a in other] == [(0.0, ATTACKER), (20.0, "10.0.0.67")]
 
 
 def test_rate_limiting_across_detect_calls_needs_a_shared_suppressor(baseline: PolicyBaseline) -> None:
-    first, second = [hmi_writes(AFTER, 103, 9999)], [hmi_writes(AFTER + 60, 104, 9999)]
+    first, second = [flow_window(AFTER, ATTACKER, PLC1, 502)], [flow_window(AFTER + 60, ATTACKER, PLC1, 502)]
     assert len(baseline.detect(first)) == len(baseline.detect(second)) == 1  # each call starts fresh
     memory = baseline.new_suppressor()
     assert isinstance(memory, AlertSuppressor)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from otsentry.detectors.policy_rules import RULES
+from otsentry.detectors.rules import RULES
 from otsentry.records import ModbusEvent
 from otsentry.synth import library
 from otsentry.synth import modbus as mb

@@ -1,0 +1,156 @@
+"""Every rule otsentry raises, declared once: id, name, description, kind, ATT&CK for ICS technique and why.
+
+``kind`` decides suppression, and nothing else does:
+
+* ``action`` - something was *done* in the window (a write, a diagnostic command, a new function code, an exception
+  burst, an anomalous exchange): every window holding it alerts, never suppressed; repeats fold into the open
+  incident instead (``otsentry.correlation``);
+* ``state`` - a persistent condition (a new talker that keeps talking, a new pair, a new service, a silent or frozen
+  device): reported when it first appears, then at most once per re-alert interval as a reminder;
+* ``health`` - what the sensor could not see (drops, a stalled decoder): every window, and no ATT&CK technique (it is
+  not an adversary's action).
+
+``technique`` is the ATT&CK for ICS technique the rule's evidence shows; ``variants`` refine it for a finding that
+names a variant (FC 43 device identification is discovery, not a command; RDP to a PLC is remote services, not a
+scan). ``reason`` says why the mapping holds: it is printed in the README table and is what a reviewer checks.
+``step`` is the phrase an incident summary uses for the alerts of this rule, with the alert's client as its subject
+("{targets}" and "{codes}" are filled in; variants carry their own).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+from otsentry.attack import Technique, technique
+
+__all__ = ["KINDS", "RISK_SCORES", "RULES", "Rule", "rule", "technique_of"]
+
+KINDS = ("action", "state", "health")
+# Elastic's convention for risk scores by severity (detection rules use 21 / 47 / 73 / 99).
+RISK_SCORES = {"low": 21.0, "medium": 47.0, "high": 73.0, "critical": 99.0}
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    name: str
+    description: str
+    kind: str
+    technique: str | None
+    reason: str
+    step: str
+    variants: Mapping[str, tuple[str, str]] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"rule {self.id}: kind {self.kind!r} is not one of {', '.join(KINDS)}")
+        if (self.kind == "health") != (self.technique is None):
+            raise ValueError(f"rule {self.id}: health rules and only they carry no ATT&CK technique")
+        for tid in (self.technique, *(t for t, _ in self.variants.values())):
+            if tid is not None:
+                technique(tid)  # raises for an undeclared technique
+        techniques = [self.technique, *(t for t, _ in self.variants.values())]
+        if len(set(techniques)) != len(techniques):
+            raise ValueError(f"rule {self.id}: each variant maps to its own technique (an alert's technique names "
+                             "its variant)")
+        object.__setattr__(self, "variants", MappingProxyType(dict(self.variants)))
+
+    def technique_for(self, variant: str = "") -> Technique | None:
+        tid = self.variants[variant][0] if variant in self.variants else self.technique
+        return technique(tid) if tid is not None else None
+
+    def step_for(self, technique_id: str = "") -> str:
+        """The summary phrase of an alert of this rule that carries ``technique_id``."""
+        for tid, step in self.variants.values():
+            if tid == technique_id:
+                return step
+        return self.step
+
+
+_DECLARED = (
+    Rule("policy.new_talker", "New talker", "An IP address never seen on the OT network while learning.", "state",
+         "T0848", "A host nobody saw before that sends Modbus requests acts as a rogue master; one that only opens "
+         "connections (variant flow) is looking for systems.", "appeared as a new host",
+         {"flow": ("T0846", "scanned {targets}")}),
+    Rule("policy.new_pair", "New asset pair",
+         "A client talking to a server/unit it never talked to while learning.", "state",
+         "T0846", "Addressing servers or unit ids a client never addressed is how a host or unit-id scan looks.",
+         "scanned {targets}"),
+    Rule("policy.new_function_code", "New function code",
+         "A Modbus function code never used by this pair while learning.", "action",
+         "T0855", "A function code the pair never used is a command the plant did not authorise; FC 43/14 and FC 17 "
+         "(variant identification) ask the device who it is.", "sent new function codes ({codes}) to {targets}",
+         {"identification": ("T0888", "read device identification from {targets}")}),
+    Rule("policy.first_write", "First write",
+         "A client writing to a server/unit it did not write to while learning.", "action",
+         "T0855", "A write from a client that only ever read is an unauthorised command message.",
+         "wrote to {targets} ({codes})"),
+    Rule("policy.address_out_of_range", "Address out of range", "Requests or writes outside the learned address range.",
+         "action", "T0861", "Reading registers nobody reads maps the device's points; writing outside the learned "
+         "range (variant write) changes parameters nobody changes.", "read registers outside the learned range "
+         "from {targets}", {"write": ("T0836", "wrote registers outside the learned range on {targets}")}),
+    Rule("policy.write_value_out_of_range", "Written value out of range", "A value written outside the learned range.",
+         "action", "T0836", "A setpoint or parameter written outside every value seen is a modified parameter.",
+         "wrote out-of-range values to {targets}"),
+    Rule("policy.exception_burst", "Exception burst",
+         "Far more exception responses than the learned maximum per window.", "action",
+         "T0888", "Bursts of exceptions come from probing codes and addresses a device does not serve: what scanners "
+         "that enumerate a device's capabilities produce.", "drew exception bursts from {targets}"),
+    Rule("policy.diagnostics", "Diagnostics command",
+         "FC 8 restart, listen-only, or diagnostics never seen for the pair.", "action",
+         "T0814", "Force listen-only takes the device off the bus (denial of service); restart communications "
+         "(variant restart) restarts it; other diagnostics (variant query) read its counters.",
+         "sent FC 8 force listen-only to {targets}",
+         {"restart": ("T0816", "sent FC 8 restart communications to {targets}"),
+          "query": ("T0888", "sent FC 8 diagnostics to {targets}")}),
+    Rule("policy.no_response", "Device stopped answering",
+         "Far more unanswered requests than learned: the device (or the path to it) went silent.", "state",
+         "T0814", "A device that stops answering its pollers is what a denial of service leaves behind.",
+         "got no answers from {targets}"),
+    Rule("policy.values_frozen", "Values frozen",
+         "Register values that changed in every learning window no longer change.", "state",
+         "T0832", "Frozen values hide the real process from the operator: manipulation of view.",
+         "read frozen values from {targets}"),
+    Rule("policy.values_replayed", "Values replayed",
+         "Reads answered with register blocks identical to earlier answers: played back.", "action",
+         "T0856", "Recorded answers played back to the poller are spoofed reporting messages.",
+         "read played-back answers from {targets}"),
+    Rule("policy.new_service", "New service",
+         "A connection to a (host, port, transport) never seen while learning.", "state",
+         "T0846", "Connections to services nobody used are how a port scan looks; remote access and file sharing "
+         "(variant remote_access) are remote services.", "scanned {targets}",
+         {"remote_access": ("T0886", "opened remote-access sessions to {targets}")}),
+    Rule("policy.evasion", "Evasion attempt",
+         "Overlapping TCP segments or IP fragments with different bytes, or tiny IP fragments.", "action",
+         "T0820", "Overlaps with different bytes exploit the difference between the sensor's and the device's "
+         "reassembly to hide what was sent.", "sent overlapping segments or fragments to {targets}"),
+    Rule("anomaly.pair_ensemble", "Anomalous Modbus traffic for an asset pair",
+         "A window of Modbus traffic that no learned pattern of the pair explains.", "action",
+         "T0855", "Modbus exchanges unlike anything the pair did are commands the plant did not expect.",
+         "exchanged unusual Modbus traffic with {targets}"),
+    Rule("anomaly.flow_ensemble", "Anomalous conversation on the OT network",
+         "A conversation whose volume, timing or flags no learned conversation explains.", "action",
+         "T0869", "Unusual volume or timing on a known service is how a channel hidden in an application protocol "
+         "looks.", "held unusual conversations with {targets}"),
+    Rule("sensor.packet_loss", "Sensor packet loss",
+         "Packets the sensor never saw: kernel or interface drops, or a stream hole never filled.", "health",
+         None, "The sensor's own blindness, not an adversary's action.", "lost packets towards {targets}"),
+    Rule("sensor.decode_stalled", "Decoder stalled",
+         "A stream on a Modbus port sends bytes that cannot be decoded as Modbus/TCP.", "health",
+         None, "The sensor's own blindness, not an adversary's action.", "sent undecodable bytes to {targets}"),
+)
+RULES: Mapping[str, Rule] = MappingProxyType({r.id: r for r in _DECLARED})
+
+
+def rule(rule_id: str) -> Rule:
+    try:
+        return RULES[rule_id]
+    except KeyError:
+        raise KeyError(f"rule {rule_id!r} is not declared in otsentry.detectors.rules") from None
+
+
+def technique_of(rule_id: str, variant: str = "") -> Technique | None:
+    """The ATT&CK for ICS technique of an alert of ``rule_id`` (``None`` for sensor health)."""
+    return rule(rule_id).technique_for(variant)
