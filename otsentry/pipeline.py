@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import closing
+from itertools import groupby
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -171,12 +172,14 @@ class _Emitter:
         self.incidents: list[Incident] = []
 
     def alerts_of(self, batch: list[Alert], windows: Sequence[FeatureWindow] = ()) -> None:
-        for a in batch:
-            self._closed(self.correlator.close_idle(a.window_start))
-            a = self.correlator.add(a)
-            self.alerts.append(a)
-            if self.on_alert is not None:
-                self.on_alert(a)
+        """A batch in ``alert_order``, correlated one window time at a time (as ``correlate`` does)."""
+        for _, same_window in groupby(batch, key=lambda a: a.window_start):
+            group = list(same_window)
+            self._closed(self.correlator.close_idle(group[0].window_start))
+            for a in self.correlator.add_window(group):
+                self.alerts.append(a)
+                if self.on_alert is not None:
+                    self.on_alert(a)
         if windows:
             self._closed(self.correlator.close_idle(max(w.window_end for w in windows)))
 

@@ -342,8 +342,9 @@ class Incident:
     end: float
     severity: str
     risk_score: float
-    actors: tuple[str, ...]
-    targets: tuple[str, ...]
+    actors: tuple[str, ...]  # clients of the alerts (not of a silent device's pollers)
+    targets: tuple[str, ...]  # servers of the alerts
+    related: tuple[str, ...]  # every host of the alerts, sorted (ECS related.ip)
     techniques: tuple[str, ...]
     alert_count: int
     rules: tuple[tuple[str, int], ...]  # (rule id, alerts) in order of first appearance
@@ -352,14 +353,12 @@ class Incident:
     first_alert_id: str
     last_alert_id: str
     escalated: bool = False
-
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        return tuple(sorted(set(self.actors) | set(self.targets)))
+    merged: tuple[str, ...] = ()  # incidents folded into this one (their early alerts carry those ids)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["actors"], d["targets"], d["techniques"] = list(self.actors), list(self.targets), list(self.techniques)
+        d["merged"], d["related"] = list(self.merged), list(self.related)
         d["rules"] = [list(r) for r in self.rules]
         d["steps"] = [{**asdict(s), "targets": list(s.targets), "services": list(s.services),
                        "function_codes": list(s.function_codes)} for s in self.steps]
@@ -374,6 +373,6 @@ class Incident:
         d["steps"] = tuple(IncidentStep(**{**s, "targets": tuple(s["targets"]), "services": tuple(s["services"]),
                                            "function_codes": tuple(s["function_codes"])}) for s in d["steps"])
         d["rules"] = tuple((str(r), int(n)) for r, n in d["rules"])
-        for key in ("actors", "targets", "techniques"):
-            d[key] = tuple(d[key])
+        for key in ("actors", "targets", "related", "techniques", "merged"):
+            d[key] = tuple(d.get(key, ()))
         return cls(**d)

@@ -137,7 +137,7 @@ def incident_to_ecs(incident: Incident, observer_name: str | None = None) -> dic
         },
         "source": {"ip": list(incident.actors)} if incident.actors else {},
         "destination": {"ip": list(incident.targets)} if incident.targets else {},
-        "related": {"ip": list(incident.hosts)},
+        "related": {"ip": list(incident.related)},
         "observer": observer(observer_name),
         "message": incident.summary,
         "otsentry": {
@@ -149,6 +149,7 @@ def incident_to_ecs(incident: Incident, observer_name: str | None = None) -> dic
                 "first_alert_id": incident.first_alert_id,
                 "last_alert_id": incident.last_alert_id,
                 "summary": incident.summary,
+                "merged": list(incident.merged),
                 "rules": [{"id": r, "alerts": n} for r, n in incident.rules],
                 "steps": [
                     {"start": iso(s.first_ts), "end": iso(s.last_ts), "actor": s.actor or None, "rule": s.rule_id,

@@ -94,7 +94,7 @@ INCIDENT_MAPPINGS: dict[str, Any] = {
         "event": _props(**MAPPINGS["properties"]["event"]["properties"], duration={"type": "long"}),
         "otsentry": _props(incident=_props(
             id=_KEYWORD, severity=_KEYWORD, escalated={"type": "boolean"}, alert_count={"type": "long"},
-            first_alert_id=_KEYWORD, last_alert_id=_KEYWORD,
+            first_alert_id=_KEYWORD, last_alert_id=_KEYWORD, merged=_KEYWORD,
             summary={"type": "text", "fields": {"keyword": _KEYWORD}},
             rules=_props(id=_KEYWORD, alerts={"type": "long"}),
             steps=_props(start=_DATE, end=_DATE, actor=_IP, rule=_KEYWORD, technique=_KEYWORD,

@@ -13,8 +13,9 @@
 ``technique`` is the ATT&CK for ICS technique the rule's evidence shows; ``variants`` refine it for a finding that
 names a variant (FC 43 device identification is discovery, not a command; RDP to a PLC is remote services, not a
 scan). ``reason`` says why the mapping holds: it is printed in the README table and is what a reviewer checks.
-``step`` is the phrase an incident summary uses for the alerts of this rule, with the alert's client as its subject
-("{targets}" and "{codes}" are filled in; variants carry their own).
+``step`` is the phrase an incident summary uses for the alerts of this rule, about the alert's client (or, with
+``subject="server"``, its server: a device that stopped answering is the news, not its pollers); "{targets}" (the
+other side) and "{codes}" are filled in; variants carry their own.
 """
 
 from __future__ import annotations
@@ -42,8 +43,11 @@ class Rule:
     reason: str
     step: str
     variants: Mapping[str, tuple[str, str]] = field(default_factory=lambda: MappingProxyType({}))
+    subject: str = "client"  # who the step phrase is about: the client, or the server (a device that went silent)
 
     def __post_init__(self) -> None:
+        if self.subject not in ("client", "server"):
+            raise ValueError(f"rule {self.id}: subject {self.subject!r} is not client or server")
         if self.kind not in KINDS:
             raise ValueError(f"rule {self.id}: kind {self.kind!r} is not one of {', '.join(KINDS)}")
         if (self.kind == "health") != (self.technique is None):
@@ -108,15 +112,15 @@ _DECLARED = (
     Rule("policy.no_response", "Device stopped answering",
          "Far more unanswered requests than learned: the device (or the path to it) went silent.", "state",
          "T0814", "A device that stops answering its pollers is what a denial of service leaves behind.",
-         "got no answers from {targets}"),
+         "stopped answering {targets}", subject="server"),
     Rule("policy.values_frozen", "Values frozen",
          "Register values that changed in every learning window no longer change.", "state",
          "T0832", "Frozen values hide the real process from the operator: manipulation of view.",
-         "read frozen values from {targets}"),
+         "answered {targets} with frozen values", subject="server"),
     Rule("policy.values_replayed", "Values replayed",
          "Reads answered with register blocks identical to earlier answers: played back.", "action",
          "T0856", "Recorded answers played back to the poller are spoofed reporting messages.",
-         "read played-back answers from {targets}"),
+         "answered {targets} with played-back values", subject="server"),
     Rule("policy.new_service", "New service",
          "A connection to a (host, port, transport) never seen while learning.", "state",
          "T0846", "Connections to services nobody used are how a port scan looks; remote access and file sharing "

@@ -31,6 +31,7 @@ from otsentry.synth.attacks import (AddressSweep, AttackLog, Attacker, CovertCha
                                     ExceptionStorm, FreezeResponses, FunctionCodeSweep, LabellingWriter, ListenOnly,
                                     QueryFlood, ReplayOldResponses, SetpointChange, SilencedPoller, Target,
                                     UnitIdSweep, WriteFromNewHost, attacker_host)
+from otsentry.synth.campaign import ListenOnlyPeriods, RepeatedCampaign
 from otsentry.synth.polling import DEFAULT_START_NS, Plant, Poller, PollingOptions, build_plant
 from otsentry.synth.services import RdpSession, SmbLateralMovement
 from otsentry.synth.sim import Actor, GroundTruth, Sim
@@ -118,6 +119,11 @@ SCENARIOS: dict[str, ScenarioSpec] = {
         "20-30 s for 10 minutes; each value (288-382, ordinary for a setpoint) is 256 + one byte of a secret, "
         "which the historian then carries out.",
         "T0869", "Standard Application Layer Protocol", "Command and Control", 605.0),
+    "repeat_campaign": ScenarioSpec(
+        "A host never seen before repeats a whole campaign every 5 minutes for half an hour: an address scan "
+        "(80 and 502/tcp of every PLC), a function-code scan with device identification (FC 43/14), force "
+        "listen-only (FC 8/4; the PLC answers nobody for 20 s) and injected setpoint writes (FC 6).",
+        "T0814", "Denial of Service", "Inhibit Response Function", 1620.0),
 }
 # How long before the end of learning the man in the middle of ``replay_old_responses`` starts recording, and for
 # how long it records (its replay lasts as long as the recording).
@@ -350,6 +356,14 @@ def _add_attack(name: str, sim: Sim, plant: Plant, actors: list[tuple[int, Actor
             if p.plc is target.plc:
                 p.tamper = storm
         return None, target.plc.ip, target.unit
+    if name == "repeat_campaign":
+        host, state = attacker_host(rng, taken), ListenOnlyPeriods()
+        plcs = list(dict.fromkeys(p.plc for p in plant.pollers))
+        actors.append((at_ns, RepeatedCampaign(sim, log, rng, host, target, plcs, state)))
+        for p in plant.pollers:
+            if p.plc is target.plc:
+                _wrap(actors, p, SilencedPoller(p, state, log, rng))
+        return host.ip, target.plc.ip, target.unit
     if name == "covert_channel":
         _wrap(actors, poller, CovertChannel(poller, log, rng, at_ns, 600.0))
         return poller.client.ip, target.plc.ip, target.unit

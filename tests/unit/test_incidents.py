@@ -122,7 +122,7 @@ def test_incident_round_trips_and_ecs_carries_attack_in_order() -> None:
     assert doc["threat"]["technique"]["id"] == ["T0846", "T0888", "T0814"]
     assert doc["threat"]["tactic"]["name"] == ["Discovery", "Inhibit Response Function"]
     assert doc["event"]["id"] == inc.id and doc["message"] == inc.summary
-    assert doc["related"]["ip"] == list(inc.hosts) and doc["otsentry"]["incident"]["alert_count"] == 15
+    assert doc["related"]["ip"] == list(inc.related) and doc["otsentry"]["incident"]["alert_count"] == 15
 
 
 @pytest.mark.parametrize("rule_id", sorted(RULES))
