@@ -376,3 +376,56 @@ class Incident:
         for key in ("actors", "targets", "related", "techniques", "merged"):
             d[key] = tuple(d.get(key, ()))
         return cls(**d)
+
+
+ASSET_ROLES = ("plc", "gateway", "hmi", "historian", "engineering_workstation", "other")
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    """One host of the OT network as otsentry saw it: addresses, roles with their evidence, what it served and used.
+
+    ``roles`` are ``(role, evidence)`` pairs from ``ASSET_ROLES``; ``identity`` holds what the device said of itself
+    (FC 43/14 read device identification: ``vendor_name``, ``product_code``, ``revision``...). ``services`` are the
+    ``port/transport`` it answered on; ``peers`` the hosts it talked to.
+    """
+
+    ip: str
+    mac: str = ""
+    vendor: str = ""
+    roles: tuple[tuple[str, str], ...] = ()
+    unit_ids: tuple[int, ...] = ()
+    served_function_codes: tuple[int, ...] = ()
+    used_function_codes: tuple[int, ...] = ()
+    services: tuple[str, ...] = ()
+    peers: tuple[str, ...] = ()
+    first_seen: float = 0.0
+    last_seen: float = 0.0
+    identity: tuple[tuple[str, str], ...] = ()
+    transactions: int = 0  # Modbus transactions it took part in (either side)
+
+    @property
+    def id(self) -> str:
+        import hashlib
+
+        return hashlib.sha256(f"asset|{self.ip}".encode()).hexdigest()[:32]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["roles"] = [{"role": r, "evidence": e} for r, e in self.roles]
+        d["identity"] = [list(pair) for pair in self.identity]  # pairs: object order survives sort_keys
+        for key in ("unit_ids", "served_function_codes", "used_function_codes", "services", "peers"):
+            d[key] = list(d[key])
+        d["record"] = "asset"
+        d["schema_version"] = SCHEMA_VERSION
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Asset":
+        _check_version("Asset", data)
+        d = {k: v for k, v in data.items() if k not in ("record", "schema_version")}
+        d["roles"] = tuple((r["role"], r["evidence"]) for r in d.get("roles", ()))
+        d["identity"] = tuple((str(k), str(v)) for k, v in d.get("identity", ()))
+        for key in ("unit_ids", "served_function_codes", "used_function_codes", "services", "peers"):
+            d[key] = tuple(d.get(key, ()))
+        return cls(**d)

@@ -14,7 +14,7 @@ from typing import Any
 
 from otsentry import __version__
 from otsentry.attack import FRAMEWORK, Technique, technique
-from otsentry.records import Alert, Incident
+from otsentry.records import Alert, Asset, Incident
 
 # ECS event.severity is numeric; these follow Elastic's detection-rule convention.
 SEVERITY_NUMBER = {"low": 21, "medium": 47, "high": 73, "critical": 99}
@@ -163,3 +163,36 @@ def incident_to_ecs(incident: Incident, observer_name: str | None = None) -> dic
     if techniques:
         doc["threat"] = threat(techniques)
     return doc
+
+
+def _ecs_mac(mac: str) -> str:
+    """ECS spells MAC addresses upper-case with hyphens."""
+    return mac.upper().replace(":", "-")
+
+
+def asset_to_ecs(asset: Asset, observer_name: str | None = None) -> dict[str, Any]:
+    """The ECS document for one asset (index ``otsentry-assets``): ``host.*`` plus ``otsentry.asset.*``."""
+    roles = [r for r, _ in asset.roles]
+    host: dict[str, Any] = {"ip": [asset.ip]}
+    if asset.mac:
+        host["mac"] = [_ecs_mac(asset.mac)]
+    if roles:
+        host["type"] = roles[0]
+    identity = dict(asset.identity)
+    label = " ".join(v for k, v in asset.identity if k in ("vendor_name", "product_code") and v) or asset.vendor
+    return {
+        "@timestamp": iso(asset.first_seen),
+        "event": {"kind": "asset", "category": ["host"], "type": ["info"], "id": asset.id, "module": "otsentry",
+                  "dataset": "otsentry.assets", "start": iso(asset.first_seen), "end": iso(asset.last_seen)},
+        "host": host,
+        "related": {"ip": sorted({asset.ip, *asset.peers})},
+        "observer": observer(observer_name),
+        "message": f"{asset.ip}: {', '.join(roles) or 'no role'}" + (f" ({label})" if label else ""),
+        "otsentry": {"asset": {
+            "ip": asset.ip, "mac": asset.mac or None, "vendor": asset.vendor or None, "roles": roles,
+            "evidence": [{"role": r, "text": e} for r, e in asset.roles],
+            "unit_ids": list(asset.unit_ids), "served_function_codes": list(asset.served_function_codes),
+            "used_function_codes": list(asset.used_function_codes), "services": list(asset.services),
+            "peers": list(asset.peers), "transactions": asset.transactions, "identity": identity,
+        }},
+    }

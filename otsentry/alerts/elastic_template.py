@@ -105,6 +105,28 @@ INCIDENT_MAPPINGS: dict[str, Any] = {
 }
 
 
+ASSET_PREFIX = "otsentry-assets"
+ASSET_MAPPINGS: dict[str, Any] = {
+    **{k: v for k, v in MAPPINGS.items() if k != "properties"},
+    "properties": {
+        "@timestamp": _DATE,
+        "message": {"type": "text"},
+        "event": MAPPINGS["properties"]["event"],
+        "host": _props(ip=_IP, mac=_KEYWORD, type=_KEYWORD),
+        "related": _props(ip=_IP),
+        "observer": MAPPINGS["properties"]["observer"],
+        "otsentry": _props(asset=_props(
+            ip=_IP, mac=_KEYWORD, vendor=_KEYWORD, roles=_KEYWORD,
+            evidence=_props(role=_KEYWORD, text={"type": "text"}),
+            unit_ids={"type": "integer"}, served_function_codes={"type": "short"},
+            used_function_codes={"type": "short"}, services=_KEYWORD, peers=_IP, transactions={"type": "long"},
+            identity=_props(**{name: _KEYWORD for name in ("vendor_name", "product_code", "revision", "vendor_url",
+                                                           "product_name", "model_name", "user_application_name")}),
+        )),
+    },
+}
+
+
 def template_name(prefix: str = DEFAULT_PREFIX) -> str:
     return prefix
 

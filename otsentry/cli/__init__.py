@@ -22,6 +22,7 @@ COMMANDS = {
     "train": "otsentry.cli.detect:train_cmd",
     "run": "otsentry.cli.detect:run_cmd",
     "evaluate": "otsentry.cli.detect:evaluate_cmd",
+    "assets": "otsentry.cli.assets:assets_cmd",
     "detect": "otsentry.cli.stream:detect_cmd",
     "index": "otsentry.cli.index:index_cmd",
     "replay": "otsentry.cli.replay:replay",
@@ -68,7 +69,8 @@ def main() -> None:
       otsentry inspect --summary CAPTURE.pcap  counts as one JSON object
       otsentry collect live --iface eth1       decode a mirror port live
       otsentry train good.pcap -o plant.otsb   learn how the plant normally talks
-      otsentry run new.pcap --model plant.otsb alerts, explained
+      otsentry run new.pcap --model plant.otsb alerts, explained, folded into incidents
+      otsentry assets CAPTURE.pcap             the hosts: roles, vendors, device identity
       otsentry detect --kafka HOST:9092 --model plant.otsb   a detector worker over Kafka
       otsentry replay list                     attack scenarios with ground truth, to replay and score
       otsentry alerts search --es URL --since 1h   triage alerts indexed in Elasticsearch

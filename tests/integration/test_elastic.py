@@ -255,3 +255,36 @@ def test_otsentry_run_indexes_directly_and_spools_while_unreachable(es, es_url, 
     assert f"{n} indexed, {n} already there" in up.stderr, up.stderr
     assert not list((tmp_path / "state").glob("*.spool.jsonl"))
     assert _count(es, prefix) == n
+
+
+def test_run_indexes_incidents_beside_the_alerts_and_replaces_them_on_a_rerun(es, es_url, prefix, scenario_pcap,
+                                                                              tmp_path):
+    from otsentry.cli import main
+
+    incidents = f"{prefix}-inc"
+    env = {"OTSENTRY_STATE_DIR": str(tmp_path / "state")}
+    args = ["run", str(scenario_pcap), "--learn-for", "5m", "--no-progress", "--es", es_url, "--es-index", prefix,
+            "--es-incidents-index", incidents, "--incidents-out", str(tmp_path / "incidents.jsonl")]
+    try:
+        for _ in range(2):
+            result = CliRunner().invoke(main, args, env=env)
+            assert result.exit_code == 0, result.output
+        es.indices.refresh(index=f"{incidents}-*")
+        docs = [h["_source"] for h in es.search(index=incidents, size=100)["hits"]["hits"]]
+        assert len(docs) == 1  # replaced on the second run, not duplicated
+        doc = docs[0]
+        assert doc["threat"]["framework"] == "MITRE ATT&CK for ICS" and "T0888" in doc["threat"]["technique"]["id"]
+        assert doc["event"]["dataset"] == "otsentry.incidents" and doc["otsentry"]["incident"]["alert_count"] > 1
+        from_file = [json.loads(line) for line in (tmp_path / "incidents.jsonl").read_text().splitlines()]
+        assert [d["event"]["id"] for d in from_file] == [doc["event"]["id"]]
+        es.indices.refresh(index=f"{prefix}-*")
+        alert_docs = es.search(index=prefix, size=1000, query={"match_all": {}})["hits"]["hits"]
+        assert alert_docs and {h["_source"]["otsentry"]["incident"]["id"] for h in alert_docs} == \
+            {doc["otsentry"]["incident"]["id"]}
+        # the incident template maps what the documents hold, with ECS types
+        mapping = es.indices.get_mapping(index=f"{incidents}-*")
+        props = next(iter(mapping.values()))["mappings"]["properties"]
+        assert props["related"]["properties"]["ip"]["type"] == "ip"
+        assert props["threat"]["properties"]["technique"]["properties"]["id"]["type"] == "keyword"
+    finally:
+        es.options(ignore_status=404).indices.delete_index_template(name=incidents)

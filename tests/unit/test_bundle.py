@@ -109,7 +109,7 @@ def test_round_trip(tmp_path: Path) -> None:
     manifest = read_manifest(path)
     assert manifest["detectors"]["pair"]["threshold"] == pytest.approx(fitted().threshold_)
     assert set(manifest["detectors"]["pair"]["members"]) == {"ecod", "iforest", "knn"}
-    assert set(manifest["sha256"]) == {"policy.json", "models.pickle"}
+    assert set(manifest["sha256"]) == {"policy.json", "models.pickle", "assets.json"}
 
 
 def test_bundle_without_policy(tmp_path: Path) -> None:
@@ -237,3 +237,29 @@ def test_real_policy_baseline_round_trips(tmp_path: Path) -> None:
     loaded = ModelBundle.load(make_bundle(policy=policy).save(tmp_path / "model.otsb"))
     assert type(loaded.policy) is policy_module.PolicyBaseline
     assert loaded.policy.to_state() == policy.to_state()
+
+
+def test_assets_and_audit_round_trip_and_older_bundles_without_assets_still_load(tmp_path: Path) -> None:
+    from otsentry.records import Asset
+
+    assets = (Asset("10.0.0.10", "00:1b:1b:01:02:03", "Siemens AG", (("plc", "answers Modbus/TCP"),), (1,),
+                    identity=(("vendor_name", "Siemens"), ("product_code", "S7"))),)
+    audit = ({"accepted_at": "2026-12-03T12:00:00Z", "by": "analyst", "reason": "new HMI", "alerts": ["a" * 32]},)
+    path = make_bundle(assets=assets, audit=audit).save(tmp_path / "b.otsb")
+    loaded = load(path)
+    assert loaded.assets == assets and [dict(e) for e in loaded.audit] == [dict(e) for e in audit]
+
+    def drop_assets(members: dict[str, bytes]) -> None:  # what a bundle of the previous release holds
+        del members["assets.json"]
+        manifest = json.loads(members["manifest.json"])
+        del manifest["sha256"]["assets.json"]
+        members["manifest.json"] = json.dumps(manifest).encode()
+
+    rewrite(path, drop_assets)
+    assert load(path).assets == ()
+    path2 = make_bundle(assets=assets).save(tmp_path / "c.otsb")
+    rewrite(path2, lambda m: m.pop("assets.json"))
+    assert "missing assets.json" in refusal(path2)
+    path3 = make_bundle(assets=assets).save(tmp_path / "d.otsb")
+    rewrite(path3, lambda m: m.update({"assets.json": b"[]"}))
+    assert "checksum mismatch for assets.json" in refusal(path3)

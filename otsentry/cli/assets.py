@@ -1,0 +1,103 @@
+"""``otsentry assets``: the asset inventory of captures, or the one a model bundle learned."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from otsentry.cli.alerts import ES_HELP
+from otsentry.cli.common import UserError, collector_config, collector_options
+from otsentry.collectors.types import CaptureError
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+def _table(assets, known: set[str] | None) -> None:
+    out = sys.stdout
+    out.write(f"{'ip':15} {'mac':17} {'vendor':24} {'roles':32} {'units':8} {'first seen (UTC)':19}  identity\n")
+    for a in assets:
+        roles = ", ".join(r for r, _ in a.roles)
+        if known is not None and a.ip not in known:
+            roles = "NEW " + roles
+        units = ",".join(str(u) for u in a.unit_ids[:4]) + ("..." if len(a.unit_ids) > 4 else "") or "-"
+        identity = " ".join(v for _, v in a.identity[:3]) or "-"
+        out.write(f"{a.ip:15} {a.mac or '-':17} {(a.vendor or '-')[:24]:24} {roles[:32]:32} {units:8} "
+                  f"{_when(a.first_seen):19}  {identity}\n")
+        for role, evidence in a.roles:
+            out.write(f"{'':15}   {role}: {evidence}\n")
+
+
+@click.command("assets")
+@click.argument("captures", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--model", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="A bundle from `otsentry train`: without CAPTURES, show the inventory it learned; with them, mark "
+                   "hosts it never saw as NEW.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON record per host (otsentry.records.Asset).")
+@click.option("--es", "es_url", default=None, metavar="URL", help="Also index the inventory. " + ES_HELP)
+@click.option("--es-index", "es_prefix", default="otsentry-assets", show_default=True,
+              help="Alias and daily-index prefix for --es; a host's document is replaced as it changes.")
+@collector_options
+def assets_cmd(captures, model, as_json, es_url, es_prefix, config_path, ports, pairing_timeout) -> None:
+    """The hosts of CAPTURES: IP, MAC and its vendor (Wireshark's manuf database), roles (plc, gateway, hmi,
+    historian, engineering_workstation, other) each with its evidence, unit ids, function codes served and used,
+    services, peers, first and last seen, and what the device said of itself (FC 43/14 read device identification).
+    """
+    from otsentry.assets import inventory_from_captures
+
+    if not captures and model is None:
+        raise UserError("give capture files, or --model MODEL to show the inventory a bundle learned")
+    bundle = None
+    if model is not None:
+        from otsentry.cli.detect import _load_bundle
+
+        bundle = _load_bundle(model)
+    if captures:
+        try:
+            assets = inventory_from_captures(list(captures), collector_config(config_path, ports, pairing_timeout))
+        except CaptureError as exc:
+            raise UserError(str(exc)) from None
+    else:
+        assets = list(bundle.assets)
+        if not assets:
+            raise UserError(f"{model}: this bundle holds no asset inventory (trained before otsentry learned one): "
+                            "retrain with otsentry train")
+    known = {a.ip for a in bundle.assets} if bundle is not None and captures else None
+    if as_json:
+        for a in assets:
+            d = a.to_dict()
+            if known is not None:
+                d["new"] = a.ip not in known
+            sys.stdout.write(json.dumps(d, sort_keys=True) + "\n")
+    else:
+        _table(assets, known)
+    summary = f"otsentry: {len(assets)} hosts"
+    if known is not None:
+        summary += f", {sum(1 for a in assets if a.ip not in known)} not in {model}"
+    if es_url:
+        summary += _index(assets, es_url, es_prefix)
+    click.echo(summary, err=True)
+
+
+def _index(assets, url: str, prefix: str) -> str:
+    from otsentry.alerts.ecs import asset_to_ecs
+    from otsentry.alerts.elastic import ElasticError, ElasticSink
+    from otsentry.alerts.elastic_template import ASSET_MAPPINGS
+    from otsentry.cli.alerts import es_client
+
+    client, config = es_client(url)
+    sink = ElasticSink(client, prefix, display_url=config.url, mappings=ASSET_MAPPINGS, replace=True)
+    try:
+        for a in assets:
+            sink.write_document(asset_to_ecs(a))
+        sink.close()
+    except ElasticError as exc:
+        raise UserError(f"{exc} (documents kept in {sink.spool_path})") from None
+    pending = sink.pending_in_spool()
+    return f"; {config.url}: {sink.stats.indexed} indexed" + (f", {pending} waiting in {sink.spool_path}"
+                                                               if pending else "")
