@@ -14,7 +14,7 @@ from typing import Any
 
 from otsentry import __version__
 from otsentry.attack import FRAMEWORK, Technique, technique
-from otsentry.records import Alert, Asset, Incident
+from otsentry.records import Alert, Asset, FeatureEvidence, Incident
 
 # ECS event.severity is numeric; these follow Elastic's detection-rule convention.
 SEVERITY_NUMBER = {"low": 21, "medium": 47, "high": 73, "critical": 99}
@@ -196,3 +196,30 @@ def asset_to_ecs(asset: Asset, observer_name: str | None = None) -> dict[str, An
             "peers": list(asset.peers), "transactions": asset.transactions, "identity": identity,
         }},
     }
+
+
+def _epoch(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def alert_from_ecs(doc: dict[str, Any]) -> Alert:
+    """The Alert behind an ECS document of ``to_ecs`` (a line of ``--alerts-out``); window times keep the
+    document's millisecond precision. Raises ``KeyError``/``ValueError``/``TypeError`` for another document."""
+    ots, event = doc["otsentry"], doc["event"]
+    return Alert(
+        id=str(event["id"]), rule_id=doc["rule"]["id"], rule_name=doc["rule"]["name"],
+        category=doc["rule"].get("category", "policy"), detector=ots.get("detector", ""),
+        severity=ots.get("severity", "medium"), risk_score=float(event.get("risk_score", 47.0)),
+        score=float(ots.get("score", 1.0)), threshold=float(ots.get("threshold", 0.5)),
+        window_start=_epoch(event["start"]), window_end=_epoch(event["end"]),
+        client_ip=doc.get("source", {}).get("ip", ""), server_ip=doc.get("destination", {}).get("ip", ""),
+        unit_id=int(ots.get("unit_id", -1)), explanation=doc.get("message", ""),
+        evidence=tuple(FeatureEvidence(e["name"], float(e["value"]), float(e["baseline_low"]),
+                                       float(e["baseline_high"]), float(e.get("contribution", 0.0)))
+                       for e in ots.get("top_features", ())),
+        function_codes=tuple(int(c) for c in ots.get("function_codes", ())),
+        server_port=int(doc.get("destination", {}).get("port", 0)),
+        transport=doc.get("network", {}).get("transport", "tcp"),
+        technique_id=(doc.get("threat", {}).get("technique", {}).get("id") or [""])[0],
+        incident_id=ots.get("incident", {}).get("id", ""),
+    )

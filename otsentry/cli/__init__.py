@@ -23,6 +23,7 @@ COMMANDS = {
     "run": "otsentry.cli.detect:run_cmd",
     "evaluate": "otsentry.cli.detect:evaluate_cmd",
     "assets": "otsentry.cli.assets:assets_cmd",
+    "baseline": "otsentry.cli.baseline:baseline",
     "detect": "otsentry.cli.stream:detect_cmd",
     "index": "otsentry.cli.index:index_cmd",
     "replay": "otsentry.cli.replay:replay",

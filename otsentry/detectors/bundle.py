@@ -34,7 +34,7 @@ import pickle
 import time
 import zipfile
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -97,6 +97,22 @@ class ModelBundle:
         for detector in ([self.policy] if hasattr(self.policy, "detect") else []) + list(self.detectors.values()):
             alerts.extend(detector.detect(windows))
         return sorted(alerts, key=lambda a: (a.window_start, a.client_ip, a.server_ip, a.unit_id, a.rule_id))
+
+    def with_accepted(self, alerts: Iterable[Alert], reason: str, by: str, incident: str = "") -> "ModelBundle":
+        """A copy whose policy also allows exactly what ``alerts`` reported, with an audit entry (when, who, why,
+        which alerts); models and inventory are unchanged. ``NotAcceptable`` (a ValueError) names an alert no
+        policy fact can allow."""
+        alerts = list(alerts)
+        if self.policy is None or not hasattr(self.policy, "accept"):
+            raise BundleError("this bundle has no policy baseline to accept alerts into")
+        if not reason.strip():
+            raise ValueError("a reason is required: it is what the audit trail is for")
+        rules: dict[str, int] = {}
+        for a in alerts:
+            rules[a.rule_id] = rules.get(a.rule_id, 0) + 1
+        entry = {"accepted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "by": by, "reason": reason,
+                 "alerts": [a.id for a in alerts], "rules": dict(sorted(rules.items())), "incident": incident or None}
+        return replace(self, policy=self.policy.accept(alerts), audit=(*self.audit, entry))
 
     def save(self, path: str | Path) -> Path:
         """Write the bundle atomically (temporary file, then rename) and return its path."""

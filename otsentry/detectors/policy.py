@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from typing import Any, Hashable, Iterable, Mapping, Sequence
 
+from otsentry.detectors.acceptance import Accepted
 from otsentry.detectors.base import BaseDetector, NotFittedError
 from otsentry.detectors.policy_profiles import (PairProfile, check_window, merge_all, profile_of)
 from otsentry.detectors.policy_rules import FLOW_RULES, PAIR_RULES, Finding
@@ -161,8 +162,10 @@ class PolicyBaseline:
         return self
 
     def _set_learned(self, talkers: frozenset[str], pairs: Mapping[Pair, PairProfile],
-                     conversations: frozenset[Conversation], stats: Mapping[str, Any]) -> None:
+                     conversations: frozenset[Conversation], stats: Mapping[str, Any],
+                     accepted: Accepted | None = None) -> None:
         """Store what was learned and derive the lookups the rules use (shared by fit and from_state)."""
+        self.accepted_ = accepted or Accepted()
         self.talkers_ = talkers
         self.pairs_ = dict(sorted(pairs.items()))
         self.conversations_ = conversations
@@ -213,6 +216,7 @@ class PolicyBaseline:
         """Alerts for the windows, in window-time order, rate-limited as the module docstring explains."""
         self._check_fitted()
         memory = suppressor if suppressor is not None else self.new_suppressor()
+        accepted = self.accepted_
         alerts = []
         # ``findings`` inlined (rules do not read the suppressor, so interleaving them with it changes nothing):
         # the per-window calls and generator frames were a good share of the policy's time on a busy capture.
@@ -222,7 +226,7 @@ class PolicyBaseline:
             check_window(w)
             for check in PAIR_RULES if w.kind == "pair" else FLOW_RULES:
                 finding = check(self, w)
-                if finding is None:
+                if finding is None or (accepted and accepted.covers(finding, w)):
                     continue
                 if finding.rule_id not in ACTION_RULES:
                     if not memory.allows(finding.facts, w.window_start):
@@ -230,6 +234,14 @@ class PolicyBaseline:
                     memory.record(finding.facts, w.window_start)
                 alerts.append(_to_alert(w, finding))
         return alerts
+
+    def accept(self, alerts: Iterable[Alert]) -> "PolicyBaseline":
+        """A new baseline that also allows exactly what ``alerts`` reported (see ``otsentry.detectors.acceptance``);
+        this one is unchanged. Raises ``NotAcceptable`` for an alert no policy fact can allow."""
+        self._check_fitted()
+        copy = PolicyBaseline.from_state(self.to_state())
+        copy.accepted_ = self.accepted_.with_alerts(alerts)
+        return copy
 
     # -- persistence ----------------------------------------------------------------------------------------------
 
@@ -246,6 +258,7 @@ class PolicyBaseline:
             "conversations": [{"originator": o, "responder": r, "port": p, "transport": t}
                               for o, r, p, t in sorted(self.conversations_)],
             "training_stats": dict(sorted(self.training_stats_.items())),
+            **({"accepted": self.accepted_.to_state()} if self.accepted_ else {}),
         }
 
     @classmethod
@@ -261,7 +274,8 @@ class PolicyBaseline:
         pairs = {(p["client"], p["server"], int(p["unit"])): PairProfile.from_state(p) for p in state["pairs"]}
         conversations = frozenset((c["originator"], c["responder"], int(c["port"]), c["transport"])
                                   for c in state["conversations"])
-        baseline._set_learned(frozenset(state["talkers"]), pairs, conversations, state["training_stats"])
+        baseline._set_learned(frozenset(state["talkers"]), pairs, conversations, state["training_stats"],
+                              Accepted.from_state(state.get("accepted", ())))
         return baseline
 
 
