@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from contextlib import closing
 from itertools import groupby
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -36,10 +36,19 @@ class PipelineError(ValueError):
 
 
 def iter_window_batches(paths: Sequence[Path], window_s: float, config: CollectorConfig | None = None,
-                        progress: Callable[[int], None] | None = None) -> Iterator[list[FeatureWindow]]:
-    """Feature windows of several captures, one after the other, in the groups in which they close."""
-    groups = (group for path in paths for group in window_batches_from_capture(path, window_s, config))
-    return _counted(groups, progress)
+                        progress: Callable[[int], None] | None = None,
+                        current: list[str] | None = None) -> Iterator[list[FeatureWindow]]:
+    """Feature windows of several captures, one after the other, in the groups in which they close; ``current[0]``
+    names the capture of the group last yielded (alerts name the capture their window came from)."""
+
+    def groups() -> Iterator[list[FeatureWindow]]:
+        for path in paths:
+            for group in window_batches_from_capture(path, window_s, config):
+                if current is not None:
+                    current[0] = str(path)
+                yield group
+
+    return _counted(groups(), progress)
 
 
 def iter_closed(paths: Sequence[Path], window_s: float, config: CollectorConfig | None = None,
@@ -52,14 +61,17 @@ def iter_closed(paths: Sequence[Path], window_s: float, config: CollectorConfig 
             yield closed
 
 
-def completed(closed: Iterator[ClosedWindows]) -> Iterator[list[FeatureWindow]]:
+def completed(closed: Iterator[ClosedWindows], paths: Sequence[Path] = (),
+              current: list[str] | None = None) -> Iterator[list[FeatureWindow]]:
     """The windows of ``iter_closed(..., defer_values=True)``, register values tracked here, a fresh state per
-    capture as the windower of each capture has in one process."""
+    capture as the windower of each capture has in one process (``current`` as in ``iter_window_batches``)."""
     state, source = ValueState(), 0
     with closing(closed):
         for c in closed:
             if c.source != source:
                 state, source = ValueState(), c.source
+            if current is not None and paths:
+                current[0] = str(paths[c.source])
             yield c.complete(state).windows()
 
 
@@ -96,8 +108,6 @@ def train(paths: Sequence[Path], window_s: float = DEFAULT_WINDOW_S, config: Col
           progress: Callable[[int], None] | None = None):
     """Learn from known-good captures (all of them, or their first ``learn_for_s`` seconds), the asset inventory
     with the baseline."""
-    from dataclasses import replace
-
     from otsentry.assets import inventory_from_captures
 
     windows = list(iter_windows(paths, window_s, config, progress))
@@ -174,8 +184,8 @@ class _Emitter:
     incidents go to ``on_incident`` when they close (idle for the gap in window time) and at the end."""
 
     def __init__(self, on_alert: Callable[[Alert], None] | None, on_incident: Callable[[Incident], None] | None,
-                 idle_gap_s: float) -> None:
-        self.on_alert, self.on_incident = on_alert, on_incident
+                 idle_gap_s: float, current: list[str] | None = None) -> None:
+        self.on_alert, self.on_incident, self.current = on_alert, on_incident, current
         self.correlator = Correlator(idle_gap_s)
         self.alerts: list[Alert] = []
         self.incidents: list[Incident] = []
@@ -186,6 +196,8 @@ class _Emitter:
             group = list(same_window)
             self._closed(self.correlator.close_idle(group[0].window_start))
             for a in self.correlator.add_window(group):
+                if self.current is not None and self.current[0] and not a.capture:
+                    a = replace(a, capture=self.current[0])
                 self.alerts.append(a)
                 if self.on_alert is not None:
                     self.on_alert(a)
@@ -217,13 +229,15 @@ def run(paths: Sequence[Path], bundle=None, learn_for_s: float | None = None, wi
         raise PipelineError("give either a model (--model) or a learning period (--learn-for), not both or neither")
     if bundle is not None and abs(bundle.window_s - window_s) > 1e-9:
         window_s = bundle.window_s  # the model decides the window length it was trained on
+    current = [str(paths[0]) if paths else ""]
     if jobs >= 2:
-        batches = _counted(completed(prefetched(iter_closed, list(paths), window_s, config, True)), progress)
+        batches = _counted(completed(prefetched(iter_closed, list(paths), window_s, config, True), list(paths),
+                                     current), progress)
     else:
-        batches = iter_window_batches(paths, window_s, config, progress)
+        batches = iter_window_batches(paths, window_s, config, progress, current)
     with closing(batches):  # an error while scoring stops the producing process now, not at garbage collection
         return run_batches(batches, bundle, learn_for_s, window_s, on_alert, keep_scores, suppress,
-                           [str(p) for p in paths], on_incident, idle_gap_s)
+                           [str(p) for p in paths], on_incident, idle_gap_s, current)
 
 
 def _counted(groups: Iterator[list[FeatureWindow]],
@@ -241,16 +255,17 @@ def run_batches(batches: Iterable[list[FeatureWindow]], bundle=None, learn_for_s
                 window_s: float = DEFAULT_WINDOW_S, on_alert: Callable[[Alert], None] | None = None,
                 keep_scores: bool = False, suppress: bool = True, captures: Iterable[str] = (),
                 on_incident: Callable[[Incident], None] | None = None,
-                idle_gap_s: float = DEFAULT_IDLE_GAP_S) -> RunResult:
+                idle_gap_s: float = DEFAULT_IDLE_GAP_S, current: list[str] | None = None) -> RunResult:
     """``run`` over window groups from any source, so a caller can wrap the stream (a paced replay, a live feed)
-    and still get the same learning, scoring and alert order. ``captures`` only names the sources in the bundle."""
+    and still get the same learning, scoring and alert order. ``captures`` names the sources in the bundle;
+    ``current[0]``, when given, the capture each alert's window came from."""
     if (bundle is None) == (learn_for_s is None):
         raise PipelineError("give either a model (--model) or a learning period (--learn-for), not both or neither")
     captures = list(captures)
     learning: list[FeatureWindow] = []
     learn_end: float | None = None
     detection: Detection | None = Detection(bundle, keep_scores, suppress) if bundle is not None else None
-    out = _Emitter(on_alert, on_incident, idle_gap_s)
+    out = _Emitter(on_alert, on_incident, idle_gap_s, current)
 
     for group in batches:
         if detection is None:

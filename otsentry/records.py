@@ -255,6 +255,9 @@ class Alert:
     transport: str = "tcp"
     technique_id: str = ""  # ATT&CK for ICS technique (otsentry.attack); "" for sensor health
     incident_id: str = ""  # set by correlation (otsentry.correlation); not part of ``id``
+    first_frame: int = 0  # the window's frames in its capture (0: not known, e.g. live)
+    last_frame: int = 0
+    capture: str = ""  # the capture file the window came from, when it came from one
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -114,6 +114,9 @@ def to_ecs(alert: Alert, observer_name: str | None = None) -> dict[str, Any]:
         doc["threat"] = threat([technique(alert.technique_id)])
     if alert.incident_id:
         doc["otsentry"]["incident"] = {"id": alert.incident_id}
+    if alert.capture or alert.first_frame:
+        doc["otsentry"]["capture"] = {"path": alert.capture or None, "first_frame": alert.first_frame,
+                                      "last_frame": alert.last_frame}
     return doc
 
 
@@ -222,4 +225,7 @@ def alert_from_ecs(doc: dict[str, Any]) -> Alert:
         transport=doc.get("network", {}).get("transport", "tcp"),
         technique_id=(doc.get("threat", {}).get("technique", {}).get("id") or [""])[0],
         incident_id=ots.get("incident", {}).get("id", ""),
+        first_frame=int(ots.get("capture", {}).get("first_frame", 0)),
+        last_frame=int(ots.get("capture", {}).get("last_frame", 0)),
+        capture=ots.get("capture", {}).get("path") or "",
     )

@@ -63,6 +63,7 @@ MAPPINGS: dict[str, Any] = {
         "otsentry": _props(
             alert_id=_KEYWORD,
             incident=_props(id=_KEYWORD),
+            capture=_props(path=_KEYWORD, first_frame={"type": "long"}, last_frame={"type": "long"}),
             detector=_KEYWORD,
             severity=_KEYWORD,
             score={"type": "double"},

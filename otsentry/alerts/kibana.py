@@ -1,8 +1,9 @@
-"""Kibana saved objects for otsentry's alerts (a data view and a SOC dashboard), and their import over HTTP.
+"""Kibana saved objects for otsentry's alerts (a data view and a SOC dashboard), and their import over HTTP
+(with the incident and asset dashboards of ``kibana_views``).
 
 Why built in code rather than hand-written NDJSON: Kibana stores visualisation state and dashboard panels as JSON
 *strings* inside JSON, which is unreadable and easy to break by hand. The objects are built here, exported with
-``otsentry kibana export`` (``configs/kibana/otsentry-alerts.ndjson`` is that output, checked by a test), and every
+``otsentry kibana export`` (``configs/kibana/otsentry.ndjson`` is that output, checked by a test), and every
 field they reference is checked against the index template, with its type (a terms aggregation on a ``text`` field
 or a date histogram on a keyword breaks a dashboard only when an analyst opens it).
 
@@ -22,64 +23,12 @@ import urllib.request
 import uuid
 from typing import Any, Iterator, Mapping
 
-from otsentry.alerts.elastic_template import DEFAULT_PREFIX, index_pattern
-
-MIGRATION = {"index-pattern": "8.0.0", "visualization": "8.5.0", "search": "8.0.0", "dashboard": "8.7.0"}
-_INDEX_REF = "kibanaSavedObjectMeta.searchSourceJSON.index"
-
+from otsentry.alerts.elastic_template import ASSET_PREFIX, DEFAULT_PREFIX, INCIDENT_PREFIX, index_pattern
+from otsentry.alerts.kibana_objects import (count_metric, dashboard, data_view, histogram_params, pie, search, terms,
+                                            visualization)
 
 class KibanaError(RuntimeError):
     """Kibana refused the import or could not be reached: a one-line message (never with credentials)."""
-
-
-def _obj(kind: str, obj_id: str, attributes: dict[str, Any], references: list[dict[str, str]]) -> dict[str, Any]:
-    return {"type": kind, "id": obj_id, "attributes": attributes, "references": references, "managed": False,
-            "coreMigrationVersion": "8.8.0", "typeMigrationVersion": MIGRATION[kind]}
-
-
-def _search_source(query: str = "") -> dict[str, str]:
-    source = {"query": {"query": query, "language": "kuery"}, "filter": [], "indexRefName": _INDEX_REF}
-    return {"searchSourceJSON": json.dumps(source, sort_keys=True)}
-
-
-def _count() -> dict[str, Any]:
-    return {"id": "1", "enabled": True, "type": "count", "params": {}, "schema": "metric"}
-
-
-def _terms(agg_id: str, field: str, size: int, schema: str, label: str) -> dict[str, Any]:
-    return {"id": agg_id, "enabled": True, "type": "terms", "schema": schema,
-            "params": {"field": field, "size": size, "order": "desc", "orderBy": "1", "otherBucket": False,
-                       "missingBucket": False, "customLabel": label}}
-
-
-def _pie(title: str) -> dict[str, Any]:
-    return {"type": "pie", "addTooltip": True, "legendDisplay": "show", "legendPosition": "right", "isDonut": True,
-            "distinctColors": True, "nestedLegend": False, "palette": {"type": "palette", "name": "default"},
-            "labels": {"show": True, "values": True, "last_level": True, "truncate": 100}, "title": title}
-
-
-def _histogram_params() -> dict[str, Any]:
-    return {
-        "type": "histogram", "addTooltip": True, "addLegend": True, "legendPosition": "right", "times": [],
-        "addTimeMarker": False, "grid": {"categoryLines": False},
-        "categoryAxes": [{"id": "CategoryAxis-1", "type": "category", "position": "bottom", "show": True,
-                          "scale": {"type": "linear"}, "labels": {"show": True, "filter": True, "truncate": 100},
-                          "title": {}}],
-        "valueAxes": [{"id": "ValueAxis-1", "name": "LeftAxis-1", "type": "value", "position": "left", "show": True,
-                       "scale": {"type": "linear", "mode": "normal"},
-                       "labels": {"show": True, "rotate": 0, "filter": False, "truncate": 100},
-                       "title": {"text": "Alerts"}}],
-        "seriesParams": [{"show": True, "type": "histogram", "mode": "stacked", "data": {"label": "Alerts", "id": "1"},
-                          "valueAxis": "ValueAxis-1", "drawLinesBetweenPoints": True, "showCircles": True}],
-    }
-
-
-def _visualization(obj_id: str, data_view: str, title: str, vis_type: str, params: dict[str, Any],
-                   aggs: list[dict[str, Any]]) -> dict[str, Any]:
-    vis_state = {"title": title, "type": vis_type, "params": params, "aggs": aggs}
-    attributes = {"title": title, "description": "", "version": 1, "uiStateJSON": "{}",
-                  "visState": json.dumps(vis_state, sort_keys=True), "kibanaSavedObjectMeta": _search_source()}
-    return _obj("visualization", obj_id, attributes, [{"name": _INDEX_REF, "type": "index-pattern", "id": data_view}])
 
 
 ALERT_COLUMNS = ["otsentry.severity", "source.ip", "destination.ip", "otsentry.unit_id", "rule.id", "message"]
@@ -88,49 +37,41 @@ ALERT_COLUMNS = ["otsentry.severity", "source.ip", "destination.ip", "otsentry.u
 def saved_objects(prefix: str = DEFAULT_PREFIX) -> list[dict[str, Any]]:
     """The data view, the visualisations, the alert table (a saved search) and the dashboard, in import order."""
     dv = prefix  # object ids derive from the prefix, so a second installation (another prefix) does not collide
-    data_view = _obj("index-pattern", dv, {
-        "title": index_pattern(prefix), "name": f"otsentry alerts ({prefix})", "timeFieldName": "@timestamp",
-        "fields": "[]", "fieldFormatMap": "{}", "runtimeFieldMap": "{}", "sourceFilters": "[]", "allowHidden": False,
-    }, [])
+    view = data_view(dv, index_pattern(prefix), f"otsentry alerts ({prefix})")
     vis = [
-        _visualization(f"{dv}-timeline", dv, "otsentry: alert timeline by severity", "histogram", _histogram_params(), [
-            _count(),
+        visualization(f"{dv}-timeline", dv, "otsentry: alert timeline by severity", "histogram", histogram_params(), [
+            count_metric(),
             {"id": "2", "enabled": True, "type": "date_histogram", "schema": "segment",
              "params": {"field": "@timestamp", "interval": "auto", "min_doc_count": 1, "extended_bounds": {},
                         "useNormalizedEsInterval": True, "drop_partials": False}},
-            _terms("3", "otsentry.severity", 4, "group", "Severity"),
+            terms("3", "otsentry.severity", 4, "group", "Severity"),
         ]),
-        _visualization(f"{dv}-pairs", dv, "otsentry: top asset pairs", "table",
-                       {"perPage": 10, "showPartialRows": False, "showMetricsAtAllLevels": False, "showTotal": False,
-                        "totalFunc": "sum", "percentageCol": ""},
-                       [_count(), _terms("2", "source.ip", 10, "bucket", "Client"),
-                        _terms("3", "destination.ip", 10, "bucket", "Server"),
-                        _terms("4", "otsentry.unit_id", 5, "bucket", "Unit")]),
-        _visualization(f"{dv}-rules", dv, "otsentry: rules fired", "pie", _pie("otsentry: rules fired"),
-                       [_count(), _terms("2", "rule.id", 20, "segment", "Rule")]),
-        _visualization(f"{dv}-function-codes", dv, "otsentry: function-code mix of alerted windows", "pie",
-                       _pie("otsentry: function-code mix"),
-                       [_count(), _terms("2", "otsentry.function_codes", 25, "segment", "Function code")]),
+        visualization(f"{dv}-pairs", dv, "otsentry: top asset pairs", "table",
+                      {"perPage": 10, "showPartialRows": False, "showMetricsAtAllLevels": False, "showTotal": False,
+                       "totalFunc": "sum", "percentageCol": ""},
+                      [count_metric(), terms("2", "source.ip", 10, "bucket", "Client"),
+                       terms("3", "destination.ip", 10, "bucket", "Server"),
+                       terms("4", "otsentry.unit_id", 5, "bucket", "Unit")]),
+        visualization(f"{dv}-rules", dv, "otsentry: rules fired", "pie", pie("otsentry: rules fired"),
+                      [count_metric(), terms("2", "rule.id", 20, "segment", "Rule")]),
+        visualization(f"{dv}-function-codes", dv, "otsentry: function-code mix of alerted windows", "pie",
+                      pie("otsentry: function-code mix"),
+                      [count_metric(), terms("2", "otsentry.function_codes", 25, "segment", "Function code")]),
     ]
-    table = _obj("search", f"{dv}-table", {
-        "title": "otsentry: alerts", "description": "Every alert with its explanation, newest first.",
-        "columns": ALERT_COLUMNS, "sort": [["@timestamp", "desc"]], "grid": {}, "hideChart": False,
-        "isTextBasedQuery": False, "kibanaSavedObjectMeta": _search_source(),
-    }, [{"name": _INDEX_REF, "type": "index-pattern", "id": dv}])
+    table = search(f"{dv}-table", dv, "otsentry: alerts", "Every alert with its explanation, newest first.",
+                   ALERT_COLUMNS)
     layout = [(0, 0, 32, 12), (0, 12, 24, 15), (24, 12, 24, 15), (32, 0, 16, 12), (0, 27, 48, 20)]
-    panels, refs = [], []
-    for n, (obj, (x, y, w, h)) in enumerate(zip([*vis, table], layout)):
-        panels.append({"version": "8.8.0", "type": obj["type"], "panelIndex": str(n + 1), "embeddableConfig": {},
-                       "gridData": {"x": x, "y": y, "w": w, "h": h, "i": str(n + 1)}, "panelRefName": f"panel_{n}"})
-        refs.append({"name": f"panel_{n}", "type": obj["type"], "id": obj["id"]})
-    dashboard = _obj("dashboard", f"{dv}-dashboard", {
-        "title": "otsentry: Modbus/TCP alerts", "description": "Alerts raised by otsentry on the OT network.",
-        "panelsJSON": json.dumps(panels, sort_keys=True), "timeRestore": False, "version": 1,
-        "optionsJSON": json.dumps({"useMargins": True, "syncColors": False, "hidePanelTitles": False}),
-        "kibanaSavedObjectMeta": {"searchSourceJSON": json.dumps({"query": {"query": "", "language": "kuery"},
-                                                                  "filter": []})},
-    }, refs)
-    return [data_view, *vis, table, dashboard]
+    board = dashboard(f"{dv}-dashboard", "otsentry: Modbus/TCP alerts", "Alerts raised by otsentry on the OT network.",
+                      [*vis, table], layout)
+    return [view, *vis, table, board]
+
+
+def soc_objects(prefix: str = DEFAULT_PREFIX, incidents_prefix: str = INCIDENT_PREFIX,
+                assets_prefix: str = ASSET_PREFIX) -> list[dict[str, Any]]:
+    """Everything ``kibana export`` ships: the alert, incident and asset dashboards with their data views."""
+    from otsentry.alerts.kibana_views import asset_objects, incident_objects
+
+    return [*saved_objects(prefix), *incident_objects(incidents_prefix), *asset_objects(assets_prefix)]
 
 
 def to_ndjson(objects: list[dict[str, Any]]) -> str:

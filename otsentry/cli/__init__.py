@@ -24,6 +24,7 @@ COMMANDS = {
     "evaluate": "otsentry.cli.detect:evaluate_cmd",
     "assets": "otsentry.cli.assets:assets_cmd",
     "baseline": "otsentry.cli.baseline:baseline",
+    "pcap": "otsentry.cli.pcap:pcap",
     "detect": "otsentry.cli.stream:detect_cmd",
     "index": "otsentry.cli.index:index_cmd",
     "replay": "otsentry.cli.replay:replay",

@@ -17,20 +17,28 @@ PREFIX = click.option("--index", "prefix", default="otsentry-alerts", show_defau
                       help="Alias (index prefix) the alerts are indexed under; the data view matches PREFIX-*.")
 
 
+INCIDENTS = click.option("--incidents-index", "incidents_prefix", default="otsentry-incidents", show_default=True,
+                         help="Alias the incidents are indexed under (`run --es-incidents-index`).")
+ASSETS = click.option("--assets-index", "assets_prefix", default="otsentry-assets", show_default=True,
+                      help="Alias the inventory is indexed under (`assets --es-index`).")
+
+
 @click.group("kibana")
 def kibana() -> None:
-    """Kibana saved objects for otsentry's alerts: a data view and a dashboard."""
+    """Kibana saved objects: data views and dashboards for alerts, incidents and assets."""
 
 
 @kibana.command("export")
 @PREFIX
+@INCIDENTS
+@ASSETS
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the NDJSON here instead of stdout.")
-def export_cmd(prefix: str, output: Path | None) -> None:
+def export_cmd(prefix: str, incidents_prefix: str, assets_prefix: str, output: Path | None) -> None:
     """Write the saved objects as NDJSON (Kibana: Stack Management > Saved objects > Import)."""
-    from otsentry.alerts.kibana import saved_objects, to_ndjson
+    from otsentry.alerts.kibana import soc_objects, to_ndjson
 
-    text = to_ndjson(saved_objects(prefix))
+    text = to_ndjson(soc_objects(prefix, incidents_prefix, assets_prefix))
     if output is None:
         sys.stdout.write(text)
         return
@@ -42,17 +50,21 @@ def export_cmd(prefix: str, output: Path | None) -> None:
 @kibana.command("import")
 @click.option("--kibana", "kibana_url", required=True, metavar="URL", help="Kibana URL, e.g. http://127.0.0.1:5601.")
 @PREFIX
+@INCIDENTS
+@ASSETS
 @click.option("--space", default=None, help="Kibana space id (default: the default space).")
 @click.option("--file", "ndjson_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Import this NDJSON instead of the built-in objects (e.g. an edited export).")
-def import_cmd(kibana_url: str, prefix: str, space: str | None, ndjson_file: Path | None) -> None:
+def import_cmd(kibana_url: str, prefix: str, incidents_prefix: str, assets_prefix: str, space: str | None,
+               ndjson_file: Path | None) -> None:
     """Import (overwrite) the saved objects through Kibana's saved-objects API."""
-    from otsentry.alerts.kibana import KibanaError, import_saved_objects, saved_objects, to_ndjson
+    from otsentry.alerts.kibana import KibanaError, import_saved_objects, soc_objects, to_ndjson
 
-    text = ndjson_file.read_text() if ndjson_file else to_ndjson(saved_objects(prefix))
+    text = ndjson_file.read_text() if ndjson_file else to_ndjson(soc_objects(prefix, incidents_prefix, assets_prefix))
     try:
         answer = import_saved_objects(kibana_url, text, space=space)
     except KibanaError as exc:
         raise UserError(str(exc)) from None
     click.echo(f"otsentry: {answer.get('successCount', 0)} saved objects imported into {kibana_url.rstrip('/')}"
-               f"{f' (space {space})' if space else ''}; dashboard: otsentry: Modbus/TCP alerts")
+               f"{f' (space {space})' if space else ''}; dashboards: otsentry: Modbus/TCP alerts, otsentry: incidents, "
+               "otsentry: assets")

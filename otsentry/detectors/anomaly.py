@@ -186,6 +186,8 @@ class AnomalyWindowDetector(BaseDetector):
             server_port=w.port,
             transport=w.transport or "tcp",
             technique_id=technique_id,
+            first_frame=w.first_frame,
+            last_frame=w.last_frame,
         )
 
 

@@ -304,4 +304,6 @@ def _to_alert(w: FeatureWindow, f: Finding) -> Alert:
         server_port=w.port,
         transport=w.transport or "tcp",
         technique_id=tech.id if tech is not None else "",
+        first_frame=w.first_frame,
+        last_frame=w.last_frame,
     )

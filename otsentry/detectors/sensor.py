@@ -97,5 +97,6 @@ def sensor_alerts(windows: Iterable[FeatureWindow]) -> list[Alert]:
                 window_start=w.window_start, window_end=w.window_end, client_ip=w.client_ip, server_ip=w.server_ip,
                 unit_id=-1, explanation=text, evidence=evidence, server_port=w.port, transport=w.transport or "tcp",
                 technique_id=tech.id if tech is not None else "",
+                first_frame=w.first_frame, last_frame=w.last_frame,
             ))
     return out

@@ -35,7 +35,8 @@ def _leaves(doc: dict, path: str = ""):
 
 def test_template_maps_every_field_of_the_ecs_document_with_its_type():
     types = field_types()
-    doc = to_ecs(replace(_alert(), technique_id="T0855", incident_id="ab" * 16))
+    doc = to_ecs(replace(_alert(), technique_id="T0855", incident_id="ab" * 16, capture="x.pcap", first_frame=3,
+                         last_frame=9))
     assert doc["threat"]["technique"]["id"] == ["T0855"] and doc["otsentry"]["incident"]["id"] == "ab" * 16
     leaves = list(_leaves(doc))
     assert len(leaves) > 35

@@ -16,11 +16,14 @@ import pytest
 from click.testing import CliRunner
 
 from otsentry.alerts.elastic_template import field_types
-from otsentry.alerts.kibana import KibanaError, import_saved_objects, referenced_fields, saved_objects, to_ndjson
+from otsentry.alerts.elastic_template import ASSET_MAPPINGS, INCIDENT_MAPPINGS
+from otsentry.alerts.kibana import (KibanaError, import_saved_objects, referenced_fields, saved_objects, soc_objects,
+                                    to_ndjson)
+from otsentry.alerts.kibana_views import asset_objects, incident_objects
 from otsentry.cli.kibana import kibana
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ROOT / "configs" / "kibana" / "otsentry-alerts.ndjson"
+SHIPPED = ROOT / "configs" / "kibana" / "otsentry.ndjson"
 AGGREGATABLE = {"keyword", "ip", "date", "long", "integer", "short", "byte", "double", "float"}
 NEEDS = {"time": {"date"}, "date_histogram": {"date"}, "sort": {"date"} | AGGREGATABLE, "terms": AGGREGATABLE}
 
@@ -36,6 +39,32 @@ def test_every_referenced_field_is_in_the_template_with_the_right_type():
         if allowed is not None:
             assert types[field] in allowed, f"{obj_id}: {use} on {field} needs {sorted(allowed)}, not {types[field]}"
         assert types[field] != "nested", f"{obj_id}: {field} is a nested object, Kibana cannot use it as a field"
+
+
+@pytest.mark.parametrize("objects, mappings, must", [
+    (incident_objects, INCIDENT_MAPPINGS, {"threat.tactic.name", "related.ip", "otsentry.incident.severity"}),
+    (asset_objects, ASSET_MAPPINGS, {"otsentry.asset.roles", "otsentry.asset.identity.product_code", "host.ip"}),
+], ids=["incidents", "assets"])
+def test_incident_and_asset_dashboards_use_fields_their_templates_map(objects, mappings, must):
+    types = field_types(mappings)
+    used = list(referenced_fields(objects()))
+    assert {f for _, f, _ in used} >= must
+    for obj_id, field, use in used:
+        assert field in types, f"{obj_id}: {field} is not in its index template"
+        allowed = NEEDS.get(use)
+        if allowed is not None:
+            assert types[field] in allowed, f"{obj_id}: {use} on {field} needs {sorted(allowed)}, not {types[field]}"
+    kinds = [o["type"] for o in objects()]
+    assert kinds.count("dashboard") == 1 and kinds.count("index-pattern") == 1
+
+
+def test_everything_shipped_has_unique_ids_and_resolvable_references():
+    objects = soc_objects()
+    keys = {(o["type"], o["id"]) for o in objects}
+    assert len(keys) == len(objects) == 20
+    for obj in objects:
+        for ref in obj["references"]:
+            assert (ref["type"], ref["id"]) in keys, f"{obj['id']} references a missing {ref}"
 
 
 def test_references_are_consistent():
@@ -61,7 +90,7 @@ def test_references_are_consistent():
 
 
 def test_shipped_ndjson_is_the_export(tmp_path):
-    assert SHIPPED.read_text() == to_ndjson(saved_objects()), "regenerate: otsentry kibana export -o " + str(SHIPPED)
+    assert SHIPPED.read_text() == to_ndjson(soc_objects()), "regenerate: otsentry kibana export -o " + str(SHIPPED)
     out = tmp_path / "k.ndjson"
     result = CliRunner().invoke(kibana, ["export", "-o", str(out)])
     assert result.exit_code == 0 and out.read_text() == SHIPPED.read_text()
