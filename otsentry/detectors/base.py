@@ -14,6 +14,7 @@ turn windows into explained ``Alert``s.
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -23,6 +24,55 @@ from otsentry.records import Alert, FeatureWindow
 
 class NotFittedError(RuntimeError):
     """A detector was used before ``fit``."""
+
+
+class InvalidParameterError(ValueError):
+    """A parameter outside its declared constraint; the message names the detector, the parameter and the bound."""
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A declared parameter constraint (as scikit-learn's ``_parameter_constraints``): a number of ``kind`` between
+    ``low`` and ``high`` (``None``: unbounded), bounds included as ``closed`` says; ``none_ok`` also accepts None."""
+
+    kind: type
+    low: float | None = None
+    high: float | None = None
+    closed: str = "both"  # "both" | "left" | "right" | "neither"
+    none_ok: bool = False
+
+    def accepts(self, value: Any) -> bool:
+        if value is None:
+            return self.none_ok
+        if isinstance(value, bool) and self.kind is not bool:
+            return False
+        if self.kind is bool:
+            return isinstance(value, bool)
+        if not isinstance(value, (int, float)) or (self.kind is int and not isinstance(value, int)):
+            return False
+        if self.low is not None and (value < self.low or (value == self.low and self.closed in ("right", "neither"))):
+            return False
+        if self.high is not None and (value > self.high or (value == self.high and self.closed in ("left", "neither"))):
+            return False
+        return value == value  # NaN is never valid
+
+    def describe(self) -> str:
+        if self.kind is bool:
+            return "a bool"
+        lo = "-inf" if self.low is None else f"{self.low:g}"
+        hi = "inf" if self.high is None else f"{self.high:g}"
+        left = "[" if self.closed in ("both", "left") and self.low is not None else "("
+        right = "]" if self.closed in ("both", "right") and self.high is not None else ")"
+        return f"{'an int' if self.kind is int else 'a number'} in {left}{lo}, {hi}{right}" + \
+            (" or None" if self.none_ok else "")
+
+
+def validate_params(detector: Any) -> None:
+    """Check every parameter against the class's ``_parameter_constraints`` (called by ``fit``, not ``__init__``)."""
+    for name, constraint in type(detector)._parameter_constraints.items():
+        value = getattr(detector, name)
+        if not constraint.accepts(value):
+            raise InvalidParameterError(f"{type(detector).__name__}: {name}={value!r} must be {constraint.describe()}")
 
 
 class BaseDetector:

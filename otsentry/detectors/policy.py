@@ -28,9 +28,9 @@ from __future__ import annotations
 from typing import Any, Hashable, Iterable, Mapping, Sequence
 
 from otsentry.detectors.acceptance import Accepted
-from otsentry.detectors.base import BaseDetector, NotFittedError
+from otsentry.detectors.base import BaseDetector, Interval, NotFittedError, validate_params
 from otsentry.detectors.policy_profiles import (PairProfile, check_window, merge_all, profile_of)
-from otsentry.detectors.policy_rules import FLOW_RULES, PAIR_RULES, Finding
+from otsentry.detectors.policy_rules import FLOW_RULES, PAIR_RULES, Finding, compute_write_history
 from otsentry.detectors.rules import RISK_SCORES, RULES, rule
 from otsentry.features.schema import SCHEMA_VERSION
 from otsentry.records import Alert, FeatureWindow, alert_id
@@ -109,6 +109,18 @@ class PolicyBaseline:
 
     get_params = BaseDetector.get_params
     __repr__ = BaseDetector.__repr__
+    _parameter_constraints = {
+        "exception_burst_factor": Interval(float, 1.0, None), "exception_burst_min": Interval(float, 0.0, None),
+        "address_margin": Interval(int, 0, None), "value_margin": Interval(float, 0.0, None),
+        "value_margin_min": Interval(float, 0.0, None), "pool_writes_per_client": Interval(bool),
+        "always_alert_restart": Interval(bool),
+        "realert_interval_s": Interval(float, 0.0, None, none_ok=True),
+        "exception_rate_floor": Interval(float, 0.0, 1.0, closed="right"),
+        "exception_tail": Interval(float, 0.0, 1.0, closed="neither"),
+        "write_margin_gaps": Interval(float, 0.0, None), "frozen_rate_factor": Interval(float, 0.0, 1.0),
+        "frozen_min_windows": Interval(int, 1, None), "replay_burst_min": Interval(float, 0.0, None),
+        "unanswered_ratio": Interval(float, 0.0, 1.0), "unanswered_burst_min": Interval(float, 0.0, None),
+    }
 
     def __init__(self, exception_burst_factor: float = 3.0, exception_burst_min: float = 5.0,
                  address_margin: int = 10, value_margin: float = 1.0, value_margin_min: float = 10.0,
@@ -138,6 +150,7 @@ class PolicyBaseline:
 
     def fit(self, windows: Iterable[FeatureWindow]) -> "PolicyBaseline":
         """Learn the allow-lists from known-good windows (pair and flow windows, in any order)."""
+        validate_params(self)
         pair_profiles: dict[Pair, list[PairProfile]] = {}
         talkers: set[str] = set()
         conversations: set[Conversation] = set()
@@ -170,7 +183,6 @@ class PolicyBaseline:
         self.pairs_ = dict(sorted(pairs.items()))
         self.conversations_ = conversations
         self.training_stats_ = dict(stats)
-        self.write_histories_: dict[Pair, PairProfile | None] = {}  # memo of policy_rules.write_history
         assets: dict[Asset, list[PairProfile]] = {}
         clients: dict[Asset, set[str]] = {}
         writers: dict[Asset, set[str]] = {}
@@ -194,6 +206,9 @@ class PolicyBaseline:
         for orig, _, port, transport in conversations:
             client_services.setdefault(orig, set()).add((port, transport))
         self.client_services_ = {c: frozenset(s) for c, s in sorted(client_services.items())}
+        # what each learned pair's writes are judged against (policy_rules.write_history): computed once here, so
+        # that detection only reads the learned state
+        self.write_histories_ = {pair: compute_write_history(self, pair) for pair in self.pairs_}
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "pairs_"):
@@ -271,6 +286,7 @@ class PolicyBaseline:
             raise ValueError(f"policy baseline learned on feature schema {state.get('feature_schema')!r}, "
                              f"this version reads {SCHEMA_VERSION!r}: relearn it")
         baseline = cls(**state["params"])
+        validate_params(baseline)
         pairs = {(p["client"], p["server"], int(p["unit"])): PairProfile.from_state(p) for p in state["pairs"]}
         conversations = frozenset((c["originator"], c["responder"], int(c["port"]), c["transport"])
                                   for c in state["conversations"])

@@ -137,30 +137,36 @@ def known_writer(b: "PolicyBaseline", w: FeatureWindow) -> bool:
     Units behind one gateway IP are one device to the network and to whoever is allowed to write to it; ten
     minutes of learning easily miss the rare write to one of them.
     """
-    if w.client_ip in b.writers_.get((w.server_ip, w.unit_id), frozenset()):
+    return writes_to(b, w.client_ip, w.server_ip, w.unit_id)
+
+
+def writes_to(b: "PolicyBaseline", client: str, server: str, unit: int) -> bool:
+    if client in b.writers_.get((server, unit), frozenset()):
         return True
-    return b.pool_writes_per_client and w.client_ip in b.server_writers_.get(w.server_ip, frozenset())
+    return b.pool_writes_per_client and client in b.server_writers_.get(server, frozenset())
 
 
 def write_history(b: "PolicyBaseline", w: FeatureWindow) -> PairProfile | None:
     """What a known writer's writes are judged against: its pair, plus its other assets when pooling.
 
-    Memoised per pair on the baseline (``write_histories_``, reset whenever it learns): the answer depends only on
-    the pair and the learned profiles, and several rules ask for it on every window, so merging the profiles each
-    time was a good share of the policy's scoring time.
+    Learned pairs read the table ``write_histories_`` that learning computed once (several rules ask on every
+    window, and merging profiles each time was a good share of the scoring time); detection never writes into the
+    baseline. A pair never learned is computed here: only a known writer of a gateway's other unit has one.
     """
-    memo = b.__dict__.setdefault("write_histories_", {})
-    key = w.pair
-    if key in memo:
-        return memo[key]
-    if not known_writer(b, w):
-        history = None
-    elif not b.pool_writes_per_client:
-        history = b.pairs_[w.pair]
-    else:
-        history = b.writer_profiles_[w.client_ip].merge(b.pairs_.get(w.pair, PairProfile()))
-    memo[key] = history
-    return history
+    history = b.write_histories_.get(w.pair, _NOT_LEARNED)
+    return history if history is not _NOT_LEARNED else compute_write_history(b, w.pair)
+
+
+_NOT_LEARNED = PairProfile()
+
+
+def compute_write_history(b: "PolicyBaseline", pair: tuple[str, str, int]) -> PairProfile | None:
+    client, server, unit = pair
+    if not writes_to(b, client, server, unit):
+        return None
+    if not b.pool_writes_per_client:
+        return b.pairs_[pair]
+    return b.writer_profiles_[client].merge(b.pairs_.get(pair, PairProfile()))
 
 
 def write_margin(b: "PolicyBaseline", w: FeatureWindow, learned: Range) -> float:

@@ -153,3 +153,63 @@ def test_change_in_a_feature_constant_while_learning_raises_the_score(name: str)
 def test_wrong_width_is_refused(name: str) -> None:
     with pytest.raises(ValueError, match="feature"):
         fitted(name).score_samples(fresh()[:2, :-1])
+
+
+# -- window detectors: the same contract over FeatureWindows ------------------------------------------------------
+
+def _policy_windows():
+    from tests.unit.test_policy import learning_windows
+
+    return learning_windows()
+
+
+def _attack_windows():
+    from tests.unit.test_policy import AFTER, ATTACKER, PLC1, flow_window, hmi_reads, hmi_writes
+
+    return [hmi_reads(AFTER, fc_43=1, addr_max=5000), hmi_writes(AFTER + 10, 103, 9999),
+            flow_window(AFTER + 20, ATTACKER, PLC1, 502), hmi_reads(AFTER + 30, fc_8=1, diag_listen_only=1)]
+
+
+WINDOW_FACTORIES: dict[str, Callable[[], object]] = {
+    "policy": lambda: __import__("otsentry.detectors.policy", fromlist=["PolicyBaseline"]).PolicyBaseline(),
+    "anomaly-pair": lambda: AnomalyWindowDetector(kind="pair", min_train_windows=10),
+}
+
+
+@pytest.mark.parametrize("name", sorted(WINDOW_FACTORIES))
+def test_window_detectors_follow_the_estimator_contract(name: str) -> None:
+    from otsentry.correlation import alert_order
+    from otsentry.detectors.base import WindowDetector
+    from otsentry.detectors.rules import RULES
+
+    detector = WINDOW_FACTORIES[name]()
+    params = detector.get_params()
+    assert type(detector)(**params).get_params() == params and isinstance(detector, WindowDetector)
+    assert [a for a in vars(detector) if a.endswith("_")] == []
+    with pytest.raises(NotFittedError):
+        detector.detect(_attack_windows())
+    assert detector.fit(_policy_windows()) is detector
+    assert [a for a in vars(detector) if a.endswith("_")]
+    first = sorted(detector.detect(_attack_windows()), key=alert_order)
+    assert sorted(detector.detect(list(reversed(_attack_windows()))), key=alert_order) == first  # deterministic
+    assert first and len({a.id for a in first}) == len(first)
+    for a in first:  # every alert is a declared rule, with one of its declared techniques
+        declared = RULES[a.rule_id]
+        assert a.technique_id in {declared.technique, *(t for t, _ in declared.variants.values())}
+    if name == "policy":
+        assert {a.rule_id for a in first} >= {"policy.diagnostics", "policy.new_talker"}
+
+
+def test_policy_baseline_declares_every_parameter_and_refuses_values_outside_them() -> None:
+    from otsentry.detectors.base import InvalidParameterError
+    from otsentry.detectors.policy import PolicyBaseline
+
+    constraints = PolicyBaseline._parameter_constraints
+    assert set(constraints) == set(PolicyBaseline().get_params())
+    for name, c in constraints.items():
+        bad = "x" if c.kind is bool else (c.low - 1 if c.low is not None else float("nan"))
+        with pytest.raises(InvalidParameterError, match=name):
+            PolicyBaseline(**{name: bad}).fit(_policy_windows())
+    state = PolicyBaseline().fit(_policy_windows()).to_state()
+    with pytest.raises(InvalidParameterError):
+        PolicyBaseline.from_state({**state, "params": {**state["params"], "unanswered_ratio": 2.0}})
