@@ -26,6 +26,7 @@ COMMANDS = {
     "baseline": "otsentry.cli.baseline:baseline",
     "pcap": "otsentry.cli.pcap:pcap",
     "detect": "otsentry.cli.stream:detect_cmd",
+    "correlate": "otsentry.cli.correlate:correlate_cmd",
     "index": "otsentry.cli.index:index_cmd",
     "replay": "otsentry.cli.replay:replay",
     "alerts": "otsentry.cli.alerts:alerts",

@@ -33,13 +33,18 @@ INDEX_SKIP = frozenset({"kafka.group", "kafka.features_topic", "stream.window_s"
 @click.option("--group", default="otsentry-index", show_default=True, envvar="OTSENTRY_INDEX_GROUP",
               help="Consumer group of the indexers (not kafka.group: that is the detectors'). "
                    "[env OTSENTRY_INDEX_GROUP]")
+@click.option("--incidents", is_flag=True,
+              help="Index the incidents topic (`otsentry correlate`) instead of alerts: documents are replaced as "
+                   "they change; ES_INDEX defaults to otsentry-incidents.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="YAML config (see configs/kafka.yaml); flags and environment variables override it.")
 @stream_options(skip=INDEX_SKIP)
-def index_cmd(es_url: str, es_prefix: str, group: str, config_path: Path | None, **kwargs: Any) -> None:
+def index_cmd(es_url: str, es_prefix: str, group: str, incidents: bool, config_path: Path | None,
+              **kwargs: Any) -> None:
     """Index the alerts of a Kafka topic into Elasticsearch, committing offsets only once indexed.
 
-    Reads otsentry.alerts (published by `otsentry detect`), bulk-indexes each alert as an ECS document under
+    Reads otsentry.alerts (published by `otsentry detect`; with incident ids: --alerts-topic
+    otsentry.alerts.correlated, published by `otsentry correlate`), bulk-indexes each alert as an ECS document under
     the alias ES_INDEX (document id = alert id, so a re-delivered alert is never indexed twice) and commits the
     offsets only after Elasticsearch acknowledged the documents. While Elasticsearch is down it stops reading,
     retries with backoff and resumes where it stopped. Runs until SIGTERM/SIGINT, then indexes what it holds,
@@ -49,7 +54,8 @@ def index_cmd(es_url: str, es_prefix: str, group: str, config_path: Path | None,
     (OTSENTRY_ES_CA for the CA), OTSENTRY_KAFKA_SASL_PASSWORD, OTSENTRY_KAFKA_SSL_PASSWORD.
     """
     from otsentry.alerts.elastic import ElasticSink
-    from otsentry.stream.indexer import ES_TIMEOUT_S, run_indexer
+    from otsentry.alerts.elastic_template import INCIDENT_MAPPINGS, INCIDENT_PREFIX
+    from otsentry.stream.indexer import ES_TIMEOUT_S, IncidentSink, run_indexer
 
     if not group:
         raise click.BadParameter("must not be empty", param_hint="--group")
@@ -61,8 +67,11 @@ def index_cmd(es_url: str, es_prefix: str, group: str, config_path: Path | None,
     client, config = es_client(es_url, timeout_s=ES_TIMEOUT_S)
     # No spool (commit only what Elasticsearch acknowledged); a batch larger than a poll, so writes never flush;
     # few, short in-request retries: the indexer retries outages itself without blocking its loop.
+    if incidents and es_prefix == DEFAULT_PREFIX:
+        es_prefix = INCIDENT_PREFIX
     sink = ElasticSink(client, es_prefix, spool=False, batch_size=4 * settings.stream.max_poll_records,
-                       retries=2, backoff_s=0.5, max_backoff_s=2.0, display_url=config.url)
-    indexer, _, ok = run_indexer(sink, settings)
+                       retries=2, backoff_s=0.5, max_backoff_s=2.0, display_url=config.url,
+                       mappings=INCIDENT_MAPPINGS if incidents else None, replace=incidents)
+    indexer, _, ok = run_indexer(IncidentSink(sink) if incidents else sink, settings, incidents=incidents)
     if indexer is None or not ok:
         raise SystemExit(1)

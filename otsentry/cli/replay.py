@@ -124,7 +124,8 @@ def generate_cmd(name: str, seed: int | None, quick: bool, out: Path) -> None:
 REPLAY_SKIP = frozenset({"kafka.group", "kafka.group_instance_id", "kafka.session_timeout_s",
                          "kafka.auto_offset_reset", "kafka.deadletter_topic", "stream.window_s", "stream.source",
                          "stream.max_poll_records", "stream.max_buffered_windows", "stream.max_hold_s",
-                         "stream.max_in_flight"}) | {f"daemon.{f.name}" for f in fields(DaemonConfig)}
+                         "stream.max_in_flight", "kafka.correlated_topic", "kafka.incidents_topic"}) | \
+    {f"daemon.{f.name}" for f in fields(DaemonConfig)}
 
 
 @replay.command("run")

@@ -20,10 +20,12 @@ from otsentry.config import ConfigError, load_config
 from otsentry.stream.settings import STREAM_SECTIONS, check_kafka, with_secrets
 
 # Config keys that do not apply to a role (their flags are left out of that command).
+CORRELATION_TOPICS = frozenset({"kafka.correlated_topic", "kafka.incidents_topic"})
 COLLECTOR_SKIP = frozenset({"kafka.group", "kafka.group_instance_id", "kafka.session_timeout_s",
                             "kafka.auto_offset_reset", "kafka.alerts_topic", "kafka.deadletter_topic",
-                            "stream.max_poll_records", "stream.max_buffered_windows", "stream.max_hold_s"})
-DETECTOR_SKIP = frozenset({"stream.window_s", "stream.source"})
+                            "stream.max_poll_records", "stream.max_buffered_windows", "stream.max_hold_s"}
+                           | CORRELATION_TOPICS)
+DETECTOR_SKIP = frozenset({"stream.window_s", "stream.source"}) | CORRELATION_TOPICS
 
 
 def _param(section: str, name: str) -> str:

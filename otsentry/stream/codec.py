@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from otsentry.records import SCHEMA_VERSION, Alert, FeatureWindow, SchemaError
+from otsentry.records import SCHEMA_VERSION, Alert, FeatureWindow, Incident, SchemaError
 
 WATERMARK = "watermark"
 
@@ -121,3 +121,18 @@ def decode_alert(value: bytes | None) -> Alert:
         return Alert.from_dict(data)
     except (SchemaError, KeyError, TypeError, ValueError) as exc:
         raise MalformedRecord(f"bad alert ({type(exc).__name__}: {str(exc)[:80]})") from None
+
+
+def encode_incident(i: Incident) -> bytes:
+    return _dumps(i.to_dict())
+
+
+def decode_incident(value: bytes | None) -> Incident:
+    """An incident record (``otsentry.incidents``); ``MalformedRecord`` if it cannot be read."""
+    data = _load(value)
+    if data.get("record") != "incident":
+        raise MalformedRecord(f"not an incident (record={data.get('record')!r})")
+    try:
+        return Incident.from_dict(data)
+    except (SchemaError, KeyError, TypeError, ValueError) as exc:
+        raise MalformedRecord(f"bad incident ({type(exc).__name__}: {str(exc)[:80]})") from None

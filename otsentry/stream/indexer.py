@@ -30,8 +30,8 @@ import time
 from typing import Any, Callable, Protocol, Sequence
 
 from otsentry.alerts.elastic import ElasticError, ElasticUnavailable, SinkStats
-from otsentry.records import Alert
-from otsentry.stream.codec import MalformedRecord, decode_alert
+from otsentry.records import Alert, Incident
+from otsentry.stream.codec import MalformedRecord, decode_alert, decode_incident
 from otsentry.stream.daemon import Backoff, StateLog, StopSignal
 from otsentry.stream.metrics import Metrics
 from otsentry.stream.outbox import Outbox, Stopped
@@ -62,8 +62,10 @@ class AlertIndexer(ConsumerMember):
     def __init__(self, make_consumer: Callable[[], Consumer], sink: AlertSink, outbox: Outbox | None = None, *,
                  deadletter_topic: str = "", max_poll_records: int = 500, metrics: Metrics | None = None,
                  stop: threading.Event | None = None, backoff: Backoff | None = None,
-                 es_backoff: Backoff | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 es_backoff: Backoff | None = None, clock: Callable[[], float] = time.monotonic,
+                 decode: Callable[[bytes | None], Any] = decode_alert) -> None:
         self.sink = sink
+        self.decode = decode  # decode_incident for the incidents topic (with an IncidentSink)
         self.outbox = outbox
         self.deadletter_topic = deadletter_topic if outbox is not None else ""
         self.max_poll_records = max_poll_records
@@ -116,7 +118,7 @@ class AlertIndexer(ConsumerMember):
     def _take(self, m: Message) -> None:
         tp = (m.topic, m.partition)
         try:
-            alert = decode_alert(m.value)
+            alert = self.decode(m.value)
         except MalformedRecord as exc:
             self._malformed(m, str(exc))
         else:
@@ -253,35 +255,59 @@ class AlertIndexer(ConsumerMember):
                 self.outbox.publisher.close(max(0.0, deadline - time.monotonic()))
 
 
-def indexer_transport(kafka: KafkaConfig) -> tuple[Callable[[], Publisher], Callable[[int], Consumer],
-                                                    Callable[[Sequence[str]], Any]]:
-    """The Kafka transport of ``service.kafka_transport``, with the consumer subscribed to the alerts topic."""
+class IncidentSink:
+    """``ElasticSink`` seen as an ``AlertSink`` of incidents: each incident becomes its ECS document."""
+
+    def __init__(self, sink: Any) -> None:
+        self.sink = sink
+        self.display_url = getattr(sink, "display_url", "Elasticsearch")
+
+    @property
+    def stats(self) -> SinkStats:
+        return self.sink.stats
+
+    def write(self, incident: Incident) -> None:
+        from otsentry.alerts.ecs import incident_to_ecs
+
+        self.sink.write_document(incident_to_ecs(incident))
+
+    def flush(self) -> bool:
+        return self.sink.flush()
+
+
+def indexer_transport(kafka: KafkaConfig, topic: str | None = None) -> tuple[
+        Callable[[], Publisher], Callable[[int], Consumer], Callable[[Sequence[str]], Any]]:
+    """The Kafka transport of ``service.kafka_transport``, with the consumer subscribed to ``topic`` (the alerts
+    topic by default)."""
     from otsentry.stream.kafka import KafkaGroupConsumer
 
     make_publisher, _, ensure = kafka_transport(kafka)
-    return make_publisher, lambda max_poll: KafkaGroupConsumer(kafka, [kafka.alerts_topic], max_poll), ensure
+    subscribed = topic or kafka.alerts_topic
+    return make_publisher, lambda max_poll: KafkaGroupConsumer(kafka, [subscribed], max_poll), ensure
 
 
 def run_indexer(sink: AlertSink, settings: StreamSettings, *, make_publisher: Callable[[], Publisher] | None = None,
                 make_consumer: Callable[[int], Consumer] | None = None,
                 ensure: Callable[[Sequence[str]], Any] | None = None, stop_signal: StopSignal | None = None,
-                until_idle_s: float | None = None) -> tuple[AlertIndexer | None, Metrics, bool]:
+                until_idle_s: float | None = None, incidents: bool = False) -> tuple[AlertIndexer | None, Metrics, bool]:
     """An indexer until stopped (or, with ``until_idle_s``, until nothing arrived and all is committed for that
-    long). Returns (indexer, metrics, ok); ``ok`` is False after an error retrying cannot fix."""
+    long). Returns (indexer, metrics, ok); ``ok`` is False after an error retrying cannot fix. With ``incidents``,
+    it reads the incidents topic into an ``IncidentSink``."""
     k, s = settings.kafka, settings.stream
+    topic = k.incidents_topic if incidents else k.alerts_topic
     if make_publisher is None or make_consumer is None:
-        make_publisher, make_consumer, ensure = indexer_transport(k)
+        make_publisher, make_consumer, ensure = indexer_transport(k, topic)
     indexer: AlertIndexer | None = None
     publisher: Publisher | None = None
     ok = True
     with _Daemon("indexer", settings, stop_signal) as d:
         target = getattr(sink, "display_url", "Elasticsearch")
-        log.info("indexer in group %s: %s -> %s", k.group, k.alerts_topic, target,
+        log.info("indexer in group %s: %s -> %s", k.group, topic, target,
                  extra={"fields": {"event": "start", "group": k.group}})
         es_backoff = Backoff(settings.daemon.backoff_initial_s, settings.daemon.backoff_max_s)
         try:
             if ensure is not None:
-                topics = [k.alerts_topic] + ([k.deadletter_topic] if k.deadletter_topic else [])
+                topics = [topic] + ([k.deadletter_topic] if k.deadletter_topic else [])
                 retry("creating topics", lambda: ensure(topics), d.stop, d.backoff, d.state, d.metrics)
             outbox = None
             if k.deadletter_topic:
@@ -291,7 +317,8 @@ def run_indexer(sink: AlertSink, settings: StreamSettings, *, make_publisher: Ca
                             lambda: AlertIndexer(lambda: make_consumer(s.max_poll_records), sink, outbox,
                                                  deadletter_topic=k.deadletter_topic,
                                                  max_poll_records=s.max_poll_records, metrics=d.metrics,
-                                                 stop=d.stop, backoff=d.backoff, es_backoff=es_backoff),
+                                                 stop=d.stop, backoff=d.backoff, es_backoff=es_backoff,
+                                                 decode=decode_incident if incidents else decode_alert),
                             d.stop, d.backoff, d.state, d.metrics)
             idle_since = time.monotonic()
             while not d.stop.is_set():

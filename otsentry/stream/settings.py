@@ -65,6 +65,9 @@ class KafkaConfig:
     client_id: str = _opt("otsentry", "Client id shown in the broker's logs and quotas.")
     features_topic: str = _opt("otsentry.features", "Topic of the FeatureWindows.")
     alerts_topic: str = _opt("otsentry.alerts", "Topic of the alerts.")
+    correlated_topic: str = _opt("otsentry.alerts.correlated", "Topic of the alerts with their incident id "
+                                 "(written by `otsentry correlate`).")
+    incidents_topic: str = _opt("otsentry.incidents", "Topic of the incidents (written by `otsentry correlate`).")
     deadletter_topic: str = _opt("otsentry.deadletter", "Where unreadable records are copied ('' drops them).")
     group: str = _opt("otsentry-detectors", "Consumer group of the detector workers.", flag="--group")
     group_instance_id: str = _opt("", "Static group membership id: a worker restarted within the session "

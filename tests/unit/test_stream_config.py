@@ -44,11 +44,12 @@ def test_every_config_key_has_a_flag_and_an_env_var():
     ctx = click.Context(main)
     detect = {p.name for p in main.get_command(ctx, "detect").params}
     collect = {p.name for p in main.get_command(ctx, "collect").commands["pcap"].params}
+    correlate = {p.name for p in main.get_command(ctx, "correlate").params}
     for section, cls in STREAM_SECTIONS.items():
         for f in fields(cls):
             if f.metadata.get("secret"):
                 continue
-            assert f"{section}__{f.name}" in detect | collect, f"{section}.{f.name} has no flag"
+            assert f"{section}__{f.name}" in detect | collect | correlate, f"{section}.{f.name} has no flag"
 
 
 def test_flag_beats_env_beats_file(tmp_path, monkeypatch):
