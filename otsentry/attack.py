@@ -69,6 +69,7 @@ TECHNIQUES: dict[str, Technique] = {t.id: t for t in (
     Technique("T0855", "Unauthorized Command Message", _T["TA0106"]),
     Technique("T0836", "Modify Parameter", _T["TA0106"]),
     Technique("T0832", "Manipulation of View", _T["TA0105"]),
+    Technique("T0831", "Manipulation of Control", _T["TA0105"]),
 )}
 
 # Tactics after which an incident is no longer reconnaissance: the attacker acts on the process.

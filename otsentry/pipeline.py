@@ -20,6 +20,7 @@ from otsentry.collectors.collector import CollectorConfig
 from otsentry.correlation import DEFAULT_IDLE_GAP_S, Correlator, alert_order
 from otsentry.detectors.evaluation import window_key
 from otsentry.detectors.sensor import sensor_alerts
+from otsentry.detectors.variables import VariableWatch
 from otsentry.features.closed import ClosedWindows
 from otsentry.features.pipeline import closed_from_capture, window_batches_from_capture
 from otsentry.features.values import ValueState
@@ -61,10 +62,12 @@ def iter_closed(paths: Sequence[Path], window_s: float, config: CollectorConfig 
             yield closed
 
 
-def completed(closed: Iterator[ClosedWindows], paths: Sequence[Path] = (),
-              current: list[str] | None = None) -> Iterator[list[FeatureWindow]]:
+def completed(closed: Iterator[ClosedWindows], paths: Sequence[Path] = (), current: list[str] | None = None,
+              watch: VariableWatch | None = None,
+              side: list[Alert] | None = None) -> Iterator[list[FeatureWindow]]:
     """The windows of ``iter_closed(..., defer_values=True)``, register values tracked here, a fresh state per
-    capture as the windower of each capture has in one process (``current`` as in ``iter_window_batches``)."""
+    capture as the windower of each capture has in one process (``current`` as in ``iter_window_batches``).
+    ``watch`` sees each group's reads first (process variables); its alerts go to ``side``."""
     state, source = ValueState(), 0
     with closing(closed):
         for c in closed:
@@ -72,6 +75,8 @@ def completed(closed: Iterator[ClosedWindows], paths: Sequence[Path] = (),
                 state, source = ValueState(), c.source
             if current is not None and paths:
                 current[0] = str(paths[c.source])
+            if watch and side is not None:
+                side.extend(watch.observe(c.pairs))
             yield c.complete(state).windows()
 
 
@@ -109,6 +114,7 @@ def train(paths: Sequence[Path], window_s: float = DEFAULT_WINDOW_S, config: Col
     """Learn from known-good captures (all of them, or their first ``learn_for_s`` seconds), the asset inventory
     with the baseline."""
     from otsentry.assets import inventory_from_captures
+    from otsentry.assets.variables import VariableBook
 
     windows = list(iter_windows(paths, window_s, config, progress))
     end = None
@@ -116,9 +122,11 @@ def train(paths: Sequence[Path], window_s: float = DEFAULT_WINDOW_S, config: Col
         end = min(w.window_start for w in windows) + learn_for_s
         windows = [w for w in windows if w.window_end <= end]
     bundle = fit_bundle(windows, window_s, [str(p) for p in paths], false_alarm_rate)
-    # the inventory is learned with the baseline, over the same traffic (a second pass: about 0.5 s per million
-    # packets, small beside the models' fit)
-    return replace(bundle, assets=tuple(inventory_from_captures(paths, config, until_ts=end)))
+    # the inventory and the process variables are learned with the baseline, over the same traffic (a second pass:
+    # about 0.5 s per million packets plus the variables' per-value bookkeeping, small beside the models' fit)
+    book = VariableBook()
+    assets = inventory_from_captures(paths, config, until_ts=end, variables=book)
+    return replace(bundle, assets=tuple(assets), variables=tuple(book.variables()))
 
 
 @dataclass
@@ -230,14 +238,16 @@ def run(paths: Sequence[Path], bundle=None, learn_for_s: float | None = None, wi
     if bundle is not None and abs(bundle.window_s - window_s) > 1e-9:
         window_s = bundle.window_s  # the model decides the window length it was trained on
     current = [str(paths[0]) if paths else ""]
-    if jobs >= 2:
-        batches = _counted(completed(prefetched(iter_closed, list(paths), window_s, config, True), list(paths),
-                                     current), progress)
-    else:
-        batches = iter_window_batches(paths, window_s, config, progress, current)
+    watch = _watch(bundle, window_s)
+    side: list[Alert] = []
+    # register values tracked here in both modes (jobs give exactly what in-place tracking gives), so the process
+    # variables are watched where the reads are
+    closed_groups = prefetched(iter_closed, list(paths), window_s, config, True) if jobs >= 2 else \
+        iter_closed(list(paths), window_s, config, defer_values=True)
+    batches = _counted(completed(closed_groups, list(paths), current, watch, side), progress)
     with closing(batches):  # an error while scoring stops the producing process now, not at garbage collection
         return run_batches(batches, bundle, learn_for_s, window_s, on_alert, keep_scores, suppress,
-                           [str(p) for p in paths], on_incident, idle_gap_s, current)
+                           [str(p) for p in paths], on_incident, idle_gap_s, current, side)
 
 
 def _counted(groups: Iterator[list[FeatureWindow]],
@@ -255,10 +265,12 @@ def run_batches(batches: Iterable[list[FeatureWindow]], bundle=None, learn_for_s
                 window_s: float = DEFAULT_WINDOW_S, on_alert: Callable[[Alert], None] | None = None,
                 keep_scores: bool = False, suppress: bool = True, captures: Iterable[str] = (),
                 on_incident: Callable[[Incident], None] | None = None,
-                idle_gap_s: float = DEFAULT_IDLE_GAP_S, current: list[str] | None = None) -> RunResult:
+                idle_gap_s: float = DEFAULT_IDLE_GAP_S, current: list[str] | None = None,
+                side: list[Alert] | None = None) -> RunResult:
     """``run`` over window groups from any source, so a caller can wrap the stream (a paced replay, a live feed)
     and still get the same learning, scoring and alert order. ``captures`` names the sources in the bundle;
-    ``current[0]``, when given, the capture each alert's window came from."""
+    ``current[0]``, when given, the capture each alert's window came from; ``side`` alerts raised beside the
+    windows (process variables), scored with the group they came with."""
     if (bundle is None) == (learn_for_s is None):
         raise PipelineError("give either a model (--model) or a learning period (--learn-for), not both or neither")
     captures = list(captures)
@@ -277,14 +289,30 @@ def run_batches(batches: Iterable[list[FeatureWindow]], bundle=None, learn_for_s
                 continue
             bundle = fit_bundle(learning, window_s, captures)
             detection = Detection(bundle, keep_scores, suppress)
-        out.alerts_of(detection.feed(group), group)
+        out.alerts_of(_with_side(detection.feed(group), side), group)
     if detection is None:
         raise PipelineError(
             f"the captures hold no traffic after the {learn_for_s:g} s learning period: nothing left to score"
         )
-    out.alerts_of(detection.flush())
+    out.alerts_of(_with_side(detection.flush(), side))
     out.finish()
     return RunResult(out.alerts, detection.windows, len(learning), bundle, detection, incidents=out.incidents)
+
+
+def _watch(bundle, window_s: float):
+    """The process-variable watch of a bundle that learned variables (None otherwise: older bundles, --learn-for)."""
+    variables = getattr(bundle, "variables", ()) if bundle is not None else ()
+    if not variables:
+        return None
+    return VariableWatch(variables, window_s)
+
+
+def _with_side(alerts: list[Alert], side: list[Alert] | None) -> list[Alert]:
+    if not side:
+        return alerts
+    merged = sorted(alerts + side, key=alert_order)
+    side.clear()
+    return merged
 
 
 def run_live(iface: str, bundle, config: CollectorConfig | None = None, *, bpf: str | None = None,
@@ -304,24 +332,30 @@ def run_live(iface: str, bundle, config: CollectorConfig | None = None, *, bpf: 
     window_s = bundle.window_s
     detection = Detection(bundle)
     out = _Emitter(on_alert, on_incident, idle_gap_s)
+    watch, side = _watch(bundle, window_s), []
     health = ""
+    state = ValueState()
+
+    def score(item: ClosedWindows) -> None:
+        if watch:
+            side.extend(watch.observe(item.pairs))
+        windows = item.complete(state).windows()
+        out.alerts_of(_with_side(detection.feed(windows), side), windows)
+
     if jobs >= 2:
         with _ForwardingSignals() as started:
-            state = ValueState()
             for item in prefetched(live_closed, iface, window_s, config, bpf, count, duration_s, ring, True,
                                    started=started):
                 if isinstance(item, str):
                     health = item
                 else:
-                    windows = item.complete(state).windows()
-                    out.alerts_of(detection.feed(windows), windows)
+                    score(item)
     else:
-        for item in live_closed(iface, window_s, config, bpf, count, duration_s, ring, False):
+        for item in live_closed(iface, window_s, config, bpf, count, duration_s, ring, True):
             if isinstance(item, str):
                 health = item
             else:
-                windows = item.windows()
-                out.alerts_of(detection.feed(windows), windows)
+                score(item)
     out.alerts_of(detection.flush())
     out.finish()
     return RunResult(out.alerts, detection.windows, 0, bundle, detection, health, out.incidents)

@@ -432,3 +432,34 @@ class Asset:
         for key in ("unit_ids", "served_function_codes", "used_function_codes", "services", "peers"):
             d[key] = tuple(d.get(key, ()))
         return cls(**d)
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessVariable:
+    """One register of one device as polling showed it (``otsentry assets --variables``)."""
+
+    server: str
+    unit: int
+    table: str
+    address: int
+    reads: int
+    low: float
+    high: float
+    typical_change: float  # median |change| between consecutive reads
+    period_s: float  # median time between reads (0: read once)
+    last_value: float
+    last_ts: float
+    counter: bool = False  # it only ever went up while learning (a counter: wraps, so no range is judged)
+
+    @property
+    def key(self) -> tuple[str, int, str, int]:
+        return (self.server, self.unit, self.table, self.address)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "ProcessVariable":
+        return cls(str(d["server"]), int(d["unit"]), str(d["table"]), int(d["address"]), int(d["reads"]),
+                   float(d["low"]), float(d["high"]), float(d["typical_change"]), float(d["period_s"]),
+                   float(d["last_value"]), float(d["last_ts"]), bool(d.get("counter", False)))

@@ -7,6 +7,7 @@ from typing import Callable, Sequence
 
 from otsentry.assets.inventory import Inventory
 from otsentry.assets.observe import observe_chunk
+from otsentry.assets.variables import VariableBook
 from otsentry.collectors.capture import open_capture
 from otsentry.collectors.collector import CollectedBatch, Collector, CollectorConfig
 from otsentry.collectors.packets import decode_packets
@@ -18,9 +19,10 @@ __all__ = ["inventory_from_captures"]
 
 def inventory_from_captures(paths: Sequence[Path], config: CollectorConfig | None = None,
                             progress: Callable[[int], None] | None = None,
-                            until_ts: float | None = None) -> list[Asset]:
+                            until_ts: float | None = None, variables: VariableBook | None = None) -> list[Asset]:
     """One ``Asset`` per host of ``paths`` (decoded one after the other into one inventory); with ``until_ts``,
-    only what happened before it (training on the first minutes of a capture)."""
+    only what happened before it (training on the first minutes of a capture); ``variables``, when given, learns
+    the process variables of the same transactions."""
     config = config or CollectorConfig()
     inventory = Inventory()
     for path in paths:
@@ -29,12 +31,14 @@ def inventory_from_captures(paths: Sequence[Path], config: CollectorConfig | Non
         collector = Collector(config)
 
         def take(batch: CollectedBatch) -> None:
-            events, flows = batch.modbus.events(collector.conns), batch.flows
+            events, flows = list(batch.modbus.events(collector.conns)), batch.flows
             if until_ts is not None:
                 events = [e for e in events if e.ts < until_ts]
                 flows = [f for f in flows if f.ts_first < until_ts]
             inventory.add_events(events)
             inventory.add_flows(flows)
+            if variables is not None:
+                variables.add_events(events)
 
         with open_capture(path) as reader:
             for chunk in reader.chunks():

@@ -39,11 +39,15 @@ def _table(assets, known: set[str] | None) -> None:
               help="A bundle from `otsentry train`: without CAPTURES, show the inventory it learned; with them, mark "
                    "hosts it never saw as NEW.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON record per host (otsentry.records.Asset).")
+@click.option("--variables", is_flag=True,
+              help="The process variables instead: per server, unit and register, the learned range, typical change "
+                   "per poll, polling period and last value; with --model and CAPTURES, registers read far outside "
+                   "the learned range (as policy.process_value_out_of_range judges) are marked OUT, unseen ones NEW.")
 @click.option("--es", "es_url", default=None, metavar="URL", help="Also index the inventory. " + ES_HELP)
 @click.option("--es-index", "es_prefix", default="otsentry-assets", show_default=True,
               help="Alias and daily-index prefix for --es; a host's document is replaced as it changes.")
 @collector_options
-def assets_cmd(captures, model, as_json, es_url, es_prefix, config_path, ports, pairing_timeout) -> None:
+def assets_cmd(captures, model, as_json, variables, es_url, es_prefix, config_path, ports, pairing_timeout) -> None:
     """The hosts of CAPTURES: IP, MAC and its vendor (Wireshark's manuf database), roles (plc, gateway, hmi,
     historian, engineering_workstation, other) each with its evidence, unit ids, function codes served and used,
     services, peers, first and last seen, and what the device said of itself (FC 43/14 read device identification).
@@ -57,6 +61,9 @@ def assets_cmd(captures, model, as_json, es_url, es_prefix, config_path, ports, 
         from otsentry.cli.detect import _load_bundle
 
         bundle = _load_bundle(model)
+    if variables:
+        _variables(captures, bundle, model, as_json, collector_config(config_path, ports, pairing_timeout))
+        return
     if captures:
         try:
             assets = inventory_from_captures(list(captures), collector_config(config_path, ports, pairing_timeout))
@@ -101,3 +108,61 @@ def _index(assets, url: str, prefix: str) -> str:
     pending = sink.pending_in_spool()
     return f"; {config.url}: {sink.stats.indexed} indexed" + (f", {pending} waiting in {sink.spool_path}"
                                                                if pending else "")
+
+
+def _variables(captures, bundle, model, as_json: bool, config) -> None:
+    from otsentry.assets import inventory_from_captures
+    from otsentry.assets.variables import VariableBook
+
+    learned = {v.key: v for v in bundle.variables} if bundle is not None else {}
+    if captures:
+        book = VariableBook()
+        try:
+            inventory_from_captures(list(captures), config, variables=book)
+        except CaptureError as exc:
+            raise UserError(str(exc)) from None
+        rows = book.variables()
+    else:
+        rows = list(bundle.variables)
+        if not rows:
+            raise UserError(f"{model}: this bundle holds no process variables (trained before otsentry learned "
+                            "them): retrain with otsentry train")
+    compare = bool(captures) and bundle is not None
+    out_of_range = 0
+    if not as_json:
+        sys.stdout.write(f"{'server':15} {'unit':>4} {'table':16} {'address':>7} {'reads':>6} {'range':>17} "
+                         f"{'change/poll':>11} {'period':>8} {'last':>8}\n")
+    for v in rows:
+        ref = learned.get(v.key)
+        flag = ""
+        if compare:
+            flag = "NEW" if ref is None else ("OUT" if _outside(v, ref) else "")
+            out_of_range += flag == "OUT"
+        if as_json:
+            d = v.to_dict()
+            if compare:
+                d["status"] = flag.lower() or "within"
+                if ref is not None:
+                    d["learned_low"], d["learned_high"] = ref.low, ref.high
+            sys.stdout.write(json.dumps(d, sort_keys=True) + "\n")
+            continue
+        rng = f"{v.low:g}-{v.high:g}" if v.low != v.high else f"{v.low:g}"
+        learned_text = f" (learned {ref.low:g}-{ref.high:g})" if flag == "OUT" and ref is not None else ""
+        if v.counter:
+            flag = (flag + " counter").strip()
+        sys.stdout.write(f"{v.server:15} {v.unit:>4} {v.table:16} {v.address:>7} {v.reads:>6} {rng:>17} "
+                         f"{v.typical_change:>11g} {v.period_s:>7.2f}s {v.last_value:>8g} {flag}{learned_text}\n")
+    summary = f"otsentry: {len(rows)} process variables"
+    if compare:
+        summary += f", {out_of_range} read outside their learned range"
+    click.echo(summary, err=True)
+
+
+def _outside(seen, learned) -> bool:
+    """What ``policy.process_value_out_of_range`` would call far outside (registers that are not counters)."""
+    from otsentry.detectors.variables import TABLE_CODES, allowed_range
+
+    if learned.table not in TABLE_CODES or learned.counter:
+        return False
+    lo, hi = allowed_range(learned)
+    return seen.low < lo or seen.high > hi

@@ -6,7 +6,8 @@ A bundle (conventionally ``*.otsb``) is a zip archive with three members:
   length, training statistics (windows, pairs, duration, capture names), creation time, each detector's kind and
   threshold, the policy class name, and the SHA-256 of the two other members (plus an optional HMAC, below);
 * ``policy.json``: the policy baseline's state (allow-lists, learned ranges) as plain JSON;
-* ``assets.json`` (optional, newer bundles): the asset inventory learned with the baseline (``records.Asset``);
+* ``assets.json`` and ``variables.json`` (optional, newer bundles): the asset inventory and the process variables
+  learned with the baseline (``records.Asset``, ``records.ProcessVariable``);
 * ``models.pickle``: the fitted anomaly detectors, a zlib-compressed standard pickle: otsentry objects holding NumPy
   arrays. The scorers are NumPy-only copies of the PyOD / scikit-learn models (see ``compact``), so loading imports
   neither library. Format 3 dropped joblib for plain pickle: importing joblib alone cost ``otsentry run --model``
@@ -40,12 +41,14 @@ from typing import Any, Callable, Iterable, Mapping
 
 from otsentry import __version__
 from otsentry.features.schema import SCHEMA_VERSION
-from otsentry.records import Alert, Asset, FeatureWindow
+from otsentry.records import Alert, Asset, FeatureWindow, ProcessVariable
 
 FORMAT = "otsentry-model-bundle"
 FORMAT_VERSION = 3  # 2: NumPy-only scorers (detectors.compact); 3: plain pickle instead of joblib
 KEY_ENV = "OTSENTRY_BUNDLE_KEY"
 MANIFEST, POLICY, MODELS, ASSETS = "manifest.json", "policy.json", "models.pickle", "assets.json"
+VARIABLES = "variables.json"
+OPTIONAL = (ASSETS, VARIABLES)
 _MODELS_ZLIB_LEVEL = 3  # what joblib's compress=3 used: the same size for the same work
 DEFAULT_POLICY_CLASS = "otsentry.detectors.policy.PolicyBaseline"
 _RETRAIN = "retrain with otsentry train"
@@ -88,6 +91,7 @@ class ModelBundle:
     otsentry_version: str = __version__
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     assets: tuple[Asset, ...] = ()
+    variables: tuple[ProcessVariable, ...] = ()
     audit: tuple[Mapping[str, Any], ...] = ()  # what analysts accepted as normal since training (baseline accept)
 
     def detect(self, windows: Iterable[FeatureWindow]) -> list[Alert]:
@@ -122,7 +126,8 @@ class ModelBundle:
         policy_state = self.policy.to_state() if self.policy is not None else None
         policy = json.dumps(policy_state, sort_keys=True, indent=1).encode()
         assets = json.dumps([a.to_dict() for a in self.assets], sort_keys=True, indent=1).encode()
-        members = {POLICY: policy, MODELS: models, ASSETS: assets}
+        variables = json.dumps([v.to_dict() for v in self.variables], sort_keys=True).encode()
+        members = {POLICY: policy, MODELS: models, ASSETS: assets, VARIABLES: variables}
         manifest = self._manifest({name: _sha256(data) for name, data in members.items()})
         key = os.environ.get(KEY_ENV)
         if key:
@@ -170,6 +175,8 @@ class ModelBundle:
         manifest, members = _read_checked(path)
         try:
             assets = tuple(Asset.from_dict(a) for a in json.loads(members[ASSETS])) if ASSETS in members else ()
+            variables = tuple(ProcessVariable.from_dict(v) for v in json.loads(members[VARIABLES])) \
+                if VARIABLES in members else ()
         except (ValueError, KeyError, TypeError) as exc:
             raise BundleError(f"{path.name}: the asset inventory could not be read ({exc}): {_RETRAIN}") from None
         try:
@@ -197,6 +204,7 @@ class ModelBundle:
             otsentry_version=manifest["otsentry_version"],
             created=manifest["created"],
             assets=assets,
+            variables=variables,
             audit=tuple(manifest.get("audit", ())),
         )
 
@@ -217,7 +225,7 @@ def _read_checked(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
             # Missing members are reported after the format check: a bundle of another format (whose members
             # have other names) is refused for its format, the one-line reason that tells what to do.
             missing = [m for m in (POLICY, MODELS) if m not in names]
-            members = {m: archive.read(m) for m in (POLICY, MODELS, ASSETS) if m in names}
+            members = {m: archive.read(m) for m in (POLICY, MODELS, *OPTIONAL) if m in names}
     except BundleError:
         raise
     except FileNotFoundError:
@@ -237,8 +245,9 @@ def _read_checked(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
     _check_compatible(name, manifest)
     if missing:
         raise BundleError(f"{name}: incomplete bundle, missing {', '.join(missing)}: {_RETRAIN}")
-    if ASSETS in manifest.get("sha256", {}) and ASSETS not in members:
-        raise BundleError(f"{name}: incomplete bundle, missing {ASSETS}: {_RETRAIN}")
+    for optional in OPTIONAL:
+        if optional in manifest.get("sha256", {}) and optional not in members:
+            raise BundleError(f"{name}: incomplete bundle, missing {optional}: {_RETRAIN}")
     for member, data in members.items():
         expected = manifest.get("sha256", {}).get(member)
         if expected != _sha256(data):

@@ -121,6 +121,11 @@ _DECLARED = (
          "Reads answered with register blocks identical to earlier answers: played back.", "action",
          "T0856", "Recorded answers played back to the poller are spoofed reporting messages.",
          "answered {targets} with played-back values", subject="server"),
+    Rule("policy.process_value_out_of_range", "Process value out of range",
+         "A register read far outside anything it held while learning.", "state",
+         "T0831", "A process value driven outside everything it ever did is the mark of manipulated control (or of "
+         "a process that ran away: either way the operator must look).", "held process values outside anything "
+         "learned, read by {targets}", subject="server"),
     Rule("policy.new_service", "New service",
          "A connection to a (host, port, transport) never seen while learning.", "state",
          "T0846", "Connections to services nobody used are how a port scan looks; remote access and file sharing "

@@ -109,7 +109,7 @@ def test_round_trip(tmp_path: Path) -> None:
     manifest = read_manifest(path)
     assert manifest["detectors"]["pair"]["threshold"] == pytest.approx(fitted().threshold_)
     assert set(manifest["detectors"]["pair"]["members"]) == {"ecod", "iforest", "knn"}
-    assert set(manifest["sha256"]) == {"policy.json", "models.pickle", "assets.json"}
+    assert set(manifest["sha256"]) == {"policy.json", "models.pickle", "assets.json", "variables.json"}
 
 
 def test_bundle_without_policy(tmp_path: Path) -> None:

@@ -136,3 +136,16 @@ def test_every_rule_maps_to_attack_for_ics_except_sensor_health(rule_id: str) ->
     for variant in declared.variants:
         assert declared.technique_for(variant) is not None
         assert declared.step_for(declared.technique_for(variant).id) != declared.step or variant == ""
+
+
+def test_the_readme_documents_every_rule_with_its_technique() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = text[text.index("| rule | kind | technique (tactic) |"):]
+    table = table[:table.index("\n\n")]
+    for rule_id, declared in RULES.items():
+        row = next((line for line in table.splitlines() if f"`{rule_id}`" in line), None)
+        assert row is not None, f"{rule_id} is not in the README's ATT&CK table"
+        tech = declared.technique_for()
+        assert (tech.id if tech else "none") in row and f"| {declared.kind} |" in row, rule_id
