@@ -450,6 +450,7 @@ class ProcessVariable:
     last_value: float
     last_ts: float
     counter: bool = False  # it only ever went up while learning (a counter: wraps, so no range is judged)
+    written: bool = False  # inside the range clients wrote while learning (a setpoint: the write rules judge it)
 
     @property
     def key(self) -> tuple[str, int, str, int]:
@@ -462,4 +463,5 @@ class ProcessVariable:
     def from_dict(cls, d: Mapping[str, Any]) -> "ProcessVariable":
         return cls(str(d["server"]), int(d["unit"]), str(d["table"]), int(d["address"]), int(d["reads"]),
                    float(d["low"]), float(d["high"]), float(d["typical_change"]), float(d["period_s"]),
-                   float(d["last_value"]), float(d["last_ts"]), bool(d.get("counter", False)))
+                   float(d["last_value"]), float(d["last_ts"]), bool(d.get("counter", False)),
+                   bool(d.get("written", False)))

@@ -17,6 +17,7 @@ from otsentry.records import ModbusEvent, ProcessVariable
 __all__ = ["TABLES", "VariableBook"]
 
 TABLES = {1: "coil", 2: "discrete_input", 3: "holding_register", 4: "input_register"}
+WRITES = {5: "coil", 15: "coil", 6: "holding_register", 16: "holding_register"}  # write code -> table written
 SAMPLE = 256
 COUNTER_MIN_STEPS = 10  # rises seen before a register that only rises is taken for a counter
 
@@ -61,10 +62,18 @@ class VariableBook:
 
     def __init__(self) -> None:
         self._acc: dict[tuple[str, int, str, int], _Acc] = {}
+        self._written: dict[tuple[str, int, str], tuple[int, int]] = {}  # written address range per table
 
     def add_events(self, events: Iterable[ModbusEvent]) -> None:
         acc = self._acc
         for e in events:
+            wrote = WRITES.get(e.function_code)
+            if wrote is not None and e.start_address is not None and e.exception_code is None:
+                n = max(len(e.values), 1) if e.function_code in (15, 16) else 1
+                key = (e.server_ip, e.unit_id, wrote)
+                lo, hi = self._written.get(key, (e.start_address, e.start_address + n - 1))
+                self._written[key] = (min(lo, e.start_address), max(hi, e.start_address + n - 1))
+                continue
             table = TABLES.get(e.function_code)
             if table is None or e.exception_code is not None or not e.values or e.start_address is None:
                 continue
@@ -76,9 +85,16 @@ class VariableBook:
                     a = acc[key] = _Acc()
                 a.add(float(v), ts)
 
+    def _in_written(self, server: str, unit: int, table: str, address: int) -> bool:
+        """Inside the address range written on that server, unit and table while learning (the setpoint block:
+        ten minutes see a few of its registers written, not all)."""
+        span = self._written.get((server, unit, table))
+        return span is not None and span[0] <= address <= span[1]
+
     def variables(self) -> list[ProcessVariable]:
         return [ProcessVariable(s, u, t, addr, a.reads, a.low, a.high, _median(a.changes), _median(a.gaps), a.last_value,
-                                a.last_ts, counter=a.ups >= COUNTER_MIN_STEPS and a.ups >= 0.95 * (a.ups + a.downs))
+                                a.last_ts, counter=a.ups >= COUNTER_MIN_STEPS and a.ups >= 0.95 * (a.ups + a.downs),
+                                written=self._in_written(s, u, t, addr))
                 for (s, u, t, addr), a in sorted(self._acc.items(), key=lambda kv: (_ip(kv[0][0]), kv[0][1:]))]
 
 

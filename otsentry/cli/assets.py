@@ -148,8 +148,8 @@ def _variables(captures, bundle, model, as_json: bool, config) -> None:
             continue
         rng = f"{v.low:g}-{v.high:g}" if v.low != v.high else f"{v.low:g}"
         learned_text = f" (learned {ref.low:g}-{ref.high:g})" if flag == "OUT" and ref is not None else ""
-        if v.counter:
-            flag = (flag + " counter").strip()
+        if v.counter or v.written:
+            flag = (flag + (" counter" if v.counter else " setpoint")).strip()
         sys.stdout.write(f"{v.server:15} {v.unit:>4} {v.table:16} {v.address:>7} {v.reads:>6} {rng:>17} "
                          f"{v.typical_change:>11g} {v.period_s:>7.2f}s {v.last_value:>8g} {flag}{learned_text}\n")
     summary = f"otsentry: {len(rows)} process variables"
@@ -162,7 +162,7 @@ def _outside(seen, learned) -> bool:
     """What ``policy.process_value_out_of_range`` would call far outside (registers that are not counters)."""
     from otsentry.detectors.variables import TABLE_CODES, allowed_range
 
-    if learned.table not in TABLE_CODES or learned.counter:
+    if learned.table not in TABLE_CODES or learned.counter or learned.written:
         return False
     lo, hi = allowed_range(learned)
     return seen.low < lo or seen.high > hi

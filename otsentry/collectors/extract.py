@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Iterator, Sequence
 
 import numpy as np
 
-from otsentry.collectors.capture import open_capture
+from otsentry.collectors.capture import Chunk, open_capture
 from otsentry.collectors.packets import addr_from_str, decode_packets
 from otsentry.collectors.types import CaptureError
 
@@ -36,10 +36,12 @@ def _header(out: BinaryIO, linktype: int, snaplen: int = 262144) -> None:
     out.write(struct.pack("<IHHiIII", _MAGIC_NS, 2, 4, 0, 0, snaplen, linktype))
 
 
-def extract_packets(capture: Path, output: Path, start: float, end: float, host_a: str, host_b: str = "",
-                    port: int = 0) -> Extracted:
+def extract_packets(capture: Path | Sequence[Path], output: Path, start: float, end: float, host_a: str,
+                    host_b: str = "", port: int = 0) -> Extracted:
     """Copy the packets between ``host_a`` and ``host_b`` (any peer when empty), in either direction, with
-    ``start <= time < end`` and, when ``port`` is given, that port on either side; returns what was written."""
+    ``start <= time < end`` and, when ``port`` is given, that port on either side, from one capture or several in
+    time order (a live sensor's rolling files); returns what was written."""
+    sources = [Path(capture)] if isinstance(capture, (str, Path)) else [Path(c) for c in capture]
     a = addr_from_str(host_a)
     b = addr_from_str(host_b) if host_b else None
     lo_ns, hi_ns = int(round(start * 1e9)), int(round(end * 1e9))
@@ -48,8 +50,8 @@ def extract_packets(capture: Path, output: Path, start: float, end: float, host_
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(output.name + ".tmp")
     try:
-        with open_capture(capture) as reader, tmp.open("wb") as out:
-            for chunk in reader.chunks():
+        with tmp.open("wb") as out:
+            for chunk in _chunks(sources):
                 if chunk.ts_ns[0] >= hi_ns if len(chunk.ts_ns) else False:
                     break
                 p = decode_packets(chunk)
@@ -88,3 +90,9 @@ def extract_packets(capture: Path, output: Path, start: float, end: float, host_
     finally:
         tmp.unlink(missing_ok=True)
     return done
+
+
+def _chunks(sources: Sequence[Path]) -> Iterator[Chunk]:
+    for source in sources:
+        with open_capture(source) as reader:
+            yield from reader.chunks()

@@ -2,12 +2,15 @@
 
 Nozomi-style process-variable monitoring, per server, unit and register: the learned range (``ProcessVariable``)
 widened by a margin that scales with what the register does, ``max(margin_span * span, margin_changes * typical
-change per poll, its magnitude times margin_level (held still while learning) or margin_moving (moved),
-margin_min)``: a few minutes of learning see a setpoint at one value and an analog value over part of its swing,
-so the magnitude term keeps a setpoint moved by the operator within its band, and an analog value that swings
-further than learned, quiet, while a setpoint driven from 450 to 9999 alerts. Holding and
+change per poll, margin_level * its magnitude, margin_min)``: a few minutes of learning see a setpoint at one value
+and an analog value over part of its swing, so the magnitude term (by default: the value may double) keeps an
+operator's setpoint change and an analog value that swings further than learned quiet, while a setpoint driven
+from 450 to 9999, or a spare register that held 0 written with data, alerts. A register driven down towards 0 is
+not caught (its magnitude covers it): the write rules see such writes when they are visible. Holding and
 input registers only (coils and discrete inputs are two-valued, and their writes are what the write rules
-judge), and no counters (a register that only rose while learning wraps: a range means nothing for it). A register never read while learning is not judged (``new_pair``/``address_out_of_range`` say so).
+judge), no counters (a register that only rose while learning wraps: a range means nothing for it) and no
+setpoints (registers a client wrote while learning: ``write_value_out_of_range`` judges what is written to them).
+What is left is the process itself - measurements, states, spare registers - driven where it never went. A register never read while learning is not judged (``new_pair``/``address_out_of_range`` say so).
 
 Unlike the other policy rules this one needs the reads themselves (windows carry no per-register values):
 ``VariableWatch`` sees the reads of each group of closed pair windows where their register values are tracked
@@ -25,6 +28,7 @@ import numpy as np
 
 from otsentry.detectors.rules import RISK_SCORES, rule
 from otsentry.features.closed import PairBlock
+from otsentry.features.values import rows_of
 from otsentry.records import Alert, FeatureEvidence, ProcessVariable, alert_id
 
 __all__ = ["RULE_ID", "VariableWatch", "allowed_range"]
@@ -35,10 +39,9 @@ MAX_EVIDENCE = 5
 
 
 def allowed_range(v: ProcessVariable, margin_span: float = 0.5, margin_changes: float = 10.0,
-                  margin_level: float = 0.5, margin_moving: float = 1.0,
-                  margin_min: float = 16.0) -> tuple[float, float]:
+                  margin_level: float = 1.0, margin_min: float = 16.0) -> tuple[float, float]:
     """The learned range widened by the margin (see the module docstring)."""
-    level = max(abs(v.low), abs(v.high)) * (margin_moving if v.typical_change > 0 else margin_level)
+    level = max(abs(v.low), abs(v.high)) * margin_level
     pad = max(margin_span * (v.high - v.low), margin_changes * v.typical_change, level, margin_min)
     return v.low - pad, v.high + pad
 
@@ -49,7 +52,7 @@ class VariableWatch:
     def __init__(self, variables: Iterable[ProcessVariable], window_s: float, realert_s: float = 3600.0) -> None:
         self.window_s, self.realert_s = window_s, realert_s
         self._facts: dict[tuple[str, int, str, float | None], float] = {}
-        learned = [v for v in variables if v.table in TABLE_CODES and not v.counter]
+        learned = [v for v in variables if v.table in TABLE_CODES and not v.counter and not v.written]
         self._servers: dict[tuple[str, int], int] = {}
         keys, lows, highs = [], [], []
         for v in learned:
@@ -69,7 +72,11 @@ class VariableWatch:
         return bool(len(self._keys))
 
     def observe(self, block: PairBlock | None) -> list[Alert]:
-        """Alerts for the reads of ``block`` (before ``ClosedWindows.complete``, which consumes the reads)."""
+        """Alerts for the reads of ``block`` (before ``ClosedWindows.complete``, which consumes the reads).
+
+        Vectorised in two steps: reads of one block in one window (a poller reads it every second or so) are first
+        reduced to their per-register minimum and maximum, then only those are looked up and compared.
+        """
         job = block.value_job if block is not None else None
         if not self or job is None:
             return []
@@ -77,40 +84,21 @@ class VariableWatch:
         regs = np.flatnonzero(np.isin(reads["rtable"], (2, 3)))
         if not len(regs):
             return []
-        n_groups = job.n
-        row_of_group = np.arange(n_groups) if block.job_order is None else np.argsort(block.job_order)
-        rows = row_of_group[job.group[regs]]
-        # server/unit id of each read's window (-1 when nothing was learned for that server and unit)
-        pair_ids = block.pair[rows].tolist()
-        units = block.unit[rows].tolist()
-        sid = np.fromiter((self._servers.get((block.names[p][1], u), -1) for p, u in zip(pair_ids, units)),
-                          dtype=np.int64, count=len(rows))
-        known = sid >= 0
-        if not known.any():
-            return []
-        regs, rows, sid = regs[known], rows[known], sid[known]
-        counts = reads["rcnt"][regs]
-        per = np.repeat(np.arange(len(regs)), counts)
-        offset = np.arange(len(per)) - np.repeat(np.cumsum(counts) - counts, counts)
-        address = reads["addr"][regs][per] + offset
-        values = job.pool[reads["voff"][regs][per] + offset].astype(float)
-        keys = _key(sid[per], reads["rtable"][regs][per], address)
-        at = np.clip(np.searchsorted(self._keys, keys), 0, max(len(self._keys) - 1, 0))
-        hit = self._keys[at] == keys
-        out = hit & ((values < self._low[at]) | (values > self._high[at]))
-        if not out.any():
+        row_of_group = np.arange(job.n) if block.job_order is None else np.argsort(block.job_order)
+        # server/unit id of each group (a window of one pair): looked up once per distinct (pair, unit)
+        combo = block.pair.astype(np.int64) * 256 + block.unit.astype(np.int64)
+        distinct, inverse = np.unique(combo, return_inverse=True)
+        ids = np.array([self._servers.get((block.names[int(c) // 256][1], int(c) % 256), -1) for c in distinct],
+                       dtype=np.int64)
+        sid_of_group = ids[inverse.ravel()][row_of_group]
+        group = job.group[regs]
+        regs = regs[sid_of_group[group] >= 0]
+        if not len(regs):
             return []
         found: dict[tuple[float, str, str, int], list[tuple[float, str, float, ProcessVariable]]] = {}
-        for i in np.flatnonzero(out).tolist():
-            row = int(rows[per[i]])
-            client, server = block.names[int(block.pair[row])][:2]
-            ws = int(block.widx[row]) * block.window_ns / 1e9
-            v = self._vars[int(at[i])]
-            lo, hi = self._low[at[i]], self._high[at[i]]
-            value = float(values[i])
-            distance = (lo - value if value < lo else value - hi) / max(v.high - v.low, 1.0)
-            found.setdefault((ws, client, server, int(block.unit[row])), []).append(
-                (float(distance), f"{v.table}_{v.address}", value, v))
+        counts = reads["rcnt"][regs]
+        for c in np.unique(counts).tolist():
+            self._check_count(block, job, regs[counts == c], int(c), row_of_group, sid_of_group, found)
         alerts = []
         for key in sorted(found):
             if key in self._reported:
@@ -123,6 +111,33 @@ class VariableWatch:
                 alerts.append(self._alert(key, fresh))
         self._forget_old()
         return alerts
+
+    def _check_count(self, block: PairBlock, job, idx: np.ndarray, c: int, row_of_group: np.ndarray,
+                     sid_of_group: np.ndarray, found: dict) -> None:
+        """Reads of ``c`` registers: per (window group, table, start address), min and max of each position."""
+        reads = job.reads
+        group, table, start = job.group[idx], reads["rtable"][idx], reads["addr"][idx]
+        order = np.lexsort((start, table, group))
+        group, table, start = group[order], table[order], start[order]
+        values = rows_of(job.pool, reads["voff"][idx][order], c)
+        edge = np.r_[True, (group[1:] != group[:-1]) | (table[1:] != table[:-1]) | (start[1:] != start[:-1])]
+        at = np.flatnonzero(edge)
+        low, high = np.minimum.reduceat(values, at, axis=0), np.maximum.reduceat(values, at, axis=0)
+        g, t, a0 = group[at], table[at], start[at]
+        keys = _key(sid_of_group[g][:, None], t[:, None], a0[:, None] + np.arange(c)[None, :])
+        pos = np.clip(np.searchsorted(self._keys, keys), 0, len(self._keys) - 1)
+        hit = self._keys[pos] == keys
+        below, above = hit & (low < self._low[pos]), hit & (high > self._high[pos])
+        for seg, col in zip(*np.nonzero(below | above)):
+            v = self._vars[int(pos[seg, col])]
+            value = float(low[seg, col] if below[seg, col] else high[seg, col])
+            lo, hi = self._low[pos[seg, col]], self._high[pos[seg, col]]
+            row = int(row_of_group[g[seg]])
+            client, server = block.names[int(block.pair[row])][:2]
+            ws = int(block.widx[row]) * block.window_ns / 1e9
+            distance = (lo - value if value < lo else value - hi) / max(v.high - v.low, 1.0)
+            found.setdefault((ws, client, server, int(block.unit[row])), []).append(
+                (float(distance), f"{v.table}_{v.address}", value, v))
 
     def _fresh(self, fact: tuple[str, int, str, float | None], ws: float) -> bool:
         """A register out of range is a state: reported once (by its first reader), again after ``realert_s``

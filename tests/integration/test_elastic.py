@@ -288,3 +288,20 @@ def test_run_indexes_incidents_beside_the_alerts_and_replaces_them_on_a_rerun(es
         assert props["threat"]["properties"]["technique"]["properties"]["id"]["type"] == "keyword"
     finally:
         es.options(ignore_status=404).indices.delete_index_template(name=incidents)
+
+
+def test_assets_index_one_document_per_host_replaced_on_a_rerun(es, es_url, prefix, scenario_pcap, tmp_path):
+    from otsentry.cli import main
+
+    env = {"OTSENTRY_STATE_DIR": str(tmp_path / "state")}
+    args = ["assets", str(scenario_pcap), "--es", es_url, "--es-index", prefix]
+    for _ in range(2):
+        result = CliRunner().invoke(main, args, env=env)
+        assert result.exit_code == 0, result.output
+    hosts = [line.split()[0] for line in result.stdout.splitlines()[1:] if line and not line.startswith(" ")]
+    assert _count(es, prefix) == len(hosts) > 5  # replaced, not duplicated
+    docs = [h["_source"] for h in es.search(index=prefix, size=100)["hits"]["hits"]]
+    plcs = [d for d in docs if "plc" in d["otsentry"]["asset"]["roles"]]
+    assert plcs and all(d["otsentry"]["asset"]["identity"].get("vendor_name") for d in plcs)
+    mapping = next(iter(es.indices.get_mapping(index=f"{prefix}-*").values()))["mappings"]["properties"]
+    assert mapping["host"]["properties"]["ip"]["type"] == "ip"
