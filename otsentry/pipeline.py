@@ -319,14 +319,15 @@ def run_live(iface: str, bundle, config: CollectorConfig | None = None, *, bpf: 
              count: int | None = None, duration_s: float | None = None,
              on_alert: Callable[[Alert], None] | None = None, ring=None, jobs: int = 1,
              on_incident: Callable[[Incident], None] | None = None,
-             idle_gap_s: float = DEFAULT_IDLE_GAP_S) -> RunResult:
+             idle_gap_s: float = DEFAULT_IDLE_GAP_S, recording: tuple | None = None) -> RunResult:
     """Score a live interface with a bundle, until Ctrl-C/SIGTERM (or ``count``/``duration_s``).
 
     Windows close as traffic moves the capture clock, and on the wall clock between batches, so an alert comes at
     most one window plus the pairing timeout after the traffic that caused it; at the end the open windows are
     flushed and scored. ``jobs=2`` captures, decodes and windows in a forked child while this process scores (a
     busy mirror port needs both cores: scoring in the capturing process lets the ring overflow); SIGINT/SIGTERM
-    then stop the child's capture, whose last windows are still scored.
+    then stop the child's capture, whose last windows are still scored. ``recording`` = (directory, retention
+    bytes, file bytes) keeps a rolling capture of what was seen (``collectors.rolling``), for ``pcap extract``.
     """
     config = config or CollectorConfig()
     window_s = bundle.window_s
@@ -345,13 +346,13 @@ def run_live(iface: str, bundle, config: CollectorConfig | None = None, *, bpf: 
     if jobs >= 2:
         with _ForwardingSignals() as started:
             for item in prefetched(live_closed, iface, window_s, config, bpf, count, duration_s, ring, True,
-                                   started=started):
+                                   recording, started=started):
                 if isinstance(item, str):
                     health = item
                 else:
                     score(item)
     else:
-        for item in live_closed(iface, window_s, config, bpf, count, duration_s, ring, True):
+        for item in live_closed(iface, window_s, config, bpf, count, duration_s, ring, True, recording):
             if isinstance(item, str):
                 health = item
             else:
@@ -362,26 +363,36 @@ def run_live(iface: str, bundle, config: CollectorConfig | None = None, *, bpf: 
 
 
 def live_closed(iface: str, window_s: float, config: CollectorConfig, bpf: str | None, count: int | None,
-                duration_s: float | None, ring, defer_values: bool) -> Iterator[ClosedWindows | str]:
+                duration_s: float | None, ring, defer_values: bool,
+                recording: tuple | None = None) -> Iterator[ClosedWindows | str]:
     """Capture ``iface`` into closed windows as they close; the last item is the capture's health line."""
     import time as _time
 
     from otsentry.collectors.live import LiveCapture
+    from otsentry.collectors.rolling import RollingPcap
     from otsentry.features.windows import Windower
 
     windower = Windower(window_s, config.pairing_timeout_s, server_ports=config.server_ports,
                         defer_values=defer_values)
+    recorder = RollingPcap(*recording) if recording else None
     capture = LiveCapture(iface, config, bpf=bpf, count=count, duration_s=duration_s, observers=(windower.observer,),
-                          ring=ring)
-    with capture:
-        for batch in capture:
-            for closed in (windower.push_closed(batch, capture.conns), windower.tick_closed(_time.time())):
-                if len(closed):
-                    yield closed
+                          ring=ring, recorder=recorder.write if recorder is not None else None)
+    try:
+        with capture:
+            for batch in capture:
+                for closed in (windower.push_closed(batch, capture.conns), windower.tick_closed(_time.time())):
+                    if len(closed):
+                        yield closed
+    finally:
+        if recorder is not None:
+            recorder.close()
     last = windower.flush_closed()
     if len(last):
         yield last
-    yield capture.health_line()
+    health = capture.health_line()
+    if recorder is not None:
+        health += f"; {recorder.written:,} packets recorded in {recorder.directory}"
+    yield health
 
 
 class _ForwardingSignals:

@@ -120,6 +120,16 @@ def train_cmd(captures, output, window, learn_for, false_alarm_rate, config_path
               help="Alias and daily-index prefix for --es (indices PREFIX-YYYY.MM.DD).")
 @click.option("--es-incidents-index", "es_incident_prefix", default="otsentry-incidents", show_default=True,
               help="Alias and daily-index prefix of the incidents for --es.")
+@click.option("--filter", "bpf", default=None, metavar="BPF",
+              help="With --iface: BPF capture filter. Default: TCP on the --ports (so conversations on other ports "
+                   "are not seen: '' captures everything, for new talkers and services).")
+@click.option("--pcap-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="With --iface: also keep a rolling capture of what was seen here, for `otsentry pcap extract "
+                   "--pcap-dir`.")
+@click.option("--pcap-retention", default="2GB", show_default=True, metavar="SIZE",
+              help="Most bytes the rolling capture keeps (oldest files deleted first).")
+@click.option("--pcap-file-size", default=None, metavar="SIZE",
+              help="Size of each rolling file (default: a quarter of the retention, at most 100MB).")
 @WINDOW
 @collector_options
 @click.option("--progress/--no-progress", default=None, help="Progress on stderr (default: when it is a terminal).")
@@ -127,8 +137,8 @@ def train_cmd(captures, output, window, learn_for, false_alarm_rate, config_path
 @capture_options
 @_user_errors
 def run_cmd(captures, iface, model, learn_for, alerts_out, incidents_out, incident_gap, fmt, es_url, es_prefix,
-            es_incident_prefix, window, config_path, ports, pairing_timeout, progress, jobs, ring_mb, snaplen,
-            fanout_group, fanout_workers, capture_user) -> None:
+            es_incident_prefix, bpf, pcap_dir, pcap_retention, pcap_file_size, window, config_path, ports, pairing_timeout,
+            progress, jobs, ring_mb, snaplen, fanout_group, fanout_workers, capture_user) -> None:
     """Replay CAPTURES through collector, features, detectors and alerts, and print the alerts.
 
     Give a model (--model) learned by `otsentry train`, or --learn-for to learn from the start of the captures.
@@ -147,6 +157,9 @@ def run_cmd(captures, iface, model, learn_for, alerts_out, incidents_out, incide
     if (model is None) == (learn_for is None):
         raise UserError("give either --model MODEL or --learn-for DURATION")
     config = collector_config(config_path, ports, pairing_timeout)
+    recording = _recording(pcap_dir, pcap_retention, pcap_file_size) if pcap_dir is not None else None
+    if recording is not None and not iface:
+        raise UserError("--pcap-dir records a live interface (--iface): a capture file is its own record")
     bundle = _load_bundle(model) if model is not None else None
     table = AlertTable(sys.stdout) if fmt == "table" else None
     sink = JsonlSink(alerts_out) if alerts_out is not None else None
@@ -180,8 +193,8 @@ def run_cmd(captures, iface, model, learn_for, alerts_out, incidents_out, incide
         if iface:
             click.echo(f"otsentry: scoring {iface} live with {model}; Ctrl-C to stop", err=True)
             ring = ring_config(ring_mb, snaplen, fanout_group, fanout_workers, capture_user)
-            result = run_live(iface, bundle, config, on_alert=on_alert, ring=ring, jobs=resolve_jobs(jobs),
-                              on_incident=on_incident, idle_gap_s=gap)
+            result = run_live(iface, bundle, config, bpf=bpf, on_alert=on_alert, ring=ring, jobs=resolve_jobs(jobs),
+                              on_incident=on_incident, idle_gap_s=gap, recording=recording)
         else:
             result = run(list(captures), bundle, parse_duration(learn_for) if learn_for else None,
                          parse_duration(window), config, on_alert, progress=update,
@@ -200,6 +213,19 @@ def run_cmd(captures, iface, model, learn_for, alerts_out, incidents_out, incide
                + (f"; written to {alerts_out}" if alerts_out else "")
                + (f"; incidents to {incidents_out}" if incidents_out else "")
                + es_summary + (f"; {result.sensor}" if result.sensor else ""), err=True)
+
+
+def _recording(directory: Path, retention: str, file_size: str | None) -> tuple[Path, int, int | None]:
+    from otsentry.collectors.rolling import parse_size
+
+    try:
+        keep = parse_size(retention)
+        each = parse_size(file_size) if file_size else None
+    except ValueError as exc:
+        raise UserError(f"--pcap-retention/--pcap-file-size: {exc}") from None
+    if each is not None and each > keep:
+        raise UserError(f"--pcap-file-size {file_size} is larger than --pcap-retention {retention}")
+    return directory, keep, each
 
 
 def _es_sink(url: str, prefix: str, live: bool, incidents: bool = False):

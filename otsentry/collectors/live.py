@@ -15,6 +15,7 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
+from otsentry.collectors.capture import Chunk
 from otsentry.collectors.collector import CollectedBatch, Collector, CollectorConfig
 from otsentry.collectors.events import ModbusBatch
 from otsentry.collectors.ring import (
@@ -129,6 +130,7 @@ class LiveCapture:
         handle_signals: bool = True,
         observers: Sequence[Any] = (),
         ring: RingConfig | None = None,
+        recorder: Callable[[Chunk], None] | None = None,
     ) -> None:
         if count is not None and count <= 0:
             raise ValueError("count must be positive")
@@ -142,6 +144,7 @@ class LiveCapture:
         self.duration_s = duration_s
         self.handle_signals = handle_signals
         self.ring_config = ring or RingConfig()
+        self.recorder = recorder  # sees every chunk before it is decoded (the rolling capture of --pcap-dir)
         self.collector = Collector(self.config, observers=tuple(observers))  # e.g. the windower's flow observer
         self.conns = self.collector.conns
         self.stats = self.collector.stats
@@ -257,6 +260,8 @@ class LiveCapture:
         if self.count is not None and self.captured + len(chunk) > self.count:
             chunk = chunk.head(self.count - self.captured)
         self.captured += len(chunk)  # frames count from 1, capture order
+        if self.recorder is not None:
+            self.recorder(chunk)
         batch = self.collector.process(chunk)
         kernel, nic = self._count_drops()
         if kernel or nic:
