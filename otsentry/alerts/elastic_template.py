@@ -128,6 +128,17 @@ ASSET_MAPPINGS: dict[str, Any] = {
 }
 
 
+TEMPLATE_PRIORITY = {"alerts": 200, "incidents": 201, "assets": 202}
+
+
+def _kind(mappings: dict[str, Any] | None) -> str:
+    if mappings is INCIDENT_MAPPINGS:
+        return "incidents"
+    if mappings is ASSET_MAPPINGS:
+        return "assets"
+    return "alerts"
+
+
 def template_name(prefix: str = DEFAULT_PREFIX) -> str:
     return prefix
 
@@ -142,10 +153,13 @@ def index_template(prefix: str = DEFAULT_PREFIX, *, shards: int = 1, replicas: s
     """The body of ``PUT _index_template/<prefix>``.
 
     ``auto_expand_replicas 0-1``: green on a single test node, one replica as soon as the cluster has two nodes.
+    Incident and asset templates rank above the alerts' (Elasticsearch refuses two templates of one priority whose
+    patterns overlap, as ``P-*`` and ``P-inc-*`` do when an operator derives one prefix from the other; the more
+    specific kind then wins for its indices).
     """
     return {
         "index_patterns": [index_pattern(prefix)],
-        "priority": 200,
+        "priority": TEMPLATE_PRIORITY.get(_kind(mappings), 200),
         "version": TEMPLATE_VERSION,
         "_meta": {"managed_by": "otsentry", "description": f"otsentry documents ({prefix}) as ECS documents"},
         "template": {
