@@ -14,7 +14,7 @@ from otsentry.cli.stream import _setup_logs
 from otsentry.cli.streamopts import stream_options, stream_params, stream_settings
 
 CORRELATE_SKIP = frozenset({"kafka.group", "kafka.features_topic", "stream.window_s", "stream.source",
-                            "stream.max_buffered_windows", "stream.max_hold_s"})
+                            "stream.max_buffered_windows"})
 
 
 def _default_state(group: str) -> Path:

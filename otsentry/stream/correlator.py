@@ -24,11 +24,14 @@ import logging
 import os
 import threading
 import time
+from dataclasses import replace
 from itertools import groupby
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from otsentry.attack import TECHNIQUES
 from otsentry.correlation import Correlator, alert_order
+from otsentry.detectors.rules import RULES
 from otsentry.records import Alert, Incident
 from otsentry.stream.codec import MalformedRecord, decode_alert, encode_alert, encode_incident
 from otsentry.stream.daemon import Backoff, StateLog, StopSignal
@@ -54,13 +57,14 @@ class CorrelatorWorker(ConsumerMember):
 
     def __init__(self, make_consumer: Callable[[], Consumer], outbox: Outbox, *, correlated_topic: str,
                  incidents_topic: str, state_path: Path, idle_gap_s: float = 900.0, lateness_s: float = 60.0,
+                 max_hold_s: float = 30.0,
                  deadletter_topic: str = "", max_poll_records: int = 500, metrics: Metrics | None = None,
                  stop: threading.Event | None = None, backoff: Backoff | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.outbox = outbox
         self.correlated_topic, self.incidents_topic = correlated_topic, incidents_topic
         self.state_path = Path(state_path)
-        self.idle_gap_s, self.lateness_s = idle_gap_s, lateness_s
+        self.idle_gap_s, self.lateness_s, self.max_hold_s = idle_gap_s, lateness_s, max_hold_s
         self.deadletter_topic = deadletter_topic
         self.max_poll_records = max_poll_records
         self.metrics = metrics or outbox.metrics
@@ -74,6 +78,8 @@ class CorrelatorWorker(ConsumerMember):
         self.correlator = Correlator(idle_gap_s)
         self._next: dict[TopicPartition, int] = {}  # next offset to read: everything before is done or held
         self._held: list[Alert] = []
+        self._arrived: list[float] = []  # wall-clock arrival of each held alert (same order)
+        self.late = 0
         self._members: list[Alert] = []  # alerts of the open incidents (with their incident id)
         self._frontier = float("-inf")  # window time up to which alerts were folded
         self._seen: dict[TopicPartition, float] = {}  # latest window start read, per partition
@@ -99,6 +105,7 @@ class CorrelatorWorker(ConsumerMember):
                              f"{STATE_VERSION}; move it away to start over")
         self._next = {(t, int(p)): int(o) for t, p, o in state["offsets"]}
         self._held = [Alert.from_dict(a) for a in state["held"]]
+        self._arrived = [self.clock()] * len(self._held)
         members = sorted((Alert.from_dict(a) for a in state["members"]), key=alert_order)
         for _, same in groupby(members, key=lambda a: a.window_start):
             group = list(same)
@@ -124,7 +131,7 @@ class CorrelatorWorker(ConsumerMember):
         """One correlator owns every partition; a second member in the group would split incidents: say so."""
         assigned = self.consumer.assignment()
         lost = {tp for tp in self._next if tp not in assigned}
-        if lost and not getattr(self, "_warned", False):
+        if lost and not self._warned:
             self._warned = True
             log.warning("partitions %s went to another member: run one correlator per alerts topic (incidents "
                         "span partitions)", ",".join(f"{t}/{p}" for t, p in sorted(lost)))
@@ -142,9 +149,7 @@ class CorrelatorWorker(ConsumerMember):
             self._take(m)
         if read:
             self._last_arrival = self.clock()
-            self._release(self._horizon() - self.lateness_s)
-        else:
-            self._release(float("inf"))  # caught up: whatever comes next is later
+        self._release(self._horizon() - self.lateness_s, self.clock() - self.max_hold_s)
         if not self._held and self.clock() - self._last_arrival >= self.idle_gap_s:
             self._publish_incidents(self.correlator.flush())  # a quiet plant: nothing can join them any more
             self._members = []
@@ -160,10 +165,15 @@ class CorrelatorWorker(ConsumerMember):
         self._dirty = True
         try:
             alert = decode_alert(m.value)
+            _check_declared(alert)
         except MalformedRecord as exc:
             self._malformed(m, str(exc))
             return
+        if alert.window_start <= self._frontier:
+            self.late += 1
+            self.metrics.inc("otsentry_alerts_late_total")
         self._held.append(_bare(alert))
+        self._arrived.append(self.clock())
         self._seen[tp] = max(self._seen.get(tp, float("-inf")), alert.window_start)
         self.metrics.inc("otsentry_alerts_consumed_total")
 
@@ -172,12 +182,16 @@ class CorrelatorWorker(ConsumerMember):
         assigned = self.consumer.assignment()
         return min((self._seen.get(tp, float("-inf")) for tp in assigned), default=float("-inf"))
 
-    def _release(self, upto: float) -> None:
-        """Fold the held alerts of window times up to ``upto`` (all of them for +inf)."""
-        ready = sorted((a for a in self._held if a.window_start <= upto), key=alert_order)
+    def _release(self, upto: float, arrived_before: float = float("-inf")) -> None:
+        """Fold the held alerts of window times up to ``upto`` (all of them for +inf), and those that arrived before
+        ``arrived_before`` (wall clock) with every alert of their window times."""
+        waited = {a.window_start for a, t in zip(self._held, self._arrived) if t <= arrived_before}
+        take = [a.window_start <= upto or a.window_start in waited for a in self._held]
+        ready = sorted((a for a, go in zip(self._held, take) if go), key=alert_order)
         if not ready:
             return
-        self._held = [a for a in self._held if a.window_start > upto]
+        self._arrived = [t for t, go in zip(self._arrived, take) if not go]
+        self._held = [a for a, go in zip(self._held, take) if not go]
         for _, same in groupby(ready, key=lambda a: a.window_start):
             group = list(same)
             self._publish_incidents(self.correlator.close_idle(group[0].window_start))
@@ -240,9 +254,15 @@ class CorrelatorWorker(ConsumerMember):
 
 def _bare(a: Alert) -> Alert:
     """The alert as a detector published it: an incident id on the input is not the correlator's to keep."""
-    from dataclasses import replace
-
     return replace(a, incident_id="") if a.incident_id else a
+
+
+def _check_declared(a: Alert) -> None:
+    """A rule or technique this version does not declare cannot be folded (its phrase and tactic are unknown)."""
+    if a.rule_id not in RULES:
+        raise MalformedRecord(f"rule {a.rule_id!r} is not declared by this otsentry version")
+    if a.technique_id and a.technique_id not in TECHNIQUES:
+        raise MalformedRecord(f"technique {a.technique_id!r} is not declared by this otsentry version")
 
 
 
@@ -275,6 +295,7 @@ def run_correlator(settings: StreamSettings, state_path: Path, idle_gap_s: float
                                                     correlated_topic=k.correlated_topic,
                                                     incidents_topic=k.incidents_topic, state_path=state_path,
                                                     idle_gap_s=idle_gap_s, lateness_s=lateness_s,
+                                                    max_hold_s=s.max_hold_s,
                                                     deadletter_topic=k.deadletter_topic,
                                                     max_poll_records=s.max_poll_records, metrics=d.metrics,
                                                     stop=d.stop, backoff=d.backoff),

@@ -44,6 +44,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "otsentry_alerts_consumed_total": ("counter", "Alerts read from the alerts topic."),
     "otsentry_alerts_correlated_total": ("counter", "Alerts folded into incidents and published with their id."),
     "otsentry_incidents_published_total": ("counter", "Incidents published when they closed."),
+    "otsentry_alerts_late_total": ("counter", "Alerts that arrived after their window time had been folded."),
     "otsentry_alerts_indexed_total": ("counter", "Alerts Elasticsearch acknowledged as created."),
     "otsentry_alerts_duplicate_total": ("counter", "Alerts already indexed (409 on create: a re-delivery)."),
     "otsentry_alerts_rejected_total": ("counter", "Alerts Elasticsearch rejected (in the dead-letter file)."),

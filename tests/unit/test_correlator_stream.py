@@ -116,3 +116,44 @@ def test_an_unreadable_state_is_one_line() -> None:
         bad.write_text("{not json")
         with pytest.raises(CorrelatorStateError, match="move it away"):
             _worker(MemoryBroker(partitions=1), bad)
+
+
+def test_alerts_of_one_window_from_two_workers_minutes_apart_fold_together(campaign, tmp_path: Path) -> None:
+    """A caught-up correlator must not fold a window before the other workers' alerts of it arrived."""
+    from otsentry.correlation import correlate
+
+    window = sorted({a.window_start for a in campaign.alerts})[0]
+    same = [a for a in campaign.alerts if a.window_start == window]
+    assert len(same) >= 2
+    broker = MemoryBroker(partitions=2)
+    broker.create_topic(A)
+    pub = broker.publisher()
+    worker = _worker(broker, tmp_path / "state.json")
+    from dataclasses import replace
+
+    first, rest = same[-1:], same[:-1]  # the last of the window first: folded alone, it would name the incident
+    for a in first:
+        pub.publish(A, encode_alert(replace(a, incident_id="")), key=a.id.encode(), partition=0)
+    _drain(worker, 5)  # nothing else arrives for a while: the consumer is caught up
+    for a in rest:
+        pub.publish(A, encode_alert(replace(a, incident_id="")), key=a.id.encode(), partition=1)
+    _drain(worker, 5)
+    worker.finish()
+    worker.close()
+    _, expected = correlate([replace(a, incident_id="") for a in same], idle_gap_s=120.0)
+    assert list(_latest(broker, INC)) == [i.id for i in expected]
+
+
+def test_an_alert_of_an_undeclared_rule_is_dead_lettered_not_a_crash(campaign, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    broker = MemoryBroker(partitions=1)
+    for t in (A, "dead"):
+        broker.create_topic(t)
+    alien = replace(campaign.alerts[0], rule_id="policy.from_the_future", incident_id="")
+    broker.publisher().publish(A, encode_alert(alien), key=b"x")
+    worker = _worker(broker, tmp_path / "state.json", deadletter_topic="dead")
+    _drain(worker, 3)
+    worker.finish()
+    worker.close()
+    assert worker.malformed == 1 and len(broker.records("dead")) == 1 and not broker.records(INC)
