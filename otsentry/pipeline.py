@@ -46,7 +46,7 @@ def iter_window_batches(paths: Sequence[Path], window_s: float, config: Collecto
         for path in paths:
             for group in window_batches_from_capture(path, window_s, config):
                 if current is not None:
-                    current[0] = str(path)
+                    current[0] = str(Path(path).resolve())
                 yield group
 
     return _counted(groups(), progress)
@@ -74,7 +74,7 @@ def completed(closed: Iterator[ClosedWindows], paths: Sequence[Path] = (), curre
             if c.source != source:
                 state, source = ValueState(), c.source
             if current is not None and paths:
-                current[0] = str(paths[c.source])
+                current[0] = str(Path(paths[c.source]).resolve())
             if watch and side is not None:
                 side.extend(watch.observe(c.pairs))
             yield c.complete(state).windows()
@@ -185,6 +185,8 @@ class RunResult:
     detection: Detection
     sensor: str = ""  # live capture: drops and parser health, for the last line
     incidents: list[Incident] = field(default_factory=list)
+    severities: dict[str, int] = field(default_factory=dict)  # alerts by severity (live runs keep no list)
+    incident_count: int = 0
 
 
 class _Emitter:
@@ -192,11 +194,14 @@ class _Emitter:
     incidents go to ``on_incident`` when they close (idle for the gap in window time) and at the end."""
 
     def __init__(self, on_alert: Callable[[Alert], None] | None, on_incident: Callable[[Incident], None] | None,
-                 idle_gap_s: float, current: list[str] | None = None) -> None:
+                 idle_gap_s: float, current: list[str] | None = None, keep: bool = True) -> None:
         self.on_alert, self.on_incident, self.current = on_alert, on_incident, current
         self.correlator = Correlator(idle_gap_s)
+        self.keep = keep  # a months-long live run hands alerts on and keeps counts only
         self.alerts: list[Alert] = []
         self.incidents: list[Incident] = []
+        self.severities: dict[str, int] = {}
+        self.incident_count = 0
 
     def alerts_of(self, batch: list[Alert], windows: Sequence[FeatureWindow] = ()) -> None:
         """A batch in ``alert_order``, correlated one window time at a time (as ``correlate`` does)."""
@@ -206,7 +211,9 @@ class _Emitter:
             for a in self.correlator.add_window(group):
                 if self.current is not None and self.current[0] and not a.capture:
                     a = replace(a, capture=self.current[0])
-                self.alerts.append(a)
+                self.severities[a.severity] = self.severities.get(a.severity, 0) + 1
+                if self.keep:
+                    self.alerts.append(a)
                 if self.on_alert is not None:
                     self.on_alert(a)
         if windows:
@@ -217,7 +224,9 @@ class _Emitter:
 
     def _closed(self, incidents: list[Incident]) -> None:
         for i in incidents:
-            self.incidents.append(i)
+            self.incident_count += 1
+            if self.keep:
+                self.incidents.append(i)
             if self.on_incident is not None:
                 self.on_incident(i)
 
@@ -237,7 +246,7 @@ def run(paths: Sequence[Path], bundle=None, learn_for_s: float | None = None, wi
         raise PipelineError("give either a model (--model) or a learning period (--learn-for), not both or neither")
     if bundle is not None and abs(bundle.window_s - window_s) > 1e-9:
         window_s = bundle.window_s  # the model decides the window length it was trained on
-    current = [str(paths[0]) if paths else ""]
+    current = [str(Path(paths[0]).resolve()) if paths else ""]
     watch = _watch(bundle, window_s)
     side: list[Alert] = []
     # register values tracked here in both modes (jobs give exactly what in-place tracking gives), so the process
@@ -296,7 +305,8 @@ def run_batches(batches: Iterable[list[FeatureWindow]], bundle=None, learn_for_s
         )
     out.alerts_of(_with_side(detection.flush(), side))
     out.finish()
-    return RunResult(out.alerts, detection.windows, len(learning), bundle, detection, incidents=out.incidents)
+    return RunResult(out.alerts, detection.windows, len(learning), bundle, detection, incidents=out.incidents,
+                     severities=out.severities, incident_count=out.incident_count)
 
 
 def _watch(bundle, window_s: float):
@@ -332,7 +342,7 @@ def run_live(iface: str, bundle, config: CollectorConfig | None = None, *, bpf: 
     config = config or CollectorConfig()
     window_s = bundle.window_s
     detection = Detection(bundle)
-    out = _Emitter(on_alert, on_incident, idle_gap_s)
+    out = _Emitter(on_alert, on_incident, idle_gap_s, keep=False)
     watch, side = _watch(bundle, window_s), []
     health = ""
     state = ValueState()
@@ -359,7 +369,8 @@ def run_live(iface: str, bundle, config: CollectorConfig | None = None, *, bpf: 
                 score(item)
     out.alerts_of(detection.flush())
     out.finish()
-    return RunResult(out.alerts, detection.windows, 0, bundle, detection, health, out.incidents)
+    return RunResult(out.alerts, detection.windows, 0, bundle, detection, health, out.incidents, out.severities,
+                     out.incident_count)
 
 
 def live_closed(iface: str, window_s: float, config: CollectorConfig, bpf: str | None, count: int | None,
@@ -392,6 +403,8 @@ def live_closed(iface: str, window_s: float, config: CollectorConfig, bpf: str |
     health = capture.health_line()
     if recorder is not None:
         health += f"; {recorder.written:,} packets recorded in {recorder.directory}"
+        if recorder.failed:
+            health += f", then recording stopped: {recorder.failed} ({recorder.lost:,} packets not recorded)"
     yield health
 
 

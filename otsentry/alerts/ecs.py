@@ -205,9 +205,16 @@ def _epoch(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
+def _first(ids: Any) -> str:
+    if isinstance(ids, str):
+        return ids
+    return str(ids[0]) if isinstance(ids, list) and ids else ""
+
+
 def alert_from_ecs(doc: dict[str, Any]) -> Alert:
     """The Alert behind an ECS document of ``to_ecs`` (a line of ``--alerts-out``); window times keep the
-    document's millisecond precision. Raises ``KeyError``/``ValueError``/``TypeError`` for another document."""
+    document's millisecond precision. Raises ``KeyError``/``ValueError``/``TypeError``/``AttributeError`` for
+    another document (callers turn them into one line)."""
     ots, event = doc["otsentry"], doc["event"]
     return Alert(
         id=str(event["id"]), rule_id=doc["rule"]["id"], rule_name=doc["rule"]["name"],
@@ -223,7 +230,7 @@ def alert_from_ecs(doc: dict[str, Any]) -> Alert:
         function_codes=tuple(int(c) for c in ots.get("function_codes", ())),
         server_port=int(doc.get("destination", {}).get("port", 0)),
         transport=doc.get("network", {}).get("transport", "tcp"),
-        technique_id=(doc.get("threat", {}).get("technique", {}).get("id") or [""])[0],
+        technique_id=_first(doc.get("threat", {}).get("technique", {}).get("id")),
         incident_id=ots.get("incident", {}).get("id", ""),
         first_frame=int(ots.get("capture", {}).get("first_frame", 0)),
         last_frame=int(ots.get("capture", {}).get("last_frame", 0)),

@@ -74,12 +74,39 @@ class Vendors:
 
 @lru_cache(maxsize=1)
 def vendors() -> Vendors:
-    """The machine's database (``OTSENTRY_MANUF``, then Wireshark's usual places); empty when there is none."""
+    """The machine's database (``OTSENTRY_MANUF``, then Wireshark's usual places, then ``tshark -G manuf`` of
+    Wireshark 4.2 and later, which build the file in); empty, with one warning, when there is none."""
     env = os.environ.get("OTSENTRY_MANUF")
     candidates = [Path(env)] if env else list(MANUF_PATHS)
     for path in candidates:
         if path.is_file():
             return Vendors(path)
-    log.warning("no Wireshark manuf database found (%s): MAC vendors are left empty; install tshark or set "
-                "OTSENTRY_MANUF", ", ".join(str(p) for p in candidates))
+    if not env:
+        dumped = _tshark_manuf()
+        if dumped is not None:
+            return dumped
+    log.warning("no Wireshark manuf database found (%s, nor tshark -G manuf): MAC vendors are left empty; install "
+                "tshark or set OTSENTRY_MANUF", ", ".join(str(p) for p in candidates))
     return Vendors(None)
+
+
+def _tshark_manuf() -> Vendors | None:
+    import shutil
+    import subprocess
+    import tempfile
+
+    tshark = shutil.which("tshark")
+    if tshark is None:
+        return None
+    try:
+        out = subprocess.run([tshark, "-G", "manuf"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if "\t" not in out:
+        return None
+    with tempfile.NamedTemporaryFile("w", suffix=".manuf", delete=False) as f:
+        f.write(out)
+    try:
+        return Vendors(Path(f.name))
+    finally:
+        os.unlink(f.name)

@@ -58,9 +58,9 @@ def assets_cmd(captures, model, as_json, variables, es_url, es_prefix, config_pa
         raise UserError("give capture files, or --model MODEL to show the inventory a bundle learned")
     bundle = None
     if model is not None:
-        from otsentry.cli.detect import _load_bundle
+        from otsentry.cli.detect import load_bundle
 
-        bundle = _load_bundle(model)
+        bundle = load_bundle(model)
     if variables:
         _variables(captures, bundle, model, as_json, collector_config(config_path, ports, pairing_timeout))
         return

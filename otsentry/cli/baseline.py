@@ -19,7 +19,8 @@ def baseline() -> None:
     """Teach the baseline what analysts accepted as legitimate, and show what it holds."""
 
 
-def _read_alerts(path: Path):
+def read_alerts(path: Path) -> list:
+    """The alerts of an ECS JSONL file (``run --alerts-out``, a Kibana export); a bad line is a one-line error."""
     from otsentry.alerts.ecs import alert_from_ecs
 
     alerts = []
@@ -32,7 +33,7 @@ def _read_alerts(path: Path):
             continue
         try:
             alerts.append(alert_from_ecs(json.loads(line)))
-        except (ValueError, KeyError, TypeError, IndexError) as exc:
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
             raise UserError(f"{path}:{n}: not an otsentry alert document ({type(exc).__name__}: {exc})") from None
     return alerts
 
@@ -55,12 +56,12 @@ def accept_cmd(model, alerts_path, ids, incident, reason, by, output) -> None:
     Running the same traffic with the new bundle no longer raises those alerts and still raises every other one.
     Anomaly-model alerts cannot be accepted (retrain on traffic that holds the change), nor sensor alerts.
     """
-    from otsentry.cli.detect import _load_bundle
+    from otsentry.cli.detect import load_bundle
     from otsentry.detectors.acceptance import ACCEPTABLE_RULES, NotAcceptable
 
     if bool(ids) == bool(incident):
         raise UserError("give --id ALERT_ID (one or more) or --incident ID")
-    alerts = _read_alerts(alerts_path)
+    alerts = read_alerts(alerts_path)
     if ids:
         by_id = {a.id: a for a in alerts}
         missing = [i for i in ids if i not in by_id]
@@ -72,11 +73,12 @@ def accept_cmd(model, alerts_path, ids, incident, reason, by, output) -> None:
         members = [a for a in alerts if a.incident_id == incident]
         if not members:
             raise UserError(f"{alerts_path}: no alert of incident {incident}")
-        chosen = [a for a in members if a.rule_id in ACCEPTABLE_RULES]
-        skipped = [a for a in members if a.rule_id not in ACCEPTABLE_RULES]
+        acceptable = ACCEPTABLE_RULES | {"policy.process_value_out_of_range"}
+        chosen = [a for a in members if a.rule_id in acceptable]
+        skipped = [a for a in members if a.rule_id not in acceptable]
         if not chosen:
             raise UserError(f"incident {incident} holds no policy alert that can be accepted")
-    bundle = _load_bundle(model)
+    bundle = load_bundle(model)
     try:
         new = bundle.with_accepted(chosen, reason, by or getpass.getuser(), incident or "")
     except (NotAcceptable, ValueError) as exc:
@@ -94,9 +96,9 @@ def accept_cmd(model, alerts_path, ids, incident, reason, by, output) -> None:
 @click.option("--json", "as_json", is_flag=True, help="The training facts and the audit trail as one JSON object.")
 def show_cmd(model, as_json) -> None:
     """What a bundle learned from, and every acceptance since (when, who, why, which alerts)."""
-    from otsentry.cli.detect import _load_bundle
+    from otsentry.cli.detect import load_bundle
 
-    bundle = _load_bundle(model)
+    bundle = load_bundle(model)
     accepted = bundle.policy.accepted_.to_state() if hasattr(bundle.policy, "accepted_") else []
     if as_json:
         click.echo(json.dumps({"training": {"windows": bundle.training.windows, "pairs": bundle.training.pairs,

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from otsentry.cli.common import UserError, parse_duration
-from otsentry.cli.stream import _setup_logs
+from otsentry.cli.stream import setup_logs
 from otsentry.cli.streamopts import stream_options, stream_params, stream_settings
 
 CORRELATE_SKIP = frozenset({"kafka.group", "kafka.features_topic", "stream.window_s", "stream.source",
@@ -53,7 +53,7 @@ def correlate_cmd(group: str, incident_gap: str, lateness: str, state_path: Path
         raise click.BadParameter("must not be empty", param_hint="--group")
     settings = stream_settings(config_path, stream_params(kwargs))
     settings = replace(settings, kafka=replace(settings.kafka, group=group))
-    _setup_logs(settings)
+    setup_logs(settings)
     try:
         worker, _ = run_correlator(settings, state_path or _default_state(group), parse_duration(incident_gap),
                                    parse_duration(lateness),

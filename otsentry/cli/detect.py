@@ -21,7 +21,7 @@ WINDOW = click.option("--window", "window", default="10s", show_default=True, me
                       help="Length of the tumbling feature windows (e.g. 10s, 1m).")
 
 
-def _load_bundle(model: Path):
+def load_bundle(model: Path):
     from otsentry.detectors.bundle import BundleError, ModelBundle
 
     try:
@@ -160,7 +160,7 @@ def run_cmd(captures, iface, model, learn_for, alerts_out, incidents_out, incide
     recording = _recording(pcap_dir, pcap_retention, pcap_file_size) if pcap_dir is not None else None
     if recording is not None and not iface:
         raise UserError("--pcap-dir records a live interface (--iface): a capture file is its own record")
-    bundle = _load_bundle(model) if model is not None else None
+    bundle = load_bundle(model) if model is not None else None
     table = AlertTable(sys.stdout) if fmt == "table" else None
     sink = JsonlSink(alerts_out) if alerts_out is not None else None
     incident_file = incidents_sink(incidents_out) if incidents_out is not None else None
@@ -205,11 +205,11 @@ def run_cmd(captures, iface, model, learn_for, alerts_out, incidents_out, incide
             if f is not None:
                 f.close()
         es_summary = _close_es_sink(es) + _close_es_sink(es_incidents).replace(" indexed", " incidents indexed")
-    by_sev = Counter(a.severity for a in result.alerts)
+    by_sev = Counter(result.severities)
     sev = ", ".join(f"{by_sev[s]} {s}" for s in ("critical", "high", "medium", "low") if by_sev[s]) or "none"
     learned = f"learned from {result.learned_windows} windows, " if learn_for else ""
     click.echo(f"otsentry: {learned}scored {result.windows} windows in {time.monotonic() - t0:.1f} s: "
-               f"{len(result.alerts)} alerts ({sev}) in {len(result.incidents)} incidents"
+               f"{sum(by_sev.values())} alerts ({sev}) in {result.incident_count} incidents"
                + (f"; written to {alerts_out}" if alerts_out else "")
                + (f"; incidents to {incidents_out}" if incidents_out else "")
                + es_summary + (f"; {result.sensor}" if result.sensor else ""), err=True)
@@ -302,7 +302,7 @@ def evaluate_cmd(capture, labels, model, learn_for, as_json, window, config_path
         raise UserError("give either --model MODEL or --learn-for DURATION")
     truth = load_labels(labels)
     config = collector_config(config_path, ports, pairing_timeout)
-    bundle = _load_bundle(model) if model is not None else None
+    bundle = load_bundle(model) if model is not None else None
     update, close = _progress(progress, "scoring")
     try:
         result = run([capture], bundle, parse_duration(learn_for) if learn_for else None, parse_duration(window),

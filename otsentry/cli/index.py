@@ -16,7 +16,7 @@ import click
 
 from otsentry.alerts.elastic_template import DEFAULT_PREFIX
 from otsentry.cli.alerts import ES_HELP, es_client
-from otsentry.cli.stream import _setup_logs
+from otsentry.cli.stream import setup_logs
 from otsentry.cli.streamopts import stream_options, stream_params, stream_settings
 
 # Config keys that do not apply to the indexer (their flags are left out); kafka.group: see the module docstring.
@@ -61,7 +61,7 @@ def index_cmd(es_url: str, es_prefix: str, group: str, incidents: bool, config_p
         raise click.BadParameter("must not be empty", param_hint="--group")
     settings = stream_settings(config_path, stream_params(kwargs))
     settings = replace(settings, kafka=replace(settings.kafka, group=group))
-    _setup_logs(settings)
+    setup_logs(settings)
     if settings.daemon.log_level != "debug":  # the client logs every request at INFO
         logging.getLogger("elastic_transport").setLevel(logging.WARNING)
     client, config = es_client(es_url, timeout_s=ES_TIMEOUT_S)

@@ -28,11 +28,11 @@ def pcap() -> None:
               help="Also take this much before and after the alert's window (e.g. 30s; default: the window only).")
 def extract_cmd(alert_id, alerts_path, output, capture, pcap_dir, margin) -> None:
     """Write the packets of the alert's window between its two hosts (on its service, for a conversation alert)."""
-    from otsentry.cli.baseline import _read_alerts
+    from otsentry.cli.baseline import read_alerts
     from otsentry.collectors.extract import extract_packets
     from otsentry.collectors.types import CaptureError
 
-    alert = next((a for a in _read_alerts(alerts_path) if a.id == alert_id), None)
+    alert = next((a for a in read_alerts(alerts_path) if a.id == alert_id), None)
     if alert is None:
         raise UserError(f"{alerts_path}: no alert with id {alert_id}")
     if not alert.client_ip and not alert.server_ip:
@@ -57,6 +57,8 @@ def extract_cmd(alert_id, alerts_path, output, capture, pcap_dir, margin) -> Non
                                alert.client_ip or alert.server_ip, alert.server_ip if alert.client_ip else "", port)
     except CaptureError as exc:
         raise UserError(str(exc)) from None
+    except ValueError as exc:  # an address the alert document holds that is not one
+        raise UserError(f"alert {alert_id}: {exc}") from None
     where = source if isinstance(source, Path) else f"{len(source)} rolling file(s) in {pcap_dir}"
     frames = f" (frames {done.first_frame}-{done.last_frame} of {where})" if done.packets else ""
     click.echo(f"{done.packets} packets written to {output}{frames}"

@@ -13,7 +13,7 @@ from otsentry.collectors.collector import CollectorConfig
 from otsentry.collectors.types import CaptureError
 
 
-def _setup_logs(settings: Any) -> None:
+def setup_logs(settings: Any) -> None:
     from otsentry.stream.daemon import setup_logging
 
     setup_logging(settings.daemon.log_format, settings.daemon.log_level)
@@ -35,12 +35,12 @@ def detect_cmd(model: Path, config_path: Path | None, **kwargs: Any) -> None:
 
     Secrets come from the environment only: OTSENTRY_KAFKA_SASL_PASSWORD, OTSENTRY_KAFKA_SSL_PASSWORD.
     """
-    from otsentry.cli.detect import _load_bundle
+    from otsentry.cli.detect import load_bundle
     from otsentry.stream.service import run_detector
 
     settings = stream_settings(config_path, stream_params(kwargs))
-    _setup_logs(settings)
-    bundle = _load_bundle(model)
+    setup_logs(settings)
+    bundle = load_bundle(model)
     worker, _ = run_detector(bundle, settings)
     if worker is None:
         raise SystemExit(1)
@@ -52,7 +52,7 @@ def publish(captures: Sequence[Path] | None, config: CollectorConfig, config_pat
     from otsentry.stream.service import run_collector
 
     settings = stream_settings(config_path, params)
-    _setup_logs(settings)
+    setup_logs(settings)
     try:
         stats, _ = run_collector(captures, settings, config, **live)
     except CaptureError as exc:

@@ -51,9 +51,7 @@ def extract_packets(capture: Path | Sequence[Path], output: Path, start: float, 
     tmp = output.with_name(output.name + ".tmp")
     try:
         with tmp.open("wb") as out:
-            for chunk in _chunks(sources):
-                if chunk.ts_ns[0] >= hi_ns if len(chunk.ts_ns) else False:
-                    break
+            for chunk in _chunks(sources):  # all of it: capture timestamps need not be in order
                 p = decode_packets(chunk)
                 src_a = (p.src_hi == a[0]) & (p.src_lo == a[1])
                 dst_a = (p.dst_hi == a[0]) & (p.dst_lo == a[1])

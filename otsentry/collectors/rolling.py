@@ -4,7 +4,9 @@ Every chunk the sensor decodes is also appended to pcap files in one directory (
 type of the capture), a new file once the current one passes ``file_bytes``, the oldest files deleted while the
 directory holds more than ``retention_bytes``. File names carry the first packet's time (``otsentry-<epoch ns>.pcap``)
 so the files covering an alert's window are found by name. Records are written as a whole chunk at once
-(vectorised: one ``write`` per chunk), so recording costs the capture process little.
+(vectorised: one ``write`` per chunk), so recording costs the capture process little. Retention is checked when a
+file starts, so the directory may hold one file more than ``retention_bytes`` for a while; file names follow packet
+time, so a clock stepped backwards makes a new file sort first (it is then the one kept, older ones deleted).
 """
 
 from __future__ import annotations
@@ -63,8 +65,23 @@ class RollingPcap:
         self._linktype: int | None = None
         self.written = 0  # packets
         self.deleted = 0  # files removed by retention
+        self.failed = ""  # why recording stopped (a full disk...): detection goes on, the health line says so
+        self.lost = 0  # packets not recorded since
 
     def write(self, chunk: Chunk) -> None:
+        """Record a chunk; an I/O error stops recording (counted, logged once), never the sensor."""
+        if self.failed:
+            self.lost += len(chunk)
+            return
+        try:
+            self._write(chunk)
+        except OSError as exc:
+            self.failed = f"{exc.strerror or exc} ({self.directory})"
+            self.lost += len(chunk)
+            log.error("rolling capture stopped: %s; detection goes on without it", self.failed)
+            self._close_file()
+
+    def _write(self, chunk: Chunk) -> None:
         n = len(chunk)
         if not n:
             return
@@ -82,6 +99,7 @@ class RollingPcap:
         out[_ranges(start + 16, caplen)] = buf[_ranges(chunk.offset.astype(np.int64), caplen)]
         assert self._file is not None
         self._file.write(out.tobytes())
+        self._file.flush()  # an extract from a live sensor sees the packets up to the last chunk
         self._size += len(out)
         self.written += n
 
@@ -107,7 +125,10 @@ class RollingPcap:
 
     def _close_file(self) -> None:
         if self._file is not None:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError:
+                pass
             self._file = None
 
     def close(self) -> None:

@@ -27,12 +27,14 @@ from otsentry.records import Alert, Incident, IncidentStep
 __all__ = ["DEFAULT_IDLE_GAP_S", "Correlator", "alert_order", "correlate", "incident_id"]
 
 DEFAULT_IDLE_GAP_S = 900.0
+DEFAULT_MAX_DURATION_S = 86400.0
 SEVERITIES = ("low", "medium", "high", "critical")
 RISK = {"low": 21.0, "medium": 47.0, "high": 73.0, "critical": 99.0}
 SENSOR = ""  # the "host" of sensor-wide alerts
 
 
 def incident_id(first_alert_id: str) -> str:
+    """Deterministic: the same first alert (itself a hash of window, pair and rule) gives the same incident."""
     return hashlib.sha256(f"incident|{first_alert_id}".encode()).hexdigest()[:32]
 
 
@@ -192,10 +194,10 @@ class Correlator:
     ``flush()`` closes all of them at the end of a stream.
     """
 
-    def __init__(self, idle_gap_s: float = DEFAULT_IDLE_GAP_S) -> None:
-        if not idle_gap_s > 0:
-            raise ValueError(f"idle_gap_s must be > 0, got {idle_gap_s!r}")
-        self.idle_gap_s = idle_gap_s
+    def __init__(self, idle_gap_s: float = DEFAULT_IDLE_GAP_S, max_duration_s: float = DEFAULT_MAX_DURATION_S) -> None:
+        if not idle_gap_s > 0 or not max_duration_s > 0:
+            raise ValueError(f"idle_gap_s and max_duration_s must be > 0, got {idle_gap_s!r}, {max_duration_s!r}")
+        self.idle_gap_s, self.max_duration_s = idle_gap_s, max_duration_s
         self._open: list[_Open] = []  # in order of start
         self._folded: dict[int, _Open] = {}  # within one add_window: folded incident -> the one it went into
         self.closed = 0
@@ -237,15 +239,21 @@ class Correlator:
         return incident
 
     def close_idle(self, now: float) -> list[Incident]:
-        """Incidents whose last alert is more than ``idle_gap_s`` before window time ``now``."""
-        done = [i for i in self._open if now - i.last_seen > self.idle_gap_s]
+        """Incidents whose last alert is more than ``idle_gap_s`` before window time ``now``, and those open for
+        more than ``max_duration_s`` (a host that never goes quiet: the next alert opens a new incident, so memory
+        and a daemon's checkpoint stay bounded)."""
+        def over(i: _Open) -> bool:
+            return now - i.last_seen > self.idle_gap_s or now - i.first.window_start > self.max_duration_s
+
+        done = [i for i in self._open if over(i)]
         if not done:
             return []
-        self._open = [i for i in self._open if now - i.last_seen <= self.idle_gap_s]
+        self._open = [i for i in self._open if not over(i)]
         self.closed += len(done)
         return [i.freeze() for i in done]
 
     def open_incidents(self) -> list[Incident]:
+        """The open incidents as they stand (nothing is closed)."""
         return [i.freeze() for i in self._open]
 
     def flush(self) -> list[Incident]:

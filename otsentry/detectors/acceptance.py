@@ -52,9 +52,13 @@ def facts_of(alert: Alert) -> list[tuple[tuple[Hashable, ...], Bound]]:
     """The facts an alert reported, each with the bound it showed (see the module docstring)."""
     r = alert.rule_id
     if r not in ACCEPTABLE_RULES:
-        raise NotAcceptable(f"alert {alert.id} ({r}) cannot be accepted as normal: "
-                            + ("anomaly models learn from windows: retrain (otsentry train) on traffic that holds "
-                               "the change" if r.startswith("anomaly.") else "the sensor's evidence is never normal"))
+        if r.startswith("anomaly."):
+            why = "anomaly models learn from windows: retrain (otsentry train) on traffic that holds the change"
+        elif r == "policy.process_value_out_of_range":
+            why = "it widens the bundle's process variables (ModelBundle.with_accepted), not the policy's facts"
+        else:
+            why = "the sensor's evidence is never normal"
+        raise NotAcceptable(f"alert {alert.id} ({r}) cannot be accepted as normal: {why}")
     pair = (alert.client_ip, alert.server_ip, alert.unit_id)
     ev = _evidence(alert)
     if r == "policy.new_talker":

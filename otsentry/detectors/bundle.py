@@ -107,7 +107,9 @@ class ModelBundle:
         which alerts); models and inventory are unchanged. ``NotAcceptable`` (a ValueError) names an alert no
         policy fact can allow."""
         alerts = list(alerts)
-        if self.policy is None or not hasattr(self.policy, "accept"):
+        process = [a for a in alerts if a.rule_id == PROCESS_RULE]
+        rest = [a for a in alerts if a.rule_id != PROCESS_RULE]
+        if rest and (self.policy is None or not hasattr(self.policy, "accept")):
             raise BundleError("this bundle has no policy baseline to accept alerts into")
         if not reason.strip():
             raise ValueError("a reason is required: it is what the audit trail is for")
@@ -116,7 +118,8 @@ class ModelBundle:
             rules[a.rule_id] = rules.get(a.rule_id, 0) + 1
         entry = {"accepted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "by": by, "reason": reason,
                  "alerts": [a.id for a in alerts], "rules": dict(sorted(rules.items())), "incident": incident or None}
-        return replace(self, policy=self.policy.accept(alerts), audit=(*self.audit, entry))
+        policy = self.policy.accept(rest) if rest else self.policy
+        return replace(self, policy=policy, variables=_widened(self.variables, process), audit=(*self.audit, entry))
 
     def save(self, path: str | Path) -> Path:
         """Write the bundle atomically (temporary file, then rename) and return its path."""
@@ -207,6 +210,30 @@ class ModelBundle:
             variables=variables,
             audit=tuple(manifest.get("audit", ())),
         )
+
+
+PROCESS_RULE = "policy.process_value_out_of_range"
+
+
+def _widened(variables: tuple[ProcessVariable, ...], alerts: list[Alert]) -> tuple[ProcessVariable, ...]:
+    """The process variables with the values these alerts reported taken into their learned ranges."""
+    if not alerts:
+        return variables
+    seen: dict[tuple[str, int, str, int], list[float]] = {}
+    for a in alerts:
+        for e in a.evidence:  # evidence names are "<table>_<address>", values the register's value
+            table, _, address = e.name.rpartition("_")
+            if not address.isdigit():
+                raise ValueError(f"alert {a.id}: evidence {e.name!r} names no register")
+            seen.setdefault((a.server_ip, a.unit_id, table, int(address)), []).append(e.value)
+    out = []
+    for v in variables:
+        extra = seen.pop(v.key, None)
+        out.append(replace(v, low=min(v.low, *extra), high=max(v.high, *extra)) if extra else v)
+    if seen:
+        raise ValueError(f"registers {', '.join(f'{k[2]} {k[3]} of {k[0]} unit {k[1]}' for k in seen)} are not "
+                         "process variables of this bundle")
+    return tuple(out)
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:

@@ -149,3 +149,10 @@ def test_the_readme_documents_every_rule_with_its_technique() -> None:
         assert row is not None, f"{rule_id} is not in the README's ATT&CK table"
         tech = declared.technique_for()
         assert (tech.id if tech else "none") in row and f"| {declared.kind} |" in row, rule_id
+
+
+def test_an_incident_that_never_goes_quiet_closes_after_a_day() -> None:
+    alerts = [alert("policy.first_write", T0 + 600 * i) for i in range(6 * 50)]  # every 10 min for 50 hours
+    _, incidents = correlate(alerts)
+    assert [i.alert_count for i in incidents] == [145, 145, 10]  # a day each, the rest: bounded state
+    assert all(i.end - i.start <= 86400 + 10 for i in incidents)

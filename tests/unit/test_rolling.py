@@ -70,3 +70,19 @@ def test_sizes() -> None:
             parse_size(bad)
     with pytest.raises(ValueError, match="larger than the retention"):
         RollingPcap(Path("/tmp/nonexistent-roll"), 1 << 20, 2 << 20)
+
+
+def test_a_write_error_stops_recording_not_the_sensor(tmp_path: Path, monkeypatch) -> None:
+    roll = RollingPcap(tmp_path / "roll", 64 << 20, 100 << 10)
+    with open_capture(DEMO, chunk_bytes=32 << 10) as reader:
+        chunks = list(reader.chunks())
+    roll.write(chunks[0])
+
+    def full(*_a, **_k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(roll, "_write", full)
+    for c in chunks[1:]:
+        roll.write(c)  # no exception: the capture goes on
+    assert "No space left" in roll.failed and roll.lost == sum(len(c) for c in chunks[1:])
+    roll.close()

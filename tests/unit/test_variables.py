@@ -84,3 +84,16 @@ def test_inventory_pass_feeds_the_book(plant) -> None:
     book = VariableBook()
     inventory_from_captures([Path(normal)], variables=book)
     assert {v.table for v in book.variables()} >= {"coil", "holding_register"}
+
+
+def test_accepting_a_process_value_alert_widens_exactly_that_register(plant, tmp_path) -> None:
+    _, attack, model = plant
+    bundle = ModelBundle.load(model)
+    alerts = [a for a in run([attack], bundle=bundle).alerts if a.rule_id == RULE]
+    accepted = bundle.with_accepted(alerts[:1], "new setpoint approved", "analyst")
+    path = accepted.save(tmp_path / "accepted.otsb")
+    again = [a for a in run([attack], bundle=ModelBundle.load(path)).alerts if a.rule_id == RULE]
+    assert again == [a for a in alerts if a.evidence[0].name != alerts[0].evidence[0].name or
+                     a.server_ip != alerts[0].server_ip]
+    changed = [(v, w) for v, w in zip(bundle.variables, accepted.variables) if v != w]
+    assert len(changed) == 1 and changed[0][1].high == 9999.0
