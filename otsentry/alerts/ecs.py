@@ -14,7 +14,7 @@ from typing import Any
 
 from otsentry import __version__
 from otsentry.attack import FRAMEWORK, Technique, technique
-from otsentry.records import Alert, Asset, FeatureEvidence, Incident
+from otsentry.records import Alert, Asset, FeatureEvidence, Incident, ProcessVariable
 
 # ECS event.severity is numeric; these follow Elastic's detection-rule convention.
 SEVERITY_NUMBER = {"low": 21, "medium": 47, "high": 73, "critical": 99}
@@ -236,3 +236,25 @@ def alert_from_ecs(doc: dict[str, Any]) -> Alert:
         last_frame=int(ots.get("capture", {}).get("last_frame", 0)),
         capture=ots.get("capture", {}).get("path") or "",
     )
+
+
+def variable_to_ecs(v: ProcessVariable, observer_name: str | None = None) -> dict[str, Any]:
+    """The ECS document for one process variable (index ``otsentry-variables``), replaced as it is re-learned."""
+    import hashlib
+
+    key = f"variable|{v.server}|{v.unit}|{v.table}|{v.address}"
+    return {
+        "@timestamp": iso(v.last_ts),
+        "event": {"kind": "state", "category": ["host"], "type": ["info"], "module": "otsentry",
+                  "dataset": "otsentry.variables", "id": hashlib.sha256(key.encode()).hexdigest()[:32]},
+        "host": {"ip": [v.server]},
+        "related": {"ip": [v.server]},
+        "observer": observer(observer_name),
+        "message": f"{v.server} unit {v.unit} {v.table.replace('_', ' ')} {v.address}: {v.low:g}-{v.high:g}, "
+                   f"last {v.last_value:g}",
+        "otsentry": {"variable": {
+            "server": v.server, "unit": v.unit, "table": v.table, "address": v.address, "reads": v.reads,
+            "low": v.low, "high": v.high, "typical_change": v.typical_change, "period_s": v.period_s,
+            "last_value": v.last_value, "counter": v.counter, "setpoint": v.written,
+        }},
+    }

@@ -128,7 +128,25 @@ ASSET_MAPPINGS: dict[str, Any] = {
 }
 
 
-TEMPLATE_PRIORITY = {"alerts": 200, "incidents": 201, "assets": 202}
+VARIABLE_PREFIX = "otsentry-variables"
+VARIABLE_MAPPINGS: dict[str, Any] = {
+    **{k: v for k, v in MAPPINGS.items() if k != "properties"},
+    "properties": {
+        "@timestamp": _DATE,
+        "message": {"type": "text"},
+        "event": MAPPINGS["properties"]["event"],
+        "host": _props(ip=_IP),
+        "related": _props(ip=_IP),
+        "observer": MAPPINGS["properties"]["observer"],
+        "otsentry": _props(variable=_props(
+            server=_IP, unit={"type": "integer"}, table=_KEYWORD, address={"type": "integer"},
+            reads={"type": "long"}, low={"type": "double"}, high={"type": "double"},
+            typical_change={"type": "double"}, period_s={"type": "double"}, last_value={"type": "double"},
+            counter={"type": "boolean"}, setpoint={"type": "boolean"},
+        )),
+    },
+}
+TEMPLATE_PRIORITY = {"alerts": 200, "incidents": 201, "assets": 202, "variables": 203}
 
 
 def _kind(mappings: dict[str, Any] | None) -> str:
@@ -136,6 +154,8 @@ def _kind(mappings: dict[str, Any] | None) -> str:
         return "incidents"
     if mappings is ASSET_MAPPINGS:
         return "assets"
+    if mappings is VARIABLE_MAPPINGS:
+        return "variables"
     return "alerts"
 
 

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from otsentry.alerts.elastic_template import ASSET_PREFIX, INCIDENT_PREFIX, index_pattern
+from otsentry.alerts.elastic_template import ASSET_PREFIX, INCIDENT_PREFIX, VARIABLE_PREFIX, index_pattern
 from otsentry.alerts.kibana_objects import (count_metric, dashboard, data_view, histogram_params, pie, search, terms,
                                             visualization)
 
-__all__ = ["ASSET_COLUMNS", "INCIDENT_COLUMNS", "asset_objects", "incident_objects"]
+__all__ = ["ASSET_COLUMNS", "INCIDENT_COLUMNS", "VARIABLE_COLUMNS", "asset_objects", "incident_objects",
+           "variable_objects"]
 
 INCIDENT_COLUMNS = ["otsentry.incident.severity", "source.ip", "destination.ip", "threat.tactic.name",
                     "otsentry.incident.alert_count", "message"]
+VARIABLE_COLUMNS = ["otsentry.variable.server", "otsentry.variable.unit", "otsentry.variable.table",
+                    "otsentry.variable.address", "otsentry.variable.low", "otsentry.variable.high",
+                    "otsentry.variable.last_value", "otsentry.variable.typical_change", "otsentry.variable.period_s"]
 ASSET_COLUMNS = ["host.ip", "host.mac", "otsentry.asset.vendor", "otsentry.asset.roles",
                  "otsentry.asset.identity.vendor_name", "otsentry.asset.identity.product_code", "message"]
 
@@ -56,7 +60,16 @@ def incident_objects(prefix: str = INCIDENT_PREFIX) -> list[dict[str, Any]]:
     return [view, *vis, table, board]
 
 
-def asset_objects(prefix: str = ASSET_PREFIX) -> list[dict[str, Any]]:
+def variable_objects(prefix: str = VARIABLE_PREFIX) -> list[dict[str, Any]]:
+    """The data view and table of the process variables (a panel of the asset dashboard)."""
+    view = data_view(prefix, index_pattern(prefix), f"otsentry process variables ({prefix})")
+    table = search(f"{prefix}-table", prefix, "otsentry: process variables",
+                   "Per server, unit and register: learned range, last value, change per poll, polling period.",
+                   VARIABLE_COLUMNS)
+    return [view, table]
+
+
+def asset_objects(prefix: str = ASSET_PREFIX, variables_prefix: str = VARIABLE_PREFIX) -> list[dict[str, Any]]:
     dv = prefix
     view = data_view(dv, index_pattern(prefix), f"otsentry assets ({prefix})")
     vis = [
@@ -69,7 +82,9 @@ def asset_objects(prefix: str = ASSET_PREFIX) -> list[dict[str, Any]]:
                 ("otsentry.asset.identity.revision", "Revision", 10)]),
     ]
     table = search(f"{dv}-table", dv, "otsentry: inventory", "Every host with its roles and identity.", ASSET_COLUMNS)
-    layout = [(0, 0, 16, 14), (16, 0, 16, 14), (32, 0, 16, 14), (0, 14, 48, 20)]
-    board = dashboard(f"{dv}-dashboard", "otsentry: assets", "The hosts otsentry saw: roles with evidence, vendors "
-                      "and what the devices said they are.", [*vis, table], layout)
-    return [view, *vis, table, board]
+    variables = variable_objects(variables_prefix)
+    layout = [(0, 0, 16, 14), (16, 0, 16, 14), (32, 0, 16, 14), (0, 14, 48, 20), (0, 34, 48, 20)]
+    board = dashboard(f"{dv}-dashboard", "otsentry: assets", "The hosts otsentry saw: roles with evidence, vendors, "
+                      "what the devices said they are, and their process variables.", [*vis, table, variables[1]],
+                      layout)
+    return [view, *vis, table, *variables, board]

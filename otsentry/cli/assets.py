@@ -43,7 +43,8 @@ def _table(assets, known: set[str] | None) -> None:
               help="The process variables instead: per server, unit and register, the learned range, typical change "
                    "per poll, polling period and last value; with --model and CAPTURES, registers read far outside "
                    "the learned range (as policy.process_value_out_of_range judges) are marked OUT, unseen ones NEW.")
-@click.option("--es", "es_url", default=None, metavar="URL", help="Also index the inventory. " + ES_HELP)
+@click.option("--es", "es_url", default=None, metavar="URL",
+              help="Also index the inventory (with --variables: the variables, into otsentry-variables). " + ES_HELP)
 @click.option("--es-index", "es_prefix", default="otsentry-assets", show_default=True,
               help="Alias and daily-index prefix for --es; a host's document is replaced as it changes.")
 @collector_options
@@ -62,7 +63,14 @@ def assets_cmd(captures, model, as_json, variables, es_url, es_prefix, config_pa
 
         bundle = load_bundle(model)
     if variables:
-        _variables(captures, bundle, model, as_json, collector_config(config_path, ports, pairing_timeout))
+        rows = _variables(captures, bundle, model, as_json, collector_config(config_path, ports, pairing_timeout))
+        if es_url:
+            from otsentry.alerts.ecs import variable_to_ecs
+            from otsentry.alerts.elastic_template import VARIABLE_MAPPINGS, VARIABLE_PREFIX
+
+            prefix = VARIABLE_PREFIX if es_prefix == "otsentry-assets" else es_prefix
+            click.echo("otsentry: variables" + _index([variable_to_ecs(v) for v in rows], es_url, prefix,
+                                                      VARIABLE_MAPPINGS), err=True)
         return
     if captures:
         try:
@@ -87,21 +95,23 @@ def assets_cmd(captures, model, as_json, variables, es_url, es_prefix, config_pa
     if known is not None:
         summary += f", {sum(1 for a in assets if a.ip not in known)} not in {model}"
     if es_url:
-        summary += _index(assets, es_url, es_prefix)
+        from otsentry.alerts.ecs import asset_to_ecs
+        from otsentry.alerts.elastic_template import ASSET_MAPPINGS
+
+        summary += _index([asset_to_ecs(a) for a in assets], es_url, es_prefix, ASSET_MAPPINGS)
     click.echo(summary, err=True)
 
 
-def _index(assets, url: str, prefix: str) -> str:
-    from otsentry.alerts.ecs import asset_to_ecs
+def _index(docs: list[dict], url: str, prefix: str, mappings: dict) -> str:
+    """Index (replacing) ECS documents under ``prefix`` with their template; the summary's tail."""
     from otsentry.alerts.elastic import ElasticError, ElasticSink
-    from otsentry.alerts.elastic_template import ASSET_MAPPINGS
     from otsentry.cli.alerts import es_client
 
     client, config = es_client(url)
-    sink = ElasticSink(client, prefix, display_url=config.url, mappings=ASSET_MAPPINGS, replace=True)
+    sink = ElasticSink(client, prefix, display_url=config.url, mappings=mappings, replace=True)
     try:
-        for a in assets:
-            sink.write_document(asset_to_ecs(a))
+        for doc in docs:
+            sink.write_document(doc)
         sink.close()
     except ElasticError as exc:
         raise UserError(f"{exc} (documents kept in {sink.spool_path})") from None
@@ -110,7 +120,7 @@ def _index(assets, url: str, prefix: str) -> str:
                                                                if pending else "")
 
 
-def _variables(captures, bundle, model, as_json: bool, config) -> None:
+def _variables(captures, bundle, model, as_json: bool, config) -> list:
     from otsentry.assets import inventory_from_captures
     from otsentry.assets.variables import VariableBook
 
@@ -156,6 +166,7 @@ def _variables(captures, bundle, model, as_json: bool, config) -> None:
     if compare:
         summary += f", {out_of_range} read outside their learned range"
     click.echo(summary, err=True)
+    return rows
 
 
 def _outside(seen, learned) -> bool:

@@ -14,7 +14,8 @@ window for as long as it lasts: each finding names the facts it reports (the new
 becomes an alert when at least one of them was not reported in the last ``realert_interval_s`` seconds of *window
 time* (default one hour; ``None``: once per fact); the alert then lists all of the window's facts for that rule and
 refreshes them. So the first window of a state always alerts, a state that persists is re-reported once per
-interval as a reminder, and a new fact (a second new talker) alerts at once. Time is the windows' own, so a capture
+interval as a reminder, a new fact (a second new talker) alerts at once, and a fact that comes back after
+``reappear_s`` unseen (a scan repeated after a quiet spell) alerts at once too. Time is the windows' own, so a capture
 gives the same alerts on every replay; ``detect`` starts from a fresh ``AlertSuppressor`` unless given one, which a
 streaming caller keeps across batches.
 
@@ -45,18 +46,32 @@ ACTION_RULES = frozenset(r.id for r in RULES.values() if r.kind == "action")  # 
 
 
 class AlertSuppressor:
-    """Remembers, per reported fact, the window time it was last reported; decides what may alert again."""
+    """Remembers, per fact, the window time it was last reported and last seen; decides what may alert again.
 
-    def __init__(self, interval_s: float | None) -> None:
-        self.interval_s = interval_s
+    A fact alerts when it was never reported, when its last report is ``interval_s`` old (a persistent state's
+    reminder), or when it comes back after ``reappear_s`` without being seen at all: a scan repeated after a quiet
+    spell is a new occurrence (and, after the incident gap, a new incident), not the same state going on.
+    """
+
+    def __init__(self, interval_s: float | None, reappear_s: float | None = None) -> None:
+        self.interval_s, self.reappear_s = interval_s, reappear_s
         self._last: dict[Hashable, float] = {}
+        self._seen: dict[Hashable, float] = {}
 
     def allows(self, facts: Iterable[Hashable], t: float) -> bool:
         for fact in facts:
             last = self._last.get(fact)
             if last is None or (self.interval_s is not None and abs(t - last) >= self.interval_s):
                 return True
+            seen = self._seen.get(fact, last)
+            if self.reappear_s is not None and t - seen > self.reappear_s:
+                return True
         return False
+
+    def seen(self, facts: Iterable[Hashable], t: float) -> None:
+        for fact in facts:
+            if t > self._seen.get(fact, float("-inf")):
+                self._seen[fact] = t
 
     def record(self, facts: Iterable[Hashable], t: float) -> None:
         for fact in facts:
@@ -104,7 +119,10 @@ class PolicyBaseline:
       learned maximum and are at least ``unanswered_ratio`` of its requests or ``unanswered_burst_min`` above the
       learned maximum: the device stopped answering;
     * ``realert_interval_s``: window-time interval before the same fact of a *state* is reported again (``None``:
-      never); attack actions are never rate-limited.
+      never); attack actions are never rate-limited;
+    * ``reappear_s``: a state's fact not seen for this long that shows again alerts at once (a scan repeated after
+      a quiet spell; ``None``: only the interval above counts). The default is the incident gap, so a repeat
+      after an incident closed opens a new one.
     """
 
     get_params = BaseDetector.get_params
@@ -120,6 +138,7 @@ class PolicyBaseline:
         "write_margin_gaps": Interval(float, 0.0, None), "frozen_rate_factor": Interval(float, 0.0, 1.0),
         "frozen_min_windows": Interval(int, 1, None), "replay_burst_min": Interval(float, 0.0, None),
         "unanswered_ratio": Interval(float, 0.0, 1.0), "unanswered_burst_min": Interval(float, 0.0, None),
+        "reappear_s": Interval(float, 0.0, None, none_ok=True),
     }
 
     def __init__(self, exception_burst_factor: float = 3.0, exception_burst_min: float = 5.0,
@@ -128,7 +147,7 @@ class PolicyBaseline:
                  realert_interval_s: float | None = 3600.0, exception_rate_floor: float = 0.01,
                  exception_tail: float = 1e-5, write_margin_gaps: float = 1.5, frozen_rate_factor: float = 0.25,
                  frozen_min_windows: int = 6, replay_burst_min: float = 2.0, unanswered_ratio: float = 0.3,
-                 unanswered_burst_min: float = 3.0) -> None:
+                 unanswered_burst_min: float = 3.0, reappear_s: float | None = 900.0) -> None:
         self.exception_burst_factor = exception_burst_factor
         self.exception_burst_min = exception_burst_min
         self.exception_rate_floor = exception_rate_floor
@@ -145,6 +164,7 @@ class PolicyBaseline:
         self.pool_writes_per_client = pool_writes_per_client
         self.always_alert_restart = always_alert_restart
         self.realert_interval_s = realert_interval_s
+        self.reappear_s = reappear_s
 
     # -- learning -------------------------------------------------------------------------------------------------
 
@@ -218,7 +238,7 @@ class PolicyBaseline:
 
     def new_suppressor(self) -> AlertSuppressor:
         """Rate-limit memory for a stream of ``detect`` calls (keep one per stream, in window-time order)."""
-        return AlertSuppressor(self.realert_interval_s)
+        return AlertSuppressor(self.realert_interval_s, self.reappear_s)
 
     def findings(self, window: FeatureWindow) -> list[Finding]:
         """Every rule's verdict on one window, without rate limiting (for inspection and tests)."""
@@ -244,7 +264,9 @@ class PolicyBaseline:
                 if finding is None or (accepted and accepted.covers(finding, w)):
                     continue
                 if finding.rule_id not in ACTION_RULES:
-                    if not memory.allows(finding.facts, w.window_start):
+                    allowed = memory.allows(finding.facts, w.window_start)
+                    memory.seen(finding.facts, w.window_start)
+                    if not allowed:
                         continue
                     memory.record(finding.facts, w.window_start)
                 alerts.append(_to_alert(w, finding))

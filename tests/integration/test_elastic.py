@@ -305,3 +305,13 @@ def test_assets_index_one_document_per_host_replaced_on_a_rerun(es, es_url, pref
     assert plcs and all(d["otsentry"]["asset"]["identity"].get("vendor_name") for d in plcs)
     mapping = next(iter(es.indices.get_mapping(index=f"{prefix}-*").values()))["mappings"]["properties"]
     assert mapping["host"]["properties"]["ip"]["type"] == "ip"
+    variables = f"{prefix}-var"
+    try:
+        res = CliRunner().invoke(main, ["assets", str(scenario_pcap), "--variables", "--json", "--es", es_url,
+                                        "--es-index", variables], env=env)
+        assert res.exit_code == 0, res.output
+        rows = [json.loads(line) for line in res.stdout.splitlines()]
+        es.indices.refresh(index=f"{variables}-*")
+        assert int(es.count(index=variables)["count"]) == len(rows) > 50
+    finally:
+        es.options(ignore_status=404).indices.delete_index_template(name=variables)

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from otsentry.alerts.elastic_template import field_types
-from otsentry.alerts.elastic_template import ASSET_MAPPINGS, INCIDENT_MAPPINGS
+from otsentry.alerts.elastic_template import ASSET_MAPPINGS, INCIDENT_MAPPINGS, VARIABLE_MAPPINGS
 from otsentry.alerts.kibana import (KibanaError, import_saved_objects, referenced_fields, saved_objects, soc_objects,
                                     to_ndjson)
 from otsentry.alerts.kibana_views import asset_objects, incident_objects
@@ -41,27 +41,34 @@ def test_every_referenced_field_is_in_the_template_with_the_right_type():
         assert types[field] != "nested", f"{obj_id}: {field} is a nested object, Kibana cannot use it as a field"
 
 
-@pytest.mark.parametrize("objects, mappings, must", [
-    (incident_objects, INCIDENT_MAPPINGS, {"threat.tactic.name", "related.ip", "otsentry.incident.severity"}),
-    (asset_objects, ASSET_MAPPINGS, {"otsentry.asset.roles", "otsentry.asset.identity.product_code", "host.ip"}),
+MAPPINGS_OF_VIEW = {"otsentry-incidents": INCIDENT_MAPPINGS, "otsentry-assets": ASSET_MAPPINGS,
+                    "otsentry-variables": VARIABLE_MAPPINGS}
+
+
+@pytest.mark.parametrize("objects, must", [
+    (incident_objects, {"threat.tactic.name", "related.ip", "otsentry.incident.severity"}),
+    (asset_objects, {"otsentry.asset.roles", "otsentry.asset.identity.product_code", "host.ip",
+                     "otsentry.variable.last_value"}),
 ], ids=["incidents", "assets"])
-def test_incident_and_asset_dashboards_use_fields_their_templates_map(objects, mappings, must):
-    types = field_types(mappings)
-    used = list(referenced_fields(objects()))
+def test_incident_and_asset_dashboards_use_fields_their_templates_map(objects, must):
+    built = objects()
+    view_of = {o["id"]: next((r["id"] for r in o["references"] if r["type"] == "index-pattern"), o["id"])
+               for o in built}
+    used = list(referenced_fields(built))
     assert {f for _, f, _ in used} >= must
     for obj_id, field, use in used:
+        types = field_types(MAPPINGS_OF_VIEW[view_of[obj_id]])
         assert field in types, f"{obj_id}: {field} is not in its index template"
         allowed = NEEDS.get(use)
         if allowed is not None:
             assert types[field] in allowed, f"{obj_id}: {use} on {field} needs {sorted(allowed)}, not {types[field]}"
-    kinds = [o["type"] for o in objects()]
-    assert kinds.count("dashboard") == 1 and kinds.count("index-pattern") == 1
+    assert [o["type"] for o in built].count("dashboard") == 1
 
 
 def test_everything_shipped_has_unique_ids_and_resolvable_references():
     objects = soc_objects()
     keys = {(o["type"], o["id"]) for o in objects}
-    assert len(keys) == len(objects) == 20
+    assert len(keys) == len(objects) == 22
     for obj in objects:
         for ref in obj["references"]:
             assert (ref["type"], ref["id"]) in keys, f"{obj['id']} references a missing {ref}"

@@ -572,3 +572,13 @@ def test_realert_interval_none_reports_once_and_zero_every_window() -> None:
     assert len(once.detect(windows)) == 1
     every = PolicyBaseline(realert_interval_s=0).fit(learning_windows())
     assert len(every.detect(windows)) == 20
+
+
+def test_a_state_that_comes_back_after_a_quiet_spell_alerts_again(baseline: PolicyBaseline) -> None:
+    """A scan repeated after the incident gap is a new occurrence, not the same state going on."""
+    first = [flow_window(AFTER + 10 * i, ATTACKER, PLC1, 80) for i in range(3)]
+    again = [flow_window(AFTER + 20 * 60 + 10 * i, ATTACKER, PLC1, 80) for i in range(3)]  # 20 min later
+    alerts = baseline.detect(first + again)
+    assert sorted({a.window_start - AFTER for a in alerts}) == [0.0, 1200.0]
+    never = PolicyBaseline(reappear_s=None).fit(learning_windows())
+    assert sorted({a.window_start - AFTER for a in never.detect(first + again)}) == [0.0]

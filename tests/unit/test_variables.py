@@ -97,3 +97,23 @@ def test_accepting_a_process_value_alert_widens_exactly_that_register(plant, tmp
                      a.server_ip != alerts[0].server_ip]
     changed = [(v, w) for v, w in zip(bundle.variables, accepted.variables) if v != w]
     assert len(changed) == 1 and changed[0][1].high == 9999.0
+
+
+def test_variable_documents_are_mapped_by_their_template(plant) -> None:
+    from otsentry.alerts.ecs import variable_to_ecs
+    from otsentry.alerts.elastic_template import VARIABLE_MAPPINGS, field_types
+
+    _, _, model = plant
+    types = field_types(VARIABLE_MAPPINGS)
+    doc = variable_to_ecs(ModelBundle.load(model).variables[0])
+
+    def leaves(d, path=""):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                yield from leaves(v, f"{path}{k}.")
+            else:
+                yield f"{path}{k}", v
+
+    names = [n for n, _ in leaves(doc)]
+    assert all(n in types for n in names), [n for n in names if n not in types]
+    assert types["otsentry.variable.server"] == "ip" and types["otsentry.variable.counter"] == "boolean"
