@@ -342,7 +342,8 @@ def run_live(iface: str, bundle, config: CollectorConfig | None = None, *, bpf: 
     config = config or CollectorConfig()
     window_s = bundle.window_s
     detection = Detection(bundle)
-    out = _Emitter(on_alert, on_incident, idle_gap_s, keep=False)
+    # a run until SIGTERM may last months: it hands alerts on and keeps counts; a bounded run keeps them all
+    out = _Emitter(on_alert, on_incident, idle_gap_s, keep=count is not None or duration_s is not None)
     watch, side = _watch(bundle, window_s), []
     health = ""
     state = ValueState()
