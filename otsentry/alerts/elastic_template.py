@@ -106,46 +106,40 @@ INCIDENT_MAPPINGS: dict[str, Any] = {
 }
 
 
+def _host_documents(host: dict[str, Any], otsentry: dict[str, Any]) -> dict[str, Any]:
+    """Mappings of per-host documents (assets, variables): the alerts' envelope without rule, source, destination."""
+    base = MAPPINGS["properties"]
+    return {
+        **{k: v for k, v in MAPPINGS.items() if k != "properties"},
+        "properties": {"@timestamp": _DATE, "message": {"type": "text"}, "event": base["event"], "host": host,
+                       "related": _props(ip=_IP), "observer": base["observer"], "otsentry": otsentry},
+    }
+
+
 ASSET_PREFIX = "otsentry-assets"
-ASSET_MAPPINGS: dict[str, Any] = {
-    **{k: v for k, v in MAPPINGS.items() if k != "properties"},
-    "properties": {
-        "@timestamp": _DATE,
-        "message": {"type": "text"},
-        "event": MAPPINGS["properties"]["event"],
-        "host": _props(ip=_IP, mac=_KEYWORD, type=_KEYWORD),
-        "related": _props(ip=_IP),
-        "observer": MAPPINGS["properties"]["observer"],
-        "otsentry": _props(asset=_props(
-            ip=_IP, mac=_KEYWORD, vendor=_KEYWORD, roles=_KEYWORD,
-            evidence=_props(role=_KEYWORD, text={"type": "text"}),
-            unit_ids={"type": "integer"}, served_function_codes={"type": "short"},
-            used_function_codes={"type": "short"}, services=_KEYWORD, peers=_IP, transactions={"type": "long"},
-            identity=_props(**{name: _KEYWORD for name in ("vendor_name", "product_code", "revision", "vendor_url",
-                                                           "product_name", "model_name", "user_application_name")}),
-        )),
-    },
-}
+ASSET_MAPPINGS: dict[str, Any] = _host_documents(
+    _props(ip=_IP, mac=_KEYWORD, type=_KEYWORD),
+    _props(asset=_props(
+        ip=_IP, mac=_KEYWORD, vendor=_KEYWORD, roles=_KEYWORD,
+        evidence=_props(role=_KEYWORD, text={"type": "text"}),
+        unit_ids={"type": "integer"}, served_function_codes={"type": "short"},
+        used_function_codes={"type": "short"}, services=_KEYWORD, peers=_IP, transactions={"type": "long"},
+        identity=_props(**{name: _KEYWORD for name in ("vendor_name", "product_code", "revision", "vendor_url",
+                                                       "product_name", "model_name", "user_application_name")}),
+    )),
+)
 
 
 VARIABLE_PREFIX = "otsentry-variables"
-VARIABLE_MAPPINGS: dict[str, Any] = {
-    **{k: v for k, v in MAPPINGS.items() if k != "properties"},
-    "properties": {
-        "@timestamp": _DATE,
-        "message": {"type": "text"},
-        "event": MAPPINGS["properties"]["event"],
-        "host": _props(ip=_IP),
-        "related": _props(ip=_IP),
-        "observer": MAPPINGS["properties"]["observer"],
-        "otsentry": _props(variable=_props(
-            server=_IP, unit={"type": "integer"}, table=_KEYWORD, address={"type": "integer"},
-            reads={"type": "long"}, low={"type": "double"}, high={"type": "double"},
-            typical_change={"type": "double"}, period_s={"type": "double"}, last_value={"type": "double"},
-            counter={"type": "boolean"}, setpoint={"type": "boolean"},
-        )),
-    },
-}
+VARIABLE_MAPPINGS: dict[str, Any] = _host_documents(
+    _props(ip=_IP),
+    _props(variable=_props(
+        server=_IP, unit={"type": "integer"}, table=_KEYWORD, address={"type": "integer"},
+        reads={"type": "long"}, low={"type": "double"}, high={"type": "double"},
+        typical_change={"type": "double"}, period_s={"type": "double"}, last_value={"type": "double"},
+        counter={"type": "boolean"}, setpoint={"type": "boolean"},
+    )),
+)
 TEMPLATE_PRIORITY = {"alerts": 200, "incidents": 201, "assets": 202, "variables": 203}
 
 

@@ -16,7 +16,7 @@ from otsentry.assets.vendors import Vendors, vendors
 from otsentry.detectors.discovery import is_group
 from otsentry.records import Asset, FlowEvent, ModbusEvent
 
-__all__ = ["Inventory"]
+__all__ = ["Inventory", "ip_sort_key"]
 
 
 @dataclass
@@ -71,7 +71,7 @@ class Inventory:
         shared = {mac for mac, ips in self.links.ips_by_mac().items() if len(ips) > 1}
         servers = frozenset(ip for ip, h in self._hosts.items() if h.facts.clients)
         out = []
-        for ip in sorted(self._hosts, key=_ip_key):
+        for ip in sorted(self._hosts, key=ip_sort_key):
             h = self._hosts[ip]
             f = h.facts
             mac = self.links.mac_of(ip)
@@ -82,14 +82,15 @@ class Inventory:
                                   modbus_servers=servers),
                 unit_ids=tuple(sorted(f.units_served)), served_function_codes=tuple(sorted(f.codes_served)),
                 used_function_codes=tuple(sorted(f.codes_used)), services=tuple(sorted(f.services, key=_svc_key)),
-                peers=tuple(sorted(f.peers, key=_ip_key)), first_seen=h.first if h.first != float("inf") else 0.0,
+                peers=tuple(sorted(f.peers, key=ip_sort_key)), first_seen=h.first if h.first != float("inf") else 0.0,
                 last_seen=h.last if h.last != float("-inf") else 0.0, identity=identity,
                 transactions=f.transactions,
             ))
         return out
 
 
-def _ip_key(ip: str) -> tuple[int, ...]:
+def ip_sort_key(ip: str) -> tuple[int, ...]:
+    """IPv4 before IPv6, each in numeric order; anything else last."""
     import ipaddress
 
     try:

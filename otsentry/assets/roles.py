@@ -8,8 +8,8 @@ names what the host did ("answers Modbus/TCP for units 1, 2 and 3", "writes FC 6
 * ``hmi`` - a Modbus client that reads and writes;
 * ``historian`` - a Modbus client that only reads, from two servers or more;
 * ``engineering_workstation`` - uses engineering and diagnostic function codes (FC 8, 20-24, vendor codes such as
-  90; FC 17 and 43 identification only when it does not poll), or opens engineering services (web, S7comm, EtherNet/IP, Telnet, SSH, FTP, TFTP, SNMP) on a
-  device that serves Modbus;
+  90; FC 17 and 43 identification only when it does not poll), or opens engineering services (web, S7comm,
+  EtherNet/IP, Telnet, SSH, FTP, TFTP, SNMP) on a device that serves Modbus;
 * ``other`` - none of these (DNS, domain controller, printers...): what it offered is the evidence.
 """
 

@@ -1,10 +1,12 @@
 """Process variables: what each register of each device does, learned from the values polled.
 
 Per (server, unit, table, address): how many reads, the range of values, the typical change from one poll to the
-next (median of the absolute changes), the polling period (median time between reads), and the last value with its
-time, and whether it behaved as a counter (only ever rose). Reads are FC 1-4 answered without exception (FC 23's read part carries no address of its own in the
-transaction record and is left out). Memory is bounded by the number of registers the plant polls, not by time:
-each variable keeps a fixed-size sample of its changes and intervals (``SAMPLE``, the first ones seen).
+next (median of the absolute changes), the polling period (median time between reads), the last value with its
+time, whether it behaved as a counter (only ever rose) and whether it lies in the address range clients wrote on
+that device and table (a setpoint block). Reads are FC 1-4 answered without exception (FC 23's read part carries
+no address of its own in the transaction record and is left out). Memory is bounded by the number of registers the
+plant polls, not by time: each variable keeps a fixed-size sample of its changes and intervals (``SAMPLE``, the
+first ones seen).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from otsentry.assets.inventory import ip_sort_key
 from otsentry.records import ModbusEvent, ProcessVariable
 
 __all__ = ["TABLES", "VariableBook"]
@@ -47,6 +50,11 @@ class _Acc:
         self.low, self.high = min(self.low, value), max(self.high, value)
         if ts >= self.last_ts:
             self.last_value, self.last_ts = value, ts
+
+
+def _counter(a: _Acc) -> bool:
+    """Only ever rose (a few falls allowed: a poll that crossed a reset)."""
+    return a.ups >= COUNTER_MIN_STEPS and a.ups >= 0.95 * (a.ups + a.downs)
 
 
 def _median(xs: list[float]) -> float:
@@ -92,17 +100,7 @@ class VariableBook:
         return span is not None and span[0] <= address <= span[1]
 
     def variables(self) -> list[ProcessVariable]:
-        return [ProcessVariable(s, u, t, addr, a.reads, a.low, a.high, _median(a.changes), _median(a.gaps), a.last_value,
-                                a.last_ts, counter=a.ups >= COUNTER_MIN_STEPS and a.ups >= 0.95 * (a.ups + a.downs),
-                                written=self._in_written(s, u, t, addr))
-                for (s, u, t, addr), a in sorted(self._acc.items(), key=lambda kv: (_ip(kv[0][0]), kv[0][1:]))]
+        return [ProcessVariable(s, u, t, addr, a.reads, a.low, a.high, _median(a.changes), _median(a.gaps),
+                                a.last_value, a.last_ts, counter=_counter(a), written=self._in_written(s, u, t, addr))
+                for (s, u, t, addr), a in sorted(self._acc.items(), key=lambda kv: (ip_sort_key(kv[0][0]), kv[0][1:]))]
 
-
-def _ip(text: str) -> tuple[int, int]:
-    import ipaddress
-
-    try:
-        a = ipaddress.ip_address(text)
-    except ValueError:
-        return (9, 0)
-    return (a.version, int(a))

@@ -1,4 +1,5 @@
-"""``otsentry baseline accept`` and ``baseline show``: an analyst's "this was a legitimate change", with its audit trail."""
+"""``otsentry baseline accept`` and ``baseline show``: an analyst's "this was a legitimate change", with its audit
+trail."""
 
 from __future__ import annotations
 

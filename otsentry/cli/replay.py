@@ -217,7 +217,8 @@ def run_cmd(ctx: click.Context, name: str, speed: str | None, fast: bool, alerts
         kafka_summary = _close_kafka(kafka, finished)
         es_summary = _close_es_sink(es)
     click.echo(f"done: scored {result.windows} windows after learning from {result.learned_windows}: "
-               f"{len(result.alerts)} alerts in {len(result.incidents)} incidents" + (f"; written to {alerts_out}" if alerts_out else "")
+               f"{len(result.alerts)} alerts in {len(result.incidents)} incidents"
+               + (f"; written to {alerts_out}" if alerts_out else "")
                + kafka_summary + es_summary
                + f". Next: otsentry replay score {info.name} --report out/{info.name}", err=True)
 

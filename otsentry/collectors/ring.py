@@ -156,7 +156,8 @@ def _attach_filter(sock: socket.socket, bpf: str, iface: str, shown: str | None)
         detail = str(exc).removeprefix("Cannot set filter: ")
         if shown is not None and shown != bpf:
             detail = detail.replace(repr(bpf), repr(shown))
-        raise LiveCaptureError(f"cannot set capture filter {shown if shown is not None else bpf!r} on {iface}: {detail}") from None
+        what = shown if shown is not None else bpf
+        raise LiveCaptureError(f"cannot set capture filter {what!r} on {iface}: {detail}") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,22 +2,22 @@
 
 Nozomi-style process-variable monitoring, per server, unit and register: the learned range (``ProcessVariable``)
 widened by a margin that scales with what the register does, ``max(margin_span * span, margin_changes * typical
-change per poll, margin_level * its magnitude, margin_min)``: a few minutes of learning see a setpoint at one value
-and an analog value over part of its swing, so the magnitude term (by default: the value may double) keeps an
-operator's setpoint change and an analog value that swings further than learned quiet, while a setpoint driven
-from 450 to 9999, or a spare register that held 0 written with data, alerts. A register driven down towards 0 is
-not caught (its magnitude covers it): the write rules see such writes when they are visible. Holding and
-input registers only (coils and discrete inputs are two-valued, and their writes are what the write rules
-judge), no counters (a register that only rose while learning wraps: a range means nothing for it) and no
-setpoints (registers a client wrote while learning: ``write_value_out_of_range`` judges what is written to them).
-What is left is the process itself - measurements, states, spare registers - driven where it never went. A register never read while learning is not judged (``new_pair``/``address_out_of_range`` say so).
+change per poll, margin_level * its magnitude, margin_min)``. A few minutes of learning see an analog value over
+part of its swing and a status register in one or two states, so the magnitude term (by default: the value may
+double) and the floor keep those quiet, while a register that held 797 answering 9999 alerts. A register driven
+down towards 0 is not caught (its magnitude covers it). Judged: holding and input registers (coils and discrete
+inputs are two-valued), but no counters (a register that only rose while learning wraps: a range means nothing
+for it) and no setpoints (registers in the address range clients wrote while learning: ``write_value_out_of_range``
+judges what is written to them). What is left is the process itself - measurements, states, registers nobody
+writes - driven where it never went. A register never read while learning is not judged (``new_pair`` and
+``address_out_of_range`` say so).
 
 Unlike the other policy rules this one needs the reads themselves (windows carry no per-register values):
 ``VariableWatch`` sees the reads of each group of closed pair windows where their register values are tracked
-(``PairBlock.value_job``, in the scoring process) and hands its alerts to the pipeline with those windows. One alert per window and asset pair, the registers furthest outside first; ids as every
-alert's (window, pair, rule), so a value of the same window seen in a later batch adds nothing. A register that
-keeps the same out-of-range value is a state: reported by its first reader, re-reported at most hourly (window
-time); another value is news.
+(``PairBlock.value_job``, in the scoring process) and hands its alerts to the pipeline with those windows. One
+alert per window and asset pair, the registers furthest outside first; ids as every alert's (window, pair, rule),
+so a value of the same window seen in a later batch adds nothing. A register out of range is a state: reported by
+its first reader, re-reported at most hourly (window time); for a register that held still, a new value is news.
 """
 
 from __future__ import annotations

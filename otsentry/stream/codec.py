@@ -112,15 +112,20 @@ def decode_feature_record(value: bytes | None) -> FeatureWindow | Watermark:
     return w
 
 
+def _decode_record(value: bytes | None, record: str, cls: type) -> Any:
+    """A record of kind ``record`` read with ``cls.from_dict``; ``MalformedRecord`` if it cannot be read."""
+    data = _load(value)
+    if data.get("record") != record:
+        raise MalformedRecord(f"not an {record} (record={data.get('record')!r})")
+    try:
+        return cls.from_dict(data)
+    except (SchemaError, KeyError, TypeError, ValueError) as exc:
+        raise MalformedRecord(f"bad {record} ({type(exc).__name__}: {str(exc)[:80]})") from None
+
+
 def decode_alert(value: bytes | None) -> Alert:
     """An alert record; ``MalformedRecord`` if it cannot be read."""
-    data = _load(value)
-    if data.get("record") != "alert":
-        raise MalformedRecord(f"not an alert (record={data.get('record')!r})")
-    try:
-        return Alert.from_dict(data)
-    except (SchemaError, KeyError, TypeError, ValueError) as exc:
-        raise MalformedRecord(f"bad alert ({type(exc).__name__}: {str(exc)[:80]})") from None
+    return _decode_record(value, "alert", Alert)
 
 
 def encode_incident(i: Incident) -> bytes:
@@ -129,10 +134,4 @@ def encode_incident(i: Incident) -> bytes:
 
 def decode_incident(value: bytes | None) -> Incident:
     """An incident record (``otsentry.incidents``); ``MalformedRecord`` if it cannot be read."""
-    data = _load(value)
-    if data.get("record") != "incident":
-        raise MalformedRecord(f"not an incident (record={data.get('record')!r})")
-    try:
-        return Incident.from_dict(data)
-    except (SchemaError, KeyError, TypeError, ValueError) as exc:
-        raise MalformedRecord(f"bad incident ({type(exc).__name__}: {str(exc)[:80]})") from None
+    return _decode_record(value, "incident", Incident)

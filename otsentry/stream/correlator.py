@@ -37,7 +37,7 @@ from otsentry.stream.codec import MalformedRecord, decode_alert, encode_alert, e
 from otsentry.stream.daemon import Backoff, StateLog, StopSignal
 from otsentry.stream.metrics import Metrics
 from otsentry.stream.outbox import Outbox, Stopped
-from otsentry.stream.service import StreamSettings, _Daemon, kafka_transport, retry
+from otsentry.stream.service import StreamSettings, _Daemon, kafka_transport, retry, serve
 from otsentry.stream.transport import Consumer, Message, Publisher, TopicPartition, TransportError
 from otsentry.stream.worker import POLL_TIMEOUT_S, ConsumerMember
 
@@ -300,13 +300,8 @@ def run_correlator(settings: StreamSettings, state_path: Path, idle_gap_s: float
                                                     max_poll_records=s.max_poll_records, metrics=d.metrics,
                                                     stop=d.stop, backoff=d.backoff),
                            d.stop, d.backoff, d.state, d.metrics)
-            idle_since = time.monotonic()
-            while not d.stop.is_set():
-                if worker.step():
-                    idle_since = time.monotonic()
-                elif until_idle_s is not None and time.monotonic() - idle_since >= until_idle_s:
-                    worker.finish()
-                    break
+            if serve(d.stop, worker.step, until_idle_s):
+                worker.finish()  # the end of the stream: fold what is held, close every incident
         except Stopped:
             pass
         finally:

@@ -35,7 +35,7 @@ from otsentry.stream.codec import MalformedRecord, decode_alert, decode_incident
 from otsentry.stream.daemon import Backoff, StateLog, StopSignal
 from otsentry.stream.metrics import Metrics
 from otsentry.stream.outbox import Outbox, Stopped
-from otsentry.stream.service import StreamSettings, _Daemon, kafka_transport, retry
+from otsentry.stream.service import StreamSettings, _Daemon, kafka_transport, retry, serve
 from otsentry.stream.settings import KafkaConfig
 from otsentry.stream.transport import Consumer, Message, Publisher, TopicPartition, TransportError
 from otsentry.stream.worker import POLL_TIMEOUT_S, ConsumerMember, _names
@@ -320,12 +320,7 @@ def run_indexer(sink: AlertSink, settings: StreamSettings, *, make_publisher: Ca
                                                  stop=d.stop, backoff=d.backoff, es_backoff=es_backoff,
                                                  decode=decode_incident if incidents else decode_alert),
                             d.stop, d.backoff, d.state, d.metrics)
-            idle_since = time.monotonic()
-            while not d.stop.is_set():
-                if indexer.step() or indexer.pending:
-                    idle_since = time.monotonic()
-                elif until_idle_s is not None and time.monotonic() - idle_since >= until_idle_s:
-                    break
+            serve(d.stop, lambda: indexer.step() or indexer.pending, until_idle_s)
         except Stopped:
             pass
         except ElasticError as exc:

@@ -45,6 +45,18 @@ def kafka_transport(kafka: KafkaConfig) -> tuple[Callable[[], Publisher], Callab
             lambda topics: ensure_topics(kafka, topics))
 
 
+def serve(stop: threading.Event, step: Callable[[], object], until_idle_s: float | None) -> bool:
+    """Call ``step`` (truthy: something was read or is pending) until ``stop`` is set or, with ``until_idle_s``,
+    until it was falsy for that long; True when it ended by idling (the daemons' main loop)."""
+    idle_since = time.monotonic()
+    while not stop.is_set():
+        if step():
+            idle_since = time.monotonic()
+        elif until_idle_s is not None and time.monotonic() - idle_since >= until_idle_s:
+            return True
+    return False
+
+
 def retry(what: str, fn: Callable[[], T], stop: threading.Event, backoff: Backoff, state: StateLog,
           metrics: Metrics) -> T:
     """``fn()`` until it succeeds (TransportError: wait the next backoff delay); raises Stopped if stopped first."""
@@ -168,12 +180,7 @@ def run_detector(bundle: object, settings: StreamSettings, *, make_publisher: Ca
                                                   max_buffered=s.max_buffered_windows, metrics=d.metrics,
                                                   stop=d.stop, backoff=d.backoff),
                            d.stop, d.backoff, d.state, d.metrics)
-            idle_since = time.monotonic()
-            while not d.stop.is_set():
-                if worker.step() or worker.buffer.held:
-                    idle_since = time.monotonic()
-                elif until_idle_s is not None and time.monotonic() - idle_since >= until_idle_s:
-                    break
+            serve(d.stop, lambda: worker.step() or worker.buffer.held, until_idle_s)
         except Stopped:
             pass
         finally:

@@ -36,7 +36,8 @@ def campaign(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("correlate")
     pcap, _, _, _ = generate("repeat_campaign", folder)
-    trained = replace(pipeline.train([pcap], learn_for_s=600), variables=())  # detector workers see windows, not reads: the Kafka path has no process-variable watch (README)
+    # detector workers see windows, not reads: the Kafka path has no process-variable watch
+    trained = replace(pipeline.train([pcap], learn_for_s=600), variables=())
     bundle = ModelBundle.load(trained.save(folder / "plant.otsb"))
     ref = pipeline.run([pcap], bundle=bundle, idle_gap_s=GAP_S)
     assert len(ref.incidents) >= 3

@@ -40,7 +40,8 @@ def capture(tmp_path_factory):
     folder = tmp_path_factory.mktemp("kafka-sasl")
     pcap = folder / "fc_sweep.pcap"
     generate_scenario(pcap, "fc_sweep", 11, learn_s=180, attack_at_s=240, total_s=300)
-    bundle = replace(pipeline.train([pcap], learn_for_s=180), variables=())  # detector workers see windows, not reads: the Kafka path has no process-variable watch (README)
+    # detector workers see windows, not reads: the Kafka path has no process-variable watch
+    bundle = replace(pipeline.train([pcap], learn_for_s=180), variables=())
     windows = pipeline.run([pcap], bundle=bundle).windows
     assert windows > 100
     return pcap, windows

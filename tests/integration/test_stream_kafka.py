@@ -48,8 +48,8 @@ def scenario(tmp_path_factory):
     folder = tmp_path_factory.mktemp("kafka")
     pcap = folder / "fc_sweep.pcap"
     generate_scenario(pcap, "fc_sweep", 7, learn_s=300, attack_at_s=420, total_s=600)
-    model = replace(pipeline.train([pcap], learn_for_s=300), variables=()).save(folder / "plant.otsb")
     # detector workers see windows, not reads: the Kafka path has no process-variable watch (README)
+    model = replace(pipeline.train([pcap], learn_for_s=300), variables=()).save(folder / "plant.otsb")
     bundle = ModelBundle.load(model)
     ref = pipeline.run([pcap], bundle=bundle)
     assert ref.alerts

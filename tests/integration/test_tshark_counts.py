@@ -2,8 +2,8 @@
 
 tshark's count is ``tshark -o tcp.reassemble_out_of_order:TRUE -r F -Y mbtcp -T fields -e frame.number -e
 mbtcp.trans_id`` (one comma-separated transaction id per ADU of the frame): Wireshark with out-of-order segments
-put back in sequence, as otsentry and the receiving PLC do. The native count is every half of every event (its request and response
-frames), which must add up to ``run.stats.modbus_adus`` (complete ADUs) plus ``run.stats.truncated_adus``.
+put back in sequence, as otsentry and the receiving PLC do. The native count is every half of every event (its
+request and response frames), which must add up to ``run.stats.modbus_adus`` (complete ADUs) plus ``run.stats.truncated_adus``.
 
 A frame whose counts differ must be explained by one of two Wireshark 4.0 behaviours, found on these captures
 with ``tshark -r F -Y "tcp.stream == N" -T fields -e frame.number -e tcp.seq -e tcp.len -e tcp.analysis.flags``

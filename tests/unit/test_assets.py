@@ -76,7 +76,8 @@ def test_mac_vendor_comes_from_the_manuf_database(inventory: dict[str, Asset], t
     assert v.lookup("00:1b:1b:01:02:03") == "Siemens AG"
     assert v.lookup("00:1B:C5:00:00:99") == "Converging Systems"  # the 36-bit block inside the 24-bit one
     assert v.lookup("00:1b:c5:00:10:00") == "IEEE Registration Authority"
-    assert v.lookup("02:00:00:00:00:01") == "" and v.lookup("not a mac") == "" and Vendors(None).lookup("00:1b:1b:0:0:0") == ""
+    assert v.lookup("02:00:00:00:00:01") == "" and v.lookup("not a mac") == ""
+    assert Vendors(None).lookup("00:1b:1b:0:0:0") == ""
     siemens = [a for a in inventory.values() if a.mac.startswith("00:1b:1b")]
     if Vendors(Path("/usr/share/wireshark/manuf")).path.exists():
         assert siemens and all(a.vendor.startswith("Siemens") for a in siemens)

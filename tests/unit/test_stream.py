@@ -38,7 +38,8 @@ def scenario(tmp_path_factory):
     folder = tmp_path_factory.mktemp("stream")
     pcap = folder / "sweep.pcap"
     generate_scenario(pcap, "fc_sweep", 11, learn_s=300, attack_at_s=420, total_s=600)
-    bundle = replace(pipeline.train([pcap], learn_for_s=300), variables=())  # detector workers see windows, not reads: the Kafka path has no process-variable watch (README)
+    # detector workers see windows, not reads: the Kafka path has no process-variable watch
+    bundle = replace(pipeline.train([pcap], learn_for_s=300), variables=())
     ref = pipeline.run([pcap], bundle=bundle)
     assert ref.alerts, "the scenario must raise alerts for these tests to mean anything"
     return pcap, bundle, ref
