@@ -22,7 +22,7 @@ from otsentry.detectors.anomaly import AnomalyWindowDetector
 from otsentry.detectors.bundle import ModelBundle, TrainingStats
 from otsentry.detectors.ensemble import EnsembleDetector
 from otsentry.detectors.models import MODELS, PyODDetector
-from otsentry.features.schema import PAIR_FEATURES
+from otsentry.contracts.schema import PAIR_FEATURES
 from tests.unit.detector_data import normal_rows, windows_from_rows
 
 CHILD_IMPORT = "import time; t = time.perf_counter(); import pyod; print(time.perf_counter() - t)"

@@ -53,6 +53,7 @@ def in_process(path: Path, model: Path) -> tuple[float, int, int]:
 def in_memory_stream(path: Path, model: Path) -> tuple[float, int, int]:
     from otsentry.detectors.bundle import ModelBundle
     from otsentry.stream.collector import WindowPublisher, publish_captures
+    from otsentry.detectors.scoring import Detection
     from otsentry.stream.outbox import Outbox
     from otsentry.stream.transport import MemoryBroker
     from otsentry.stream.worker import DetectorWorker
@@ -61,7 +62,7 @@ def in_memory_stream(path: Path, model: Path) -> tuple[float, int, int]:
     broker = MemoryBroker(partitions=6)
     t0 = time.perf_counter()
     publish_captures([path], WindowPublisher(Outbox(broker.publisher()), "f", "bench"), bundle.window_s)
-    worker = DetectorWorker(lambda: broker.consumer(["f"], "g"), Outbox(broker.publisher()), bundle,
+    worker = DetectorWorker(lambda: broker.consumer(["f"], "g"), Outbox(broker.publisher()), Detection(bundle),
                             alerts_topic="a")
     while worker.step(0) or worker.buffer.held:
         pass

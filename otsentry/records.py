@@ -1,6 +1,6 @@
 """Records exchanged between stages: frozen, versioned, JSON-friendly.
 
-Every record carries ``SCHEMA_VERSION`` in its dict form so that a consumer (a Kafka worker, a student's notebook)
+Every record carries ``RECORD_SCHEMA_VERSION`` in its dict form so that a consumer (a Kafka worker, a student's notebook)
 can refuse data it does not understand instead of misreading it.
 """
 
@@ -9,28 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar, Mapping
 
-SCHEMA_VERSION = 1
+RECORD_SCHEMA_VERSION = 1
 
-# Flags a ModbusEvent may carry. Names are part of the schema: add, never rename.
-FLAG_UNANSWERED = "unanswered"  # request with no response before the pairing timeout (or end of capture)
-FLAG_ORPHAN_RESPONSE = "orphan_response"  # response with no matching request
-FLAG_BAD_PROTOCOL_ID = "bad_protocol_id"  # MBAP protocol id != 0
-FLAG_LENGTH_MISMATCH = "length_mismatch"  # MBAP length disagrees with what the function code implies
-FLAG_TRUNCATED = "truncated"  # ADU cut short (end of stream, capture snap length, or gap)
-FLAG_RESERVED_FUNCTION = "reserved_function"  # function code not in the public table (user-defined or unknown)
-FLAG_MALFORMED_PDU = "malformed_pdu"  # PDU too short or inconsistent for its function code
-FLAG_MIDSTREAM = "midstream"  # connection seen without its handshake
-
-ALL_FLAGS = (
-    FLAG_UNANSWERED,
-    FLAG_ORPHAN_RESPONSE,
-    FLAG_BAD_PROTOCOL_ID,
-    FLAG_LENGTH_MISMATCH,
-    FLAG_TRUNCATED,
-    FLAG_RESERVED_FUNCTION,
-    FLAG_MALFORMED_PDU,
-    FLAG_MIDSTREAM,
-)
 
 
 class SchemaError(ValueError):
@@ -39,8 +19,8 @@ class SchemaError(ValueError):
 
 def _check_version(kind: str, data: Mapping[str, Any]) -> None:
     version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise SchemaError(f"{kind}: schema_version {version!r} is not supported (expected {SCHEMA_VERSION})")
+    if version != RECORD_SCHEMA_VERSION:
+        raise SchemaError(f"{kind}: schema_version {version!r} is not supported (expected {RECORD_SCHEMA_VERSION})")
 
 
 def _from_dict(cls: type, kind: str, data: Mapping[str, Any]) -> Any:
@@ -93,7 +73,7 @@ class ModbusEvent:
         d["values"] = list(self.values)
         d["flags"] = list(self.flags)
         d["kind"] = self.kind
-        d["schema_version"] = SCHEMA_VERSION
+        d["schema_version"] = RECORD_SCHEMA_VERSION
         return d
 
     @classmethod
@@ -137,7 +117,7 @@ class FlowEvent:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["kind"] = self.kind
-        d["schema_version"] = SCHEMA_VERSION
+        d["schema_version"] = RECORD_SCHEMA_VERSION
         return d
 
     @classmethod
@@ -167,7 +147,7 @@ class FeatureWindow:
     """One time window for one asset pair (``kind="pair"``), one conversation (``kind="flow"``), or what the sensor
     could not see or saw forged (``kind="sensor"``).
 
-    ``values`` follow the names of ``otsentry.features.schema`` for ``schema`` and ``kind``; the dict form maps
+    ``values`` follow the names of ``otsentry.contracts.schema`` for ``schema`` and ``kind``; the dict form maps
     names to values so that a reader never depends on positions. ``unit_id`` is -1 for flow windows;
     ``port``/``transport`` are the responder's service for flow windows (0 / "" for pair windows).
     """
@@ -190,7 +170,7 @@ class FeatureWindow:
         return (self.client_ip, self.server_ip, self.unit_id)
 
     def feature_names(self) -> tuple[str, ...]:
-        from otsentry.features.schema import FLOW_FEATURES, PAIR_FEATURES, SENSOR_FEATURES
+        from otsentry.contracts.schema import FLOW_FEATURES, PAIR_FEATURES, SENSOR_FEATURES
 
         return {"pair": PAIR_FEATURES, "sensor": SENSOR_FEATURES}.get(self.kind, FLOW_FEATURES)
 
@@ -200,7 +180,7 @@ class FeatureWindow:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["values"] = dict(zip(self.feature_names(), self.values))
         d["record"] = "feature_window"
-        d["schema_version"] = SCHEMA_VERSION
+        d["schema_version"] = RECORD_SCHEMA_VERSION
         return d
 
     @classmethod
@@ -253,7 +233,7 @@ class Alert:
     function_codes: tuple[int, ...] = ()
     server_port: int = 0
     transport: str = "tcp"
-    technique_id: str = ""  # ATT&CK for ICS technique (otsentry.attack); "" for sensor health
+    technique_id: str = ""  # ATT&CK for ICS technique (otsentry.contracts.attack); "" for sensor health
     incident_id: str = ""  # set by correlation (otsentry.correlation); not part of ``id``
     first_frame: int = 0  # the window's frames in its capture (0: not known, e.g. live)
     last_frame: int = 0
@@ -264,7 +244,7 @@ class Alert:
         d["evidence"] = [asdict(e) for e in self.evidence]
         d["function_codes"] = list(self.function_codes)
         d["record"] = "alert"
-        d["schema_version"] = SCHEMA_VERSION
+        d["schema_version"] = RECORD_SCHEMA_VERSION
         return d
 
     @classmethod
@@ -366,7 +346,7 @@ class Incident:
         d["steps"] = [{**asdict(s), "targets": list(s.targets), "services": list(s.services),
                        "function_codes": list(s.function_codes)} for s in self.steps]
         d["record"] = "incident"
-        d["schema_version"] = SCHEMA_VERSION
+        d["schema_version"] = RECORD_SCHEMA_VERSION
         return d
 
     @classmethod
@@ -420,7 +400,7 @@ class Asset:
         for key in ("unit_ids", "served_function_codes", "used_function_codes", "services", "peers"):
             d[key] = list(d[key])
         d["record"] = "asset"
-        d["schema_version"] = SCHEMA_VERSION
+        d["schema_version"] = RECORD_SCHEMA_VERSION
         return d
 
     @classmethod

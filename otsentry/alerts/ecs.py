@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from otsentry import __version__
-from otsentry.attack import FRAMEWORK, Technique, technique
+from otsentry.contracts.attack import FRAMEWORK, Technique, technique
 from otsentry.records import Alert, Asset, FeatureEvidence, Incident, ProcessVariable
 
 # ECS event.severity is numeric; these follow Elastic's detection-rule convention.

@@ -14,7 +14,7 @@ from typing import IO
 from typing import Any, Callable
 
 from otsentry.alerts.ecs import incident_to_ecs, to_ecs
-from otsentry.attack import technique
+from otsentry.contracts.attack import technique
 from otsentry.records import Alert, Incident
 
 _SEVERITY_STYLE = {"critical": "CRIT", "high": "HIGH", "medium": "MED ", "low": "LOW "}

@@ -14,6 +14,7 @@ from otsentry.cli.alerts import ES_HELP
 from otsentry.cli.common import (
     JOBS, UserError, capture_options, collector_config, collector_options, parse_duration, resolve_jobs, ring_config,
 )
+from otsentry.cli.es_sink import close_es_sink, open_es_sink, write_es
 from otsentry.collectors.types import CaptureError
 
 CAPTURES = click.argument("captures", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
@@ -164,8 +165,8 @@ def run_cmd(captures, iface, model, learn_for, alerts_out, incidents_out, incide
     table = AlertTable(sys.stdout) if fmt == "table" else None
     sink = JsonlSink(alerts_out) if alerts_out is not None else None
     incident_file = incidents_sink(incidents_out) if incidents_out is not None else None
-    es = _es_sink(es_url, es_prefix, live=bool(iface)) if es_url else None
-    es_incidents = _es_sink(es_url, es_incident_prefix, live=bool(iface), incidents=True) if es_url else None
+    es = open_es_sink(es_url, es_prefix, live=bool(iface)) if es_url else None
+    es_incidents = open_es_sink(es_url, es_incident_prefix, live=bool(iface), incidents=True) if es_url else None
     gap = parse_duration(incident_gap)
 
     def on_alert(alert) -> None:
@@ -177,7 +178,7 @@ def run_cmd(captures, iface, model, learn_for, alerts_out, incidents_out, incide
         if sink is not None:
             sink.write(alert)
         if es is not None:
-            _es_write(es, alert)
+            write_es(es, alert)
 
     def on_incident(incident) -> None:
         if table is not None:
@@ -185,7 +186,7 @@ def run_cmd(captures, iface, model, learn_for, alerts_out, incidents_out, incide
         if incident_file is not None:
             incident_file.write(incident)
         if es_incidents is not None:
-            _es_write(es_incidents, incident)
+            write_es(es_incidents, incident)
 
     update, close = _progress(progress if not iface else False, "scoring")
     t0 = time.monotonic()
@@ -204,7 +205,7 @@ def run_cmd(captures, iface, model, learn_for, alerts_out, incidents_out, incide
         for f in (sink, incident_file):
             if f is not None:
                 f.close()
-        es_summary = _close_es_sink(es) + _close_es_sink(es_incidents).replace(" indexed", " incidents indexed")
+        es_summary = close_es_sink(es) + close_es_sink(es_incidents).replace(" indexed", " incidents indexed")
     by_sev = Counter(result.severities)
     sev = ", ".join(f"{by_sev[s]} {s}" for s in ("critical", "high", "medium", "low") if by_sev[s]) or "none"
     learned = f"learned from {result.learned_windows} windows, " if learn_for else ""
@@ -226,52 +227,6 @@ def _recording(directory: Path, retention: str, file_size: str | None) -> tuple[
     if each is not None and each > keep:
         raise UserError(f"--pcap-file-size {file_size} is larger than --pcap-retention {retention}")
     return directory, keep, each
-
-
-def _es_sink(url: str, prefix: str, live: bool, incidents: bool = False):
-    """The Elasticsearch sink of ``run --es``: live scoring flushes every second so an alert is not held back.
-    Incidents replace their older version (same id) instead of being created once."""
-    from otsentry.alerts.elastic import ElasticSink
-    from otsentry.alerts.elastic_template import INCIDENT_MAPPINGS
-    from otsentry.cli.alerts import es_client
-
-    client, config = es_client(url)
-    return ElasticSink(client, prefix, flush_interval_s=1.0 if live else None, display_url=config.url,
-                       mappings=INCIDENT_MAPPINGS if incidents else None, replace=incidents)
-
-
-def _es_write(es, record) -> None:
-    from otsentry.alerts.ecs import incident_to_ecs
-    from otsentry.alerts.elastic import ElasticError
-    from otsentry.records import Incident
-
-    try:
-        if isinstance(record, Incident):
-            es.write_document(incident_to_ecs(record))
-        else:
-            es.write(record)
-    except ElasticError as exc:  # credentials or a bad URL: retrying cannot help; the batch is in the spool
-        raise UserError(f"{exc} (alerts kept in {es.spool_path})") from None
-
-
-def _close_es_sink(es) -> str:
-    """Flush at the end; the summary says what was indexed, and where anything not indexed went."""
-    if es is None:
-        return ""
-    from otsentry.alerts.elastic import ElasticError
-
-    try:
-        es.close()
-    except ElasticError as exc:
-        raise UserError(f"{exc} (alerts kept in {es.spool_path})") from None
-    st = es.stats
-    parts = [f"; {es.display_url}: {st.indexed} indexed"] + ([f"{st.duplicates} already there"] if st.duplicates else [])
-    if st.dead_lettered:
-        parts.append(f"{st.dead_lettered} rejected (see {es.dead_letter_path})")
-    pending = es.pending_in_spool()
-    if pending:
-        parts.append(f"{pending} waiting in {es.spool_path} (unreachable; sent on the next run)")
-    return ", ".join(parts)
 
 
 @click.command("evaluate")

@@ -159,7 +159,7 @@ def run_cmd(ctx: click.Context, name: str, speed: str | None, fast: bool, alerts
     With --es URL, the alerts are indexed into Elasticsearch as `otsentry run --es` does.
     """
     from otsentry.alerts.sinks import AlertTable, JsonlSink
-    from otsentry.cli.detect import _close_es_sink, _es_sink, _es_write
+    from otsentry.cli.es_sink import close_es_sink, open_es_sink, write_es
     from otsentry.replay.catalog import generate, get_scenario
     from otsentry.replay.live import parse_speed, replay as replay_scenario
 
@@ -173,11 +173,11 @@ def run_cmd(ctx: click.Context, name: str, speed: str | None, fast: bool, alerts
     settings = stream_settings(None, params) if params.get("kafka__bootstrap") else None
     info = get_scenario(name)
     gen = generate(info, cache, seed, quick)
-    es = _es_sink(es_url, es_prefix, live=factor is not None) if es_url else None
+    es = open_es_sink(es_url, es_prefix, live=factor is not None) if es_url else None
     try:
         kafka = _kafka_output(settings, info.name) if settings is not None else None
     except UserError:
-        _close_es_sink(es)
+        close_es_sink(es)
         raise
     table = AlertTable(sys.stdout)
     sink = JsonlSink(alerts_out) if alerts_out is not None else None
@@ -197,7 +197,7 @@ def run_cmd(ctx: click.Context, name: str, speed: str | None, fast: bool, alerts
         if kafka is not None:
             kafka.alert(alert)
         if es is not None:
-            _es_write(es, alert)
+            write_es(es, alert)
 
     def on_detecting() -> None:
         click.echo(f"learning period over ({_mmss(gen.learn_s)} of capture time): detecting", err=True)
@@ -215,7 +215,7 @@ def run_cmd(ctx: click.Context, name: str, speed: str | None, fast: bool, alerts
         if sink is not None:
             sink.close()
         kafka_summary = _close_kafka(kafka, finished)
-        es_summary = _close_es_sink(es)
+        es_summary = close_es_sink(es)
     click.echo(f"done: scored {result.windows} windows after learning from {result.learned_windows}: "
                f"{len(result.alerts)} alerts in {len(result.incidents)} incidents"
                + (f"; written to {alerts_out}" if alerts_out else "")

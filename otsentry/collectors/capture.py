@@ -99,7 +99,7 @@ class _Section:
         self.i64 = struct.Struct(endian + "q").unpack_from
 
 
-def _view(buf: bytes, dtype: str) -> np.ndarray:
+def view_as(buf: bytes, dtype: str) -> np.ndarray:
     """Every byte offset of ``buf`` as the start of one ``dtype`` value, so one fancy index reads a field."""
     dt = np.dtype(dtype)
     return np.ndarray((len(buf) - dt.itemsize + 1,), dtype=dt, buffer=buf, strides=(1,))
@@ -107,7 +107,7 @@ def _view(buf: bytes, dtype: str) -> np.ndarray:
 
 def _pairs(buf: bytes, at: np.ndarray, endian: str) -> tuple[np.ndarray, np.ndarray]:
     """Two consecutive 32-bit unsigned fields at each offset, with one 64-bit gather, as int64 in file order."""
-    x = _view(buf, endian + "i8")[at].astype(np.int64, copy=False)
+    x = view_as(buf, endian + "i8")[at].astype(np.int64, copy=False)
     high, low = (x >> 32) & 0xFFFFFFFF, x & 0xFFFFFFFF
     return (low, high) if endian == "<" else (high, low)
 
@@ -451,7 +451,7 @@ class CaptureReader:
         cap, wire = _pairs(buf, p + 20, sec.endian)
         bad = (
             (blen & 3 != 0)
-            | (_view(buf, sec.endian + "u4")[p + blen - 4] != blen)
+            | (view_as(buf, sec.endian + "u4")[p + blen - 4] != blen)
             | (cap > MAX_CAPLEN)
             | (((cap + 3) & ~3) + 32 > blen)
             | (ifid >= len(sec.ifaces))

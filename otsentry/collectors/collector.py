@@ -16,7 +16,7 @@ from otsentry.collectors import fastpath
 from otsentry.collectors.capture import Chunk
 from otsentry.collectors.events import ConnTable, ModbusBatch
 from otsentry.collectors.flows import FlowGroups, FlowTable, group_flows
-from otsentry.collectors.halves import FLAG_BITS, HalfBatch, HalfBuilder, flags_to_mask
+from otsentry.collectors.halves import HalfBatch, HalfBuilder
 from otsentry.collectors.modbus_pdu import decode_pdu_cached as decode_pdu
 from otsentry.collectors.defrag import DefragLimits, Defragmenter, parse_fragment
 from otsentry.collectors.packets import (
@@ -27,22 +27,14 @@ from otsentry.collectors.reassembly import (
     LIMITS, SEQ_MOD, UNDECODED, RawAdu, ReassemblyLimits, StreamState, feed_segment, finish_stream, flush, skip_gap, skip_if_acked,
 )
 from otsentry.collectors.types import Conn
-from otsentry.records import (
-    FLAG_BAD_PROTOCOL_ID,
-    FLAG_LENGTH_MISMATCH,
-    FLAG_MALFORMED_PDU,
-    FLAG_MIDSTREAM,
-    FLAG_TRUNCATED,
-    EvasionNote,
-    FlowEvent,
-    PacketLoss,
-)
+from otsentry.contracts.flags import (FLAG_BAD_PROTOCOL_ID, FLAG_BITS, FLAG_MIDSTREAM, FLAG_TRUNCATED, MALFORMED_MASK,
+                                      flags_to_mask)
+from otsentry.contracts.network import ACK, SYN
+from otsentry.records import EvasionNote, FlowEvent, PacketLoss
 
 DEFRAG_STATS = {"fragments": "ip_fragments", "reassembled": "ip_reassembled", "expired": "ip_fragments_expired",
                 "dropped": "ip_fragments_dropped", "overlaps": "ip_fragment_overlaps",
                 "overlap_conflicts": "ip_fragment_overlap_conflicts", "tiny": "ip_tiny_fragments"}
-MALFORMED_MASK = flags_to_mask((FLAG_BAD_PROTOCOL_ID, FLAG_LENGTH_MISMATCH, FLAG_MALFORMED_PDU, FLAG_TRUNCATED))
-SYN, ACK = 0x02, 0x10
 STALL_BYTES = 1024  # undecodable bytes on a Modbus port, without one ADU, before the stream is noted as stalled
 
 

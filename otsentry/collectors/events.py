@@ -11,7 +11,8 @@ from typing import Iterator
 
 import numpy as np
 
-from otsentry.collectors.halves import NONE, VALUE_DTYPE, _DecodedOnUse, concat_csr, mask_to_flags
+from otsentry.collectors.halves import NONE, VALUE_DTYPE, DecodedOnUse, concat_csr
+from otsentry.contracts.flags import mask_to_flags
 from otsentry.collectors.modbus_pdu import function_name
 from otsentry.collectors.types import Conn
 from otsentry.records import ModbusEvent
@@ -54,7 +55,7 @@ class ModbusBatch:
     flags: np.ndarray
     val_start: np.ndarray
     val_count: np.ndarray
-    values: np.ndarray = _DecodedOnUse()  # type: ignore[assignment]  # decoded on first use (see LazyValues)
+    values: np.ndarray = DecodedOnUse()  # type: ignore[assignment]  # decoded on first use (see LazyValues)
 
     def __len__(self) -> int:
         return len(self.conn)

@@ -18,14 +18,15 @@ import numpy as np
 
 from otsentry.collectors.capture import Chunk
 from otsentry.collectors.grouping import stable_order
-from otsentry.collectors.halves import FLAG_BITS, NONE, VALUE_DTYPE, HalfBatch, LazyValues, _ranges, flags_to_mask
+from otsentry.arrays import ranges
+from otsentry.collectors.halves import NONE, VALUE_DTYPE, HalfBatch, LazyValues
 from otsentry.collectors.mbap import FUNCTION, LENGTH, LENGTH_BASE, MIN_ADU, PROTOCOL_ID, UNIT
 from otsentry.collectors.modbus_pdu import decode_pdu_cached as decode_pdu
 from otsentry.collectors.packets import Packets
 from otsentry.collectors.reassembly import SEQ_MOD, StreamState
-from otsentry.records import FLAG_MIDSTREAM
+from otsentry.contracts.flags import FLAG_BITS, FLAG_MIDSTREAM, flags_to_mask
+from otsentry.contracts.network import SYN
 
-SYN = 0x02
 _PAD = 16  # _decode reads fixed offsets up to 13 from row 0 for rows a field does not apply to
 MIDSTREAM = FLAG_BITS[FLAG_MIDSTREAM]
 EXCEPTION_CODES_FAST = frozenset({1, 2, 3, 4, 5, 6, 15, 16})
@@ -170,7 +171,7 @@ def run(
     pair_base = np.zeros(len(q), dtype=np.int64)
     np.cumsum(size[:-1], out=pair_base[1:])
     pairs_u8 = np.zeros(int(size.sum()) + _PAD, dtype=np.uint8)  # padded: _decode reads a few bytes at offset 0
-    pairs_u8[: len(pairs_u8) - _PAD] = u8[_ranges(starts, counts)]
+    pairs_u8[: len(pairs_u8) - _PAD] = u8[ranges(starts, counts)]
     joined = _decode(pairs_u8, p, idx[second], pair_base, size, conn[second], from_client[second], midstream[second])
     return [out, joined] if len(single) else [joined]
 

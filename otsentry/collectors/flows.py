@@ -14,11 +14,10 @@ import numpy as np
 
 from otsentry.collectors.grouping import group_columns
 from otsentry.collectors.packets import Packets, addr_to_str
+from otsentry.contracts.network import ACK, FIN, PSH, RST, SYN, URG, transport_name
 from otsentry.records import FlowEvent
 
-FIN, SYN, RST, PSH, ACK, URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 _FLAG_LETTERS = ((SYN, "S"), (ACK, "A"), (FIN, "F"), (RST, "R"), (PSH, "P"), (URG, "U"))
-_TRANSPORTS = {6: "tcp", 17: "udp", 1: "icmp", 2: "igmp", 58: "icmp6"}
 
 
 @dataclass(slots=True)
@@ -198,7 +197,7 @@ class FlowTable:
             orig_port=oport,
             resp_ip=rip,
             resp_port=rport,
-            transport=_TRANSPORTS.get(proto, str(proto)),
+            transport=transport_name(proto),
             packets_orig=f.pkts[o],
             packets_resp=f.pkts[r],
             bytes_orig=f.bytes[o],

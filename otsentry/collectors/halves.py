@@ -6,30 +6,17 @@ numpy columns rather than on a million small Python objects.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, fields
 from typing import Callable, Union
 
 import numpy as np
 
-from otsentry.records import ALL_FLAGS
+from otsentry.arrays import ranges
 
-FLAG_BITS = {name: 1 << i for i, name in enumerate(ALL_FLAGS)}
+
 NONE = -1  # "absent" in integer columns (exception code, sub-function, address, quantity, frame)
 # Register/coil values are 16-bit (or smaller) in every public function code: int32 halves the copying.
 VALUE_DTYPE = np.int32
-
-
-@functools.lru_cache(maxsize=1024)
-def flags_to_mask(names: frozenset[str] | tuple[str, ...]) -> int:
-    mask = 0
-    for name in names:
-        mask |= FLAG_BITS[name]
-    return mask
-
-
-def mask_to_flags(mask: int) -> tuple[str, ...]:
-    return tuple(name for name in ALL_FLAGS if mask & FLAG_BITS[name])
 
 
 class LazyValues:
@@ -60,7 +47,7 @@ class LazyValues:
 ValuesLike = Union[np.ndarray, LazyValues]
 
 
-class _DecodedOnUse:
+class DecodedOnUse:
     """Data descriptor for a batch's ``values`` field: holds an array or LazyValues, always reads as an array.
 
     A descriptor (not a property) so the dataclass keeps ``values`` as an ordinary constructor argument.
@@ -105,7 +92,7 @@ class HalfBatch:
     val_start: np.ndarray  # int64 index into values
     val_count: np.ndarray  # int64
     flags: np.ndarray  # int64 bit mask over records.ALL_FLAGS
-    values: np.ndarray = _DecodedOnUse()  # type: ignore[assignment]  # VALUE_DTYPE; may be given as LazyValues
+    values: np.ndarray = DecodedOnUse()  # type: ignore[assignment]  # VALUE_DTYPE; may be given as LazyValues
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -123,7 +110,7 @@ class HalfBatch:
         new_start = np.zeros(len(index), dtype=np.int64)
         if len(index):
             np.cumsum(counts[:-1], out=new_start[1:])
-        gather = _ranges(starts, counts)
+        gather = ranges(starts, counts)
         cols = {
             f.name: getattr(self, f.name)[index]
             for f in fields(self)
@@ -155,16 +142,6 @@ def concat_csr(cls, batches: list):
     else:
         cols["values"] = np.concatenate(raws)
     return cls(**cols)
-
-
-def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Concatenation of arange(s, s + c) for each (s, c), vectorised."""
-    total = int(counts.sum()) if len(counts) else 0
-    if total == 0:
-        return np.empty(0, dtype=np.int64)
-    ends = np.cumsum(counts)
-    offsets = np.repeat(starts - (ends - counts), counts)
-    return np.arange(total, dtype=np.int64) + offsets
 
 
 class HalfBuilder:

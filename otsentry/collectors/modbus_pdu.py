@@ -64,7 +64,7 @@ from otsentry.collectors.modbus_names import (  # names re-exported: callers imp
     zeek_func_name,
 )
 from otsentry.collectors.types import DecodedPdu
-from otsentry.records import FLAG_LENGTH_MISMATCH, FLAG_MALFORMED_PDU, FLAG_RESERVED_FUNCTION
+from otsentry.contracts.flags import FLAG_LENGTH_MISMATCH, FLAG_MALFORMED_PDU, FLAG_RESERVED_FUNCTION
 
 __all__ = [
     "FUNCTIONS",

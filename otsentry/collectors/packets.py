@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from otsentry.collectors.capture import Chunk, _view
+from otsentry.collectors.capture import Chunk, view_as
 
 ETH_IPV4, ETH_IPV6 = 0x0800, 0x86DD
 VLAN_TPIDS = (0x8100, 0x88A8, 0x9100)  # 802.1Q, 802.1ad (QinQ), and the pre-standard QinQ tag
@@ -398,7 +398,7 @@ def decode_packets(chunk: Chunk) -> Packets:
     """Decode every record of ``chunk`` into columns; garbled or short packets get ipver 0 / l4_ok False."""
     n, buf = len(chunk), chunk.buf
     big = len(buf) >= 8
-    v = _Views(np.frombuffer(buf, np.uint8), *(_view(buf, t) if big else np.zeros(0, t) for t in (">u2", ">u4", ">u8")))
+    v = _Views(np.frombuffer(buf, np.uint8), *(view_as(buf, t) if big else np.zeros(0, t) for t in (">u2", ">u4", ">u8")))
     off, cap = chunk.offset.astype(np.int64, copy=False), chunk.caplen.astype(np.int64, copy=False)
     out = {name: np.zeros(n, dtype) for name, dtype in COLUMNS.items()}
     out["payload_off"][:] = off

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from otsentry.collectors.events import ModbusBatch
-from otsentry.collectors.halves import FLAG_BITS, NONE, HalfBatch, raw_values
-from otsentry.records import FLAG_ORPHAN_RESPONSE, FLAG_UNANSWERED
+from otsentry.collectors.halves import NONE, HalfBatch, raw_values
+from otsentry.contracts.flags import FLAG_BITS, FLAG_ORPHAN_RESPONSE, FLAG_UNANSWERED
 
 UNANSWERED = FLAG_BITS[FLAG_UNANSWERED]
 ORPHAN = FLAG_BITS[FLAG_ORPHAN_RESPONSE]

@@ -19,6 +19,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from otsentry.arrays import ranges
 from otsentry.collectors.capture import Chunk
 
 __all__ = ["RollingPcap", "files_between", "parse_size"]
@@ -38,15 +39,6 @@ def parse_size(text: str) -> int:
     if not m or float(m.group(1)) <= 0:
         raise ValueError(f"{text!r} is not a size: give e.g. 2GB, 500MB or 1048576")
     return int(float(m.group(1)) * _UNITS[m.group(2)])
-
-
-def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """The concatenation of arange(s, s + c) for each (s, c)."""
-    total = int(counts.sum())
-    if not total:
-        return np.empty(0, dtype=np.int64)
-    shift = np.repeat(starts - (np.cumsum(counts) - counts), counts)
-    return shift + np.arange(total, dtype=np.int64)
 
 
 class RollingPcap:
@@ -96,7 +88,7 @@ class RollingPcap:
         head = np.stack([sec, nsec, caplen, chunk.wirelen.astype(np.int64)], axis=1).astype("<u4")
         out[(start[:, None] + np.arange(16)).ravel()] = head.view(np.uint8).ravel()
         buf = np.frombuffer(chunk.buf, dtype=np.uint8)
-        out[_ranges(start + 16, caplen)] = buf[_ranges(chunk.offset.astype(np.int64), caplen)]
+        out[ranges(start + 16, caplen)] = buf[ranges(chunk.offset.astype(np.int64), caplen)]
         assert self._file is not None
         self._file.write(out.tobytes())
         self._file.flush()  # an extract from a live sensor sees the packets up to the last chunk

@@ -19,12 +19,13 @@ from dataclasses import dataclass, field, replace
 from itertools import groupby
 from typing import Iterable, Sequence
 
-from otsentry.attack import ACTING_TACTICS, PREPARING_TACTICS, TACTICS, tactic_rank, technique
+from otsentry.contracts.windows import alert_order
+from otsentry.contracts.attack import ACTING_TACTICS, PREPARING_TACTICS, TACTICS, tactic_rank, technique
 from otsentry.correlation.summary import summarise
 from otsentry.detectors.rules import rule
 from otsentry.records import Alert, Incident, IncidentStep
 
-__all__ = ["DEFAULT_IDLE_GAP_S", "Correlator", "alert_order", "correlate", "incident_id"]
+__all__ = ["DEFAULT_IDLE_GAP_S", "Correlator", "correlate", "incident_id"]
 
 DEFAULT_IDLE_GAP_S = 900.0
 DEFAULT_MAX_DURATION_S = 86400.0
@@ -260,11 +261,6 @@ class Correlator:
         done, self._open = self._open, []
         self.closed += len(done)
         return [i.freeze() for i in done]
-
-
-def alert_order(a: Alert) -> tuple:
-    """The order a correlator must see alerts in to build the same incidents (``Detection`` emits it per batch)."""
-    return (a.window_start, a.client_ip, a.server_ip, a.unit_id, a.rule_id, a.id)
 
 
 def correlate(alerts: Iterable[Alert], idle_gap_s: float = DEFAULT_IDLE_GAP_S) -> tuple[list[Alert], list[Incident]]:

@@ -20,7 +20,7 @@ import numpy as np
 from otsentry.detectors.base import BaseDetector
 from otsentry.detectors.ensemble import DEFAULT_MEMBERS, EnsembleDetector
 from otsentry.detectors.rules import rule
-from otsentry.features.schema import FLOW_FEATURES, PAIR_FEATURES, SCHEMA_VERSION
+from otsentry.contracts.schema import FLOW_FEATURES, PAIR_FEATURES, FEATURE_SCHEMA_VERSION
 from otsentry.records import Alert, FeatureEvidence, FeatureWindow, alert_id
 
 KINDS = {"pair": PAIR_FEATURES, "flow": FLOW_FEATURES}
@@ -100,7 +100,7 @@ class AnomalyWindowDetector(BaseDetector):
             )
         X = self._matrix(selected, names)
         self.ensemble_ = ensemble.fit(X, feature_names=names)
-        self.schema_ = SCHEMA_VERSION
+        self.schema_ = FEATURE_SCHEMA_VERSION
         self.n_train_windows_ = len(selected)
         self.n_train_pairs_ = len(self._pairs(selected))
         self.window_s_ = float(np.median([w.window_end - w.window_start for w in selected]))
@@ -140,9 +140,9 @@ class AnomalyWindowDetector(BaseDetector):
     def _select(self, windows: Iterable[FeatureWindow]) -> list[FeatureWindow]:
         selected = [w for w in windows if w.kind == self.kind]
         for w in selected:
-            if w.schema != SCHEMA_VERSION:
+            if w.schema != FEATURE_SCHEMA_VERSION:
                 raise ValueError(
-                    f"window at {w.window_start} uses feature schema {w.schema}, this otsentry uses {SCHEMA_VERSION}"
+                    f"window at {w.window_start} uses feature schema {w.schema}, this otsentry uses {FEATURE_SCHEMA_VERSION}"
                 )
         return selected
 
@@ -155,7 +155,7 @@ class AnomalyWindowDetector(BaseDetector):
         """Feature rows in schema order (``features.windows.to_matrix`` will replace this once it lands)."""
         X = np.array([w.values for w in windows], dtype=float).reshape(len(windows), -1)
         if X.shape[1] != len(names):
-            raise ValueError(f"{X.shape[1]} feature values per window, the {SCHEMA_VERSION} schema has {len(names)}")
+            raise ValueError(f"{X.shape[1]} feature values per window, the {FEATURE_SCHEMA_VERSION} schema has {len(names)}")
         return X
 
     def _alert(self, w: FeatureWindow, score: float, evidence: list[FeatureEvidence]) -> Alert:

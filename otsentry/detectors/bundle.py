@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from otsentry import __version__
-from otsentry.features.schema import SCHEMA_VERSION
+from otsentry.contracts.schema import FEATURE_SCHEMA_VERSION
 from otsentry.records import Alert, Asset, FeatureWindow, ProcessVariable
 
 FORMAT = "otsentry-model-bundle"
@@ -87,7 +87,7 @@ class ModelBundle:
     policy: Any | None
     window_s: float
     training: TrainingStats
-    schema_version: str = SCHEMA_VERSION
+    schema_version: str = FEATURE_SCHEMA_VERSION
     otsentry_version: str = __version__
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     assets: tuple[Asset, ...] = ()
@@ -291,9 +291,9 @@ def _check_compatible(name: str, manifest: Mapping[str, Any]) -> None:
     if _major_minor(made_by) != _major_minor(__version__):
         raise BundleError(f"{name}: made by otsentry {made_by}, this is otsentry {__version__}: {_RETRAIN}")
     schema = manifest.get("schema_version")
-    if schema != SCHEMA_VERSION:
+    if schema != FEATURE_SCHEMA_VERSION:
         raise BundleError(
-            f"{name}: trained with feature schema {schema}, this otsentry uses {SCHEMA_VERSION}: {_RETRAIN}"
+            f"{name}: trained with feature schema {schema}, this otsentry uses {FEATURE_SCHEMA_VERSION}: {_RETRAIN}"
         )
     installed = _library_versions()
     for library, saved in (manifest.get("libraries") or {}).items():

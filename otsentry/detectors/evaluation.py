@@ -23,6 +23,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from otsentry.contracts.windows import score_key
 from otsentry.records import Alert, FeatureWindow
 
 
@@ -155,10 +156,6 @@ class Evaluation:
         return asdict(self)
 
 
-def window_key(w: FeatureWindow) -> tuple:
-    return (w.kind, round(w.window_start, 6), w.client_ip, w.server_ip, w.unit_id, w.port, w.transport)
-
-
 def unit_key(window_start: float, a: str, b: str) -> tuple:
     """The evaluation unit of a window or alert: its time slot and the two hosts, in either direction."""
     return (round(window_start, 6), frozenset((a, b)))
@@ -174,7 +171,7 @@ def evaluate(
 ) -> Evaluation:
     """Unit-level quality of a detection run (see the module docstring for what a unit is).
 
-    ``scores`` maps a window key (see ``window_key``) to its score (higher = more anomalous); windows without a
+    ``scores`` maps a window key (see ``contracts.windows.score_key``) to its score (higher = more anomalous); windows without a
     score count as 0. ``attack_start`` (default: the first labelled attack time) is where time to detect counts from.
     """
     alerts = list(alerts)
@@ -189,7 +186,7 @@ def evaluate(
     for w in windows:
         key = unit_key(w.window_start, w.client_ip, w.server_ip)
         units.setdefault(key, w)
-        unit_score[key] = max(unit_score.get(key, 0.0), scores.get(window_key(w), 0.0))
+        unit_score[key] = max(unit_score.get(key, 0.0), scores.get(score_key(w), 0.0))
     ev = Evaluation(windows=len(units), alerts_by_rule=dict(sorted(rules.items())))
     index = AttackIndex(labels, attack_frames)
     keys = list(units)

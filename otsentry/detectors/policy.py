@@ -31,9 +31,11 @@ from typing import Any, Hashable, Iterable, Mapping, Sequence
 from otsentry.detectors.acceptance import Accepted
 from otsentry.detectors.base import BaseDetector, Interval, NotFittedError, validate_params
 from otsentry.detectors.policy_profiles import (PairProfile, check_window, merge_all, profile_of)
-from otsentry.detectors.policy_rules import FLOW_RULES, PAIR_RULES, Finding, compute_write_history
+from otsentry.detectors.policy_findings import Finding, compute_write_history
+from otsentry.detectors.policy_flow_rules import FLOW_RULES
+from otsentry.detectors.policy_rules import PAIR_RULES
 from otsentry.detectors.rules import RISK_SCORES, RULES, rule
-from otsentry.features.schema import SCHEMA_VERSION
+from otsentry.contracts.schema import FEATURE_SCHEMA_VERSION
 from otsentry.records import Alert, FeatureWindow, alert_id
 
 STATE_KIND = "otsentry.policy_baseline"
@@ -226,7 +228,7 @@ class PolicyBaseline:
         for orig, _, port, transport in conversations:
             client_services.setdefault(orig, set()).add((port, transport))
         self.client_services_ = {c: frozenset(s) for c, s in sorted(client_services.items())}
-        # what each learned pair's writes are judged against (policy_rules.write_history): computed once here, so
+        # what each learned pair's writes are judged against (policy_findings.write_history): computed once here, so
         # that detection only reads the learned state
         self.write_histories_ = {pair: compute_write_history(self, pair) for pair in self.pairs_}
 
@@ -288,7 +290,7 @@ class PolicyBaseline:
         return {
             "kind": STATE_KIND,
             "version": STATE_VERSION,
-            "feature_schema": SCHEMA_VERSION,
+            "feature_schema": FEATURE_SCHEMA_VERSION,
             "params": self.get_params(),
             "talkers": sorted(self.talkers_),
             "pairs": [{"client": c, "server": s, "unit": u, **p.to_state()} for (c, s, u), p in self.pairs_.items()],
@@ -304,9 +306,9 @@ class PolicyBaseline:
         if state.get("kind") != STATE_KIND or state.get("version") != STATE_VERSION:
             raise ValueError(f"not a version-{STATE_VERSION} policy baseline state: "
                              f"kind={state.get('kind')!r}, version={state.get('version')!r}")
-        if state.get("feature_schema") != SCHEMA_VERSION:
+        if state.get("feature_schema") != FEATURE_SCHEMA_VERSION:
             raise ValueError(f"policy baseline learned on feature schema {state.get('feature_schema')!r}, "
-                             f"this version reads {SCHEMA_VERSION!r}: relearn it")
+                             f"this version reads {FEATURE_SCHEMA_VERSION!r}: relearn it")
         baseline = cls(**state["params"])
         validate_params(baseline)
         pairs = {(p["client"], p["server"], int(p["unit"])): PairProfile.from_state(p) for p in state["pairs"]}

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from otsentry.features.schema import (ABSENT, FLOW_FEATURES, PAIR_FEATURES, SCHEMA_VERSION,
+from otsentry.contracts.schema import (ABSENT, FLOW_FEATURES, PAIR_FEATURES, FEATURE_SCHEMA_VERSION,
                                       TRACKED_FUNCTION_CODES, WRITE_CODES)
 from otsentry.records import FeatureWindow
 
@@ -48,8 +48,8 @@ def check_window(w: FeatureWindow) -> None:
     """Refuse windows this baseline cannot read (another schema, another kind, a short vector)."""
     if w.kind not in ("pair", "flow"):
         raise ValueError(f"FeatureWindow kind {w.kind!r} is neither 'pair' nor 'flow'")
-    if w.schema != SCHEMA_VERSION:
-        raise ValueError(f"FeatureWindow schema {w.schema!r} is not {SCHEMA_VERSION!r}: relearn the baseline")
+    if w.schema != FEATURE_SCHEMA_VERSION:
+        raise ValueError(f"FeatureWindow schema {w.schema!r} is not {FEATURE_SCHEMA_VERSION!r}: relearn the baseline")
     expected = len(PAIR_FEATURES) if w.kind == "pair" else len(FLOW_FEATURES)
     if len(w.values) != expected:
         raise ValueError(f"{w.kind} FeatureWindow has {len(w.values)} values, the schema names {expected}")

@@ -29,163 +29,19 @@ rate, so that a slow poller's few answers count.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Hashable, Iterable
+from typing import Hashable
 
-from otsentry.collectors.modbus_names import ZEEK_EXCEPTION_CODES, ZEEK_FUNCTION_CODES
-from otsentry.detectors.discovery import is_discovery, is_group, is_provisional
-from otsentry.detectors.policy_profiles import (DIAGNOSTICS, MIN_COMPARED, OTHER_FUNCTION_CODE, PairProfile, Range,
+from otsentry.collectors.modbus_names import ZEEK_EXCEPTION_CODES
+from otsentry.contracts.schema import TRACKED_EXCEPTION_CODES, WRITE_CODES
+from otsentry.detectors.policy_findings import (IDENTIFICATION_CODES, WRITE_FAMILIES, Finding, PolicyView, evidence,
+                                                fc_label, fc_list, known_writer, names, num, rng, span,
+                                                write_detail, write_history, write_margin)
+from otsentry.detectors.policy_profiles import (DIAGNOSTICS, MIN_COMPARED, OTHER_FUNCTION_CODE, Range,
                                                 answered, count, function_codes, measured_range, write_codes)
-from otsentry.features.schema import TRACKED_EXCEPTION_CODES, WRITE_CODES
 from otsentry.records import FeatureEvidence, FeatureWindow
 
-if TYPE_CHECKING:  # pragma: no cover
-    from otsentry.detectors.policy import PolicyBaseline
 
-SERVICE_NAMES = {
-    21: "FTP", 22: "SSH", 23: "Telnet", 53: "DNS", 69: "TFTP", 80: "HTTP", 102: "S7comm", 123: "NTP", 135: "MS RPC",
-    137: "NetBIOS", 139: "NetBIOS", 161: "SNMP", 443: "HTTPS", 445: "SMB", 502: "Modbus", 2404: "IEC 104",
-    3389: "RDP", 4840: "OPC UA", 5900: "VNC", 5985: "WinRM", 5986: "WinRM", 20000: "DNP3", 44818: "EtherNet/IP",
-    47808: "BACnet",
-}
-# Write codes that do the same thing one item or several at a time: a client that wrote with one of them is not
-# reported for using the other (an HMI writing one coil with FC 5 and eight with FC 15 is one habit).
-WRITE_FAMILIES = (frozenset({5, 15}), frozenset({6, 16}))
-# Function codes that ask a device who it is (FC 43/14 read device identification, FC 17 report server id).
-IDENTIFICATION_CODES = frozenset({17, 43})
-# Remote access, file sharing and lateral-movement services: high severity when they appear.
-REMOTE_ACCESS_PORTS = frozenset({21, 22, 23, 69, 135, 139, 445, 3389, 5900, 5985, 5986})
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One rule's verdict on one window, before it becomes an Alert."""
-
-    rule_id: str
-    severity: str
-    explanation: str
-    facts: tuple[Hashable, ...]  # what is reported, for rate limiting
-    evidence: tuple[FeatureEvidence, ...] = ()
-    function_codes: tuple[int, ...] = ()
-    score: float = 1.0
-    threshold: float = 0.5
-    variant: str = ""  # refines the rule's ATT&CK technique (see otsentry.detectors.rules)
-
-
-# -- wording ------------------------------------------------------------------------------------------------------
-
-def num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
-
-
-def span(r: Range) -> str:
-    """'address 105' or 'addresses 100-110'."""
-    return f"address {num(r[0])}" if r[0] == r[1] else f"addresses {num(r[0])}-{num(r[1])}"
-
-
-def rng(r: Range) -> str:
-    return num(r[0]) if r[0] == r[1] else f"{num(r[0])}-{num(r[1])}"
-
-
-def fc_label(code: int) -> str:
-    if code == OTHER_FUNCTION_CODE:
-        return "an unlisted function code (fc_other)"
-    name = ZEEK_FUNCTION_CODES.get(code)
-    return f"FC {code} ({name})" if name else f"FC {code}"
-
-
-def fc_list(codes: Iterable[int]) -> str:
-    codes = sorted(codes)
-    listed = [c for c in codes if c != OTHER_FUNCTION_CODE]
-    text = "FC " + ", ".join(str(c) for c in listed) if listed else ""
-    if OTHER_FUNCTION_CODE in codes:
-        text = f"{text} and an unlisted code" if text else "an unlisted function code"
-    return text or "no function code"
-
-
-def names(ips: Iterable[str]) -> str:
-    ips = sorted(ips)
-    return ips[0] if len(ips) == 1 else ", ".join(ips[:-1]) + " and " + ips[-1]
-
-
-def service_label(port: int, transport: str) -> str:
-    if port == 0:
-        return transport.upper() or "a portless protocol"
-    name = SERVICE_NAMES.get(port)
-    return f"{port}/{transport} ({name})" if name else f"{port}/{transport}"
-
-
-def evidence(name: str, value: float, baseline: Range | None = None, drove: bool = True) -> FeatureEvidence:
-    low, high = baseline if baseline is not None else (0.0, 0.0)
-    return FeatureEvidence(name, float(value), float(low), float(high), 1.0 if drove else 0.0)
-
-
-def write_detail(w: FeatureWindow) -> str:
-    """'FC 16, addresses 100-110' for the writes of a window."""
-    parts = [fc_list(write_codes(w))] if write_codes(w) else []
-    addrs = measured_range(w, "write_addr_min", "write_addr_max", "writes")
-    if addrs is not None:
-        parts.append(span(addrs))
-    return ", ".join(parts) or "writes"
-
-
-# -- history lookups -----------------------------------------------------------------------------------------------
-
-def known_writer(b: "PolicyBaseline", w: FeatureWindow) -> bool:
-    """Did this client write to this unit while learning (or, when pooling, to another unit of this server)?
-
-    Units behind one gateway IP are one device to the network and to whoever is allowed to write to it; ten
-    minutes of learning easily miss the rare write to one of them.
-    """
-    return writes_to(b, w.client_ip, w.server_ip, w.unit_id)
-
-
-def writes_to(b: "PolicyBaseline", client: str, server: str, unit: int) -> bool:
-    if client in b.writers_.get((server, unit), frozenset()):
-        return True
-    return b.pool_writes_per_client and client in b.server_writers_.get(server, frozenset())
-
-
-def write_history(b: "PolicyBaseline", w: FeatureWindow) -> PairProfile | None:
-    """What a known writer's writes are judged against: its pair, plus its other assets when pooling.
-
-    Learned pairs read the table ``write_histories_`` that learning computed once (several rules ask on every
-    window, and merging profiles each time was a good share of the scoring time); detection never writes into the
-    baseline. A pair never learned is computed here: only a known writer of a gateway's other unit has one.
-    """
-    history = b.write_histories_.get(w.pair, _NOT_LEARNED)
-    return history if history is not _NOT_LEARNED else compute_write_history(b, w.pair)
-
-
-_NOT_LEARNED = PairProfile()
-
-
-def compute_write_history(b: "PolicyBaseline", pair: tuple[str, str, int]) -> PairProfile | None:
-    client, server, unit = pair
-    if not writes_to(b, client, server, unit):
-        return None
-    if not b.pool_writes_per_client:
-        return b.pairs_[pair]
-    return b.writer_profiles_[client].merge(b.pairs_.get(pair, PairProfile()))
-
-
-def write_margin(b: "PolicyBaseline", w: FeatureWindow, learned: Range) -> float:
-    """Registers tolerated beyond a known writer's learned write range: ``address_margin``, shrinking with evidence.
-
-    n writes spread over a range leave gaps of about range / (n + 1) between them, so a register beyond the range
-    by several such gaps was most likely never meant to be written: the margin is ``write_margin_gaps`` gaps, at most
-    ``address_margin``. Writes learned are the client's over every asset when pooling (its writer profile already
-    holds this pair), else the pair's.
-    """
-    profile = b.writer_profiles_.get(w.client_ip) if b.pool_writes_per_client else b.pairs_.get(w.pair)
-    n = profile.total("writes") if profile is not None else 0.0
-    gap = (learned[1] - learned[0] + 1) / (n + 1)
-    return min(float(b.address_margin), b.write_margin_gaps * gap)
-
-
-# -- pair rules ----------------------------------------------------------------------------------------------------
-
-def new_talker_pair(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
+def new_talker_pair(b: PolicyView, w: FeatureWindow) -> Finding | None:
     new = [ip for ip in (w.client_ip, w.server_ip) if ip not in b.talkers_]
     if not new:
         return None
@@ -202,7 +58,7 @@ def new_talker_pair(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
                    (evidence("requests", count(w, "requests")),), tuple(sorted(function_codes(w) - {0})))
 
 
-def new_pair(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
+def new_pair(b: PolicyView, w: FeatureWindow) -> Finding | None:
     if w.pair in b.pairs_:
         return None
     clients = b.clients_.get((w.server_ip, w.unit_id))
@@ -214,7 +70,7 @@ def new_pair(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
                    (evidence("requests", count(w, "requests")),), tuple(sorted(function_codes(w) - {0})))
 
 
-def new_function_code(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
+def new_function_code(b: PolicyView, w: FeatureWindow) -> Finding | None:
     pair = b.pairs_.get(w.pair)
     base = pair or b.assets_.get((w.server_ip, w.unit_id))
     if base is None:
@@ -240,7 +96,7 @@ def new_function_code(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
                    variant=variant)
 
 
-def first_write(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
+def first_write(b: PolicyView, w: FeatureWindow) -> Finding | None:
     if count(w, "writes") <= 0 or known_writer(b, w):
         return None
     writers = b.writers_.get((w.server_ip, w.unit_id), frozenset())
@@ -258,7 +114,7 @@ def _outside(observed: Range, learned: Range, margin: float) -> bool:
     return observed[0] < learned[0] - margin or observed[1] > learned[1] + margin
 
 
-def address_out_of_range(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
+def address_out_of_range(b: PolicyView, w: FeatureWindow) -> Finding | None:
     pair = b.pairs_.get(w.pair)
     base = pair or b.assets_.get((w.server_ip, w.unit_id))
     margin = float(b.address_margin)
@@ -298,7 +154,7 @@ def address_out_of_range(b: "PolicyBaseline", w: FeatureWindow) -> Finding | Non
                    tuple(facts), tuple(ev), codes, variant="write" if writes_out else "")
 
 
-def write_value_out_of_range(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
+def write_value_out_of_range(b: PolicyView, w: FeatureWindow) -> Finding | None:
     seen = measured_range(w, "write_value_min", "write_value_max", "writes")
     if seen is None:
         return None
@@ -355,7 +211,7 @@ def surely_probable(exceptions: float, responses: float, rate: float, limit: flo
     return log_pmf > math.log(limit) + 1e-3
 
 
-def exception_burst(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
+def exception_burst(b: PolicyView, w: FeatureWindow) -> Finding | None:
     """Exceptions far above the learned maximum, or above it and improbable at the learned exception rate.
 
     The second test is what sees a storm at a slow poller: 3 exceptions in 4 answers are below any sensible
@@ -392,7 +248,7 @@ def exception_burst(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
                    exceptions, threshold if exceptions > threshold else learned)
 
 
-def no_response(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
+def no_response(b: PolicyView, w: FeatureWindow) -> Finding | None:
     """Unanswered requests above the learned maximum, for a good share of the window's requests or many at once.
 
     A window carrying FC 8 restart or listen-only is left to ``diagnostics`` (silence is what those commands do).
@@ -418,7 +274,7 @@ def no_response(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
                    tuple(sorted(function_codes(w) - {0})), unanswered, learned)
 
 
-def values_frozen(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
+def values_frozen(b: PolicyView, w: FeatureWindow) -> Finding | None:
     """Register values of a learned pair that changed in every learning window, (almost) unchanged now.
 
     Only the pair's own history counts (a historian reading mostly configuration registers changes far less than an
@@ -446,7 +302,7 @@ def values_frozen(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
                    tuple(sorted(function_codes(w) - {0})), rate, limit)
 
 
-def values_replayed(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
+def values_replayed(b: PolicyView, w: FeatureWindow) -> Finding | None:
     """Reads whose register blocks changed, but back to an exact earlier state, above the learned maximum."""
     replayed = count(w, "replayed_reads")
     if replayed <= 0:
@@ -472,7 +328,7 @@ _DIAG_WORDS = {
 }
 
 
-def diagnostics(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
+def diagnostics(b: PolicyView, w: FeatureWindow) -> Finding | None:
     pair = b.pairs_.get(w.pair)
     restart, listen = count(w, "diag_restart"), count(w, "diag_listen_only")
     other = max(count(w, "diag_other"), count(w, "fc_8") - restart - listen)
@@ -510,53 +366,3 @@ def diagnostics(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
 
 PAIR_RULES = (new_talker_pair, new_pair, new_function_code, first_write, address_out_of_range,
               write_value_out_of_range, exception_burst, diagnostics, no_response, values_frozen, values_replayed)
-
-
-# -- flow rules ----------------------------------------------------------------------------------------------------
-
-def new_talker_flow(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
-    """A host never seen; group addresses are not hosts, and discovery from a provisional address (DHCP's 0.0.0.0,
-    an fe80:: address) is not a stranger either (see ``otsentry.detectors.discovery``)."""
-    discovery = is_discovery(w)
-    new = [ip for ip in (w.client_ip, w.server_ip) if ip not in b.talkers_ and not is_group(ip)
-           and not (discovery and (ip == w.server_ip or is_provisional(ip)))]
-    if not new:
-        return None
-    svc = service_label(w.port, w.transport)
-    if len(new) == 2:
-        text = f"{w.client_ip} and {w.server_ip} were never seen on the OT network while learning; the first " \
-               f"connects to the second on {svc}"
-    elif new[0] == w.client_ip:
-        text = f"{w.client_ip} was never seen on the OT network while learning and now connects to {w.server_ip} " \
-               f"on {svc}"
-    else:
-        text = f"{w.server_ip} was never seen on the OT network while learning and is now contacted by " \
-               f"{w.client_ip} on {svc}"
-    return Finding("policy.new_talker", "high", text, tuple(("policy.new_talker", ip) for ip in new),
-                   (evidence("packets", count(w, "packets")),), variant="flow")
-
-
-def new_service(b: "PolicyBaseline", w: FeatureWindow) -> Finding | None:
-    """A (responder, port, transport) never seen, unless this originator used that service type elsewhere, or the
-    responder is a group address (discovery chatter: no service was opened).
-
-    The exception keeps an engineering station that browses one PLC's web page after another from alerting on
-    each PLC it had not reached during learning, while RDP or SMB that nobody used still alerts.
-    """
-    if (w.server_ip, w.port, w.transport) in b.services_ or is_discovery(w):
-        return None
-    if (w.port, w.transport) in b.client_services_.get(w.client_ip, frozenset()):
-        return None
-    svc = service_label(w.port, w.transport)
-    offered = sorted((p, t) for ip, p, t in b.services_ if ip == w.server_ip)
-    context = (f" (it only offered {', '.join(service_label(p, t) for p, t in offered)})" if offered else "")
-    text = f"{w.client_ip} connected to {w.server_ip} on {svc}, a service never seen on that host while learning" \
-           f"{context}"
-    severity = "high" if w.port in REMOTE_ACCESS_PORTS else "medium"
-    return Finding("policy.new_service", severity, text,
-                   (("policy.new_service", w.client_ip, w.server_ip, w.port, w.transport),),
-                   (evidence("packets", count(w, "packets")), evidence("connections", count(w, "connections"))),
-                   variant="remote_access" if w.port in REMOTE_ACCESS_PORTS else "")
-
-
-FLOW_RULES = (new_talker_flow, new_service)

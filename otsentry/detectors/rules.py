@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Mapping
 
-from otsentry.attack import Technique, technique
+from otsentry.contracts.attack import Technique, technique
 
 __all__ = ["KINDS", "RISK_SCORES", "RULES", "Rule", "rule", "technique_of"]
 

@@ -2,18 +2,18 @@
 
 ``Windower`` turns collector batches into ``FeatureWindow``s as windows close; ``windows_from_capture`` wires a
 capture file through the collector and the windower; ``to_matrix`` gives the detectors their input. Feature names
-and semantics: ``otsentry.features.schema``.
+and semantics: ``otsentry.contracts.schema``.
 """
 
 from otsentry.features.flowwin import FlowWindowObserver
 from otsentry.features.pipeline import windows_from_capture
-from otsentry.features.schema import FLOW_FEATURES, PAIR_FEATURES, SCHEMA_VERSION
+from otsentry.contracts.schema import FLOW_FEATURES, PAIR_FEATURES, FEATURE_SCHEMA_VERSION
 from otsentry.features.windows import Windower, WindowerStats, to_matrix
 
 __all__ = [
     "FLOW_FEATURES",
     "PAIR_FEATURES",
-    "SCHEMA_VERSION",
+    "FEATURE_SCHEMA_VERSION",
     "FlowWindowObserver",
     "Windower",
     "WindowerStats",

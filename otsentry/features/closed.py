@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from otsentry.collectors.flows import _TRANSPORTS
 from otsentry.collectors.packets import addr_to_str
+from otsentry.contracts.network import transport_name
+from otsentry.contracts.schema import FEATURE_SCHEMA_VERSION
 from otsentry.features.pairs import ValueJob
-from otsentry.features.schema import SCHEMA_VERSION
 from otsentry.features.values import ValueState
 from otsentry.records import FeatureWindow
 
@@ -45,7 +45,7 @@ class FlowBlock:
         for (w, ohi, olo, rhi, rlo, port, proto, ff, lf), values in zip(zip(*cols), self.values.tolist()):
             start, end = _bounds(w, self.window_ns)
             out.append(FeatureWindow(start, end, "flow", addr_to_str(ohi, olo), addr_to_str(rhi, rlo), -1,
-                                     tuple(values), SCHEMA_VERSION, port, _TRANSPORTS.get(proto, str(proto)), ff, lf))
+                                     tuple(values), FEATURE_SCHEMA_VERSION, port, transport_name(proto), ff, lf))
         return out
 
 
@@ -80,7 +80,7 @@ class PairBlock:
         for (w, pid, u, ff, lf), values in zip(zip(*cols), self.values.tolist()):
             start, end = _bounds(w, self.window_ns)
             client, server = self.names[pid][:2]
-            out.append(FeatureWindow(start, end, "pair", client, server, u, tuple(values), SCHEMA_VERSION,
+            out.append(FeatureWindow(start, end, "pair", client, server, u, tuple(values), FEATURE_SCHEMA_VERSION,
                                      first_frame=ff, last_frame=lf))
         return out
 

@@ -167,12 +167,3 @@ def pick(col: np.ndarray, idx: np.ndarray, found: np.ndarray, fill: int | bool) 
     if len(col) == 0:
         return np.full(len(idx), fill, dtype=col.dtype)
     return np.where(found, col[idx], fill)
-
-
-def ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Concatenation of arange(s, s + c) for each (s, c): the gather index of CSR rows."""
-    total = int(counts.sum()) if len(counts) else 0
-    if total == 0:
-        return np.empty(0, dtype=np.int64)
-    ends = np.cumsum(counts)
-    return np.arange(total, dtype=np.int64) + np.repeat(starts - (ends - counts), counts)

@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from otsentry.collectors.flows import ACK, FIN, RST, SYN, FlowGroups
+from otsentry.collectors.flows import FlowGroups
+from otsentry.contracts.network import ACK, FIN, RST, SYN
 from otsentry.collectors.grouping import stable_order
 from otsentry.collectors.packets import Packets
 from otsentry.features.columns import (Cols, distinct, group_starts, hash_rows, lookup, merge_state, pick,
                                       runs_to_ids, signed32)
-from otsentry.features.schema import FLOW_FEATURES
+from otsentry.contracts.schema import FLOW_FEATURES
 
 _DIR_SALT = np.uint64(0xD1B54A32D192ED03)
 _NO_PRIOR = -(1 << 40)

@@ -4,7 +4,7 @@ Rows are extracted from each ``ModbusBatch`` when it arrives (``extract``) and k
 that exact statistics (p95 latency, distinct addresses, inter-arrival std) need no mergeable partial aggregates;
 the state is the rows of the open windows only. ``pair_matrix`` then computes the PAIR_FEATURES columns (except
 the TCP ones, which come from the flow cells) for all the closing (window, pair) groups with a few sorts and
-bincounts. The semantics of every feature are in ``otsentry.features.schema``.
+bincounts. The semantics of every feature are in ``otsentry.contracts.schema``.
 """
 
 from __future__ import annotations
@@ -13,15 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from otsentry.collectors.collector import MALFORMED_MASK
+from otsentry.contracts.flags import FLAG_BITS, FLAG_ORPHAN_RESPONSE, FLAG_UNANSWERED, MALFORMED_MASK
 from otsentry.collectors.events import ModbusBatch
-from otsentry.collectors.halves import FLAG_BITS
-from otsentry.features.columns import Cols, count, distinct, masked_reduce, ranges, seg_reduce
-from otsentry.features.schema import (ABSENT, BIT_READ_CODES, DIAG_LISTEN_ONLY, DIAG_RESTART, PAIR_FEATURES,
+from otsentry.arrays import ranges
+from otsentry.features.columns import Cols, count, distinct, masked_reduce, seg_reduce
+from otsentry.contracts.schema import (ABSENT, BIT_READ_CODES, DIAG_LISTEN_ONLY, DIAG_RESTART, PAIR_FEATURES,
                                       RANGE_CODES, READ_CODES, REGISTER_READ_CODES, TRACKED_EXCEPTION_CODES,
                                       TRACKED_FUNCTION_CODES, WRITE_ADDRESS_CODES, WRITE_CODES, WRITE_VALUE_CODES)
 from otsentry.features.values import ValueState
-from otsentry.records import FLAG_ORPHAN_RESPONSE, FLAG_UNANSWERED
 
 COL = {name: i for i, name in enumerate(PAIR_FEATURES)}
 _TABLE = np.full(256, -1, dtype=np.int64)  # value table of a read code: coils, discrete inputs, holding, input

@@ -12,7 +12,7 @@ from typing import Iterable
 
 from otsentry.collectors.defrag import FRAGMENT_OVERLAP_CONFLICT, TINY_FRAGMENT
 from otsentry.collectors.reassembly import GAP, OVERLAP_CONFLICT, UNDECODED
-from otsentry.features.schema import SCHEMA_VERSION, SENSOR_FEATURES
+from otsentry.contracts.schema import FEATURE_SCHEMA_VERSION, SENSOR_FEATURES
 from otsentry.records import EvasionNote, FeatureWindow, PacketLoss
 
 # note kind -> (feature, counted as: 1 per note, or its bytes)
@@ -63,7 +63,7 @@ class SensorWindows:
             values = self._cells.pop(key)
             first, last = self._frames.pop(key, (0, 0))
             out.append(FeatureWindow(widx * self.window_ns / 1e9, (widx + 1) * self.window_ns / 1e9, "sensor", src,
-                                     dst, -1, tuple(values), SCHEMA_VERSION, port, transport, first, last))
+                                     dst, -1, tuple(values), FEATURE_SCHEMA_VERSION, port, transport, first, last))
         return out
 
     def max_widx(self) -> int | None:

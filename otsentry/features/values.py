@@ -24,7 +24,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from otsentry.features.columns import Cols, group_starts, hash_rows, hash_values, lookup, merge_state, pick, ranges
+from otsentry.arrays import ranges
+from otsentry.features.columns import Cols, group_starts, hash_rows, hash_values, lookup, merge_state, pick
 
 
 def rows_of(pool: np.ndarray, starts: np.ndarray, c: int) -> np.ndarray:

@@ -91,7 +91,7 @@ def _attack_results(ev: Evaluation, windows, alerts, scores, labels, frames: Seq
 
 
 def slot_scores(scores: dict[tuple, float], window_s: float) -> list[tuple[float, float]]:
-    """Highest normalised score per time slot (keys as ``evaluation.window_key``: start at index 1)."""
+    """Highest normalised score per time slot (keys as ``contracts.windows.score_key``: start at index 1)."""
     best: dict[float, float] = {}
     for key, value in scores.items():
         start = key[1]

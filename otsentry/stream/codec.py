@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from otsentry.records import SCHEMA_VERSION, Alert, FeatureWindow, Incident, SchemaError
+from otsentry.records import RECORD_SCHEMA_VERSION, Alert, FeatureWindow, Incident, SchemaError
 
 WATERMARK = "watermark"
 
@@ -36,23 +36,8 @@ class Watermark:
     final: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"record": WATERMARK, "schema_version": SCHEMA_VERSION, "source": self.source,
+        return {"record": WATERMARK, "schema_version": RECORD_SCHEMA_VERSION, "source": self.source,
                 "watermark": self.watermark, "final": self.final}
-
-
-def window_key(w: FeatureWindow) -> bytes:
-    """Partition key: the asset pair (client|server|unit), the conversation (originator|responder|port/proto), or
-    a sensor window's stream (sensor|sender|receiver|port/transport; empty addresses for capture loss)."""
-    if w.kind == "pair":
-        return f"{w.client_ip}|{w.server_ip}|{w.unit_id}".encode()
-    if w.kind == "sensor":
-        return f"sensor|{w.client_ip}|{w.server_ip}|{w.port}/{w.transport}".encode()
-    return f"{w.client_ip}|{w.server_ip}|{w.port}/{w.transport}".encode()
-
-
-def window_identity(w: FeatureWindow) -> tuple[Any, ...]:
-    """What makes a window unique in a stream: a copy sent twice (a producer retry) has the same identity."""
-    return (w.kind, w.client_ip, w.server_ip, w.unit_id, w.port, w.transport, w.window_start, w.window_end)
 
 
 def _dumps(d: dict[str, Any]) -> bytes:
@@ -81,8 +66,8 @@ def _load(value: bytes | None) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise MalformedRecord(f"expected a JSON object, got {type(data).__name__}")
     version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise MalformedRecord(f"schema_version {version!r} is not supported (this version reads {SCHEMA_VERSION})")
+    if version != RECORD_SCHEMA_VERSION:
+        raise MalformedRecord(f"schema_version {version!r} is not supported (this version reads {RECORD_SCHEMA_VERSION})")
     return data
 
 

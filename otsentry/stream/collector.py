@@ -20,7 +20,8 @@ from typing import Sequence
 
 from otsentry.collectors.collector import CollectorConfig, CollectorStats
 from otsentry.records import FeatureWindow
-from otsentry.stream.codec import Watermark, encode_watermark, encode_window, window_key
+from otsentry.stream.codec import Watermark, encode_watermark, encode_window
+from otsentry.contracts.windows import partition_key
 from otsentry.stream.metrics import Metrics
 from otsentry.stream.outbox import Outbox, Stopped
 
@@ -65,7 +66,7 @@ class WindowPublisher:
         if not windows:
             return
         for w in windows:
-            self.outbox.send(self.topic, encode_window(w), key=window_key(w))
+            self.outbox.send(self.topic, encode_window(w), key=partition_key(w))
         if not self.outbox.flush():  # watermarks only after the windows they cover are in the log
             raise Stopped("stopped while the broker was not acknowledging")
         self.stats.windows += len(windows)
@@ -163,7 +164,7 @@ def publish_live(iface: str, publisher: WindowPublisher, window_s: float, config
     deadline = time.monotonic() + stop_timeout_s if stop.is_set() else None
     if last:
         for w in last:
-            publisher.outbox.send(publisher.topic, encode_window(w), key=window_key(w))
+            publisher.outbox.send(publisher.topic, encode_window(w), key=partition_key(w))
         if publisher.outbox.flush(deadline):
             publisher.stats.windows += len(last)
             metrics.inc("otsentry_windows_published_total", len(last))

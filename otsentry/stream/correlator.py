@@ -29,8 +29,9 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from otsentry.attack import TECHNIQUES
-from otsentry.correlation import Correlator, alert_order
+from otsentry.contracts.attack import TECHNIQUES
+from otsentry.correlation import Correlator
+from otsentry.contracts.windows import alert_order
 from otsentry.detectors.rules import RULES
 from otsentry.records import Alert, Incident
 from otsentry.stream.codec import MalformedRecord, decode_alert, encode_alert, encode_incident

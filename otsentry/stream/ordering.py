@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from otsentry.records import FeatureWindow
-from otsentry.stream.codec import Watermark, window_identity
+from otsentry.stream.codec import Watermark
+from otsentry.contracts.windows import window_identity, window_order
 from otsentry.stream.transport import TopicPartition
 
 MAX_METADATA_CHARS = 3500  # Kafka's offset.metadata.max.bytes defaults to 4096
@@ -67,12 +68,6 @@ class _Partition:
             if len(text) <= MAX_METADATA_CHARS or not items:
                 return text
             items = items[:-1]
-
-
-def _order(h: Held) -> tuple:
-    w = h.window
-    return (w.window_start, w.window_end, w.kind != "pair", w.client_ip, w.server_ip, w.unit_id, w.port,
-            w.transport)
 
 
 class EventTimeBuffer:
@@ -166,7 +161,7 @@ class EventTimeBuffer:
                 out.append(self._take(h))
         if out:
             self.released_upto = max(self.released_upto, max(h.window.window_end for h in out))
-        out.sort(key=_order)
+        out.sort(key=lambda h: window_order(h.window))
         return [h.window for h in out]
 
     def _take(self, h: Held) -> Held:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
 from otsentry.collectors.collector import CollectorConfig
+from otsentry.detectors.scoring import Detection
 from otsentry.stream.collector import PublishStats, WindowPublisher, default_source, publish_captures, publish_live
 from otsentry.stream.daemon import Backoff, StateLog, StopSignal
 from otsentry.stream.metrics import Metrics, MetricsServer
@@ -174,7 +175,7 @@ def run_detector(bundle: object, settings: StreamSettings, *, make_publisher: Ca
             publisher = retry("connecting (producer)", make_publisher, d.stop, d.backoff, d.state, d.metrics)
             outbox = d.outbox(publisher)
             worker = retry("connecting (consumer)",
-                           lambda: DetectorWorker(lambda: make_consumer(s.max_poll_records), outbox, bundle,
+                           lambda: DetectorWorker(lambda: make_consumer(s.max_poll_records), outbox, Detection(bundle),
                                                   alerts_topic=k.alerts_topic, deadletter_topic=k.deadletter_topic,
                                                   max_poll_records=s.max_poll_records, max_hold_s=s.max_hold_s,
                                                   max_buffered=s.max_buffered_windows, metrics=d.metrics,

@@ -24,9 +24,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Protocol, Sequence
 
-from otsentry.records import FeatureWindow
+from otsentry.records import Alert, FeatureWindow
 from otsentry.stream.codec import MalformedRecord, Watermark, decode_feature_record, encode_alert
 from otsentry.stream.daemon import Backoff, StateLog
 from otsentry.stream.metrics import Metrics
@@ -39,6 +39,12 @@ log = logging.getLogger("otsentry.stream")
 ConsumerFactory = Callable[[], Consumer]
 LOG_FIRST_MALFORMED = 10
 POLL_TIMEOUT_S = 0.5  # longest wait in poll: how soon a stop request is noticed
+
+
+class Scorer(Protocol):
+    """What the worker scores windows with (``otsentry.detectors.scoring.Detection`` over a bundle)."""
+
+    def feed(self, windows: Sequence[FeatureWindow]) -> list[Alert]: ...
 
 
 class ConsumerMember:
@@ -107,16 +113,14 @@ class ConsumerMember:
 
 
 class DetectorWorker(ConsumerMember):
-    """Consumes windows, scores them with ``bundle``, publishes alerts, commits after acknowledgement."""
+    """Consumes windows, scores them with ``scorer``, publishes alerts, commits after acknowledgement."""
 
-    def __init__(self, make_consumer: ConsumerFactory, outbox: Outbox, bundle: object, *, alerts_topic: str,
+    def __init__(self, make_consumer: ConsumerFactory, outbox: Outbox, scorer: Scorer, *, alerts_topic: str,
                  deadletter_topic: str = "", max_poll_records: int = 500, max_hold_s: float = 30.0,
                  max_buffered: int = 50000, metrics: Metrics | None = None, stop: threading.Event | None = None,
                  backoff: Backoff | None = None, clock: Callable[[], float] = time.monotonic) -> None:
-        from otsentry.pipeline import Detection
-
         self.outbox = outbox
-        self.detection = Detection(bundle)
+        self.detection = scorer
         self.alerts_topic = alerts_topic
         self.deadletter_topic = deadletter_topic
         self.max_poll_records = max_poll_records

@@ -21,7 +21,6 @@ ETH_VLAN = 0x8100
 PROTO_TCP = 6
 PROTO_UDP = 17
 
-FIN, SYN, RST, PSH, ACK, URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 
 LINK_ETHERNET = "ethernet"
 LINK_SLL = "sll"

@@ -5,17 +5,13 @@ raw builder for malformed traffic (wrong protocol id, a lying length field, rese
 and responses that are byte-identical in the specification (write single coil/register, diagnostics echo) share
 one builder.
 
-The polling traffic generator lives in ``otsentry.synth.polling``; ``generate_polling`` here is a shortcut to it.
+The polling traffic generator that uses them lives in ``otsentry.synth.polling``.
 """
 
 from __future__ import annotations
 
-import os
 import struct
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
-
-if TYPE_CHECKING:
-    from otsentry.synth.polling import GroundTruth
+from typing import Mapping, Sequence
 
 READ_COILS = 1
 READ_DISCRETE_INPUTS = 2
@@ -150,11 +146,3 @@ def read_device_id_response(
 def exception_response(function_code: int, exception_code: int) -> bytes:
     """Exception response PDU: the function code with bit 0x80 set, then the exception code."""
     return struct.pack("!BB", (function_code | 0x80) & 0xFF, exception_code)
-
-
-def generate_polling(path: str | os.PathLike[str], packets: int, seed: int, plcs: int = 4,
-                     **options: Any) -> "GroundTruth":
-    """Write a polling capture; see ``otsentry.synth.polling.generate_polling`` for the options."""
-    from otsentry.synth.polling import generate_polling as _generate
-
-    return _generate(path, packets, seed, plcs, **options)

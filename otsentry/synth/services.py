@@ -23,7 +23,7 @@ import struct
 from typing import Iterator
 
 from otsentry.synth.attacks import AttackLog
-from otsentry.synth.frames import ACK, PSH
+from otsentry.contracts.network import ACK, PSH
 from otsentry.synth.plant import Host
 from otsentry.synth.sim import FLOW_TCP, T_FLOW, Sim, Tag
 from otsentry.synth.tcp import Endpoint, Frame, TcpConnection

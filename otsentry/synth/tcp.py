@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from otsentry.synth.frames import ACK, FIN, LINK_ETHERNET, PSH, RST, SYN, Direction, Link
+from otsentry.contracts.network import ACK, FIN, PSH, RST, SYN
+from otsentry.synth.frames import LINK_ETHERNET, Direction, Link
 
 Frame = tuple[int, bytes]  # (timestamp in ns since the epoch, frame bytes)
 

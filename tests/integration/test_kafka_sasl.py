@@ -21,7 +21,8 @@ from dataclasses import replace
 import pytest
 
 from otsentry import pipeline
-from otsentry.stream.codec import Watermark, decode_feature_record, window_identity
+from otsentry.stream.codec import Watermark, decode_feature_record
+from otsentry.contracts.windows import window_identity
 from otsentry.stream.kafka import client_options
 from otsentry.stream.settings import KafkaConfig, Secret
 from otsentry.synth.scenarios import generate_scenario

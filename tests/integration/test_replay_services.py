@@ -19,7 +19,8 @@ import pytest
 
 from otsentry.features.pipeline import window_batches_from_capture
 from otsentry.replay.catalog import generate, get_scenario
-from otsentry.stream.codec import Watermark, decode_alert, decode_feature_record, window_identity
+from otsentry.stream.codec import Watermark, decode_alert, decode_feature_record
+from otsentry.contracts.windows import window_identity
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration

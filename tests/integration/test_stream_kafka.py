@@ -26,7 +26,8 @@ import pytest
 from otsentry import pipeline
 from otsentry.detectors.bundle import ModelBundle
 from otsentry.features.pipeline import window_batches_from_capture
-from otsentry.stream.codec import Watermark, decode_alert, decode_feature_record, window_identity
+from otsentry.stream.codec import Watermark, decode_alert, decode_feature_record
+from otsentry.contracts.windows import window_identity
 from otsentry.stream.collector import WindowPublisher
 from otsentry.stream.daemon import Backoff, StateLog
 from otsentry.stream.kafka import KafkaPublisher, ensure_topics

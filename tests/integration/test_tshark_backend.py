@@ -32,7 +32,8 @@ import pytest
 
 from otsentry.collectors.collector import CollectorConfig
 from otsentry.collectors.source import decode_capture
-from otsentry.records import FLAG_ORPHAN_RESPONSE, FLAG_TRUNCATED, FLAG_UNANSWERED, ModbusEvent
+from otsentry.records import ModbusEvent
+from otsentry.contracts.flags import FLAG_ORPHAN_RESPONSE, FLAG_TRUNCATED, FLAG_UNANSWERED
 from otsentry.synth import modbus as mb
 from otsentry.synth.pcapwriter import PcapWriter
 from otsentry.synth.tcp import Endpoint, TcpConnection

@@ -36,7 +36,8 @@ import pytest
 
 from otsentry.collectors.collector import CollectorConfig, CollectorStats
 from otsentry.collectors.source import decode_capture
-from otsentry.records import FLAG_TRUNCATED, ModbusEvent
+from otsentry.records import ModbusEvent
+from otsentry.contracts.flags import FLAG_TRUNCATED
 from tests.conftest import require_tool
 from tests.integration.tshark_frames import after_holes, restarts, tshark_lines as _tshark_lines
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from otsentry.features.schema import PAIR_FEATURES, SCHEMA_VERSION
+from otsentry.contracts.schema import PAIR_FEATURES, FEATURE_SCHEMA_VERSION
 from otsentry.records import FeatureWindow
 
 COLUMN = {name: i for i, name in enumerate(PAIR_FEATURES)}
@@ -137,7 +137,7 @@ def windows_from_rows(X: np.ndarray, start: float = 1_700_000_000.0, kind: str =
                 server_ip=p.server_ip,
                 unit_id=p.unit_id,
                 values=tuple(float(v) for v in row),
-                schema=SCHEMA_VERSION,
+                schema=FEATURE_SCHEMA_VERSION,
             )
         )
     return out

@@ -10,7 +10,7 @@ import pytest
 
 from otsentry.detectors.anomaly import AnomalyWindowDetector, explain_sentence, severity_for
 from otsentry.detectors.base import NotFittedError, WindowDetector
-from otsentry.features.schema import FLOW_FEATURES, SCHEMA_VERSION
+from otsentry.contracts.schema import FLOW_FEATURES, FEATURE_SCHEMA_VERSION
 from otsentry.records import Alert, FeatureEvidence, FeatureWindow, alert_id
 from tests.unit.detector_data import flood_rows, normal_rows, sweep_rows, windows_from_rows
 
@@ -29,7 +29,7 @@ def flow_windows(n: int, rng: np.random.Generator, port: int = 502, scale: float
         values.update(packets=packets, bytes=packets * 70, packets_orig=packets / 2, packets_resp=packets / 2,
                       bytes_orig=packets * 30, bytes_resp=packets * 40, connections=1, duration_s=10.0, modbus=1.0)
         out.append(FeatureWindow(1e9 + 10 * i, 1e9 + 10 * i + 10, "flow", "10.0.0.10", "10.0.1.1", -1,
-                                 tuple(values[f] for f in FLOW_FEATURES), SCHEMA_VERSION, port=port,
+                                 tuple(values[f] for f in FLOW_FEATURES), FEATURE_SCHEMA_VERSION, port=port,
                                  transport="tcp"))
     return out
 

@@ -15,7 +15,7 @@ import pytest
 from otsentry import __version__
 from otsentry.detectors.anomaly import AnomalyWindowDetector
 from otsentry.detectors.bundle import BundleError, ModelBundle, TrainingStats, read_manifest
-from otsentry.features.schema import SCHEMA_VERSION
+from otsentry.contracts.schema import FEATURE_SCHEMA_VERSION
 from tests.unit.detector_data import flood_rows, normal_rows, windows_from_rows
 
 
@@ -105,7 +105,7 @@ def test_round_trip(tmp_path: Path) -> None:
     assert loaded.policy.talkers == {"10.0.0.10", "10.0.0.11"}
     assert loaded.training == make_bundle().training
     assert loaded.training.windows == 240 and loaded.training.pairs == 4 and loaded.training.duration_s == 600.0
-    assert (loaded.window_s, loaded.schema_version, loaded.otsentry_version) == (10.0, SCHEMA_VERSION, __version__)
+    assert (loaded.window_s, loaded.schema_version, loaded.otsentry_version) == (10.0, FEATURE_SCHEMA_VERSION, __version__)
     manifest = read_manifest(path)
     assert manifest["detectors"]["pair"]["threshold"] == pytest.approx(fitted().threshold_)
     assert set(manifest["detectors"]["pair"]["members"]) == {"ecod", "iforest", "knn"}
@@ -120,7 +120,7 @@ def test_bundle_without_policy(tmp_path: Path) -> None:
 def test_schema_mismatch_is_refused(tmp_path: Path) -> None:
     path = make_bundle(schema_version="pair-flow-v0").save(tmp_path / "model.otsb")
     assert refusal(path) == (
-        f"model.otsb: trained with feature schema pair-flow-v0, this otsentry uses {SCHEMA_VERSION}: "
+        f"model.otsb: trained with feature schema pair-flow-v0, this otsentry uses {FEATURE_SCHEMA_VERSION}: "
         "retrain with otsentry train"
     )
 

@@ -178,7 +178,7 @@ WINDOW_FACTORIES: dict[str, Callable[[], object]] = {
 
 @pytest.mark.parametrize("name", sorted(WINDOW_FACTORIES))
 def test_window_detectors_follow_the_estimator_contract(name: str) -> None:
-    from otsentry.correlation import alert_order
+    from otsentry.contracts.windows import alert_order
     from otsentry.detectors.base import WindowDetector
     from otsentry.detectors.rules import RULES
 

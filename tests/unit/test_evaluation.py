@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from otsentry.detectors.evaluation import AttackFrame, LabelError, Labels, evaluate, load_labels, roc_auc, window_key
-from otsentry.features.schema import PAIR_FEATURES, SCHEMA_VERSION
+from otsentry.detectors.evaluation import AttackFrame, LabelError, Labels, evaluate, load_labels, roc_auc
+from otsentry.contracts.windows import score_key
+from otsentry.contracts.schema import PAIR_FEATURES, FEATURE_SCHEMA_VERSION
 from otsentry.records import Alert, FeatureWindow, alert_id
 
 
 def _w(start: float, client: str = "10.0.0.5", server: str = "10.0.0.20") -> FeatureWindow:
-    return FeatureWindow(start, start + 10, "pair", client, server, 1, (0.0,) * len(PAIR_FEATURES), SCHEMA_VERSION)
+    return FeatureWindow(start, start + 10, "pair", client, server, 1, (0.0,) * len(PAIR_FEATURES), FEATURE_SCHEMA_VERSION)
 
 
 def _alert(w: FeatureWindow, rule: str = "policy.new_talker") -> Alert:
@@ -44,7 +45,7 @@ def test_metrics_on_a_small_run():
     attack = [AttackFrame(55.0, frozenset({"10.0.0.66", "10.0.0.20"})), AttackFrame(57.0, frozenset({"10.0.0.66", "10.0.0.20"}))]
     labels = Labels(frames=frozenset({100, 101}))
     alerts = [_alert(windows[-1]), _alert(windows[2])]  # one true, one false alert
-    scores = {window_key(w): 0.1 for w in windows}
+    scores = {score_key(w): 0.1 for w in windows}
     ev = evaluate(windows, alerts, scores, labels, attack)
     assert ev.attack_windows == 1 and ev.true_positives == 1 and ev.false_positives == 1 and ev.false_negatives == 0
     assert ev.precision == 0.5 and ev.recall == 1.0 and abs(ev.f1 - 2 / 3) < 1e-9

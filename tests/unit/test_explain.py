@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from otsentry.detectors.ensemble import EnsembleDetector
-from otsentry.features.schema import PAIR_FEATURES
+from otsentry.contracts.schema import PAIR_FEATURES
 from tests.unit.detector_data import COLUMN, normal_rows
 
 

@@ -21,8 +21,8 @@ from otsentry.collectors.collector import CollectedBatch
 from otsentry.collectors.events import ConnTable, ModbusBatch
 from otsentry.collectors.halves import NONE
 from otsentry.collectors.types import Conn
-from otsentry.features import FLOW_FEATURES, PAIR_FEATURES, SCHEMA_VERSION, Windower, to_matrix, windows_from_capture
-from otsentry.features.schema import ABSENT
+from otsentry.features import FLOW_FEATURES, PAIR_FEATURES, FEATURE_SCHEMA_VERSION, Windower, to_matrix, windows_from_capture
+from otsentry.contracts.schema import ABSENT
 from otsentry.records import FeatureWindow
 from otsentry.synth import modbus as mb
 from otsentry.synth.frames import Direction, Link
@@ -140,7 +140,7 @@ def test_windows_are_aligned_ordered_and_typed(windows: list[FeatureWindow]) -> 
     assert keys == sorted(keys)
     for w in windows:
         assert w.window_end - w.window_start == 10.0 and w.window_start % 10 == 0
-        assert w.schema == SCHEMA_VERSION
+        assert w.schema == FEATURE_SCHEMA_VERSION
         assert len(w.values) == len(PAIR_FEATURES if w.kind == "pair" else FLOW_FEATURES)
         assert all(math.isfinite(v) for v in w.values)
     pairs = [(w.window_start - T0, w.unit_id) for w in windows if w.kind == "pair"]

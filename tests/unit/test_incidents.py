@@ -8,8 +8,9 @@ import random
 import pytest
 
 from otsentry.alerts.ecs import incident_to_ecs
-from otsentry.attack import TECHNIQUES
-from otsentry.correlation import Correlator, alert_order, correlate
+from otsentry.contracts.attack import TECHNIQUES
+from otsentry.correlation import Correlator, correlate
+from otsentry.contracts.windows import alert_order
 from otsentry.detectors.rules import RISK_SCORES, RULES, rule
 from otsentry.records import Alert, Incident, alert_id
 

@@ -21,7 +21,7 @@ from otsentry.collectors.modbus_names import (
 )
 from otsentry.collectors.modbus_pdu import FUNCTIONS, decode_pdu
 from otsentry.collectors.types import DecodedPdu
-from otsentry.records import FLAG_LENGTH_MISMATCH, FLAG_MALFORMED_PDU, FLAG_RESERVED_FUNCTION
+from otsentry.contracts.flags import FLAG_LENGTH_MISMATCH, FLAG_MALFORMED_PDU, FLAG_RESERVED_FUNCTION
 
 M, L, R = FLAG_MALFORMED_PDU, FLAG_LENGTH_MISMATCH, FLAG_RESERVED_FUNCTION
 PUBLIC_CODES = (1, 2, 3, 4, 5, 6, 7, 8, 11, 12, 15, 16, 17, 20, 21, 22, 23, 24, 43)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from otsentry.collectors.halves import FLAG_BITS, HalfBuilder
+from otsentry.collectors.halves import HalfBuilder
+from otsentry.contracts.flags import FLAG_BITS
 from otsentry.collectors.pairing import Pairer
 from otsentry.collectors.events import ModbusBatch
 

@@ -13,7 +13,7 @@ import pytest
 
 from otsentry.detectors.base import NotFittedError, WindowDetector
 from otsentry.detectors.policy import AlertSuppressor, PolicyBaseline
-from otsentry.features.schema import ABSENT, FLOW_FEATURES, PAIR_FEATURES, SCHEMA_VERSION
+from otsentry.contracts.schema import ABSENT, FLOW_FEATURES, PAIR_FEATURES, FEATURE_SCHEMA_VERSION
 from otsentry.records import Alert, FeatureWindow
 
 HMI, HISTORIAN, ENG, DNS = "10.0.0.5", "10.0.0.6", "10.0.0.7", "10.0.0.2"
@@ -33,7 +33,7 @@ def pair_window(t: float, client: str = HMI, server: str = PLC1, unit: int = 1, 
     unknown = set(values) - set(PAIR_FEATURES)
     assert not unknown, unknown
     vec = tuple(float(values.get(n, ABSENT if n in _ABSENT_BY_DEFAULT else 0.0)) for n in PAIR_FEATURES)
-    return FeatureWindow(t, t + WINDOW_S, "pair", client, server, unit, vec, SCHEMA_VERSION)
+    return FeatureWindow(t, t + WINDOW_S, "pair", client, server, unit, vec, FEATURE_SCHEMA_VERSION)
 
 
 def flow_window(t: float, orig: str, resp: str, port: int, transport: str = "tcp", **values: float) -> FeatureWindow:
@@ -41,7 +41,7 @@ def flow_window(t: float, orig: str, resp: str, port: int, transport: str = "tcp
     assert not unknown, unknown
     values = {"packets": 10.0, "connections": 1.0, **values}
     vec = tuple(float(values.get(n, 0.0)) for n in FLOW_FEATURES)
-    return FeatureWindow(t, t + WINDOW_S, "flow", orig, resp, -1, vec, SCHEMA_VERSION, port=port, transport=transport)
+    return FeatureWindow(t, t + WINDOW_S, "flow", orig, resp, -1, vec, FEATURE_SCHEMA_VERSION, port=port, transport=transport)
 
 
 def hmi_reads(t: float, **extra: float) -> FeatureWindow:

@@ -8,11 +8,12 @@ from otsentry.alerts.ecs import to_ecs
 from otsentry.collectors.collector import CollectedBatch
 from otsentry.collectors.events import ConnTable, ModbusBatch
 from otsentry.detectors.sensor import sensor_alerts
-from otsentry.features.schema import SCHEMA_VERSION, SENSOR_FEATURES
+from otsentry.contracts.schema import FEATURE_SCHEMA_VERSION, SENSOR_FEATURES
 from otsentry.features.sensorwin import SensorWindows
 from otsentry.features.windows import Windower
 from otsentry.records import EvasionNote, FeatureWindow, PacketLoss
-from otsentry.stream.codec import decode_feature_record, encode_window, window_key
+from otsentry.stream.codec import decode_feature_record, encode_window
+from otsentry.contracts.windows import partition_key
 
 T0 = 1_700_000_000 * 10**9
 
@@ -62,9 +63,9 @@ def test_every_sensor_window_alerts_with_its_own_rule_and_deterministic_id():
 
 def test_sensor_windows_cross_kafka_and_close_with_the_others():
     w = FeatureWindow(10.0, 20.0, "sensor", "10.0.0.66", "10.0.0.9", -1, tuple(float(i) for i in range(7)),
-                      SCHEMA_VERSION, 502, "tcp", 3, 4)
+                      FEATURE_SCHEMA_VERSION, 502, "tcp", 3, 4)
     assert decode_feature_record(encode_window(w)) == w
-    assert window_key(w).startswith(b"sensor|")
+    assert partition_key(w).startswith(b"sensor|")
     windower = Windower(10.0, 5.0)
     batch = CollectedBatch(ModbusBatch.empty(), [], (note("overlap_conflict", 1),), None)
     assert windower.push(batch, ConnTable()) == []

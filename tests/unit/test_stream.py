@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from otsentry import pipeline
-from otsentry.stream.codec import (MalformedRecord, Watermark, decode_alert, decode_feature_record, encode_watermark,
-                                   encode_window, window_key)
+from otsentry.detectors.scoring import Detection
+from otsentry.stream.codec import MalformedRecord, Watermark, decode_alert, decode_feature_record, encode_watermark, encode_window
+from otsentry.contracts.windows import partition_key
 from otsentry.stream.collector import WindowPublisher, publish_captures
 from otsentry.stream.daemon import Backoff, StateLog, StopSignal, setup_logging
 from otsentry.stream.metrics import Metrics, MetricsServer
@@ -52,7 +53,7 @@ def _publish(broker: MemoryBroker, pcap: Path, source: str = "test", chunk_bytes
 
 def _worker(broker: MemoryBroker, bundle, group: str = "g", **kw) -> DetectorWorker:
     kw.setdefault("max_poll_records", 50)
-    return DetectorWorker(lambda: broker.consumer([F], group), Outbox(broker.publisher()), bundle, alerts_topic=A,
+    return DetectorWorker(lambda: broker.consumer([F], group), Outbox(broker.publisher()), Detection(bundle), alerts_topic=A,
                           deadletter_topic=D, **kw)
 
 
@@ -164,7 +165,7 @@ def test_codec_round_trip_and_refusals(scenario):
     pcap, _, ref = scenario
     window = next(iter(pipeline.iter_windows([pcap], 10.0)))
     assert decode_feature_record(encode_window(window)) == window
-    assert window_key(window).count(b"|") == 2
+    assert partition_key(window).count(b"|") == 2
     mark = Watermark("s", 12.0, True)
     assert decode_feature_record(encode_watermark(mark)) == mark
     doc = json.loads(encode_window(window))

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from otsentry.contracts.network import ACK, SYN
 from otsentry.synth import frames as fr
 from otsentry.synth import modbus as mb
 from otsentry.synth.pcapwriter import PcapWriter
@@ -186,8 +187,8 @@ def test_tcp_model_sequence_numbers():
     t = 0
     c = TcpConnection(Endpoint("10.0.0.1", 40000), Endpoint("10.0.0.2", 502), client_isn=2**32 - 2, server_isn=9)
     syn, synack, ack = (tcp_fields(f) for _, f in c.handshake(t))
-    assert (syn[0], syn[2]) == (2**32 - 2, fr.SYN)
-    assert (synack[0], synack[1], synack[2]) == (9, 2**32 - 1, fr.SYN | fr.ACK)
+    assert (syn[0], syn[2]) == (2**32 - 2, SYN)
+    assert (synack[0], synack[1], synack[2]) == (9, 2**32 - 1, SYN | ACK)
     assert (ack[0], ack[1]) == (2**32 - 1, 10)
     first, second = (tcp_fields(f) for _, f in c.send(t, True, [b"0123456789AB"], split_at=8))
     assert (first[0], first[3], second[0], second[3]) == (2**32 - 1, b"01234567", 7, b"89AB")  # wraps at 2**32
@@ -239,8 +240,8 @@ def test_exact_packets_sorted_and_consistent_counts(tmp_path):
     assert set(truth.function_codes) >= {1, 2, 3, 4, 5, 6, 8, 15, 16, 43}
 
 
-def test_modbus_module_shortcut_and_main(tmp_path):
-    truth = mb.generate_polling(tmp_path / "a.pcap", 500, 3, plcs=2)
+def test_polling_function_and_main_agree(tmp_path):
+    truth = generate_polling(tmp_path / "a.pcap", 500, 3, plcs=2)
     out = subprocess.run([sys.executable, "-m", "otsentry.synth", str(tmp_path / "b.pcap"), "--packets", "500",
                           "--seed", "3", "--plcs", "2"], capture_output=True, text=True, check=True).stdout
     assert json.loads(out)["modbus_adus"] == truth.modbus_adus

@@ -1,4 +1,4 @@
-"""The feature schema: fixed, named, versioned. Models and baselines are tied to SCHEMA_VERSION.
+"""The feature schema: fixed, named, versioned. Models and baselines are tied to FEATURE_SCHEMA_VERSION.
 
 Three kinds of windows share the record type:
 
@@ -60,7 +60,7 @@ start time; "absent" features are ``ABSENT`` = -1, other features of an empty se
 
 from __future__ import annotations
 
-SCHEMA_VERSION = "pair-flow-sensor-v4"  # v4: sensor windows; v3: values_compared, replayed_reads; v2: tcp_packets/bytes
+FEATURE_SCHEMA_VERSION = "pair-flow-sensor-v4"  # v4: sensor windows; v3: values_compared, replayed_reads; v2: tcp_packets/bytes
 
 # Function codes with a column of their own; anything else counts in fc_other.
 TRACKED_FUNCTION_CODES = (1, 2, 3, 4, 5, 6, 7, 8, 11, 15, 16, 17, 20, 21, 22, 23, 24, 43)

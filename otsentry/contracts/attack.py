@@ -83,7 +83,7 @@ def technique(technique_id: str) -> Technique:
     try:
         return TECHNIQUES[technique_id]
     except KeyError:
-        raise KeyError(f"ATT&CK for ICS technique {technique_id!r} is not declared in otsentry.attack") from None
+        raise KeyError(f"ATT&CK for ICS technique {technique_id!r} is not declared in otsentry.contracts.attack") from None
 
 
 def tactic_rank(tactic_id: str) -> int:

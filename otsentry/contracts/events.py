@@ -1,0 +1,86 @@
+"""The protocol-independent operation event: what every OT decoder produces, whatever the protocol.
+
+A Modbus function code, a DNP3 function, an IEC 104 type id or an S7 job are all one ``OperationEvent``: who
+asked whom (client/server, the station or unit behind the server address), which operation (its code, its name
+as the protocol spells it, and its class), on which objects, with which values, and how it ended (status,
+latency). Policy rules and features that speak of "a write", "a restart" or "a new operation for a pair" read
+these fields only, so a new decoder plugs into them without copying a Modbus path.
+
+Modbus produces it today (``otsentry.collectors.operations``); each new decoder adds its producer beside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping
+
+__all__ = ["OPERATION_CLASSES", "OPERATION_EVENT_VERSION", "OperationEvent"]
+
+OPERATION_EVENT_VERSION = 1
+
+# What an operation does, whatever its protocol: the vocabulary of cross-protocol policy rules.
+OPERATION_CLASSES = (
+    "read",        # reads process data (registers, points, tags)
+    "write",       # changes process data
+    "control",     # operates equipment (select/operate, commands, start/stop)
+    "diagnostic",  # diagnostics, restarts, identification, counters
+    "program",     # program or configuration download/upload/delete
+    "time",        # clock read or set
+    "file",        # file transfer
+    "other",       # anything else, reserved or vendor-specific codes included
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OperationEvent:
+    """One request and its response (or their absence), protocol-independent.
+
+    ``station`` is the addressed device behind ``server_ip`` (Modbus unit id, DNP3 outstation, IEC 104 common
+    address); ``objects`` names what was addressed in the protocol's own notation (``"40001-40010"``, ``"g30v1"``).
+    ``status`` is None for a normal answer, else the protocol's error name (an exception, a negative
+    confirmation); ``latency_s`` is None when unanswered.
+    """
+
+    protocol: str
+    ts: float
+    client_ip: str
+    client_port: int
+    server_ip: str
+    server_port: int
+    station: int | None
+    operation: int
+    operation_name: str
+    operation_class: str
+    objects: tuple[str, ...] = ()
+    values: tuple[int, ...] = ()
+    status: str | None = None
+    latency_s: float | None = None
+    request_frame: int | None = None
+    response_frame: int | None = None
+    flags: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.operation_class not in OPERATION_CLASSES:
+            raise ValueError(f"operation_class {self.operation_class!r} is not one of {', '.join(OPERATION_CLASSES)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for name in ("objects", "values", "flags"):
+            d[name] = list(d[name])
+        d["kind"] = "operation"
+        d["event_version"] = OPERATION_EVENT_VERSION
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "OperationEvent":
+        if data.get("event_version") != OPERATION_EVENT_VERSION:
+            raise ValueError(f"OperationEvent: event_version {data.get('event_version')!r} is not supported "
+                             f"(expected {OPERATION_EVENT_VERSION})")
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known - {"kind", "event_version"}
+        if unknown:
+            raise ValueError(f"OperationEvent: unknown fields {sorted(unknown)}")
+        kw = {k: v for k, v in data.items() if k in known}
+        for name in ("objects", "values", "flags"):
+            kw[name] = tuple(kw.get(name, ()))
+        return cls(**kw)
