@@ -52,11 +52,11 @@ def in_process(path: Path, model: Path) -> tuple[float, int, int]:
 
 def in_memory_stream(path: Path, model: Path) -> tuple[float, int, int]:
     from otsentry.detectors.bundle import ModelBundle
-    from otsentry.stream.collector import WindowPublisher, publish_captures
+    from otsentry.stream.publish import WindowPublisher, publish_captures
     from otsentry.detectors.scoring import Detection
-    from otsentry.stream.outbox import Outbox
+    from otsentry.stream.delivery.outbox import Outbox
     from otsentry.stream.transport import MemoryBroker
-    from otsentry.stream.worker import DetectorWorker
+    from otsentry.stream.detect import DetectorWorker
 
     bundle = ModelBundle.load(model)
     broker = MemoryBroker(partitions=6)
@@ -77,7 +77,7 @@ def _free_port() -> int:
 
 def over_kafka(path: Path, model: Path, bootstrap: str, windows: int) -> tuple[float, float, float]:
     """(end-to-end seconds, collector seconds, alerts) with fresh topics and group."""
-    from otsentry.stream.metrics import scrape
+    from otsentry.stream.runtime.metrics import scrape
 
     sfx = uuid.uuid4().hex[:8]
     topics = ["--kafka", bootstrap, "--features-topic", f"bench.features.{sfx}", "--partitions", "6"]

@@ -9,11 +9,14 @@ from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from otsentry.errors import InputError
 from otsentry.collectors.collector import CollectorConfig
-from otsentry.stream.settings import SECRET_ENV, STREAM_SECTIONS, secret_fields
+from otsentry.stream.runtime.settings import SECRET_ENV, STREAM_SECTIONS, secret_fields
+
+__all__ = ["ConfigError", "SECTIONS", "build_section", "load_config"]
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError, ValueError):
     """A config that cannot be used; the message names the file and key."""
 
 

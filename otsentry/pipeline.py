@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from otsentry.errors import InputError
 from otsentry.collectors.collector import CollectorConfig
 from otsentry.correlation import DEFAULT_IDLE_GAP_S, Correlator
 from otsentry.contracts.windows import alert_order
@@ -27,12 +28,15 @@ from otsentry.features.values import ValueState
 from otsentry.prefetch import prefetched
 from otsentry.records import Alert, FeatureWindow, Incident
 
+__all__ = ["DEFAULT_WINDOW_S", "PipelineError", "RunResult", "attack_frames_from_capture", "completed", "fit_bundle",
+    "iter_closed", "iter_window_batches", "iter_windows", "live_closed", "run", "run_batches", "run_live", "train"]
+
 log = logging.getLogger(__name__)
 
 DEFAULT_WINDOW_S = 10.0
 
 
-class PipelineError(ValueError):
+class PipelineError(InputError, ValueError):
     """A problem the user can fix (too little learning data, incompatible bundle...); one line."""
 
 

@@ -22,6 +22,10 @@ import sys
 import traceback
 from typing import Any, Callable, Iterator, TypeVar
 
+from otsentry.errors import OtsentryError
+
+__all__ = ["PrefetchError", "default_jobs", "prefetched", "usable_cpus"]
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -32,7 +36,7 @@ _POLL_S = 1.0  # how often a blocked side checks that the other one is still ali
 _JOIN_TIMEOUT_S = 5.0
 
 
-class PrefetchError(RuntimeError):
+class PrefetchError(OtsentryError, RuntimeError):
     """The child failed with an exception that could not be sent back as is (its traceback is the message)."""
 
 

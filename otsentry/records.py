@@ -9,11 +9,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar, Mapping
 
+from otsentry.errors import InputError
+
+__all__ = ["ASSET_ROLES", "Alert", "Asset", "EvasionNote", "FeatureEvidence", "FeatureWindow", "FlowEvent",
+    "Incident", "IncidentStep", "ModbusEvent", "PacketLoss", "ProcessVariable", "RECORD_SCHEMA_VERSION",
+    "SchemaError", "alert_id", "event_from_dict"]
+
 RECORD_SCHEMA_VERSION = 1
 
 
 
-class SchemaError(ValueError):
+class SchemaError(InputError, ValueError):
     """A record dict that this version cannot read."""
 
 

@@ -16,6 +16,9 @@ from otsentry import __version__
 from otsentry.contracts.attack import FRAMEWORK, Technique, technique
 from otsentry.records import Alert, Asset, FeatureEvidence, Incident, ProcessVariable
 
+__all__ = ["SEVERITY_NUMBER", "alert_from_ecs", "asset_to_ecs", "incident_to_ecs", "iso", "observer", "threat",
+    "to_ecs", "variable_to_ecs"]
+
 # ECS event.severity is numeric; these follow Elastic's detection-rule convention.
 SEVERITY_NUMBER = {"low": 21, "medium": 47, "high": 73, "critical": 99}
 

@@ -33,16 +33,20 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from otsentry.errors import ServiceError
 from otsentry.alerts.ecs import to_ecs
 from otsentry.alerts.elastic_template import DEFAULT_PREFIX, index_for, index_template, template_name
 from otsentry.records import Alert
+
+__all__ = ["Action", "ElasticConfig", "ElasticError", "ElasticSink", "ElasticUnavailable", "SinkStats",
+    "cluster_health", "default_state_dir", "ensure_template", "make_client", "redact"]
 
 log = logging.getLogger(__name__)
 
 Action = tuple[str, str, dict[str, Any]]  # (index, _id, document)
 
 
-class ElasticError(RuntimeError):
+class ElasticError(ServiceError, RuntimeError):
     """Elasticsearch refused in a way retrying cannot fix (bad credentials, bad URL): a one-line message."""
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Iterable
 
+__all__ = ["DELETE_CHUNK", "DailyIndex", "count_alerts", "delete_indices", "expired", "list_indices", "parse_daily"]
+
 DELETE_CHUNK = 50  # index names per DELETE request (keeps the URL short)
 
 

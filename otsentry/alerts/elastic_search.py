@@ -12,6 +12,8 @@ from typing import Any, Iterable
 
 from otsentry.alerts.elastic_template import DEFAULT_PREFIX
 
+__all__ = ["build_query", "format_table", "parse_pair", "search_alerts"]
+
 _SEVERITY = {"critical": "CRIT", "high": "HIGH", "medium": "MED ", "low": "LOW "}
 
 

@@ -17,6 +17,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+__all__ = ["ASSET_MAPPINGS", "ASSET_PREFIX", "DEFAULT_PREFIX", "INCIDENT_MAPPINGS", "INCIDENT_PREFIX", "MAPPINGS",
+    "TEMPLATE_PRIORITY", "TEMPLATE_VERSION", "THREAT", "VARIABLE_MAPPINGS", "VARIABLE_PREFIX", "field_types",
+    "index_for", "index_pattern", "index_template", "template_name"]
+
 DEFAULT_PREFIX = "otsentry-alerts"
 TEMPLATE_VERSION = 1
 

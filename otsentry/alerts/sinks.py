@@ -17,6 +17,8 @@ from otsentry.alerts.ecs import incident_to_ecs, to_ecs
 from otsentry.contracts.attack import technique
 from otsentry.records import Alert, Incident
 
+__all__ = ["AlertTable", "JsonlSink", "incidents_sink"]
+
 _SEVERITY_STYLE = {"critical": "CRIT", "high": "HIGH", "medium": "MED ", "low": "LOW "}
 
 

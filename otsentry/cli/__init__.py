@@ -13,6 +13,8 @@ import click
 
 from otsentry import __version__
 
+__all__ = ["COMMANDS", "main"]
+
 # Subcommand name -> "module:attribute", in the order --help lists them. A command's module (and what it pulls in:
 # numpy, the detectors, the Kafka client) is imported only when that command runs, so `otsentry inspect` does not
 # pay for `otsentry replay`'s imports.
@@ -35,8 +37,8 @@ COMMANDS = {
 
 
 class _Main(click.Group):
-    """The root group: subcommands imported on first use; errors retrying cannot fix, raised deep in a daemon,
-    end as one line (exit 2)."""
+    """The root group: subcommands imported on first use; every ``OtsentryError`` that reaches it (a bad capture,
+    config or model, a service that refused) ends as one line, ``Error: ...``, exit 2."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS) + [name for name in super().list_commands(ctx) if name not in COMMANDS]
@@ -53,11 +55,11 @@ class _Main(click.Group):
 
     def invoke(self, ctx: click.Context):
         from otsentry.cli.common import UserError
-        from otsentry.stream.transport import AuthenticationFailed
+        from otsentry.errors import OtsentryError
 
         try:
             return super().invoke(ctx)
-        except AuthenticationFailed as exc:
+        except OtsentryError as exc:  # the one place library errors become one-line CLI errors
             raise UserError(str(exc)) from None
 
 

@@ -11,7 +11,8 @@ import click
 
 from otsentry.cli.alerts import ES_HELP
 from otsentry.cli.common import UserError, collector_config, collector_options
-from otsentry.collectors.types import CaptureError
+
+__all__ = ["assets_cmd"]
 
 
 def _when(ts: float) -> str:
@@ -73,10 +74,7 @@ def assets_cmd(captures, model, as_json, variables, es_url, es_prefix, config_pa
                                                       VARIABLE_MAPPINGS), err=True)
         return
     if captures:
-        try:
-            assets = inventory_from_captures(list(captures), collector_config(config_path, ports, pairing_timeout))
-        except CaptureError as exc:
-            raise UserError(str(exc)) from None
+        assets = inventory_from_captures(list(captures), collector_config(config_path, ports, pairing_timeout))
     else:
         assets = list(bundle.assets)
         if not assets:
@@ -127,10 +125,7 @@ def _variables(captures, bundle, model, as_json: bool, config) -> list:
     learned = {v.key: v for v in bundle.variables} if bundle is not None else {}
     if captures:
         book = VariableBook()
-        try:
-            inventory_from_captures(list(captures), config, variables=book)
-        except CaptureError as exc:
-            raise UserError(str(exc)) from None
+        inventory_from_captures(list(captures), config, variables=book)
         rows = book.variables()
     else:
         rows = list(bundle.variables)

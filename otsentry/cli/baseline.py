@@ -11,6 +11,8 @@ import click
 
 from otsentry.cli.common import UserError
 
+__all__ = ["MODEL", "accept_cmd", "baseline", "read_alerts", "show_cmd"]
+
 MODEL = click.option("--model", "-m", required=True, type=click.Path(dir_okay=False, path_type=Path),
                      help="The bundle the alerts were raised with.")
 

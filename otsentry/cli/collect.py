@@ -8,13 +8,14 @@ from pathlib import Path
 
 import click
 
-from otsentry.cli.common import UserError, capture_options, collector_config, collector_options, ring_config
+from otsentry.cli.common import capture_options, collector_config, collector_options, ring_config
 from otsentry.cli.inspect import inspect_cmd
 from otsentry.cli.output import BatchPrinter
 from otsentry.cli.streamopts import COLLECTOR_SKIP, kafka_requested, stream_options, stream_params
 from otsentry.collectors.collector import summary as summary_of
 from otsentry.collectors.live import LiveCapture
-from otsentry.collectors.types import CaptureError
+
+__all__ = ["collect", "live_cmd", "pcap_cmd"]
 
 
 @click.group()
@@ -72,8 +73,6 @@ def live_cmd(iface, bpf, config_path, ports, count, duration, fmt, summary, pair
                     printer.write(batch, capture.conns)
         if printer is not None:
             printer.close()
-    except CaptureError as exc:
-        raise UserError(str(exc)) from None
     except BrokenPipeError:  # the reader went away (| head): stop quietly
         sys.stderr.close()
         return

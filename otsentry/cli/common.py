@@ -10,6 +10,9 @@ import click
 from otsentry.collectors.collector import CollectorConfig
 from otsentry.config import ConfigError, load_config
 
+__all__ = ["JOBS", "UserError", "capture_options", "collector_config", "collector_options", "parse_duration",
+    "parse_ports", "resolve_jobs", "ring_config"]
+
 
 class UserError(click.ClickException):
     """A problem the user can fix; printed as ``Error: ...`` with exit code 2."""

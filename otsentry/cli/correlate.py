@@ -9,9 +9,11 @@ from typing import Any
 
 import click
 
-from otsentry.cli.common import UserError, parse_duration
+from otsentry.cli.common import parse_duration
 from otsentry.cli.stream import setup_logs
 from otsentry.cli.streamopts import stream_options, stream_params, stream_settings
+
+__all__ = ["CORRELATE_SKIP", "correlate_cmd"]
 
 CORRELATE_SKIP = frozenset({"kafka.group", "kafka.features_topic", "stream.window_s", "stream.source",
                             "stream.max_buffered_windows"})
@@ -47,18 +49,15 @@ def correlate_cmd(group: str, incident_gap: str, lateness: str, state_path: Path
     the ids), checkpoints its state, then commits. Index both with `otsentry index --alerts-topic
     otsentry.alerts.correlated` and `otsentry index --incidents`. Runs until SIGTERM/SIGINT.
     """
-    from otsentry.stream.correlator import CorrelatorStateError, run_correlator
+    from otsentry.stream.correlate import run_correlator
 
     if not group:
         raise click.BadParameter("must not be empty", param_hint="--group")
     settings = stream_settings(config_path, stream_params(kwargs))
     settings = replace(settings, kafka=replace(settings.kafka, group=group))
     setup_logs(settings)
-    try:
-        worker, _ = run_correlator(settings, state_path or _default_state(group), parse_duration(incident_gap),
-                                   parse_duration(lateness),
-                                   until_idle_s=parse_duration(until_idle) if until_idle else None)
-    except CorrelatorStateError as exc:
-        raise UserError(str(exc)) from None
+    worker, _ = run_correlator(settings, state_path or _default_state(group), parse_duration(incident_gap),
+                               parse_duration(lateness),
+                               until_idle_s=parse_duration(until_idle) if until_idle else None)
     if worker is None:
         raise SystemExit(1)

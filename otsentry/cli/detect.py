@@ -15,7 +15,8 @@ from otsentry.cli.common import (
     JOBS, UserError, capture_options, collector_config, collector_options, parse_duration, resolve_jobs, ring_config,
 )
 from otsentry.cli.es_sink import close_es_sink, open_es_sink, write_es
-from otsentry.collectors.types import CaptureError
+
+__all__ = ["CAPTURES", "WINDOW", "evaluate_cmd", "load_bundle", "run_cmd", "train_cmd"]
 
 CAPTURES = click.argument("captures", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 WINDOW = click.option("--window", "window", default="10s", show_default=True, metavar="DURATION",
@@ -23,12 +24,10 @@ WINDOW = click.option("--window", "window", default="10s", show_default=True, me
 
 
 def load_bundle(model: Path):
-    from otsentry.detectors.bundle import BundleError, ModelBundle
+    from otsentry.detectors.bundle import ModelBundle
 
     try:
         return ModelBundle.load(model)
-    except BundleError as exc:
-        raise UserError(str(exc)) from None
     except OSError as exc:
         raise UserError(f"{model}: cannot read model ({exc.strerror})") from None
 
@@ -43,23 +42,6 @@ def _progress(enabled: bool | None, desc: str):
     return bar.update, bar.close
 
 
-def _user_errors(fn):
-    """Turn the library's user-facing errors into one-line CLI errors."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from otsentry.detectors.evaluation import LabelError
-        from otsentry.pipeline import PipelineError
-
-        try:
-            return fn(*args, **kwargs)
-        except (CaptureError, PipelineError, LabelError) as exc:
-            raise UserError(str(exc)) from None
-
-    return wrapper
-
-
 @click.command("train")
 @CAPTURES
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -70,7 +52,6 @@ def _user_errors(fn):
               help="Target share of normal windows above the anomaly threshold.")
 @collector_options
 @click.option("--progress/--no-progress", default=None, help="Progress on stderr (default: when it is a terminal).")
-@_user_errors
 def train_cmd(captures, output, window, learn_for, false_alarm_rate, config_path, ports, pairing_timeout,
               progress) -> None:
     """Learn how the plant normally talks from known-good CAPTURES; save the baseline as a model bundle.
@@ -136,7 +117,6 @@ def train_cmd(captures, output, window, learn_for, false_alarm_rate, config_path
 @click.option("--progress/--no-progress", default=None, help="Progress on stderr (default: when it is a terminal).")
 @JOBS
 @capture_options
-@_user_errors
 def run_cmd(captures, iface, model, learn_for, alerts_out, incidents_out, incident_gap, fmt, es_url, es_prefix,
             es_incident_prefix, bpf, pcap_dir, pcap_retention, pcap_file_size, window, config_path, ports, pairing_timeout,
             progress, jobs, ring_mb, snaplen, fanout_group, fanout_workers, capture_user) -> None:
@@ -240,7 +220,6 @@ def _recording(directory: Path, retention: str, file_size: str | None) -> tuple[
 @collector_options
 @click.option("--progress/--no-progress", default=None, help="Progress on stderr (default: when it is a terminal).")
 @JOBS
-@_user_errors
 def evaluate_cmd(capture, labels, model, learn_for, as_json, window, config_path, ports, pairing_timeout,
                  progress, jobs) -> None:
     """Score CAPTURE against ground-truth LABELS: window-level precision, recall, F1, ROC-AUC, time to detect and

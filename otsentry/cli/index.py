@@ -19,6 +19,8 @@ from otsentry.cli.alerts import ES_HELP, es_client
 from otsentry.cli.stream import setup_logs
 from otsentry.cli.streamopts import stream_options, stream_params, stream_settings
 
+__all__ = ["INDEX_SKIP", "index_cmd"]
+
 # Config keys that do not apply to the indexer (their flags are left out); kafka.group: see the module docstring.
 INDEX_SKIP = frozenset({"kafka.group", "kafka.features_topic", "stream.window_s", "stream.source",
                         "stream.max_buffered_windows", "stream.max_hold_s"})
@@ -55,7 +57,7 @@ def index_cmd(es_url: str, es_prefix: str, group: str, incidents: bool, config_p
     """
     from otsentry.alerts.elastic import ElasticSink
     from otsentry.alerts.elastic_template import INCIDENT_MAPPINGS, INCIDENT_PREFIX
-    from otsentry.stream.indexer import ES_TIMEOUT_S, IncidentSink, run_indexer
+    from otsentry.stream.index import ES_TIMEOUT_S, IncidentSink, run_indexer
 
     if not group:
         raise click.BadParameter("must not be empty", param_hint="--group")

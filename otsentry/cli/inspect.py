@@ -8,11 +8,12 @@ from pathlib import Path
 
 import click
 
-from otsentry.cli.common import UserError, collector_config, collector_options
+from otsentry.cli.common import collector_config, collector_options
 from otsentry.cli.output import BatchPrinter
 from otsentry.collectors.collector import CollectorStats, summary as summary_of
 from otsentry.collectors.source import decode_capture
-from otsentry.collectors.types import CaptureError
+
+__all__ = ["inspect_cmd"]
 
 
 @click.command("inspect")
@@ -46,8 +47,6 @@ def inspect_cmd(captures, fmt, summary, decoder, config_path, ports, pairing_tim
             total.add(run.stats)
             for warning in run.stats.warnings:
                 click.echo(f"warning: {path}: {warning}", err=True)
-    except CaptureError as exc:
-        raise UserError(str(exc)) from None
     except BrokenPipeError:
         sys.stderr.close()
         return

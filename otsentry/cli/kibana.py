@@ -11,7 +11,8 @@ from pathlib import Path
 
 import click
 
-from otsentry.cli.common import UserError
+
+__all__ = ["ASSETS", "INCIDENTS", "PREFIX", "export_cmd", "import_cmd", "kibana"]
 
 PREFIX = click.option("--index", "prefix", default="otsentry-alerts", show_default=True,
                       help="Alias (index prefix) the alerts are indexed under; the data view matches PREFIX-*.")
@@ -58,13 +59,10 @@ def export_cmd(prefix: str, incidents_prefix: str, assets_prefix: str, output: P
 def import_cmd(kibana_url: str, prefix: str, incidents_prefix: str, assets_prefix: str, space: str | None,
                ndjson_file: Path | None) -> None:
     """Import (overwrite) the saved objects through Kibana's saved-objects API."""
-    from otsentry.alerts.kibana import KibanaError, import_saved_objects, soc_objects, to_ndjson
+    from otsentry.alerts.kibana import import_saved_objects, soc_objects, to_ndjson
 
     text = ndjson_file.read_text() if ndjson_file else to_ndjson(soc_objects(prefix, incidents_prefix, assets_prefix))
-    try:
-        answer = import_saved_objects(kibana_url, text, space=space)
-    except KibanaError as exc:
-        raise UserError(str(exc)) from None
+    answer = import_saved_objects(kibana_url, text, space=space)
     click.echo(f"otsentry: {answer.get('successCount', 0)} saved objects imported into {kibana_url.rstrip('/')}"
                f"{f' (space {space})' if space else ''}; dashboards: otsentry: Modbus/TCP alerts, otsentry: incidents, "
                "otsentry: assets")

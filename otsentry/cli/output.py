@@ -9,6 +9,8 @@ from otsentry.collectors.collector import CollectedBatch
 from otsentry.collectors.events import ConnTable
 from otsentry.collectors.formats import TableWriter, ZeekWriter
 
+__all__ = ["BatchPrinter"]
+
 
 class BatchPrinter:
     """Prints batches as JSON lines (one ModbusEvent or FlowEvent per line), a table, or Zeek's modbus.log.

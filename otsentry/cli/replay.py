@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import shutil
 import sys
@@ -16,7 +15,10 @@ from otsentry.cli.alerts import ES_HELP
 from otsentry.cli.common import JOBS, UserError, resolve_jobs
 from otsentry.cli.streamopts import stream_options, stream_params, stream_settings
 from otsentry.replay.catalog import DEFAULT_OUT, QUICK_LEARN_S, QUICK_TOTAL_S
-from otsentry.stream.settings import DaemonConfig
+from otsentry.stream.runtime.settings import DaemonConfig
+
+__all__ = ["CACHE", "QUICK", "REPLAY_SKIP", "SEED", "generate_cmd", "list_cmd", "replay", "run_cmd", "score_cmd",
+    "show_cmd"]
 
 SEED = click.option("--seed", type=int, default=None,
                     help="Simulator seed (same seed, same capture) [default: the seed in the scenario's spec].")
@@ -25,24 +27,6 @@ QUICK = click.option("--quick", is_flag=True,
                           "all (less learning, so expect more false alerts).")
 CACHE = click.option("--cache", "cache", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_OUT,
                      show_default=True, help="Where generated captures are kept and reused.")
-
-
-def _user_errors(fn):
-    """The library's user-facing errors (unknown scenario, bad capture...) as one-line CLI errors."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from otsentry.collectors.types import CaptureError
-        from otsentry.detectors.evaluation import LabelError
-        from otsentry.pipeline import PipelineError
-        from otsentry.replay.catalog import ScenarioError
-
-        try:
-            return fn(*args, **kwargs)
-        except (ScenarioError, CaptureError, PipelineError, LabelError) as exc:
-            raise UserError(str(exc)) from None
-
-    return wrapper
 
 
 def _mmss(seconds: float) -> str:
@@ -62,7 +46,6 @@ def replay() -> None:
 
 
 @replay.command("list")
-@_user_errors
 def list_cmd() -> None:
     """The scenarios: name, ATT&CK for ICS technique, what happens (`replay show NAME` tells more)."""
     from otsentry.replay.catalog import load_catalog
@@ -81,7 +64,6 @@ def list_cmd() -> None:
 
 @replay.command("show")
 @click.argument("name")
-@_user_errors
 def show_cmd(name: str) -> None:
     """What scenario NAME does, which technique it illustrates, and its timeline."""
     from otsentry.replay.catalog import get_scenario
@@ -106,7 +88,6 @@ def show_cmd(name: str) -> None:
 @QUICK
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_OUT,
               show_default=True, help="Folder for the capture and its ground truth.")
-@_user_errors
 def generate_cmd(name: str, seed: int | None, quick: bool, out: Path) -> None:
     """Write scenario NAME's capture (pcap) and ground truth (frame labels, attack intervals); print the paths."""
     from otsentry.replay.catalog import generate, get_scenario
@@ -144,7 +125,6 @@ REPLAY_SKIP = frozenset({"kafka.group", "kafka.group_instance_id", "kafka.sessio
 @QUICK
 @CACHE
 @click.pass_context
-@_user_errors
 def run_cmd(ctx: click.Context, name: str, speed: str | None, fast: bool, alerts_out: Path | None,
             es_url: str | None, es_prefix: str, seed: int | None, quick: bool, cache: Path, **kwargs: Any) -> None:
     """Replay scenario NAME through the pipeline as a live sensor would see it, printing alerts as they come.
@@ -285,7 +265,6 @@ def _table(scores) -> None:
 @CACHE
 @click.option("--progress/--no-progress", default=None, help="Progress on stderr (default: when it is a terminal).")
 @JOBS
-@_user_errors
 def score_cmd(names: tuple[str, ...], all_: bool, as_json: bool, report: Path | None, seed: int | None,
               quick: bool, cache: Path, progress: bool | None, jobs: int | None) -> None:
     """Score the detectors on scenario NAME (or several, or --all): learn on its normal part, score the rest.

@@ -7,14 +7,14 @@ from typing import Any, Sequence
 
 import click
 
-from otsentry.cli.common import UserError
 from otsentry.cli.streamopts import DETECTOR_SKIP, stream_options, stream_params, stream_settings
 from otsentry.collectors.collector import CollectorConfig
-from otsentry.collectors.types import CaptureError
+
+__all__ = ["detect_cmd", "publish", "setup_logs"]
 
 
 def setup_logs(settings: Any) -> None:
-    from otsentry.stream.daemon import setup_logging
+    from otsentry.stream.runtime.daemon import setup_logging
 
     setup_logging(settings.daemon.log_format, settings.daemon.log_level)
 
@@ -36,7 +36,7 @@ def detect_cmd(model: Path, config_path: Path | None, **kwargs: Any) -> None:
     Secrets come from the environment only: OTSENTRY_KAFKA_SASL_PASSWORD, OTSENTRY_KAFKA_SSL_PASSWORD.
     """
     from otsentry.cli.detect import load_bundle
-    from otsentry.stream.service import run_detector
+    from otsentry.stream.detect import run_detector
 
     settings = stream_settings(config_path, stream_params(kwargs))
     setup_logs(settings)
@@ -49,14 +49,11 @@ def detect_cmd(model: Path, config_path: Path | None, **kwargs: Any) -> None:
 def publish(captures: Sequence[Path] | None, config: CollectorConfig, config_path: Path | None,
             params: dict[str, Any], **live: Any) -> None:
     """The ``--kafka`` mode of ``collect pcap`` (``captures``) and ``collect live`` (``live['iface']``)."""
-    from otsentry.stream.service import run_collector
+    from otsentry.stream.publish import run_collector
 
     settings = stream_settings(config_path, params)
     setup_logs(settings)
-    try:
-        stats, _ = run_collector(captures, settings, config, **live)
-    except CaptureError as exc:
-        raise UserError(str(exc)) from None
+    stats, _ = run_collector(captures, settings, config, **live)
     if not stats.finished and stats.stop_reason not in ("SIGTERM", "SIGINT", "stopped"):
         raise SystemExit(1)
 

@@ -1,6 +1,6 @@
 """Command-line flags and environment variables for the ``kafka``, ``stream`` and ``daemon`` config sections.
 
-Built from the dataclass fields of ``otsentry.stream.settings``, so that every config key has a flag and an
+Built from the dataclass fields of ``otsentry.stream.runtime.settings``, so that every config key has a flag and an
 environment variable and none is forgotten when a key is added: ``kafka.features_topic`` is
 ``--features-topic`` and ``OTSENTRY_KAFKA_FEATURES_TOPIC``; a few keep a short flag (``kafka.bootstrap`` is
 ``--kafka``, ``kafka.group`` is ``--group``, ``stream.window_s`` is ``--window``). The variables are named by
@@ -16,8 +16,11 @@ from typing import Any, Callable, Iterable, Mapping
 import click
 
 from otsentry.cli.common import UserError, parse_duration
-from otsentry.config import ConfigError, load_config
-from otsentry.stream.settings import STREAM_SECTIONS, check_kafka, with_secrets
+from otsentry.config import load_config
+from otsentry.stream.runtime.settings import STREAM_SECTIONS, check_kafka, with_secrets
+
+__all__ = ["COLLECTOR_SKIP", "CORRELATION_TOPICS", "DETECTOR_SKIP", "env_name", "kafka_requested", "stream_options",
+    "stream_params", "stream_settings"]
 
 # Config keys that do not apply to a role (their flags are left out of that command).
 CORRELATION_TOPICS = frozenset({"kafka.correlated_topic", "kafka.incidents_topic"})
@@ -78,12 +81,9 @@ def _option(section: str, fld: Any) -> Callable[[Callable[..., Any]], Callable[.
 
 def stream_settings(config_path: Path | None, params: Mapping[str, Any]):
     """The stream settings: YAML file (if any), overridden by flags/environment variables, secrets from the env."""
-    from otsentry.stream.service import StreamSettings
+    from otsentry.stream.runtime.daemon import StreamSettings
 
-    try:
-        loaded = load_config(config_path)
-    except ConfigError as exc:
-        raise UserError(str(exc)) from None
+    loaded = load_config(config_path)
     sections = {}
     for section, cls in STREAM_SECTIONS.items():
         changes = {}
@@ -115,7 +115,4 @@ def kafka_requested(config_path: Path | None, params: Mapping[str, Any]) -> bool
     """Whether a broker is configured (flag, env var or config file): ``collect`` then publishes windows."""
     if params.get(_param("kafka", "bootstrap")):
         return True
-    try:
-        return bool(load_config(config_path)["kafka"].bootstrap)
-    except ConfigError as exc:
-        raise UserError(str(exc)) from None
+    return bool(load_config(config_path)["kafka"].bootstrap)

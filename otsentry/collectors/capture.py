@@ -24,6 +24,9 @@ import numpy as np
 from otsentry.collectors.pcapwalk import walk_records
 from otsentry.collectors.types import CaptureError
 
+__all__ = ["CaptureReader", "CaptureStats", "Chunk", "MAX_BLOCK", "MAX_CAPLEN", "chunk_from_packets", "open_capture",
+    "ticks_to_ns", "view_as"]
+
 log = logging.getLogger(__name__)
 
 MAX_CAPLEN = 262144  # Wireshark's WTAP_MAX_PACKET_SIZE_STANDARD: a longer record means a corrupt length field

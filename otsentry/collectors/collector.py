@@ -32,6 +32,9 @@ from otsentry.contracts.flags import (FLAG_BAD_PROTOCOL_ID, FLAG_BITS, FLAG_MIDS
 from otsentry.contracts.network import ACK, SYN
 from otsentry.records import EvasionNote, FlowEvent, PacketLoss
 
+__all__ = ["CollectedBatch", "Collector", "CollectorConfig", "CollectorStats", "DEFRAG_STATS", "PacketObserver",
+    "STALL_BYTES", "SUMMARY_KEYS", "collect_chunks", "summary"]
+
 DEFRAG_STATS = {"fragments": "ip_fragments", "reassembled": "ip_reassembled", "expired": "ip_fragments_expired",
                 "dropped": "ip_fragments_dropped", "overlaps": "ip_fragment_overlaps",
                 "overlap_conflicts": "ip_fragment_overlap_conflicts", "tiny": "ip_tiny_fragments"}

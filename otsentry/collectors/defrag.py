@@ -21,6 +21,9 @@ from dataclasses import asdict, dataclass, field
 
 from otsentry.collectors.overlap import first_bytes_win
 
+__all__ = ["DefragLimits", "DefragStats", "Defragmenter", "FRAGMENT_OVERLAP_CONFLICT", "Fragment", "IPV6_FRAG",
+    "MAX_DATAGRAM", "TINY_FRAGMENT", "parse_fragment"]
+
 IPV6_FRAG = 44
 _IPV6_EXT = (0, 43, 60, 135, 139, 140, 253, 254)
 MAX_DATAGRAM = 65535

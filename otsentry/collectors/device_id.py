@@ -9,7 +9,7 @@ keeps what was whole. Text is decoded as UTF-8 with replacement (the specificati
 
 from __future__ import annotations
 
-__all__ = ["OBJECT_NAMES", "device_identification", "object_name"]
+__all__ = ["FC_ENCAPSULATED", "MEI_READ_DEVICE_ID", "OBJECT_NAMES", "device_identification", "object_name"]
 
 FC_ENCAPSULATED = 0x2B
 MEI_READ_DEVICE_ID = 0x0E

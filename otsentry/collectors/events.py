@@ -17,6 +17,8 @@ from otsentry.collectors.modbus_pdu import function_name
 from otsentry.collectors.types import Conn
 from otsentry.records import ModbusEvent
 
+__all__ = ["ConnTable", "ModbusBatch"]
+
 
 class ConnTable:
     """Interns connections: id -> Conn, shared by every batch of one collector run."""

@@ -27,6 +27,8 @@ from otsentry.collectors.reassembly import SEQ_MOD, StreamState
 from otsentry.contracts.flags import FLAG_BITS, FLAG_MIDSTREAM, flags_to_mask
 from otsentry.contracts.network import SYN
 
+__all__ = ["EXCEPTION_CODES_FAST", "MIDSTREAM", "run"]
+
 _PAD = 16  # _decode reads fixed offsets up to 13 from row 0 for rows a field does not apply to
 MIDSTREAM = FLAG_BITS[FLAG_MIDSTREAM]
 EXCEPTION_CODES_FAST = frozenset({1, 2, 3, 4, 5, 6, 15, 16})

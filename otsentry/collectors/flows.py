@@ -17,6 +17,8 @@ from otsentry.collectors.packets import Packets, addr_to_str
 from otsentry.contracts.network import ACK, FIN, PSH, RST, SYN, URG, transport_name
 from otsentry.records import FlowEvent
 
+__all__ = ["FlowGroups", "FlowTable", "group_flows"]
+
 _FLAG_LETTERS = ((SYN, "S"), (ACK, "A"), (FIN, "F"), (RST, "R"), (PSH, "P"), (URG, "U"))
 
 

@@ -9,6 +9,8 @@ from typing import IO, Iterable
 from otsentry.collectors.modbus_pdu import exception_name, zeek_func_name
 from otsentry.records import FlowEvent, ModbusEvent
 
+__all__ = ["TableWriter", "ZeekWriter", "zeek_uid"]
+
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 

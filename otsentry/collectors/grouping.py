@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["group_columns", "group_rows", "stable_order"]
+
 _MULT = np.uint64(0x9E3779B97F4A7C15)
 
 

@@ -13,6 +13,9 @@ import numpy as np
 
 from otsentry.arrays import ranges
 
+__all__ = ["DecodedOnUse", "HalfBatch", "HalfBuilder", "LazyValues", "NONE", "VALUE_DTYPE", "ValuesLike",
+    "concat_csr", "raw_values"]
+
 
 NONE = -1  # "absent" in integer columns (exception code, sub-function, address, quantity, frame)
 # Register/coil values are 16-bit (or smaller) in every public function code: int32 halves the copying.

@@ -31,6 +31,9 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Mapping
 
+__all__ = ["MEI_CANOPEN_GENERAL_REFERENCE", "MEI_READ_DEVICE_IDENTIFICATION", "ZEEK_EXCEPTION_CODES",
+    "ZEEK_FUNCTION_CODES", "exception_name", "function_name", "zeek_func_name"]
+
 ZEEK_FUNCTION_CODES: Mapping[int, str] = MappingProxyType(
     {
         0x01: "READ_COILS",

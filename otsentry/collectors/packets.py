@@ -22,6 +22,10 @@ import numpy as np
 
 from otsentry.collectors.capture import Chunk, view_as
 
+__all__ = ["ALL", "COLUMNS", "ETHERLIKE", "ETH_IPV4", "ETH_IPV6", "IPV6_AH", "IPV6_EXT", "IPV6_FRAG", "LOOPBACK",
+    "MAX_VLAN_TAGS", "NOT_IP", "PacketFields", "Packets", "RAW_IP", "V4_MAPPED", "VLAN_TPIDS", "addr_from_str",
+    "addr_to_str", "decode_packet_py", "decode_packets", "network_offset"]
+
 ETH_IPV4, ETH_IPV6 = 0x0800, 0x86DD
 VLAN_TPIDS = (0x8100, 0x88A8, 0x9100)  # 802.1Q, 802.1ad (QinQ), and the pre-standard QinQ tag
 MAX_VLAN_TAGS = 8

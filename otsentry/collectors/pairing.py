@@ -15,6 +15,8 @@ from otsentry.collectors.events import ModbusBatch
 from otsentry.collectors.halves import NONE, HalfBatch, raw_values
 from otsentry.contracts.flags import FLAG_BITS, FLAG_ORPHAN_RESPONSE, FLAG_UNANSWERED
 
+__all__ = ["ORPHAN", "Pairer", "UNANSWERED"]
+
 UNANSWERED = FLAG_BITS[FLAG_UNANSWERED]
 ORPHAN = FLAG_BITS[FLAG_ORPHAN_RESPONSE]
 

@@ -16,6 +16,8 @@ import sys
 
 import numpy as np
 
+__all__ = ["MAX_FAILS", "MAX_ROUNDS", "PY_BATCH", "VECTOR_MIN_BYTES", "walk_records"]
+
 VECTOR_MIN_BYTES = 64 << 10  # less than this left to walk: the plain loop is cheaper than a scan
 PY_BATCH = 64  # records walked by the loop between two attempts to resume the vectorised chain
 MAX_FAILS = 3  # unproductive vectorised attempts per buffer before the loop walks the rest

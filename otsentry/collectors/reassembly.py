@@ -39,6 +39,9 @@ from otsentry.collectors.mbap import (
 )
 from otsentry.collectors.overlap import first_bytes_win
 
+__all__ = ["GAP", "LIMITS", "OVERLAP_CONFLICT", "RawAdu", "ReassemblyLimits", "SEQ_MOD", "StreamState", "TAIL_BYTES",
+    "UNDECODED", "feed_segment", "finish_stream", "flush", "skip_gap", "skip_if_acked"]
+
 SEQ_MOD = 1 << 32
 
 

@@ -29,6 +29,12 @@ import numpy as np
 from otsentry.collectors.capture import Chunk
 from otsentry.collectors.types import CaptureError
 
+__all__ = ["ARPHRD_ETHER", "ARPHRD_LOOPBACK", "ETH_P_ALL", "LINKTYPE_ETHERNET", "LiveCaptureError", "PACKET_FANOUT",
+    "PACKET_FANOUT_CBPF", "PACKET_FANOUT_DATA", "PACKET_FANOUT_FLAG_DEFRAG", "PACKET_RX_RING", "PACKET_STATISTICS",
+    "PACKET_VERSION", "PacketRing", "RawBlock", "RingConfig", "SOL_PACKET", "SO_ATTACH_FILTER", "TPACKET_V3",
+    "TP_STATUS_USER", "blocks_to_chunk", "drop_privileges", "fanout_program", "interface_drops", "interface_names",
+    "is_loopback", "packet_socket", "privilege_message"]
+
 ETH_P_ALL = 0x0003
 SOL_PACKET = 263
 PACKET_RX_RING, PACKET_STATISTICS, PACKET_VERSION, PACKET_FANOUT, PACKET_FANOUT_DATA = 5, 6, 10, 18, 22

@@ -11,6 +11,8 @@ from otsentry.collectors.collector import CollectedBatch, Collector, CollectorCo
 from otsentry.collectors.pairing import Pairer
 from otsentry.collectors.types import CaptureError
 
+__all__ = ["CaptureRun", "decode_capture"]
+
 
 class CaptureRun:
     """One capture decoded: iterate for batches; ``conns`` and ``stats`` are filled as it goes."""

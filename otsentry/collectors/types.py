@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from otsentry.errors import InputError
 
-class CaptureError(Exception):
+__all__ = ["CaptureError", "Conn", "DecodedPdu", "Half"]
+
+
+class CaptureError(InputError):
     """A capture that cannot be read: names the file and what was wrong (shown to the user in one line)."""
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["FRAMEWORK", "TACTICS", "TECHNIQUES", "Tactic", "Technique", "tactic_rank", "technique"]
+__all__ = ["ACTING_TACTICS", "FRAMEWORK", "PREPARING_TACTICS", "TACTICS", "TECHNIQUES", "Tactic", "Technique", "tactic_rank", "technique"]
 
 FRAMEWORK = "MITRE ATT&CK for ICS"
 

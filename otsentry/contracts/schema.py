@@ -60,6 +60,10 @@ start time; "absent" features are ``ABSENT`` = -1, other features of an empty se
 
 from __future__ import annotations
 
+__all__ = ["ABSENT", "BIT_READ_CODES", "DIAG_LISTEN_ONLY", "DIAG_RESTART", "FEATURE_SCHEMA_VERSION", "FLOW_FEATURES",
+    "PAIR_FEATURES", "RANGE_CODES", "READ_CODES", "REGISTER_READ_CODES", "SENSOR_FEATURES",
+    "TRACKED_EXCEPTION_CODES", "TRACKED_FUNCTION_CODES", "WRITE_ADDRESS_CODES", "WRITE_CODES", "WRITE_VALUE_CODES"]
+
 FEATURE_SCHEMA_VERSION = "pair-flow-sensor-v4"  # v4: sensor windows; v3: values_compared, replayed_reads; v2: tcp_packets/bytes
 
 # Function codes with a column of their own; anything else counts in fc_other.

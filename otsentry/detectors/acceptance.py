@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Hashable, Iterable, Mapping
 
+from otsentry.errors import InputError
 from otsentry.detectors.policy_profiles import OTHER_FUNCTION_CODE, count, measured_range
 from otsentry.detectors.policy_findings import Finding
 from otsentry.records import Alert, FeatureWindow
@@ -40,7 +41,7 @@ ACCEPTABLE_RULES = frozenset({"policy.new_talker", "policy.new_pair", "policy.ne
                               "policy.values_frozen", "policy.values_replayed", "policy.new_service"})
 
 
-class NotAcceptable(ValueError):
+class NotAcceptable(InputError, ValueError):
     """An alert whose rule cannot be accepted as normal (anomaly models, the sensor, evasion)."""
 
 

@@ -23,6 +23,8 @@ from otsentry.detectors.rules import rule
 from otsentry.contracts.schema import FLOW_FEATURES, PAIR_FEATURES, FEATURE_SCHEMA_VERSION
 from otsentry.records import Alert, FeatureEvidence, FeatureWindow, alert_id
 
+__all__ = ["AnomalyWindowDetector", "KINDS", "explain_sentence", "function_codes", "severity_for"]
+
 KINDS = {"pair": PAIR_FEATURES, "flow": FLOW_FEATURES}
 
 # Features that count events in the window: their explanation says "in 10 s".

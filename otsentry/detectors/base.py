@@ -19,14 +19,17 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from otsentry.errors import InputError, OtsentryError
 from otsentry.records import Alert, FeatureWindow
 
+__all__ = ["BaseDetector", "Interval", "InvalidParameterError", "NotFittedError", "WindowDetector", "validate_params"]
 
-class NotFittedError(RuntimeError):
+
+class NotFittedError(OtsentryError, RuntimeError):
     """A detector was used before ``fit``."""
 
 
-class InvalidParameterError(ValueError):
+class InvalidParameterError(InputError, ValueError):
     """A parameter outside its declared constraint; the message names the detector, the parameter and the bound."""
 
 

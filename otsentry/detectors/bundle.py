@@ -39,9 +39,13 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from otsentry.errors import InputError
 from otsentry import __version__
 from otsentry.contracts.schema import FEATURE_SCHEMA_VERSION
 from otsentry.records import Alert, Asset, FeatureWindow, ProcessVariable
+
+__all__ = ["ASSETS", "BundleError", "DEFAULT_POLICY_CLASS", "FORMAT", "FORMAT_VERSION", "KEY_ENV", "MANIFEST",
+    "MODELS", "ModelBundle", "OPTIONAL", "POLICY", "PROCESS_RULE", "TrainingStats", "VARIABLES", "read_manifest"]
 
 FORMAT = "otsentry-model-bundle"
 FORMAT_VERSION = 3  # 2: NumPy-only scorers (detectors.compact); 3: plain pickle instead of joblib
@@ -54,7 +58,7 @@ DEFAULT_POLICY_CLASS = "otsentry.detectors.policy.PolicyBaseline"
 _RETRAIN = "retrain with otsentry train"
 
 
-class BundleError(ValueError):
+class BundleError(InputError, ValueError):
     """A bundle that cannot be used; the message is one line and names the file."""
 
 

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+__all__ = ["ForestScorer", "HistogramScorer", "NeighbourScorer", "compact"]
+
 log = logging.getLogger(__name__)
 
 _CHUNK = 256  # rows per block, as scikit-learn's pairwise-distance reductions use

@@ -25,6 +25,8 @@ from otsentry.detectors.models import MODELS, PyODDetector
 from otsentry.detectors.scaling import FeatureStats, as_matrix
 from otsentry.records import FeatureEvidence
 
+__all__ = ["COMBINERS", "DEFAULT_MEMBERS", "EnsembleDetector"]
+
 DEFAULT_MEMBERS: tuple[str, ...] = MODELS
 COMBINERS = ("mean", "max", "median")
 

@@ -23,11 +23,15 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from otsentry.errors import InputError
 from otsentry.contracts.windows import score_key
 from otsentry.records import Alert, FeatureWindow
 
+__all__ = ["AttackFrame", "AttackIndex", "Evaluation", "LabelError", "Labels", "evaluate", "load_labels", "roc_auc",
+    "unit_key"]
 
-class LabelError(ValueError):
+
+class LabelError(InputError, ValueError):
     """A labels file that cannot be read; the message names the file and line."""
 
 

@@ -37,6 +37,8 @@ from otsentry.detectors.base import BaseDetector
 from otsentry.detectors.compact import compact
 from otsentry.detectors.scaling import FeatureStats, as_matrix
 
+__all__ = ["MODELS", "PyODDetector"]
+
 MODELS = ("ecod", "iforest", "hbos", "copod", "knn")
 
 

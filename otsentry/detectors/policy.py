@@ -38,6 +38,9 @@ from otsentry.detectors.rules import RISK_SCORES, RULES, rule
 from otsentry.contracts.schema import FEATURE_SCHEMA_VERSION
 from otsentry.records import Alert, FeatureWindow, alert_id
 
+__all__ = ["ACTION_RULES", "AlertSuppressor", "Asset", "Conversation", "Pair", "PolicyBaseline", "STATE_KIND",
+    "STATE_VERSION"]
+
 STATE_KIND = "otsentry.policy_baseline"
 STATE_VERSION = 1
 

@@ -10,6 +10,10 @@ from otsentry.collectors.modbus_names import ZEEK_FUNCTION_CODES
 from otsentry.detectors.policy_profiles import OTHER_FUNCTION_CODE, PairProfile, Range, measured_range, write_codes
 from otsentry.records import FeatureEvidence, FeatureWindow
 
+__all__ = ["Finding", "IDENTIFICATION_CODES", "PolicyView", "REMOTE_ACCESS_PORTS", "SERVICE_NAMES", "WRITE_FAMILIES",
+    "compute_write_history", "evidence", "fc_label", "fc_list", "known_writer", "names", "num", "rng",
+    "service_label", "span", "write_detail", "write_history", "write_margin", "writes_to"]
+
 
 class PolicyView(Protocol):
     """The fitted ``PolicyBaseline`` as rules read it: its parameters and learned allow-lists (``_`` attributes)."""

@@ -7,6 +7,8 @@ from otsentry.detectors.policy_findings import REMOTE_ACCESS_PORTS, Finding, Pol
 from otsentry.detectors.policy_profiles import count
 from otsentry.records import FeatureWindow
 
+__all__ = ["FLOW_RULES", "new_service", "new_talker_flow"]
+
 
 def new_talker_flow(b: PolicyView, w: FeatureWindow) -> Finding | None:
     """A host never seen; group addresses are not hosts, and discovery from a provisional address (DHCP's 0.0.0.0,

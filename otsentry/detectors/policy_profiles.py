@@ -20,6 +20,10 @@ from otsentry.contracts.schema import (ABSENT, FLOW_FEATURES, PAIR_FEATURES, FEA
                                       TRACKED_FUNCTION_CODES, WRITE_CODES)
 from otsentry.records import FeatureWindow
 
+__all__ = ["COUNT_FEATURES", "DIAGNOSTICS", "MIN_COMPARED", "OTHER_FUNCTION_CODE", "PairProfile", "Range",
+    "SUM_FEATURES", "answered", "check_window", "count", "feature", "function_codes", "learned_change_rate",
+    "measured_range", "merge_all", "profile_of", "union", "write_codes"]
+
 Range = tuple[float, float]
 
 # Stands for the ``fc_other`` column (a function code without a column of its own); 0 is not a valid Modbus code.

@@ -40,6 +40,10 @@ from otsentry.detectors.policy_profiles import (DIAGNOSTICS, MIN_COMPARED, OTHER
                                                 answered, count, function_codes, measured_range, write_codes)
 from otsentry.records import FeatureEvidence, FeatureWindow
 
+__all__ = ["PAIR_RULES", "address_out_of_range", "diagnostics", "exception_burst", "exception_tail", "first_write",
+    "new_function_code", "new_pair", "new_talker_pair", "no_response", "surely_probable", "values_frozen",
+    "values_replayed", "write_value_out_of_range"]
+
 
 def new_talker_pair(b: PolicyView, w: FeatureWindow) -> Finding | None:
     new = [ip for ip in (w.client_ip, w.server_ip) if ip not in b.talkers_]

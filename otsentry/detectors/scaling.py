@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+__all__ = ["FeatureStats", "as_matrix"]
+
 # Relative size under which an IQR or range counts as zero (float noise in means and ratios).
 _TINY = 1e-9
 

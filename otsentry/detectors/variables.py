@@ -31,7 +31,7 @@ from otsentry.features.closed import PairBlock
 from otsentry.features.values import rows_of
 from otsentry.records import Alert, FeatureEvidence, ProcessVariable, alert_id
 
-__all__ = ["RULE_ID", "VariableWatch", "allowed_range"]
+__all__ = ["RULE_ID", "TABLE_CODES", "VariableWatch", "allowed_range"]
 
 RULE_ID = "policy.process_value_out_of_range"
 TABLE_CODES = {"holding_register": 2, "input_register": 3}  # features.pairs' read tables

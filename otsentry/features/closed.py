@@ -18,6 +18,8 @@ from otsentry.features.pairs import ValueJob
 from otsentry.features.values import ValueState
 from otsentry.records import FeatureWindow
 
+__all__ = ["ClosedWindows", "FlowBlock", "PairBlock"]
+
 
 def _bounds(widx: int, window_ns: int) -> tuple[float, float]:
     return widx * window_ns / 1e9, (widx + 1) * window_ns / 1e9

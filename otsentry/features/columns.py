@@ -10,6 +10,9 @@ from typing import Mapping
 
 import numpy as np
 
+__all__ = ["Cols", "count", "distinct", "group_starts", "hash_rows", "hash_values", "lookup", "masked_reduce",
+    "merge_state", "pick", "runs_to_ids", "seg_reduce", "signed32"]
+
 _MULT = np.uint64(0x9E3779B97F4A7C15)
 
 

@@ -34,6 +34,8 @@ from otsentry.features.columns import (Cols, distinct, group_starts, hash_rows, 
                                       runs_to_ids, signed32)
 from otsentry.contracts.schema import FLOW_FEATURES
 
+__all__ = ["FlowWindowObserver", "PAIR_TCP", "flow_rows", "pair_tcp"]
+
 _DIR_SALT = np.uint64(0xD1B54A32D192ED03)
 _NO_PRIOR = -(1 << 40)
 

@@ -22,6 +22,8 @@ from otsentry.contracts.schema import (ABSENT, BIT_READ_CODES, DIAG_LISTEN_ONLY,
                                       TRACKED_FUNCTION_CODES, WRITE_ADDRESS_CODES, WRITE_CODES, WRITE_VALUE_CODES)
 from otsentry.features.values import ValueState
 
+__all__ = ["COL", "TxStore", "ValueJob", "extract", "pair_matrix"]
+
 COL = {name: i for i, name in enumerate(PAIR_FEATURES)}
 _TABLE = np.full(256, -1, dtype=np.int64)  # value table of a read code: coils, discrete inputs, holding, input
 _TABLE[[1, 2, 3, 23, 4]] = [0, 1, 2, 2, 3]

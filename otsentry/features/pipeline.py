@@ -11,6 +11,8 @@ from otsentry.features.closed import ClosedWindows
 from otsentry.features.windows import Windower
 from otsentry.records import FeatureWindow
 
+__all__ = ["closed_from_capture", "window_batches_from_capture", "windows_from_capture"]
+
 
 def window_batches_from_capture(path: str | Path, window_s: float = 10.0, config: CollectorConfig | None = None, *,
                                 lateness_s: float = 5.0, chunk_bytes: int | None = None,

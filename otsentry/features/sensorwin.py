@@ -15,6 +15,8 @@ from otsentry.collectors.reassembly import GAP, OVERLAP_CONFLICT, UNDECODED
 from otsentry.contracts.schema import FEATURE_SCHEMA_VERSION, SENSOR_FEATURES
 from otsentry.records import EvasionNote, FeatureWindow, PacketLoss
 
+__all__ = ["Key", "NOTE_FEATURES", "SensorWindows"]
+
 # note kind -> (feature, counted as: 1 per note, or its bytes)
 NOTE_FEATURES = {
     OVERLAP_CONFLICT: ("overlap_conflicts", False),

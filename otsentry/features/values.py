@@ -27,6 +27,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from otsentry.arrays import ranges
 from otsentry.features.columns import Cols, group_starts, hash_rows, hash_values, lookup, merge_state, pick
 
+__all__ = ["ContentHistory", "MAX_VALUES", "VALUE_TTL_S", "ValueState", "rows_of"]
+
 
 def rows_of(pool: np.ndarray, starts: np.ndarray, c: int) -> np.ndarray:
     """The (len(starts), c) matrix of pool[s : s + c] for each start: row copies of a sliding view, no index matrix."""

@@ -45,6 +45,8 @@ from otsentry.features.sensorwin import SensorWindows
 from otsentry.features.values import MAX_VALUES, VALUE_TTL_S, ValueState
 from otsentry.records import FeatureWindow
 
+__all__ = ["Windower", "WindowerStats", "to_matrix"]
+
 log = logging.getLogger(__name__)
 
 _TCP_COLS = [COL[name] for name in PAIR_TCP]

@@ -2,3 +2,5 @@
 
 The click commands in ``otsentry.cli.replay`` are thin wrappers over these modules.
 """
+
+__all__ = ["catalog", "kafka_out", "live", "plot", "report", "score"]

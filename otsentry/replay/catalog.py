@@ -13,6 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from otsentry.errors import InputError
+
+__all__ = ["DEFAULT_OUT", "Generated", "QUICK_ATTACK_DELAY_S", "QUICK_LEARN_S", "QUICK_TOTAL_S", "ScenarioError",
+    "ScenarioInfo", "TimelineEvent", "generate", "get_scenario", "load_catalog", "quick_timing"]
+
 DEFAULT_OUT = Path("replays") / "generated"
 QUICK_LEARN_S = 300.0  # --quick: 5 minutes to learn, the attack a minute later, about 10 minutes in all
 QUICK_ATTACK_DELAY_S = 60.0
@@ -23,7 +28,7 @@ _NO_ATTACK = ("Nothing malicious happens here: this is the yardstick for false a
               "learning period is a false positive, so a good detector stays silent.")
 
 
-class ScenarioError(ValueError):
+class ScenarioError(InputError, ValueError):
     """An unknown scenario, a broken spec, or a timing a scenario cannot be generated with; one line."""
 
 

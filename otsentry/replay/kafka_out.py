@@ -18,10 +18,12 @@ from typing import Callable, Sequence
 
 from otsentry.records import Alert, FeatureWindow
 from otsentry.stream.codec import encode_alert
-from otsentry.stream.collector import WindowPublisher, default_source
-from otsentry.stream.outbox import Outbox
-from otsentry.stream.settings import KafkaConfig
+from otsentry.stream.publish import WindowPublisher, default_source
+from otsentry.stream.delivery.outbox import Outbox
+from otsentry.stream.runtime.settings import KafkaConfig
 from otsentry.stream.transport import Publisher
+
+__all__ = ["KafkaReplayOutput", "KafkaReplayStats"]
 
 
 @dataclass
@@ -38,7 +40,7 @@ class KafkaReplayOutput:
                  make_publisher: Callable[[], Publisher] | None = None,
                  ensure: Callable[[Sequence[str]], object] | None = None) -> None:
         if make_publisher is None:
-            from otsentry.stream.service import kafka_transport
+            from otsentry.stream.kafka import kafka_transport
 
             make_publisher, _, ensure = kafka_transport(kafka)
         self.kafka = kafka

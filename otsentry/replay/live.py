@@ -17,6 +17,8 @@ from otsentry.pipeline import DEFAULT_WINDOW_S, RunResult, iter_window_batches, 
 from otsentry.records import Alert, FeatureWindow, Incident
 from otsentry.replay.catalog import Generated
 
+__all__ = ["by_slot", "paced", "parse_speed", "replay"]
+
 T = TypeVar("T")
 
 

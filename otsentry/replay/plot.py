@@ -14,6 +14,8 @@ from typing import Sequence
 
 from otsentry.replay.score import ScenarioScore
 
+__all__ = ["FLOOR", "ZOOM_MARGIN_S", "timeline_png"]
+
 FLOOR = 1e-2  # scores below this (or windows without one) are drawn at the floor of the log axis
 ZOOM_MARGIN_S = 120.0
 _COLORS = ("#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#1f77b4", "#ff7f0e", "#2ca02c")

@@ -15,6 +15,8 @@ from otsentry import __version__
 from otsentry.replay.plot import timeline_png
 from otsentry.replay.score import ScenarioScore, overall
 
+__all__ = ["MAX_ALERTS_LISTED", "write_report"]
+
 MAX_ALERTS_LISTED = 25
 
 _CSS = """

@@ -18,6 +18,8 @@ from otsentry.pipeline import DEFAULT_WINDOW_S, attack_frames_from_capture, run
 from otsentry.records import Alert
 from otsentry.replay.catalog import Generated, ScenarioInfo
 
+__all__ = ["AttackResult", "Overall", "ScenarioScore", "overall", "score_scenario", "slot_scores", "to_json"]
+
 
 @dataclass(frozen=True)
 class AttackResult:

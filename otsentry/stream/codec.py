@@ -18,12 +18,16 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from otsentry.errors import InputError
 from otsentry.records import RECORD_SCHEMA_VERSION, Alert, FeatureWindow, Incident, SchemaError
+
+__all__ = ["MalformedRecord", "WATERMARK", "Watermark", "decode_alert", "decode_feature_record", "decode_incident",
+    "encode_alert", "encode_incident", "encode_watermark", "encode_window"]
 
 WATERMARK = "watermark"
 
 
-class MalformedRecord(ValueError):
+class MalformedRecord(InputError, ValueError):
     """A record that this version cannot read (not JSON, unknown schema version, missing fields...)."""
 
 

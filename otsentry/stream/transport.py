@@ -14,15 +14,20 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Protocol, Sequence
 
+from otsentry.errors import ServiceError
+
+__all__ = ["AuthenticationFailed", "Consumer", "Delivery", "Headers", "MemoryBroker", "MemoryConsumer",
+    "MemoryPublisher", "Message", "Publisher", "RebalanceCallback", "TopicPartition", "TransportError"]
+
 TopicPartition = tuple[str, int]
 Headers = Sequence[tuple[str, bytes]]
 
 
-class TransportError(RuntimeError):
+class TransportError(ServiceError, RuntimeError):
     """The transport could not do what was asked (broker unreachable, record not acknowledged in time)."""
 
 
-class AuthenticationFailed(RuntimeError):
+class AuthenticationFailed(ServiceError, RuntimeError):
     """The broker refused the credentials: retrying cannot help, so daemons stop with this one line."""
 
 

@@ -33,6 +33,12 @@ from otsentry.synth.pcapwriter import LINKTYPE_ETHERNET, PcapWriter
 from otsentry.synth.sim import FLOW_MODBUS, T_FLOW, T_REQUEST, T_RESPONSE, Sim, Tag, Transaction
 from otsentry.synth.tcp import Endpoint, Frame, TcpConnection
 
+__all__ = ["ATTACKER_OUI", "AddressSweep", "AttackLog", "Attacker", "COVERT_MESSAGE", "COVERT_REGISTER",
+    "CovertChannel", "DiagnosticsRestart", "ExceptionStorm", "FreezeResponses", "FunctionCodeSweep",
+    "GATEWAY_SERIAL_UNITS", "LabellingWriter", "ListenOnly", "PLC_SUPPORTED", "QueryFlood", "ReplayOldResponses",
+    "SetpointChange", "SilencedPoller", "Target", "UnitIdSweep", "WriteFromNewHost", "attacker_host", "covert_value",
+    "peek", "read_response", "sweep_pdus"]
+
 _MS = 1_000_000
 ATTACKER_OUI = "00:0c:29"  # VMware: the typical attacker is a VM on a laptop plugged into the OT segment
 PLC_SUPPORTED = frozenset({1, 2, 3, 4, 5, 6, 8, 15, 16, 43})  # what the simulated PLCs answer without ILLEGAL_FUNCTION

@@ -13,6 +13,8 @@ from otsentry.synth.plant import Host
 from otsentry.synth.sim import FLOW_TCP, FLOW_UDP, T_FLOW, Sim
 from otsentry.synth.tcp import Endpoint, TcpConnection
 
+__all__ = ["DnsClient", "WebBrowser", "dns_query", "dns_response"]
+
 _MS = 1_000_000
 
 

@@ -15,6 +15,10 @@ import struct
 from dataclasses import dataclass
 from typing import Sequence
 
+__all__ = ["Direction", "ETH_IPV4", "ETH_IPV6", "ETH_VLAN", "LINKTYPES", "LINK_ETHERNET", "LINK_RAW", "LINK_SLL",
+    "Link", "PROTO_TCP", "PROTO_UDP", "SLL_BROADCAST", "SLL_HOST", "SLL_MULTICAST", "SLL_OTHERHOST", "SLL_OUTGOING",
+    "checksum", "ethernet", "ip_bytes", "ipv4", "ipv6", "linux_sll", "mac_bytes", "tcp", "udp"]
+
 ETH_IPV4 = 0x0800
 ETH_IPV6 = 0x86DD
 ETH_VLAN = 0x8100

@@ -32,8 +32,11 @@ from typing import Any, Mapping
 
 import yaml
 
+from otsentry.errors import InputError
 from otsentry.synth.scenarios import SCENARIOS, ScenarioTruth, generate_scenario
 from otsentry.synth.sim import GroundTruth
+
+__all__ = ["FORMAT", "SPEC_DIR", "SpecError", "generate", "generator_hash", "load_specs", "main", "timeline_of"]
 
 SPEC_DIR = Path(__file__).resolve().parent / "specs"
 FORMAT = 1  # of the cache's truth JSON; bump when it changes
@@ -45,7 +48,7 @@ _TIMELINE_KEYS = {"learn_s": True, "attack_at_s": True, "duration_s": True, "tot
 _EXPECTED_KEYS = {"rules": True, "notes": False}
 
 
-class SpecError(ValueError):
+class SpecError(InputError, ValueError):
     """A scenario spec that cannot be used; the message names the file and the key."""
 
 

@@ -13,6 +13,16 @@ from __future__ import annotations
 import struct
 from typing import Mapping, Sequence
 
+__all__ = ["ACKNOWLEDGE", "DIAGNOSTICS", "DIAG_FORCE_LISTEN_ONLY", "DIAG_RESTART_COMMUNICATIONS",
+    "DIAG_RETURN_QUERY_DATA", "ENCAPSULATED_INTERFACE", "GATEWAY_PATH_UNAVAILABLE", "GATEWAY_TARGET_FAILED",
+    "ILLEGAL_DATA_ADDRESS", "ILLEGAL_DATA_VALUE", "ILLEGAL_FUNCTION", "MAX_READ_BITS", "MAX_READ_REGISTERS",
+    "MAX_WRITE_COILS", "MAX_WRITE_REGISTERS", "MEI_READ_DEVICE_ID", "READ_COILS", "READ_DISCRETE_INPUTS",
+    "READ_HOLDING_REGISTERS", "READ_INPUT_REGISTERS", "SERVER_DEVICE_BUSY", "SERVER_DEVICE_FAILURE",
+    "WRITE_MULTIPLE_COILS", "WRITE_MULTIPLE_REGISTERS", "WRITE_SINGLE_COIL", "WRITE_SINGLE_REGISTER", "adu",
+    "diagnostics", "exception_response", "pack_bits", "read_bits_response", "read_device_id_request",
+    "read_device_id_response", "read_registers_response", "read_request", "write_multiple_coils_request",
+    "write_multiple_registers_request", "write_multiple_response", "write_single_coil", "write_single_register"]
+
 READ_COILS = 1
 READ_DISCRETE_INPUTS = 2
 READ_HOLDING_REGISTERS = 3

@@ -11,6 +11,8 @@ import struct
 from types import TracebackType
 from typing import BinaryIO, Iterable
 
+__all__ = ["LINKTYPE_ETHERNET", "LINKTYPE_LINUX_SLL", "LINKTYPE_RAW", "MAGIC_NS", "MAGIC_US", "PcapWriter"]
+
 LINKTYPE_ETHERNET = 1
 LINKTYPE_RAW = 101  # raw IPv4/IPv6, no link header
 LINKTYPE_LINUX_SLL = 113

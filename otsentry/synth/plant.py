@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 from otsentry.synth import modbus as mb
 
+__all__ = ["BITS", "HOLDING_REGISTERS", "Host", "INPUT_REGISTERS", "RegisterBank", "SCAN_NS", "SETPOINTS",
+    "make_hosts"]
+
 HOLDING_REGISTERS = 200
 INPUT_REGISTERS = 100
 BITS = 64

@@ -23,6 +23,9 @@ from otsentry.synth.sim import (FLOW_MODBUS, T_FLOW, T_MULTI, T_REQUEST, T_RESPO
                                 Actor, GroundTruth, Sim, Tag, Transaction)
 from otsentry.synth.tcp import Endpoint, Frame, TcpConnection
 
+__all__ = ["DEFAULT_START_NS", "Plant", "Poller", "PollingOptions", "ResponseTamper", "build_plant",
+    "generate_polling"]
+
 DEFAULT_START_NS = 1_709_280_000 * 1_000_000_000  # 2024-03-01 08:00:00 UTC
 _MS = 1_000_000
 

@@ -36,6 +36,9 @@ from otsentry.synth.polling import DEFAULT_START_NS, Plant, Poller, PollingOptio
 from otsentry.synth.services import RdpSession, SmbLateralMovement
 from otsentry.synth.sim import Actor, GroundTruth, Sim
 
+__all__ = ["DEFAULT_ATTACK_DELAY_S", "DEFAULT_DETECT_S", "REPLAY_RECORD_BEFORE_S", "REPLAY_S", "SCENARIOS",
+    "SCENARIO_OPTIONS", "ScenarioSpec", "ScenarioTruth", "generate_scenario", "main"]
+
 # The plant of every scenario: 4 PLCs polled by the HMI about every second (10 % jitter), the historian about
 # every 5 s; ~30 frames/s, so 40 minutes is ~70,000 frames and ~10 MB.
 SCENARIO_OPTIONS = PollingOptions(

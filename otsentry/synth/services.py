@@ -28,6 +28,15 @@ from otsentry.synth.plant import Host
 from otsentry.synth.sim import FLOW_TCP, T_FLOW, Sim, Tag
 from otsentry.synth.tcp import Endpoint, Frame, TcpConnection
 
+__all__ = ["MSS", "NTLM_FLAGS", "OID_NTLMSSP", "OID_SPNEGO", "PROTOCOL_HYBRID", "PROTOCOL_SSL", "RDP_PORT",
+    "RdpSession", "SMB2_NEGOTIATE", "SMB2_SESSION_SETUP", "SMB_DIALECTS", "SMB_PORT",
+    "STATUS_MORE_PROCESSING_REQUIRED", "STATUS_SUCCESS", "ServiceSession", "SmbLateralMovement",
+    "TLS_CHANGE_CIPHER_SPEC", "av_pairs", "der", "filetime", "nbss", "ntlm_authenticate", "ntlm_challenge",
+    "ntlm_negotiate", "server_target_info", "smb2_header", "smb2_negotiate_request", "smb2_negotiate_response",
+    "smb2_session_setup_request", "smb2_session_setup_response", "smb3_encrypted", "spnego_init", "spnego_resp",
+    "tls13_client_hello", "tls13_server_hello", "tls_app_data", "tls_record", "tpkt", "utf16",
+    "x224_connection_confirm", "x224_connection_request"]
+
 _MS = 1_000_000
 _US = 1_000
 MSS = 1460

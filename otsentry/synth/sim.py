@@ -18,6 +18,9 @@ from typing import Any, Protocol
 from otsentry.synth.pcapwriter import PcapWriter
 from otsentry.synth.tcp import Frame
 
+__all__ = ["Actor", "FLOW_MODBUS", "FLOW_TCP", "FLOW_UDP", "GroundTruth", "Sim", "T_FLOW", "T_MULTI", "T_REQUEST",
+    "T_RESPONSE", "T_RETRANSMISSION", "T_SPLIT", "Tag", "Transaction"]
+
 # Tag entries (tuples whose first item is one of these codes) attached to emitted frames.
 T_REQUEST = 0  # (T_REQUEST, function_code, Transaction | None)
 T_RESPONSE = 1  # (T_RESPONSE, function_code, exception_code or 0, Transaction | None)

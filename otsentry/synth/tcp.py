@@ -14,6 +14,8 @@ from typing import Sequence
 from otsentry.contracts.network import ACK, FIN, PSH, RST, SYN
 from otsentry.synth.frames import LINK_ETHERNET, Direction, Link
 
+__all__ = ["CLIENT", "Endpoint", "Frame", "SERVER", "TcpConnection"]
+
 Frame = tuple[int, bytes]  # (timestamp in ns since the epoch, frame bytes)
 
 CLIENT, SERVER = 0, 1

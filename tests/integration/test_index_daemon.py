@@ -21,8 +21,8 @@ import pytest
 
 from otsentry.records import Alert, FeatureEvidence, alert_id
 from otsentry.stream.codec import encode_alert
-from otsentry.stream.metrics import scrape
-from otsentry.stream.settings import KafkaConfig
+from otsentry.stream.runtime.metrics import scrape
+from otsentry.stream.runtime.settings import KafkaConfig
 from tests.conftest import ROOT, free_port
 from tests.integration.conftest import ES_DEFAULT_URL as DEFAULT_URL, es_health as _health
 
@@ -71,7 +71,7 @@ class Publisher:
     """Alerts onto the topic as a detector would (key = alert id), each group acknowledged."""
 
     def __init__(self, cfg: KafkaConfig) -> None:
-        from otsentry.stream.kafka import KafkaPublisher, ensure_topics
+        from otsentry.stream.kafka.client import KafkaPublisher, ensure_topics
 
         ensure_topics(cfg, [cfg.alerts_topic, cfg.deadletter_topic])
         self.cfg = cfg

@@ -17,11 +17,12 @@ import pytest
 from otsentry import pipeline
 from otsentry.detectors.bundle import ModelBundle
 from otsentry.records import Incident
-from otsentry.stream.correlator import CorrelatorWorker, run_correlator
-from otsentry.stream.kafka import KafkaGroupConsumer, KafkaPublisher, ensure_topics
-from otsentry.stream.outbox import Outbox
-from otsentry.stream.service import StreamSettings, run_detector
-from otsentry.stream.settings import DaemonConfig, KafkaConfig, StreamConfig
+from otsentry.stream.correlate import CorrelatorWorker, run_correlator
+from otsentry.stream.kafka.client import KafkaGroupConsumer, KafkaPublisher, ensure_topics
+from otsentry.stream.delivery.outbox import Outbox
+from otsentry.stream.runtime.daemon import StreamSettings
+from otsentry.stream.detect import run_detector
+from otsentry.stream.runtime.settings import DaemonConfig, KafkaConfig, StreamConfig
 from tests.conftest import ROOT
 from tests.integration.test_stream_kafka import _publish_paced, _read
 
@@ -116,7 +117,7 @@ def test_index_incidents_moves_them_into_elasticsearch_once(kafka_bootstrap, es,
     from otsentry.alerts.elastic import ElasticSink
     from otsentry.alerts.elastic_template import INCIDENT_MAPPINGS
     from otsentry.stream.codec import encode_incident
-    from otsentry.stream.indexer import IncidentSink, run_indexer
+    from otsentry.stream.index import IncidentSink, run_indexer
 
     _, _, ref = campaign
     cfg = _config(kafka_bootstrap)

@@ -23,8 +23,8 @@ import pytest
 from otsentry import pipeline
 from otsentry.stream.codec import Watermark, decode_feature_record
 from otsentry.contracts.windows import window_identity
-from otsentry.stream.kafka import client_options
-from otsentry.stream.settings import KafkaConfig, Secret
+from otsentry.stream.kafka.client import client_options
+from otsentry.stream.runtime.settings import KafkaConfig, Secret
 from otsentry.synth.scenarios import generate_scenario
 from tests.conftest import ROOT, kafka_service
 

@@ -28,13 +28,14 @@ from otsentry.detectors.bundle import ModelBundle
 from otsentry.features.pipeline import window_batches_from_capture
 from otsentry.stream.codec import Watermark, decode_alert, decode_feature_record
 from otsentry.contracts.windows import window_identity
-from otsentry.stream.collector import WindowPublisher
-from otsentry.stream.daemon import Backoff, StateLog
-from otsentry.stream.kafka import KafkaPublisher, ensure_topics
-from otsentry.stream.metrics import scrape
-from otsentry.stream.outbox import STALL_S, Outbox
-from otsentry.stream.service import StreamSettings, run_detector
-from otsentry.stream.settings import DaemonConfig, KafkaConfig, StreamConfig
+from otsentry.stream.publish import WindowPublisher
+from otsentry.stream.runtime.retry import Backoff, StateLog
+from otsentry.stream.kafka.client import KafkaPublisher, ensure_topics
+from otsentry.stream.runtime.metrics import scrape
+from otsentry.stream.delivery.outbox import Outbox, STALL_S
+from otsentry.stream.runtime.daemon import StreamSettings
+from otsentry.stream.detect import run_detector
+from otsentry.stream.runtime.settings import DaemonConfig, KafkaConfig, StreamConfig
 from otsentry.synth.scenarios import generate_scenario
 from tests.conftest import ROOT, free_port
 

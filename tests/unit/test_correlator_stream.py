@@ -10,8 +10,8 @@ import pytest
 from otsentry.pipeline import run
 from otsentry.records import Alert, Incident
 from otsentry.stream.codec import encode_alert
-from otsentry.stream.correlator import CorrelatorStateError, CorrelatorWorker
-from otsentry.stream.outbox import Outbox
+from otsentry.stream.correlate import CorrelatorStateError, CorrelatorWorker
+from otsentry.stream.delivery.outbox import Outbox
 from otsentry.stream.transport import MemoryBroker
 
 A, C, INC = "alerts", "alerts.correlated", "incidents"

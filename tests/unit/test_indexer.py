@@ -15,12 +15,12 @@ from otsentry.alerts.elastic import ElasticError, ElasticUnavailable, SinkStats
 from otsentry.cli import main
 from otsentry.records import Alert, alert_id
 from otsentry.stream.codec import encode_alert
-from otsentry.stream.daemon import Backoff
-from otsentry.stream.indexer import AlertIndexer, run_indexer
-from otsentry.stream.metrics import Metrics
-from otsentry.stream.outbox import Outbox
-from otsentry.stream.service import StreamSettings
-from otsentry.stream.settings import DaemonConfig, KafkaConfig, StreamConfig
+from otsentry.stream.runtime.retry import Backoff
+from otsentry.stream.index import AlertIndexer, run_indexer
+from otsentry.stream.runtime.metrics import Metrics
+from otsentry.stream.delivery.outbox import Outbox
+from otsentry.stream.runtime.daemon import StreamSettings
+from otsentry.stream.runtime.settings import DaemonConfig, KafkaConfig, StreamConfig
 from otsentry.stream.transport import MemoryBroker
 
 A, D = "alerts", "dead"

@@ -12,7 +12,7 @@ from otsentry.replay.kafka_out import KafkaReplayOutput
 from otsentry.replay.live import replay
 from otsentry.stream.codec import Watermark, decode_alert, decode_feature_record
 from otsentry.contracts.windows import window_identity
-from otsentry.stream.settings import KafkaConfig
+from otsentry.stream.runtime.settings import KafkaConfig
 from otsentry.stream.transport import MemoryBroker
 
 KAFKA = KafkaConfig(bootstrap="memory", features_topic="f", alerts_topic="a")

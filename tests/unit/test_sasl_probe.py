@@ -9,7 +9,7 @@ import threading
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from otsentry.stream.sasl_probe import refused_login
+from otsentry.stream.kafka.sasl import refused_login
 
 
 def _frame(correlation: int, body: bytes) -> bytes:

@@ -17,15 +17,18 @@ from otsentry import pipeline
 from otsentry.detectors.scoring import Detection
 from otsentry.stream.codec import MalformedRecord, Watermark, decode_alert, decode_feature_record, encode_watermark, encode_window
 from otsentry.contracts.windows import partition_key
-from otsentry.stream.collector import WindowPublisher, publish_captures
-from otsentry.stream.daemon import Backoff, StateLog, StopSignal, setup_logging
-from otsentry.stream.metrics import Metrics, MetricsServer
-from otsentry.stream.ordering import EventTimeBuffer
-from otsentry.stream.outbox import Outbox
-from otsentry.stream.service import StreamSettings, run_collector, run_detector
-from otsentry.stream.settings import DaemonConfig, KafkaConfig, StreamConfig
+from otsentry.stream.publish import WindowPublisher, publish_captures
+from otsentry.stream.runtime.retry import Backoff, StateLog
+from otsentry.stream.runtime.daemon import StopSignal, setup_logging
+from otsentry.stream.runtime.metrics import Metrics, MetricsServer
+from otsentry.stream.delivery.ordering import EventTimeBuffer
+from otsentry.stream.delivery.outbox import Outbox
+from otsentry.stream.runtime.daemon import StreamSettings
+from otsentry.stream.publish import run_collector
+from otsentry.stream.detect import run_detector
+from otsentry.stream.runtime.settings import DaemonConfig, KafkaConfig, StreamConfig
 from otsentry.stream.transport import MemoryBroker, TransportError
-from otsentry.stream.worker import DetectorWorker
+from otsentry.stream.detect import DetectorWorker
 from otsentry.synth.scenarios import generate_scenario
 
 pytestmark = pytest.mark.slow
@@ -245,7 +248,7 @@ def test_metrics_endpoint_serves_prometheus_text_and_health():
 def test_stop_signal_sets_event_and_watchdog_exits():
     exits: list[int] = []
     sig = StopSignal(stop_timeout_s=0.0, exit_fn=exits.append)
-    import otsentry.stream.daemon as daemon
+    import otsentry.stream.runtime.daemon as daemon
 
     grace, daemon.STOP_GRACE_S = daemon.STOP_GRACE_S, 0.05
     try:

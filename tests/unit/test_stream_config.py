@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from otsentry.cli import main
 from otsentry.cli.streamopts import env_name, stream_settings
 from otsentry.config import ConfigError, load_config
-from otsentry.stream.kafka import client_options, redacted
-from otsentry.stream.settings import STREAM_SECTIONS, KafkaConfig, Secret, with_secrets
+from otsentry.stream.kafka.client import client_options, redacted
+from otsentry.stream.runtime.settings import KafkaConfig, STREAM_SECTIONS, Secret, with_secrets
 
 SECRET = "s3cr3t-Pa55"
 

@@ -14,16 +14,14 @@ import threading
 import time
 from dataclasses import dataclass
 
-from otsentry.stream.daemon import Backoff, StateLog
-from otsentry.stream.metrics import Metrics
+from otsentry.stream.runtime.retry import Backoff, StateLog, Stopped
+from otsentry.stream.runtime.metrics import Metrics
 from otsentry.stream.transport import Delivery, Headers, Publisher, TransportError
+
+__all__ = ["Outbox", "STALL_S"]
 
 
 STALL_S = 5.0  # nothing acknowledged for this long while records wait: the broker is reported down
-
-
-class Stopped(RuntimeError):
-    """A stop was requested while waiting for the broker."""
 
 
 @dataclass(frozen=True, slots=True)

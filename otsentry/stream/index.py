@@ -32,13 +32,19 @@ from typing import Any, Callable, Protocol, Sequence
 from otsentry.alerts.elastic import ElasticError, ElasticUnavailable, SinkStats
 from otsentry.records import Alert, Incident
 from otsentry.stream.codec import MalformedRecord, decode_alert, decode_incident
-from otsentry.stream.daemon import Backoff, StateLog, StopSignal
-from otsentry.stream.metrics import Metrics
-from otsentry.stream.outbox import Outbox, Stopped
-from otsentry.stream.service import StreamSettings, _Daemon, kafka_transport, retry, serve
-from otsentry.stream.settings import KafkaConfig
+from otsentry.stream.runtime.retry import Backoff, StateLog
+from otsentry.stream.runtime.daemon import StopSignal
+from otsentry.stream.runtime.metrics import Metrics
+from otsentry.stream.delivery.outbox import Outbox
+from otsentry.stream.runtime.retry import Stopped
+from otsentry.stream.runtime.daemon import Daemon, StreamSettings, serve
+from otsentry.stream.kafka import kafka_transport
+from otsentry.stream.runtime.retry import retry
+from otsentry.stream.runtime.settings import KafkaConfig
 from otsentry.stream.transport import Consumer, Message, Publisher, TopicPartition, TransportError
-from otsentry.stream.worker import POLL_TIMEOUT_S, ConsumerMember, _names
+from otsentry.stream.runtime.membership import ConsumerMember, POLL_TIMEOUT_S, partition_names
+
+__all__ = ["AlertIndexer", "AlertSink", "ES_TIMEOUT_S", "IncidentSink", "indexer_transport", "run_indexer"]
 
 log = logging.getLogger("otsentry.stream")
 
@@ -208,11 +214,11 @@ class AlertIndexer(ConsumerMember):
                 self._committed[tp] = committed[0]
         self._assigned = assigned
         if revoked:
-            log.info("revoked %d partition(s): %s", len(revoked), _names(revoked),
-                     extra={"fields": {"event": "revoked", "partitions": _names(revoked)}})
+            log.info("revoked %d partition(s): %s", len(revoked), partition_names(revoked),
+                     extra={"fields": {"event": "revoked", "partitions": partition_names(revoked)}})
         if added:
-            log.info("assigned %d partition(s): %s", len(added), _names(added),
-                     extra={"fields": {"event": "assigned", "partitions": _names(added)}})
+            log.info("assigned %d partition(s): %s", len(added), partition_names(added),
+                     extra={"fields": {"event": "assigned", "partitions": partition_names(added)}})
         self.metrics.set("otsentry_assigned_partitions", len(assigned))
         return assigned
 
@@ -279,7 +285,7 @@ def indexer_transport(kafka: KafkaConfig, topic: str | None = None) -> tuple[
         Callable[[], Publisher], Callable[[int], Consumer], Callable[[Sequence[str]], Any]]:
     """The Kafka transport of ``service.kafka_transport``, with the consumer subscribed to ``topic`` (the alerts
     topic by default)."""
-    from otsentry.stream.kafka import KafkaGroupConsumer
+    from otsentry.stream.kafka.client import KafkaGroupConsumer
 
     make_publisher, _, ensure = kafka_transport(kafka)
     subscribed = topic or kafka.alerts_topic
@@ -300,7 +306,7 @@ def run_indexer(sink: AlertSink, settings: StreamSettings, *, make_publisher: Ca
     indexer: AlertIndexer | None = None
     publisher: Publisher | None = None
     ok = True
-    with _Daemon("indexer", settings, stop_signal) as d:
+    with Daemon("indexer", settings, stop_signal) as d:
         target = getattr(sink, "display_url", "Elasticsearch")
         log.info("indexer in group %s: %s -> %s", k.group, topic, target,
                  extra={"fields": {"event": "start", "group": k.group}})

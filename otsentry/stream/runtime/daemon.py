@@ -1,13 +1,11 @@
-"""Daemon lifecycle: signals, bounded shutdown, retry backoff, logs once per state change, structured logs.
+"""Daemon lifecycle: signals, bounded shutdown, the main loop, structured logs; ``Daemon`` wraps a stage.
 
 A collector or detector worker runs for months under systemd. What that needs, and why:
 
 * SIGTERM/SIGINT set a stop flag that the loops check between batches; they then flush and commit and return.
   A watchdog ends the process if that takes longer than ``stop_timeout_s`` plus a grace (a broker that vanished
   mid-flush must not turn ``systemctl stop`` into a 90 s hang); a second signal exits at once.
-* A broker that is down is retried with exponential backoff (``Backoff``), and ``StateLog`` writes one line when
-  the connection state changes (up -> down -> up), not one per record or per retry: a night-long outage is two
-  log lines, not a full disk.
+* A broker that is down is retried with backoff (``otsentry.stream.runtime.retry``).
 * Logs as text, ``key=value`` or JSON lines (``setup_logging``), so journald, Loki or Elasticsearch can parse them.
   Fields are passed with ``extra={"fields": {...}}``.
 """
@@ -21,60 +19,21 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any, Callable
+
+from otsentry.stream.delivery.outbox import Outbox
+from otsentry.stream.runtime.metrics import Metrics, MetricsServer
+from otsentry.stream.runtime.retry import Backoff, StateLog
+from otsentry.stream.runtime.settings import DaemonConfig, KafkaConfig, StreamConfig
+from otsentry.stream.transport import Publisher
+
+__all__ = ["Daemon", "STOP_GRACE_S", "StopSignal", "StreamSettings", "serve", "setup_logging"]
 
 log = logging.getLogger("otsentry.stream")
 
 STOP_GRACE_S = 5.0  # beyond stop_timeout_s before the watchdog ends the process
-
-
-class Backoff:
-    """Exponential retry delays: initial, doubled each failure up to ``max_s``; ``reset()`` after a success."""
-
-    def __init__(self, initial_s: float = 0.5, max_s: float = 30.0) -> None:
-        self.initial_s = initial_s
-        self.max_s = max_s
-        self._next = initial_s
-
-    def next_delay(self) -> float:
-        delay = self._next
-        self._next = min(self._next * 2, self.max_s)
-        return delay
-
-    def reset(self) -> None:
-        self._next = self.initial_s
-
-    def wait(self, stop: threading.Event) -> bool:
-        """Sleep the next delay unless stopped first; True if stopped."""
-        return stop.wait(self.next_delay())
-
-
-class StateLog:
-    """Logs a named state only when it changes (``broker: up`` -> ``broker: down (reason)`` -> ``broker: up``)."""
-
-    def __init__(self, name: str, logger: logging.Logger = log,
-                 on_change: Callable[[str], None] | None = None) -> None:
-        self.name = name
-        self.logger = logger
-        self.state: str | None = None
-        self.changes = 0
-        self.on_change = on_change
-
-    def set(self, state: str, detail: str = "", level: int | None = None) -> bool:
-        if state == self.state:
-            return False
-        first = self.state is None
-        self.state = state
-        self.changes += 1
-        if level is None:
-            level = logging.INFO if state in ("up", "ok") else logging.WARNING
-        if not (first and state in ("up", "ok") and level <= logging.INFO and not detail):
-            self.logger.log(level, "%s: %s%s", self.name, state, f" ({detail})" if detail else "",
-                            extra={"fields": {"component": self.name, "state": state}})
-        if self.on_change is not None:
-            self.on_change(state)
-        return True
 
 
 class StopSignal:
@@ -179,3 +138,51 @@ def setup_logging(fmt: str = "text", level: str = "info", stream: Any = None) ->
     root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper()))
     logging.getLogger("kafka").setLevel(logging.INFO if level == "debug" else logging.CRITICAL)
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    kafka: KafkaConfig
+    stream: StreamConfig
+    daemon: DaemonConfig
+
+
+def serve(stop: threading.Event, step: Callable[[], object], until_idle_s: float | None) -> bool:
+    """Call ``step`` (truthy: something was read or is pending) until ``stop`` is set or, with ``until_idle_s``,
+    until it was falsy for that long; True when it ended by idling (the daemons' main loop)."""
+    idle_since = time.monotonic()
+    while not stop.is_set():
+        if step():
+            idle_since = time.monotonic()
+        elif until_idle_s is not None and time.monotonic() - idle_since >= until_idle_s:
+            return True
+    return False
+
+
+class Daemon:
+    """Signals, metrics endpoint and backoff shared by both roles."""
+
+    def __init__(self, role: str, settings: StreamSettings, stop_signal: StopSignal | None) -> None:
+        d = settings.daemon
+        self.settings = settings
+        self.metrics = Metrics(role)
+        self.signals = stop_signal or StopSignal(d.stop_timeout_s)
+        self.stop = self.signals.stop
+        self.backoff = Backoff(d.backoff_initial_s, d.backoff_max_s)
+        self.state = StateLog("broker")
+        self.server = MetricsServer(self.metrics, d.metrics_host, d.metrics_port).start() if d.metrics_port else None
+
+    def __enter__(self) -> "Daemon":
+        self.signals.install()
+        self.metrics.running = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.metrics.running = False
+        self.signals.restore()
+        if self.server is not None:
+            self.server.close()
+
+    def outbox(self, publisher: Publisher) -> Outbox:
+        return Outbox(publisher, max_in_flight=self.settings.stream.max_in_flight, backoff=self.backoff,
+                      stop=self.stop, metrics=self.metrics, state=self.state)

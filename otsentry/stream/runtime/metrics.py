@@ -16,6 +16,8 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
+__all__ = ["HEALTH_METRICS", "METRICS", "Metrics", "MetricsServer", "scrape"]
+
 log = logging.getLogger("otsentry.stream")
 
 # name -> (type, help). Counters end in _total as Prometheus expects.

@@ -35,6 +35,8 @@ from otsentry.stream.codec import Watermark
 from otsentry.contracts.windows import window_identity, window_order
 from otsentry.stream.transport import TopicPartition
 
+__all__ = ["EventTimeBuffer", "Held", "MAX_METADATA_CHARS"]
+
 MAX_METADATA_CHARS = 3500  # Kafka's offset.metadata.max.bytes defaults to 4096
 
 

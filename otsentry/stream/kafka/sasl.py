@@ -16,6 +16,8 @@ import socket
 import ssl
 import struct
 
+__all__ = ["refused_login"]
+
 
 class _Reader:
     def __init__(self, data: bytes) -> None:

@@ -16,14 +16,20 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from otsentry.collectors.collector import CollectorConfig, CollectorStats
 from otsentry.records import FeatureWindow
 from otsentry.stream.codec import Watermark, encode_watermark, encode_window
 from otsentry.contracts.windows import partition_key
-from otsentry.stream.metrics import Metrics
-from otsentry.stream.outbox import Outbox, Stopped
+from otsentry.stream.runtime.metrics import Metrics
+from otsentry.stream.delivery.outbox import Outbox
+from otsentry.stream.kafka import kafka_transport
+from otsentry.stream.runtime.daemon import Daemon, StopSignal, StreamSettings
+from otsentry.stream.runtime.retry import Stopped, retry
+from otsentry.stream.transport import Publisher
+
+__all__ = ["PublishStats", "WindowPublisher", "default_source", "publish_captures", "publish_live", "run_collector"]
 
 log = logging.getLogger("otsentry.stream")
 
@@ -174,3 +180,53 @@ def publish_live(iface: str, publisher: WindowPublisher, window_s: float, config
     metrics.set_health(capture.health())
     publisher.stats.health = capture.health_line()
     return capture
+
+
+def run_collector(paths: Sequence[Path] | None, settings: StreamSettings, collector: CollectorConfig, *,
+                  iface: str | None = None, bpf: str | None = None, count: int | None = None,
+                  duration_s: float | None = None, make_publisher: Callable[[], Publisher] | None = None,
+                  ensure: Callable[[Sequence[str]], Any] | None = None,
+                  stop_signal: StopSignal | None = None, ring=None) -> tuple[PublishStats, Metrics]:
+    """Publish the windows of capture files (``paths``) or of a live interface (``iface``) until done or stopped."""
+    k, s = settings.kafka, settings.stream
+    if make_publisher is None:
+        make_publisher, _, ensure = kafka_transport(k)
+    source = s.source or default_source(iface or "pcap")
+    with Daemon("collector", settings, stop_signal) as d:
+        log.info("collector %s publishing %s-second windows to %s on %s", source, f"{s.window_s:g}", k.features_topic,
+                 k.bootstrap or "the in-process transport", extra={"fields": {"event": "start", "source": source}})
+        stats = PublishStats()
+        publisher: Publisher | None = None
+        outbox: Outbox | None = None
+        try:
+            if ensure is not None:
+                retry("creating topics", lambda: ensure([k.features_topic]), d.stop, d.backoff, d.state, d.metrics)
+            publisher = retry("connecting", make_publisher, d.stop, d.backoff, d.state, d.metrics)
+            outbox = d.outbox(publisher)
+            out = WindowPublisher(outbox, k.features_topic, source, d.metrics)
+            stats = out.stats
+            if iface is not None:
+                capture = publish_live(iface, out, s.window_s, collector, bpf=bpf, count=count,
+                                       duration_s=duration_s, stop=d.stop,
+                                       stop_timeout_s=settings.daemon.stop_timeout_s, ring=ring)
+                stats.stop_reason = d.signals.signal_name or capture.stop_reason or "end"
+            else:
+                publish_captures(list(paths or ()), out, s.window_s, collector, d.stop)
+                if d.stop.is_set():
+                    stats.stop_reason = d.signals.signal_name or "stopped"
+        except Stopped:
+            stats.stop_reason = d.signals.signal_name or "stopped"
+        finally:
+            if publisher is not None:
+                deadline = time.monotonic() + settings.daemon.stop_timeout_s
+                if outbox is not None and not outbox.flush(deadline):
+                    log.warning("%d record(s) not acknowledged within %.0f s of stopping: lost from this run",
+                                outbox.in_flight, settings.daemon.stop_timeout_s)
+                publisher.close(max(0.0, deadline - time.monotonic()))
+        health = f"; {stats.health}" if stats.health else ""
+        log.info("collector done (%s): %d packets, %d windows published%s", stats.stop_reason, stats.packets,
+                 stats.windows, health,
+                 extra={"fields": {"event": "done", "packets": stats.packets, "windows": stats.windows,
+                                   "reason": stats.stop_reason,
+                                   "kernel_drops": d.metrics.get("otsentry_capture_kernel_drops_total")}})
+        return stats, d.metrics

@@ -24,92 +24,31 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Callable, Iterable, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
+from otsentry.detectors.scoring import Detection
 from otsentry.records import Alert, FeatureWindow
 from otsentry.stream.codec import MalformedRecord, Watermark, decode_feature_record, encode_alert
-from otsentry.stream.daemon import Backoff, StateLog
-from otsentry.stream.metrics import Metrics
-from otsentry.stream.ordering import EventTimeBuffer
-from otsentry.stream.outbox import Outbox
-from otsentry.stream.transport import Consumer, Message, TopicPartition, TransportError
+from otsentry.stream.kafka import kafka_transport
+from otsentry.stream.runtime.daemon import Daemon, StopSignal, StreamSettings, serve
+from otsentry.stream.runtime.membership import POLL_TIMEOUT_S, ConsumerMember, partition_names
+from otsentry.stream.runtime.retry import Backoff, StateLog, Stopped, retry
+from otsentry.stream.runtime.metrics import Metrics
+from otsentry.stream.delivery.ordering import EventTimeBuffer
+from otsentry.stream.delivery.outbox import Outbox
+from otsentry.stream.transport import Consumer, Message, Publisher, TopicPartition, TransportError
+
+__all__ = ["ConsumerFactory", "DetectorWorker", "Scorer", "run_detector"]
 
 log = logging.getLogger("otsentry.stream")
 
 ConsumerFactory = Callable[[], Consumer]
-LOG_FIRST_MALFORMED = 10
-POLL_TIMEOUT_S = 0.5  # longest wait in poll: how soon a stop request is noticed
 
 
 class Scorer(Protocol):
     """What the worker scores windows with (``otsentry.detectors.scoring.Detection`` over a bundle)."""
 
     def feed(self, windows: Sequence[FeatureWindow]) -> list[Alert]: ...
-
-
-class ConsumerMember:
-    """What every consumer-group daemon does alike: unreadable records, and the broker's state for logs and metrics.
-
-    Subclasses set ``consumer``, ``outbox`` (or None), ``deadletter_topic``, ``metrics``, ``state``, ``backoff`` and
-    ``malformed``.
-    """
-
-    consumer: Consumer
-    outbox: Outbox | None
-    deadletter_topic: str
-    metrics: Metrics
-    state: StateLog
-    backoff: Backoff
-    stop: threading.Event
-    max_poll_records: int
-    malformed: int
-
-    def _reconcile(self) -> set[TopicPartition]:
-        """Follow the assignment after a poll; returns the partitions assigned now."""
-        raise NotImplementedError
-
-    def _poll(self, timeout_s: float) -> tuple[int, list[Message]] | None:
-        """One poll: (records read, those of partitions still assigned); None after a broker error (and one backoff
-        step), when the rest of the cycle is skipped."""
-        self.metrics.beat()
-        try:
-            messages = self.consumer.poll(timeout_s, self.max_poll_records)
-        except TransportError as exc:
-            self._broker_down(exc)
-            self.backoff.wait(self.stop)
-            return None
-        self._observe_connection()
-        assigned = self._reconcile()
-        # a record fetched just before its partition was revoked is its new owner's
-        return len(messages), [m for m in messages if (m.topic, m.partition) in assigned]
-
-    def _malformed(self, m: Message, reason: str) -> None:
-        """Counted, logged (the first few, then every 1000th), copied to the dead-letter topic when there is one."""
-        self.malformed += 1
-        self.metrics.inc("otsentry_malformed_records_total")
-        where = f"{m.topic}/{m.partition}@{m.offset}"
-        if self.malformed <= LOG_FIRST_MALFORMED or self.malformed % 1000 == 0:
-            dest = f"copied to {self.deadletter_topic}" if self.deadletter_topic else "skipped"
-            log.warning("unreadable record %s: %s; %s (%d so far)", where, reason, dest, self.malformed,
-                        extra={"fields": {"event": "malformed_record", "where": where, "reason": reason}})
-        if self.outbox is not None and self.deadletter_topic:
-            headers = [("otsentry.error", reason.encode()), ("otsentry.source", where.encode())]
-            self.outbox.send(self.deadletter_topic, m.value or b"", key=m.key, headers=headers)
-            self.metrics.inc("otsentry_deadletter_total")
-
-    def _broker_down(self, exc: BaseException) -> None:
-        self.metrics.inc("otsentry_errors_total")
-        self.metrics.broker_up = False
-        self.state.set("down", f"{type(exc).__name__}: {str(exc)[:120]}")
-
-    def _observe_connection(self) -> None:
-        up = self.consumer.connected()
-        if up is None:
-            return
-        self.metrics.broker_up = up
-        if up:
-            self.backoff.reset()
-        self.state.set("up" if up else "down", "" if up else "no connection to any broker; retrying")
 
 
 class DetectorWorker(ConsumerMember):
@@ -161,11 +100,11 @@ class DetectorWorker(ConsumerMember):
             if committed:
                 self._committed[tp] = committed
         if revoked:
-            log.info("revoked %d partition(s): %s", len(revoked), _names(revoked),
-                     extra={"fields": {"event": "revoked", "partitions": _names(revoked)}})
+            log.info("revoked %d partition(s): %s", len(revoked), partition_names(revoked),
+                     extra={"fields": {"event": "revoked", "partitions": partition_names(revoked)}})
         if added:
-            log.info("assigned %d partition(s): %s", len(added), _names(added),
-                     extra={"fields": {"event": "assigned", "partitions": _names(added)}})
+            log.info("assigned %d partition(s): %s", len(added), partition_names(added),
+                     extra={"fields": {"event": "assigned", "partitions": partition_names(added)}})
         self.metrics.set("otsentry_assigned_partitions", len(assigned))
         return assigned
 
@@ -287,5 +226,40 @@ class DetectorWorker(ConsumerMember):
             self.outbox.publisher.close(max(0.0, deadline - time.monotonic()))
 
 
-def _names(tps: Iterable[TopicPartition]) -> str:
-    return ",".join(f"{t}/{p}" for t, p in sorted(tps))
+def run_detector(bundle: object, settings: StreamSettings, *, make_publisher: Callable[[], Publisher] | None = None,
+                 make_consumer: Callable[[int], Consumer] | None = None,
+                 ensure: Callable[[Sequence[str]], Any] | None = None, stop_signal: StopSignal | None = None,
+                 until_idle_s: float | None = None) -> tuple[DetectorWorker | None, Metrics]:
+    """A detector worker until stopped (or, with ``until_idle_s``, until nothing arrived for that long)."""
+    k, s = settings.kafka, settings.stream
+    if make_publisher is None or make_consumer is None:
+        make_publisher, make_consumer, ensure = kafka_transport(k)
+    worker: DetectorWorker | None = None
+    with Daemon("detector", settings, stop_signal) as d:
+        log.info("detector worker in group %s: %s -> %s", k.group, k.features_topic, k.alerts_topic,
+                 extra={"fields": {"event": "start", "group": k.group}})
+        try:
+            if ensure is not None:
+                topics = [k.features_topic, k.alerts_topic] + ([k.deadletter_topic] if k.deadletter_topic else [])
+                retry("creating topics", lambda: ensure(topics), d.stop, d.backoff, d.state, d.metrics)
+            publisher = retry("connecting (producer)", make_publisher, d.stop, d.backoff, d.state, d.metrics)
+            outbox = d.outbox(publisher)
+            worker = retry("connecting (consumer)",
+                           lambda: DetectorWorker(lambda: make_consumer(s.max_poll_records), outbox, Detection(bundle),
+                                                  alerts_topic=k.alerts_topic, deadletter_topic=k.deadletter_topic,
+                                                  max_poll_records=s.max_poll_records, max_hold_s=s.max_hold_s,
+                                                  max_buffered=s.max_buffered_windows, metrics=d.metrics,
+                                                  stop=d.stop, backoff=d.backoff),
+                           d.stop, d.backoff, d.state, d.metrics)
+            serve(d.stop, lambda: worker.step() or worker.buffer.held, until_idle_s)
+        except Stopped:
+            pass
+        finally:
+            if worker is not None:
+                worker.close(settings.daemon.stop_timeout_s)
+        if worker is not None:
+            log.info("detector done: %d windows scored, %d alerts published, %d unreadable records",
+                     worker.scored, worker.alerts_published, worker.malformed,
+                     extra={"fields": {"event": "done", "scored": worker.scored,
+                                       "alerts": worker.alerts_published, "malformed": worker.malformed}})
+        return worker, d.metrics

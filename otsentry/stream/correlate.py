@@ -29,18 +29,23 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from otsentry.errors import InputError
 from otsentry.contracts.attack import TECHNIQUES
 from otsentry.correlation import Correlator
 from otsentry.contracts.windows import alert_order
 from otsentry.detectors.rules import RULES
 from otsentry.records import Alert, Incident
 from otsentry.stream.codec import MalformedRecord, decode_alert, encode_alert, encode_incident
-from otsentry.stream.daemon import Backoff, StateLog, StopSignal
-from otsentry.stream.metrics import Metrics
-from otsentry.stream.outbox import Outbox, Stopped
-from otsentry.stream.service import StreamSettings, _Daemon, kafka_transport, retry, serve
+from otsentry.stream.runtime.retry import Backoff, StateLog
+from otsentry.stream.runtime.daemon import StopSignal
+from otsentry.stream.runtime.metrics import Metrics
+from otsentry.stream.delivery.outbox import Outbox
+from otsentry.stream.runtime.retry import Stopped
+from otsentry.stream.runtime.daemon import Daemon, StreamSettings, serve
+from otsentry.stream.kafka import kafka_transport
+from otsentry.stream.runtime.retry import retry
 from otsentry.stream.transport import Consumer, Message, Publisher, TopicPartition, TransportError
-from otsentry.stream.worker import POLL_TIMEOUT_S, ConsumerMember
+from otsentry.stream.runtime.membership import ConsumerMember, POLL_TIMEOUT_S
 
 __all__ = ["CorrelatorStateError", "CorrelatorWorker", "STATE_VERSION", "run_correlator"]
 
@@ -49,7 +54,7 @@ log = logging.getLogger("otsentry.stream")
 STATE_VERSION = 1
 
 
-class CorrelatorStateError(ValueError):
+class CorrelatorStateError(InputError, ValueError):
     """The checkpoint cannot be read: one line saying what to do."""
 
 
@@ -276,12 +281,12 @@ def run_correlator(settings: StreamSettings, state_path: Path, idle_gap_s: float
     alert is folded and every incident closed, as at the end of ``otsentry run``)."""
     k, s = settings.kafka, settings.stream
     if make_publisher is None or make_consumer is None:
-        from otsentry.stream.kafka import KafkaGroupConsumer
+        from otsentry.stream.kafka.client import KafkaGroupConsumer
 
         make_publisher, _, ensure = kafka_transport(k)
         make_consumer = lambda max_poll: KafkaGroupConsumer(k, [k.alerts_topic], max_poll)  # noqa: E731
     worker: CorrelatorWorker | None = None
-    with _Daemon("correlator", settings, stop_signal) as d:
+    with Daemon("correlator", settings, stop_signal) as d:
         log.info("correlator in group %s: %s -> %s, %s", k.group, k.alerts_topic, k.correlated_topic,
                  k.incidents_topic, extra={"fields": {"event": "start", "group": k.group}})
         try:

@@ -21,8 +21,10 @@ import logging
 import time
 from typing import Any, Iterable, Iterator
 
-from otsentry.stream.settings import KafkaConfig
+from otsentry.stream.runtime.settings import KafkaConfig
 from otsentry.stream.transport import AuthenticationFailed, Delivery, Headers, Message, TopicPartition, TransportError
+
+__all__ = ["KafkaGroupConsumer", "KafkaPublisher", "client_options", "compression_codec", "ensure_topics", "redacted"]
 
 log = logging.getLogger("otsentry.stream")
 
@@ -79,7 +81,7 @@ def _login_refusal(cfg: KafkaConfig) -> str | None:
     """Why the broker refuses our SASL login, or None (accepted, no SASL, or nothing answers: a broker outage)."""
     import ssl
 
-    from otsentry.stream.sasl_probe import refused_login
+    from otsentry.stream.kafka.sasl import refused_login
 
     if not cfg.sasl_mechanism:
         return None

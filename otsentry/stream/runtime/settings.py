@@ -15,6 +15,9 @@ import os
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Mapping
 
+__all__ = ["COMPRESSIONS", "DaemonConfig", "KafkaConfig", "LOG_FORMATS", "SASL_MECHANISMS", "SECRET_ENV",
+    "SECURITY_PROTOCOLS", "STREAM_SECTIONS", "Secret", "StreamConfig", "check_kafka", "secret_fields", "with_secrets"]
+
 # Environment variables holding secrets; never a YAML key or a command-line flag.
 SECRET_ENV = {"sasl_password": "OTSENTRY_KAFKA_SASL_PASSWORD", "ssl_password": "OTSENTRY_KAFKA_SSL_PASSWORD"}
 SASL_MECHANISMS = ("", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
