@@ -36,16 +36,14 @@ from otsentry.contracts.windows import alert_order
 from otsentry.detectors.rules import RULES
 from otsentry.records import Alert, Incident
 from otsentry.stream.codec import MalformedRecord, decode_alert, encode_alert, encode_incident
-from otsentry.stream.runtime.retry import Backoff, StateLog
+from otsentry.stream.runtime.retry import Backoff, StateLog, Stopped
 from otsentry.stream.runtime.daemon import StopSignal
 from otsentry.stream.runtime.metrics import Metrics
 from otsentry.stream.delivery.outbox import Outbox
-from otsentry.stream.runtime.retry import Stopped
 from otsentry.stream.runtime.daemon import Daemon, StreamSettings, serve
 from otsentry.stream.kafka import kafka_transport
-from otsentry.stream.runtime.retry import retry
-from otsentry.stream.transport import Consumer, Message, Publisher, TopicPartition, TransportError
-from otsentry.stream.runtime.membership import ConsumerMember, POLL_TIMEOUT_S
+from otsentry.stream.transport import Consumer, Message, Publisher, TopicPartition
+from otsentry.stream.runtime.membership import ConsumerMember
 
 __all__ = ["CorrelatorStateError", "CorrelatorWorker", "STATE_VERSION", "run_correlator"]
 
@@ -91,7 +89,6 @@ class CorrelatorWorker(ConsumerMember):
         self._seen: dict[TopicPartition, float] = {}  # latest window start read, per partition
         self._last_arrival = clock()
         self._dirty = False
-        self._closed = False
         self._warned = False
         self._restore()
         self.consumer = make_consumer()
@@ -146,13 +143,8 @@ class CorrelatorWorker(ConsumerMember):
 
     # -- main loop -----------------------------------------------------------------------------------------------
 
-    def step(self, timeout_s: float = POLL_TIMEOUT_S) -> int:
-        polled = self._poll(timeout_s)
-        if polled is None:
-            return 0
-        read, messages = polled
-        for m in messages:
-            self._take(m)
+    def _after_take(self, read: int) -> None:
+        """fold what every partition has passed -> publish -> checkpoint -> commit."""
         if read:
             self._last_arrival = self.clock()
         self._release(self._horizon() - self.lateness_s, self.clock() - self.max_hold_s)
@@ -161,7 +153,6 @@ class CorrelatorWorker(ConsumerMember):
             self._members = []
         if self._dirty and self.outbox.flush():
             self._checkpoint()
-        return read
 
     def _take(self, m: Message) -> None:
         tp = (m.topic, m.partition)
@@ -228,12 +219,7 @@ class CorrelatorWorker(ConsumerMember):
         self._dirty = False
         if not offsets:
             return
-        try:
-            self.consumer.commit(offsets)
-        except TransportError as exc:
-            self._broker_down(exc)  # read again after a restart and skipped: the state is ahead
-            return
-        self.metrics.inc("otsentry_commits_total")
+        self._commit_offsets(offsets)  # on failure read again after a restart and skipped: the state is ahead
 
     def finish(self) -> None:
         """The end of a stream (``--until-idle``): fold every held alert and close every incident."""
@@ -241,21 +227,13 @@ class CorrelatorWorker(ConsumerMember):
         self._publish_incidents(self.correlator.flush())
         self._members = []
 
-    def close(self, timeout_s: float = 10.0) -> None:
-        """Flush, checkpoint and commit, leave the group. Safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
-        deadline = time.monotonic() + timeout_s
-        try:
-            if self.outbox.flush(deadline):
-                self._checkpoint()
-            else:
-                log.warning("outputs not acknowledged within %.0f s: state and offsets left as they were "
-                            "(the alerts are read again)", timeout_s)
-        finally:
-            self.consumer.close()
-            self.outbox.publisher.close(max(0.0, deadline - time.monotonic()))
+    def _finish(self, deadline: float, timeout_s: float) -> None:
+        """Flush, checkpoint and commit."""
+        if self.outbox.flush(deadline):
+            self._checkpoint()
+        else:
+            log.warning("outputs not acknowledged within %.0f s: state and offsets left as they were "
+                        "(the alerts are read again)", timeout_s)
 
 
 def _bare(a: Alert) -> Alert:
@@ -290,22 +268,20 @@ def run_correlator(settings: StreamSettings, state_path: Path, idle_gap_s: float
         log.info("correlator in group %s: %s -> %s, %s", k.group, k.alerts_topic, k.correlated_topic,
                  k.incidents_topic, extra={"fields": {"event": "start", "group": k.group}})
         try:
-            if ensure is not None:
-                topics = [k.alerts_topic, k.correlated_topic, k.incidents_topic] + \
-                    ([k.deadletter_topic] if k.deadletter_topic else [])
-                retry("creating topics", lambda: ensure(topics), d.stop, d.backoff, d.state, d.metrics)
-            publisher = retry("connecting (producer)", make_publisher, d.stop, d.backoff, d.state, d.metrics)
+            topics = [k.alerts_topic, k.correlated_topic, k.incidents_topic] + \
+                ([k.deadletter_topic] if k.deadletter_topic else [])
+            d.ensure_topics(ensure, topics)
+            publisher = d.retry("connecting (producer)", make_publisher)
             outbox = d.outbox(publisher)
-            worker = retry("connecting (consumer)",
-                           lambda: CorrelatorWorker(lambda: make_consumer(s.max_poll_records), outbox,
-                                                    correlated_topic=k.correlated_topic,
-                                                    incidents_topic=k.incidents_topic, state_path=state_path,
-                                                    idle_gap_s=idle_gap_s, lateness_s=lateness_s,
-                                                    max_hold_s=s.max_hold_s,
-                                                    deadletter_topic=k.deadletter_topic,
-                                                    max_poll_records=s.max_poll_records, metrics=d.metrics,
-                                                    stop=d.stop, backoff=d.backoff),
-                           d.stop, d.backoff, d.state, d.metrics)
+            worker = d.retry("connecting (consumer)",
+                             lambda: CorrelatorWorker(lambda: make_consumer(s.max_poll_records), outbox,
+                                                      correlated_topic=k.correlated_topic,
+                                                      incidents_topic=k.incidents_topic, state_path=state_path,
+                                                      idle_gap_s=idle_gap_s, lateness_s=lateness_s,
+                                                      max_hold_s=s.max_hold_s,
+                                                      deadletter_topic=k.deadletter_topic,
+                                                      max_poll_records=s.max_poll_records, metrics=d.metrics,
+                                                      stop=d.stop, backoff=d.backoff))
             if serve(d.stop, worker.step, until_idle_s):
                 worker.finish()  # the end of the stream: fold what is held, close every incident
         except Stopped:

@@ -31,12 +31,12 @@ from otsentry.records import Alert, FeatureWindow
 from otsentry.stream.codec import MalformedRecord, Watermark, decode_feature_record, encode_alert
 from otsentry.stream.kafka import kafka_transport
 from otsentry.stream.runtime.daemon import Daemon, StopSignal, StreamSettings, serve
-from otsentry.stream.runtime.membership import POLL_TIMEOUT_S, ConsumerMember, partition_names
-from otsentry.stream.runtime.retry import Backoff, StateLog, Stopped, retry
+from otsentry.stream.runtime.membership import ConsumerMember
+from otsentry.stream.runtime.retry import Backoff, StateLog, Stopped
 from otsentry.stream.runtime.metrics import Metrics
 from otsentry.stream.delivery.ordering import EventTimeBuffer
 from otsentry.stream.delivery.outbox import Outbox
-from otsentry.stream.transport import Consumer, Message, Publisher, TopicPartition, TransportError
+from otsentry.stream.transport import Consumer, Message, Publisher, TopicPartition
 
 __all__ = ["ConsumerFactory", "DetectorWorker", "Scorer", "run_detector"]
 
@@ -74,7 +74,6 @@ class DetectorWorker(ConsumerMember):
         self._committed: dict[TopicPartition, tuple[int, str]] = {}
         self._dirty = False
         self._paused: set[TopicPartition] = set()
-        self._closed = False
         self.on_alerts: Callable[[list], None] | None = None  # tests: see what was scored
         self.consumer = make_consumer()
 
@@ -84,28 +83,16 @@ class DetectorWorker(ConsumerMember):
         """Align the buffer with the current assignment (after each poll; see ``stream.kafka`` for why not in
         callbacks): revoked partitions are forgotten (their held windows are read again by the new owner from the
         last commit, which every step keeps current), new ones start from their committed watermarks."""
-        assigned = self.consumer.assignment()
-        known = set(self.buffer.partitions())
-        revoked, added = known - assigned, assigned - known
+        assigned, revoked, added = self._follow_assignment(set(self.buffer.partitions()))
         for tp in revoked:
             self.buffer.revoke(tp)
             self._committed.pop(tp, None)
             self._paused.discard(tp)
         for tp in sorted(added):
-            try:
-                committed = self.consumer.committed(tp)
-            except TransportError:
-                committed = None
+            committed = self._committed_offset(tp)
             self.buffer.assign(tp, committed[1] if committed else None)
             if committed:
                 self._committed[tp] = committed
-        if revoked:
-            log.info("revoked %d partition(s): %s", len(revoked), partition_names(revoked),
-                     extra={"fields": {"event": "revoked", "partitions": partition_names(revoked)}})
-        if added:
-            log.info("assigned %d partition(s): %s", len(added), partition_names(added),
-                     extra={"fields": {"event": "assigned", "partitions": partition_names(added)}})
-        self.metrics.set("otsentry_assigned_partitions", len(assigned))
         return assigned
 
     # -- main loop -----------------------------------------------------------------------------------------------
@@ -120,20 +107,13 @@ class DetectorWorker(ConsumerMember):
             self.metrics.running = False
             self.close()
 
-    def step(self, timeout_s: float = POLL_TIMEOUT_S) -> int:
-        """One poll -> score -> publish -> acknowledge -> commit cycle; returns the number of records read."""
-        polled = self._poll(timeout_s)
-        if polled is None:
-            return 0
-        read, messages = polled
-        for m in messages:
-            self._take(m)
+    def _after_take(self, read: int) -> None:
+        """score -> publish -> acknowledge -> commit."""
         self._score(self.buffer.release())
         self._flow_control()
         if self._dirty and self.outbox.flush():  # False only when stopping: close() flushes with a deadline
             self._commit()
         self._gauges()
-        return read
 
     def _take(self, m: Message) -> None:
         tp = (m.topic, m.partition)
@@ -187,43 +167,26 @@ class DetectorWorker(ConsumerMember):
         if not offsets:
             self._dirty = False
             return
-        try:
-            self.consumer.commit(offsets)
-        except TransportError as exc:
-            self._broker_down(exc)  # not committed: the records are read again, alerts are idempotent
+        if not self._commit_offsets(offsets):  # not committed: the records are read again, alerts are idempotent
             return
         self._committed.update(offsets)
         self._dirty = False
-        self.metrics.inc("otsentry_commits_total")
 
     def _gauges(self) -> None:
-        try:
-            lag = self.consumer.lag()
-        except TransportError:
-            lag = None
-        if lag is not None:
-            self.metrics.set("otsentry_consumer_lag", lag)
+        self._lag_gauge()
         self.metrics.set("otsentry_windows_buffered", self.buffer.held)
         b = self.buffer
         self.metrics.set("otsentry_windows_late_total", b.late)
         self.metrics.set("otsentry_windows_forced_total", b.forced)
         self.metrics.set("otsentry_windows_duplicate_total", b.duplicates)
 
-    def close(self, timeout_s: float = 10.0) -> None:
-        """Flush alerts, commit, leave the group. Safe to call twice; held windows are left for the next owner."""
-        if self._closed:
-            return
-        self._closed = True
-        deadline = time.monotonic() + timeout_s
-        try:
-            if self.outbox.flush(deadline):
-                self._commit()
-            else:
-                log.warning("alerts not acknowledged within %.0f s: offsets not committed (they are read again)",
-                            timeout_s)
-        finally:
-            self.consumer.close()
-            self.outbox.publisher.close(max(0.0, deadline - time.monotonic()))
+    def _finish(self, deadline: float, timeout_s: float) -> None:
+        """Flush alerts and commit; held windows are left for the next owner."""
+        if self.outbox.flush(deadline):
+            self._commit()
+        else:
+            log.warning("alerts not acknowledged within %.0f s: offsets not committed (they are read again)",
+                        timeout_s)
 
 
 def run_detector(bundle: object, settings: StreamSettings, *, make_publisher: Callable[[], Publisher] | None = None,
@@ -239,18 +202,16 @@ def run_detector(bundle: object, settings: StreamSettings, *, make_publisher: Ca
         log.info("detector worker in group %s: %s -> %s", k.group, k.features_topic, k.alerts_topic,
                  extra={"fields": {"event": "start", "group": k.group}})
         try:
-            if ensure is not None:
-                topics = [k.features_topic, k.alerts_topic] + ([k.deadletter_topic] if k.deadletter_topic else [])
-                retry("creating topics", lambda: ensure(topics), d.stop, d.backoff, d.state, d.metrics)
-            publisher = retry("connecting (producer)", make_publisher, d.stop, d.backoff, d.state, d.metrics)
+            topics = [k.features_topic, k.alerts_topic] + ([k.deadletter_topic] if k.deadletter_topic else [])
+            d.ensure_topics(ensure, topics)
+            publisher = d.retry("connecting (producer)", make_publisher)
             outbox = d.outbox(publisher)
-            worker = retry("connecting (consumer)",
-                           lambda: DetectorWorker(lambda: make_consumer(s.max_poll_records), outbox, Detection(bundle),
-                                                  alerts_topic=k.alerts_topic, deadletter_topic=k.deadletter_topic,
-                                                  max_poll_records=s.max_poll_records, max_hold_s=s.max_hold_s,
-                                                  max_buffered=s.max_buffered_windows, metrics=d.metrics,
-                                                  stop=d.stop, backoff=d.backoff),
-                           d.stop, d.backoff, d.state, d.metrics)
+            worker = d.retry("connecting (consumer)",
+                             lambda: DetectorWorker(lambda: make_consumer(s.max_poll_records), outbox, Detection(bundle),
+                                                    alerts_topic=k.alerts_topic, deadletter_topic=k.deadletter_topic,
+                                                    max_poll_records=s.max_poll_records, max_hold_s=s.max_hold_s,
+                                                    max_buffered=s.max_buffered_windows, metrics=d.metrics,
+                                                    stop=d.stop, backoff=d.backoff))
             serve(d.stop, lambda: worker.step() or worker.buffer.held, until_idle_s)
         except Stopped:
             pass

@@ -32,17 +32,15 @@ from typing import Any, Callable, Protocol, Sequence
 from otsentry.alerts.elastic import ElasticError, ElasticUnavailable, SinkStats
 from otsentry.records import Alert, Incident
 from otsentry.stream.codec import MalformedRecord, decode_alert, decode_incident
-from otsentry.stream.runtime.retry import Backoff, StateLog
+from otsentry.stream.runtime.retry import Backoff, StateLog, Stopped
 from otsentry.stream.runtime.daemon import StopSignal
 from otsentry.stream.runtime.metrics import Metrics
 from otsentry.stream.delivery.outbox import Outbox
-from otsentry.stream.runtime.retry import Stopped
 from otsentry.stream.runtime.daemon import Daemon, StreamSettings, serve
 from otsentry.stream.kafka import kafka_transport
-from otsentry.stream.runtime.retry import retry
 from otsentry.stream.runtime.settings import KafkaConfig
-from otsentry.stream.transport import Consumer, Message, Publisher, TopicPartition, TransportError
-from otsentry.stream.runtime.membership import ConsumerMember, POLL_TIMEOUT_S, partition_names
+from otsentry.stream.transport import Consumer, Message, Publisher, TopicPartition
+from otsentry.stream.runtime.membership import ConsumerMember
 
 __all__ = ["AlertIndexer", "AlertSink", "ES_TIMEOUT_S", "IncidentSink", "indexer_transport", "run_indexer"]
 
@@ -91,7 +89,6 @@ class AlertIndexer(ConsumerMember):
         self._assigned: set[TopicPartition] = set()
         self._paused: set[TopicPartition] = set()
         self._retry_at: float | None = None  # Elasticsearch down: when to send the bulk again
-        self._closed = False
         self.metrics.set_downstream_up(True)
         self.consumer = make_consumer()
 
@@ -106,20 +103,13 @@ class AlertIndexer(ConsumerMember):
 
     # -- main loop -----------------------------------------------------------------------------------------------
 
-    def step(self, timeout_s: float = POLL_TIMEOUT_S) -> int:
-        """One poll -> queue -> bulk -> commit cycle; returns the number of records read."""
-        polled = self._poll(timeout_s)
-        if polled is None:
-            return 0
-        read, messages = polled
-        for m in messages:
-            self._take(m)
+    def _after_take(self, read: int) -> None:
+        """bulk -> commit (the records were queued in the sink as they were taken)."""
         if self.pending and (self._retry_at is None or self.clock() >= self._retry_at):
             if self._acknowledge():
                 self._commit()
         self._flow_control()
-        self._gauges()
-        return read
+        self._lag_gauge()
 
     def _take(self, m: Message) -> None:
         tp = (m.topic, m.partition)
@@ -160,14 +150,10 @@ class AlertIndexer(ConsumerMember):
                    if tp in self._assigned and self._committed.get(tp) != n}
         if not offsets:
             return
-        try:
-            self.consumer.commit(offsets)
-        except TransportError as exc:
-            self._broker_down(exc)  # read again after a restart: answered 409, counted as duplicates
+        if not self._commit_offsets(offsets):  # read again after a restart: answered 409, counted as duplicates
             return
         self._committed.update({tp: n for tp, (n, _) in offsets.items()})
         self.commits += 1
-        self.metrics.inc("otsentry_commits_total")
 
     # -- Elasticsearch state and flow control ------------------------------------------------------------------
 
@@ -199,27 +185,16 @@ class AlertIndexer(ConsumerMember):
     def _reconcile(self) -> set[TopicPartition]:
         """Follow the assignment after each poll (see ``stream.kafka`` for why not in callbacks). Alerts queued
         from a revoked partition are still indexed here; its new owner reads them again and gets 409s."""
-        assigned = self.consumer.assignment()
-        revoked, added = self._assigned - assigned, assigned - self._assigned
+        assigned, revoked, added = self._follow_assignment(self._assigned)
         for tp in revoked:
             self._next.pop(tp, None)
             self._committed.pop(tp, None)
             self._paused.discard(tp)
         for tp in sorted(added):
-            try:
-                committed = self.consumer.committed(tp)
-            except TransportError:
-                committed = None
+            committed = self._committed_offset(tp)
             if committed:
                 self._committed[tp] = committed[0]
         self._assigned = assigned
-        if revoked:
-            log.info("revoked %d partition(s): %s", len(revoked), partition_names(revoked),
-                     extra={"fields": {"event": "revoked", "partitions": partition_names(revoked)}})
-        if added:
-            log.info("assigned %d partition(s): %s", len(added), partition_names(added),
-                     extra={"fields": {"event": "assigned", "partitions": partition_names(added)}})
-        self.metrics.set("otsentry_assigned_partitions", len(assigned))
         return assigned
 
     def _sync_stats(self) -> None:
@@ -228,37 +203,21 @@ class AlertIndexer(ConsumerMember):
         self.metrics.set("otsentry_alerts_duplicate_total", s.duplicates)
         self.metrics.set("otsentry_alerts_rejected_total", s.dead_lettered)
 
-    def _gauges(self) -> None:
-        try:
-            lag = self.consumer.lag()
-        except TransportError:
-            lag = None
-        if lag is not None:
-            self.metrics.set("otsentry_consumer_lag", lag)
-
-    def close(self, timeout_s: float = 10.0) -> None:
-        """Index what is queued, commit, leave the group. Safe to call twice."""
-        if self._closed:
+    def _finish(self, deadline: float, timeout_s: float) -> None:
+        """Index what is queued, then commit."""
+        if not self.pending:
             return
-        self._closed = True
-        deadline = time.monotonic() + timeout_s
+        acked = False
         try:
-            if self.pending:
-                acked = False
-                try:
-                    acked = self._acknowledge(deadline)
-                except ElasticError as exc:
-                    log.error("%s", exc)
-                if acked:
-                    self._commit()
-                else:
-                    log.warning("%d alert(s) not acknowledged by Elasticsearch: offsets not committed (they are "
-                                "read again at the next start)", self._unacked,
-                                extra={"fields": {"event": "not_committed", "alerts": self._unacked}})
-        finally:
-            self.consumer.close()
-            if self.outbox is not None:
-                self.outbox.publisher.close(max(0.0, deadline - time.monotonic()))
+            acked = self._acknowledge(deadline)
+        except ElasticError as exc:
+            log.error("%s", exc)
+        if acked:
+            self._commit()
+        else:
+            log.warning("%d alert(s) not acknowledged by Elasticsearch: offsets not committed (they are "
+                        "read again at the next start)", self._unacked,
+                        extra={"fields": {"event": "not_committed", "alerts": self._unacked}})
 
 
 class IncidentSink:
@@ -312,20 +271,18 @@ def run_indexer(sink: AlertSink, settings: StreamSettings, *, make_publisher: Ca
                  extra={"fields": {"event": "start", "group": k.group}})
         es_backoff = Backoff(settings.daemon.backoff_initial_s, settings.daemon.backoff_max_s)
         try:
-            if ensure is not None:
-                topics = [topic] + ([k.deadletter_topic] if k.deadletter_topic else [])
-                retry("creating topics", lambda: ensure(topics), d.stop, d.backoff, d.state, d.metrics)
+            topics = [topic] + ([k.deadletter_topic] if k.deadletter_topic else [])
+            d.ensure_topics(ensure, topics)
             outbox = None
             if k.deadletter_topic:
-                publisher = retry("connecting (producer)", make_publisher, d.stop, d.backoff, d.state, d.metrics)
+                publisher = d.retry("connecting (producer)", make_publisher)
                 outbox = d.outbox(publisher)
-            indexer = retry("connecting (consumer)",
-                            lambda: AlertIndexer(lambda: make_consumer(s.max_poll_records), sink, outbox,
-                                                 deadletter_topic=k.deadletter_topic,
-                                                 max_poll_records=s.max_poll_records, metrics=d.metrics,
-                                                 stop=d.stop, backoff=d.backoff, es_backoff=es_backoff,
-                                                 decode=decode_incident if incidents else decode_alert),
-                            d.stop, d.backoff, d.state, d.metrics)
+            indexer = d.retry("connecting (consumer)",
+                              lambda: AlertIndexer(lambda: make_consumer(s.max_poll_records), sink, outbox,
+                                                   deadletter_topic=k.deadletter_topic,
+                                                   max_poll_records=s.max_poll_records, metrics=d.metrics,
+                                                   stop=d.stop, backoff=d.backoff, es_backoff=es_backoff,
+                                                   decode=decode_incident if incidents else decode_alert))
             serve(d.stop, lambda: indexer.step() or indexer.pending, until_idle_s)
         except Stopped:
             pass

@@ -26,7 +26,7 @@ from otsentry.stream.runtime.metrics import Metrics
 from otsentry.stream.delivery.outbox import Outbox
 from otsentry.stream.kafka import kafka_transport
 from otsentry.stream.runtime.daemon import Daemon, StopSignal, StreamSettings
-from otsentry.stream.runtime.retry import Stopped, retry
+from otsentry.stream.runtime.retry import Stopped
 from otsentry.stream.transport import Publisher
 
 __all__ = ["PublishStats", "WindowPublisher", "default_source", "publish_captures", "publish_live", "run_collector"]
@@ -199,9 +199,8 @@ def run_collector(paths: Sequence[Path] | None, settings: StreamSettings, collec
         publisher: Publisher | None = None
         outbox: Outbox | None = None
         try:
-            if ensure is not None:
-                retry("creating topics", lambda: ensure([k.features_topic]), d.stop, d.backoff, d.state, d.metrics)
-            publisher = retry("connecting", make_publisher, d.stop, d.backoff, d.state, d.metrics)
+            d.ensure_topics(ensure, [k.features_topic])
+            publisher = d.retry("connecting", make_publisher)
             outbox = d.outbox(publisher)
             out = WindowPublisher(outbox, k.features_topic, source, d.metrics)
             stats = out.stats

@@ -21,17 +21,18 @@ import threading
 import time
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any, Callable
+from typing import Any, Callable, Sequence, TypeVar
 
 from otsentry.stream.delivery.outbox import Outbox
 from otsentry.stream.runtime.metrics import Metrics, MetricsServer
-from otsentry.stream.runtime.retry import Backoff, StateLog
+from otsentry.stream.runtime.retry import Backoff, StateLog, retry
 from otsentry.stream.runtime.settings import DaemonConfig, KafkaConfig, StreamConfig
 from otsentry.stream.transport import Publisher
 
 __all__ = ["Daemon", "STOP_GRACE_S", "StopSignal", "StreamSettings", "serve", "setup_logging"]
 
 log = logging.getLogger("otsentry.stream")
+T = TypeVar("T")
 
 STOP_GRACE_S = 5.0  # beyond stop_timeout_s before the watchdog ends the process
 
@@ -182,6 +183,14 @@ class Daemon:
         self.signals.restore()
         if self.server is not None:
             self.server.close()
+
+    def retry(self, what: str, fn: Callable[[], T]) -> T:
+        """``fn()`` until the broker takes it, with this daemon's backoff, state log and metrics."""
+        return retry(what, fn, self.stop, self.backoff, self.state, self.metrics)
+
+    def ensure_topics(self, ensure: Callable[[Sequence[str]], Any] | None, topics: Sequence[str]) -> None:
+        if ensure is not None:
+            self.retry("creating topics", lambda: ensure(topics))
 
     def outbox(self, publisher: Publisher) -> Outbox:
         return Outbox(publisher, max_in_flight=self.settings.stream.max_in_flight, backoff=self.backoff,
