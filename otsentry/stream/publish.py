@@ -156,6 +156,8 @@ def publish_live(iface: str, publisher: WindowPublisher, window_s: float, config
     with capture:
         watcher.start()
         publisher.start()
+        log.info("capturing on %s (filter: %s)", iface, capture.bpf or "none",
+                 extra={"fields": {"event": "capturing", "iface": iface}})
         seen = 0
         for batch in capture:
             metrics.inc("otsentry_packets_total", capture.captured - seen)

@@ -370,7 +370,10 @@ def test_live_collector_publishes_windows_and_stops_on_sigterm(kafka_bootstrap, 
                         "--partitions", str(PARTITIONS)], tmp_path / "live.log")
     try:
         collector.wait_metric("otsentry_up", lambda v: v == 1)
-        time.sleep(1.0)  # the capture socket opens once the topics exist and the producer is connected
+        # the capture socket opens once the topics exist and the producer is connected: the daemon says when
+        deadline = time.monotonic() + 60.0
+        while "event=capturing" not in collector.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
         server.start()
         client_ip, _ = exchange(server.port, server)
         collector.wait_metric("otsentry_packets_total", lambda v: v > 0)
