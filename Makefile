@@ -49,12 +49,12 @@ $(DEMO_SCENARIO): | venv
 ## 127.0.0.1:9092 and Elasticsearch on 127.0.0.1:9200. Downloaded once into ~/.cache/otsentry/services (as root:
 ## /var/cache/otsentry, readable by the Elasticsearch service user); OTSENTRY_CACHE overrides.
 services: services-deps
-	$(PYTHON) services/kafka.py start
-	$(PYTHON) services/elasticsearch.py start
+	$(PYTHON) -m services.kafka start
+	$(PYTHON) -m services.elasticsearch start
 
 services-stop:
-	-$(PYTHON) services/elasticsearch.py stop
-	$(PYTHON) services/kafka.py stop
+	-$(PYTHON) -m services.elasticsearch stop
+	$(PYTHON) -m services.kafka stop
 
 ## services-deps: a JDK (17 or newer) and Maven, which fetch and run the services (Debian packages)
 services-deps:

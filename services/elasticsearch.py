@@ -1,6 +1,6 @@
 """Install, start, stop and check the real Elasticsearch node that otsentry's integration tests index alerts into.
 
-Usage: ``python services/elasticsearch.py install|start|stop|status`` (standard library only, so it runs before the
+Usage: ``python3 -m services.elasticsearch install|start|stop|status`` (standard library only, so it runs before the
 virtualenv exists).
 
 Why it looks like this:
@@ -22,8 +22,6 @@ Why it looks like this:
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import json
 import os
 import pwd
@@ -38,7 +36,8 @@ import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
-from typing import Iterator
+
+from services.common import is_root, locked, rss_mib, services_dir, tail
 
 GROUP_ID = "org.elasticsearch.distribution.integ-test-zip"
 ARTIFACT_ID = "elasticsearch"
@@ -53,25 +52,6 @@ STOP_TIMEOUT_S = 60.0
 
 class ServiceError(RuntimeError):
     """A failure the user can act on: printed as one line (plus where to look), exit code 1."""
-
-
-def is_root() -> bool:
-    return os.geteuid() == 0
-
-
-def cache_root() -> Path:
-    """Where downloads and node state live (outside the clone; see the module docstring for the root case)."""
-    env = os.environ.get("OTSENTRY_CACHE")
-    if env:
-        return Path(env).expanduser().resolve()
-    if is_root():
-        return Path("/var/cache/otsentry")
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "otsentry"
-
-
-def services_dir() -> Path:
-    return cache_root() / "services"
 
 
 def version_key(version: str) -> tuple[int, ...]:
@@ -117,7 +97,7 @@ def available_versions(repo: Path) -> list[str]:
     for meta in metadata.glob("maven-metadata-*.xml"):
         versions.update(re.findall(r"<version>(8\.\d+\.\d+)</version>", meta.read_text()))
     if not versions:
-        raise ServiceError("could not list Elasticsearch versions on Maven Central:\n" + _tail(proc.stdout + proc.stderr))
+        raise ServiceError("could not list Elasticsearch versions on Maven Central:\n" + tail(proc.stdout + proc.stderr))
     return sorted(versions, key=lambda v: (version_key(v)[:2] == PREFERRED, version_key(v)), reverse=True)
 
 
@@ -126,7 +106,7 @@ def download(version: str, repo: Path) -> Path | None:
     proc = _mvn(["dependency:get", f"-Dartifact={GROUP_ID}:{ARTIFACT_ID}:{version}:zip", "-Dtransitive=false"], repo)
     zip_path = repo.joinpath(*GROUP_ID.split("."), ARTIFACT_ID, version, f"{ARTIFACT_ID}-{version}.zip")
     if proc.returncode != 0 or not zip_path.is_file():
-        print(f"elasticsearch {version}: not fetched ({_tail(proc.stdout + proc.stderr, 1) or 'mvn failed'})")
+        print(f"elasticsearch {version}: not fetched ({tail(proc.stdout + proc.stderr, 1) or 'mvn failed'})")
         return None
     return zip_path
 
@@ -297,30 +277,10 @@ def _pid(node: Path) -> int | None:
     return pid if b"org.elasticsearch" in cmdline and str(node.parent).encode() in cmdline else None
 
 
-@contextlib.contextmanager
-def locked() -> Iterator[None]:
-    """One install/start/stop at a time on this cache (two `make test` at once must not race)."""
-    services_dir().mkdir(parents=True, exist_ok=True)
-    with open(services_dir() / "elasticsearch.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
-def _rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def _tail(text: str, lines: int = 15) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
 def _current_node() -> tuple[str, Path]:
     versions = installed_versions()
     if not versions:
-        raise ServiceError("Elasticsearch is not installed: python services/elasticsearch.py install")
+        raise ServiceError("Elasticsearch is not installed: python3 -m services.elasticsearch install")
     version = os.environ.get("OTSENTRY_ES_VERSION") or versions[0]
     return version, services_dir() / f"elasticsearch-{version}" / "node"
 
@@ -363,14 +323,14 @@ def start() -> None:
         _stop_pid(_pid(node))
         why = "did not start" if rc is None else f"exited with code {rc}"
         raise ServiceError(f"elasticsearch {version} {why} within {START_TIMEOUT_S:.0f} s; see {startup_log} and "
-                           f"{server_log}\n{_tail(startup_log.read_text())}")
+                           f"{server_log}\n{tail(startup_log.read_text())}")
     health = _wait_healthy(deadline)
     pid = _pid(node)
     if health is None or pid is None:
         raise ServiceError(f"elasticsearch {version} is not healthy after {START_TIMEOUT_S:.0f} s; see {server_log}")
     who = f" as user {user.pw_name}" if user else ""
     print(f"elasticsearch {version}: started{who} (pid {pid}) on http://{HOST}:{PORT} in {time.monotonic() - t0:.1f} s, "
-          f"status {health['status']}, RSS {_rss_mib(pid):.0f} MiB, heap {HEAP}; logs in {node / 'logs'}")
+          f"status {health['status']}, RSS {rss_mib(pid) or 0.0:.0f} MiB, heap {HEAP}; logs in {node / 'logs'}")
 
 
 def _stop_pid(pid: int | None) -> bool:
@@ -413,7 +373,7 @@ def status() -> int:
     if not health:
         print(f"elasticsearch {version}: pid {pid} is up but http://{HOST}:{PORT}/_cluster/health does not answer")
         return 3
-    print(f"elasticsearch {version}: running (pid {pid}, RSS {_rss_mib(pid):.0f} MiB) on http://{HOST}:{PORT}, "
+    print(f"elasticsearch {version}: running (pid {pid}, RSS {rss_mib(pid) or 0.0:.0f} MiB) on http://{HOST}:{PORT}, "
           f"cluster {health.get('cluster_name')} {health.get('status')}")
     return 0 if health.get("status") in ("green", "yellow") else 3
 
@@ -425,10 +385,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "status":
             return status()
-        with locked():
+        with locked("elasticsearch"):
             {"install": install, "start": start, "stop": stop}[args.command]()
     except ServiceError as exc:
-        print(f"services/elasticsearch.py {args.command}: {exc}", file=sys.stderr)
+        print(f"services.elasticsearch {args.command}: {exc}", file=sys.stderr)
         return 1
     return 0
 

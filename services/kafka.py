@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """A real Apache Kafka broker for otsentry's tests and development: one KRaft node (broker + controller) on 127.0.0.1.
 
-    python services/kafka.py install   # resolve Kafka's jars from Maven Central with Maven (once; cached)
-    python services/kafka.py start     # install if needed, format storage once, start, wait until it answers
-    python services/kafka.py stop      # SIGTERM, bounded wait, then SIGKILL
-    python services/kafka.py status    # running or not (exit code 0 or 3), pid, port, memory, log file
-    python services/kafka.py restart
+    python3 -m services.kafka install   # resolve Kafka's jars from Maven Central with Maven (once; cached)
+    python3 -m services.kafka start     # install if needed, format storage once, start, wait until it answers
+    python3 -m services.kafka stop      # SIGTERM, bounded wait, then SIGKILL
+    python3 -m services.kafka status    # running or not (exit code 0 or 3), pid, port, memory, log file
+    python3 -m services.kafka restart
 
 ``make services`` runs ``start`` and ``make services-stop`` runs ``stop``. Nothing here needs the project's
 virtualenv: it is the standard library, ``java`` (17 or newer) and ``mvn``.
@@ -36,9 +36,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import fcntl
-import hashlib
-import hmac
 import os
 import re
 import shutil
@@ -49,6 +46,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from otsentry.stream.kafka import wire
+from services.common import alive, cmdline, legacy_cache_root, locked, rss_mib, services_dir
 
 # The newest Kafka 4.1 patch on Maven Central, and the log4j2 that Kafka 4.1.2's own pom (kafka-server) asks for.
 # Kafka's jars use SLF4J 1.7 (slf4j-api 1.7.36), so the binding is log4j-slf4j-impl (the SLF4J 1.x binding, as in
@@ -80,14 +80,7 @@ SASL_MECHANISMS = ("PLAIN", *SCRAM_MECHANISMS)
 STOP_TIMEOUT_S = 30.0
 
 
-def cache_root() -> Path:
-    if os.environ.get("OTSENTRY_CACHE"):
-        return Path(os.environ["OTSENTRY_CACHE"]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "otsentry"
-
-
-SERVICES = cache_root() / "services"
+SERVICES = services_dir()
 HOME = SERVICES / f"kafka-{KAFKA_VERSION}"
 JARS = HOME / "jars"
 INSTALLED = HOME / ".installed"
@@ -102,7 +95,6 @@ PROPERTIES = RUN / "server.properties"
 LOG4J_CONFIG = RUN / "log4j2.xml"
 TOOLS_LOG4J_CONFIG = RUN / "log4j2-tools.xml"
 CLUSTER_ID_FILE = RUN / "cluster.id"
-LOCK_FILE = SERVICES / "kafka.lock"
 
 
 class ServiceError(Exception):
@@ -153,18 +145,6 @@ POM = """<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
-@contextlib.contextmanager
-def locked():
-    """One install/start/stop at a time on this cache (two `make test` at once must not race)."""
-    SERVICES.mkdir(parents=True, exist_ok=True)
-    with open(LOCK_FILE, "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def java_binary() -> str:
     java_home = os.environ.get("JAVA_HOME")
     if java_home and (Path(java_home) / "bin" / "java").exists():
@@ -196,7 +176,7 @@ def install() -> None:
     if is_installed():
         say(f"Kafka {KAFKA_VERSION} already installed in {HOME}")
         return
-    with locked():
+    with locked("kafka"):
         if is_installed():  # another process installed it while we waited for the lock
             say(f"Kafka {KAFKA_VERSION} already installed in {HOME}")
             return
@@ -240,51 +220,6 @@ def install() -> None:
 # ------------------------------------------------------------------------------------------- wire protocol
 
 
-def _string(value: str) -> bytes:
-    raw = value.encode()
-    return struct.pack(">h", len(raw)) + raw
-
-
-class _Reader:
-    def __init__(self, data: bytes) -> None:
-        self.data, self.pos = data, 0
-
-    def take(self, fmt: str):
-        value = struct.unpack_from(fmt, self.data, self.pos)
-        self.pos += struct.calcsize(fmt)
-        return value[0] if len(value) == 1 else value
-
-    def string(self) -> str | None:
-        length = self.take(">h")
-        if length < 0:
-            return None
-        value = self.data[self.pos : self.pos + length].decode()
-        self.pos += length
-        return value
-
-
-def _request(sock: socket.socket, api_key: int, version: int, correlation: int, body: bytes) -> _Reader:
-    header = struct.pack(">hhi", api_key, version, correlation) + _string("otsentry-services")
-    message = header + body
-    sock.sendall(struct.pack(">i", len(message)) + message)
-    size = struct.unpack(">i", _recv_exactly(sock, 4))[0]
-    reader = _Reader(_recv_exactly(sock, size))
-    if reader.take(">i") != correlation:
-        raise OSError("unexpected correlation id")
-    return reader
-
-
-def _recv_exactly(sock: socket.socket, size: int) -> bytes:
-    chunks, remaining = [], size
-    while remaining:
-        chunk = sock.recv(remaining)
-        if not chunk:
-            raise OSError("connection closed by the peer")
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
-
-
 def probe(host: str = HOST, port: int = PORT, timeout: float = 2.0) -> dict | None:
     """Ask a Kafka broker for its API versions and its cluster metadata (raw protocol, no client library).
 
@@ -295,87 +230,9 @@ def probe(host: str = HOST, port: int = PORT, timeout: float = 2.0) -> dict | No
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
             sock.settimeout(timeout)
-            reader = _request(sock, 18, 0, 1, b"")  # ApiVersions v0: every broker answers it
-            if reader.take(">h") != 0:
-                return None
-            versions = {}
-            for _ in range(reader.take(">i")):
-                key, low, high = reader.take(">hhh")
-                versions[key] = (low, high)
-            if 3 not in versions:
-                return None
-            low, high = versions[3]
-            version = max(low, min(high, 8))  # Metadata v1..v8: the non-flexible encodings
-            if version > 8:
-                return {"brokers": [], "controller_id": -1, "cluster_id": None, "metadata": "flexible only"}
-            body = struct.pack(">i", 0)  # no topics: brokers and controller only
-            if version >= 4:
-                body += b"\x00"  # allow_auto_topic_creation = false
-            if version >= 8:
-                body += b"\x00\x00"  # include cluster / topic authorized operations = false
-            reader = _request(sock, 3, version, 2, body)
-            if version >= 3:
-                reader.take(">i")  # throttle_time_ms
-            brokers = []
-            for _ in range(reader.take(">i")):
-                node_id = reader.take(">i")
-                broker_host = reader.string()
-                broker_port = reader.take(">i")
-                reader.string()  # rack
-                brokers.append({"node_id": node_id, "host": broker_host, "port": broker_port})
-            cluster_id = reader.string() if version >= 2 else None
-            controller_id = reader.take(">i")
+            return wire.metadata(sock)
     except (OSError, struct.error, UnicodeDecodeError):
         return None
-    if not brokers:
-        return None
-    return {"brokers": brokers, "controller_id": controller_id, "cluster_id": cluster_id}
-
-
-def _bytes(value: bytes) -> bytes:
-    return struct.pack(">i", len(value)) + value
-
-
-def _scram_nonce() -> str:
-    return base64.b64encode(os.urandom(24)).decode()
-
-
-def _scram_exchange(sock: socket.socket, mechanism: str, username: str, password: str) -> str | None:
-    """RFC 5802 (the client side) over SaslAuthenticate v1; None when the broker accepts, else its reason."""
-    digest = hashlib.sha256 if mechanism == "SCRAM-SHA-256" else hashlib.sha512
-    nonce = _scram_nonce()
-    user = username.replace("=", "=3D").replace(",", "=2C")
-    first_bare = f"n={user},r={nonce}"
-    error, server_first = _sasl_authenticate(sock, 3, ("n,," + first_bare).encode())
-    if error:
-        return error
-    attrs = dict(part.split("=", 1) for part in server_first.decode().split(","))
-    if not attrs.get("r", "").startswith(nonce):
-        return "the server's SCRAM nonce does not extend ours"
-    salted = hashlib.pbkdf2_hmac(digest().name, password.encode(), base64.b64decode(attrs["s"]), int(attrs["i"]))
-    client_key = hmac.new(salted, b"Client Key", digest).digest()
-    final_bare = f"c=biws,r={attrs['r']}"
-    auth_message = f"{first_bare},{server_first.decode()},{final_bare}".encode()
-    signature = hmac.new(digest(client_key).digest(), auth_message, digest).digest()
-    proof = base64.b64encode(bytes(a ^ b for a, b in zip(client_key, signature))).decode()
-    error, server_final = _sasl_authenticate(sock, 4, f"{final_bare},p={proof}".encode())
-    if error:
-        return error
-    expected = hmac.new(hmac.new(salted, b"Server Key", digest).digest(), auth_message, digest).digest()
-    if server_final.decode() != "v=" + base64.b64encode(expected).decode():
-        return "the server's SCRAM signature is wrong"
-    return None
-
-
-def _sasl_authenticate(sock: socket.socket, correlation: int, token: bytes) -> tuple[str | None, bytes]:
-    reader = _request(sock, 36, 1, correlation, _bytes(token))  # SaslAuthenticate v1 (not flexible)
-    error_code = reader.take(">h")
-    message = reader.string()
-    length = reader.take(">i")
-    data = reader.data[reader.pos : reader.pos + max(length, 0)]
-    if error_code:
-        return f"error {error_code}: {message or 'authentication failed'}", b""
-    return None, data
 
 
 def sasl_login(mechanism: str, username: str = SASL_USERNAME, password: str = SASL_PASSWORD, host: str = HOST,
@@ -384,19 +241,9 @@ def sasl_login(mechanism: str, username: str = SASL_USERNAME, password: str = SA
 
     Raises OSError when nothing (or not yet a broker) answers on ``host:port``.
     """
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.settimeout(timeout)
-            reader = _request(sock, 17, 1, 1, _string(mechanism))  # SaslHandshake v1
-            error_code = reader.take(">h")
-            enabled = [reader.string() for _ in range(reader.take(">i"))]
-            if error_code:
-                return f"mechanism {mechanism} not enabled (the listener has {', '.join(map(str, enabled))})"
-            if mechanism == "PLAIN":
-                return _sasl_authenticate(sock, 2, f"\0{username}\0{password}".encode())[0]
-            return _scram_exchange(sock, mechanism, username, password)
-    except (struct.error, UnicodeDecodeError, KeyError, ValueError) as error:
-        raise OSError(f"unexpected SASL answer: {error!r}") from error
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.settimeout(timeout)
+        return wire.sasl_login(sock, mechanism, username, password)
 
 
 def port_open(host: str, port: int) -> bool:
@@ -408,25 +255,9 @@ def port_open(host: str, port: int) -> bool:
 # ----------------------------------------------------------------------------------------------- processes
 
 
-def _cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
 def _ours(pid: int) -> bool:
-    cmdline = _cmdline(pid)
-    return _alive(pid) and "kafka.Kafka" in cmdline and str(PROPERTIES) in cmdline
+    args = cmdline(pid)
+    return alive(pid) and "kafka.Kafka" in args and str(PROPERTIES) in args
 
 
 def running_pid() -> int | None:
@@ -444,14 +275,6 @@ def running_pid() -> int | None:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and _ours(int(entry.name)):
             return int(entry.name)
-    return None
-
-
-def rss_mib(pid: int) -> float | None:
-    with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
     return None
 
 
@@ -603,7 +426,7 @@ def ensure_sasl_users(java: str, pid: int, timeout: float = SASL_TIMEOUT_S) -> N
         failed = {mechanism: reason for mechanism, reason in failed.items() if reason}
         if not failed:
             return
-        if not _alive(pid):
+        if not alive(pid):
             raise ServiceError(f"the broker (pid {pid}) exited; see {LOG_FILE} and {OUT_FILE}\n{log_tail()}")
         if not added and "listener" not in failed and "PLAIN" not in failed:
             for mechanism in failed:  # one request may not alter a user's credentials twice
@@ -640,18 +463,50 @@ def wait_until_ready(pid: int, started: float, timeout: float = START_TIMEOUT_S)
         answer = probe()
         if answer and any(broker["node_id"] == NODE_ID for broker in answer["brokers"]):
             return answer
-        if not _alive(pid):
+        if not alive(pid):
             raise ServiceError(f"the broker (pid {pid}) exited while starting; see {LOG_FILE} and {OUT_FILE}\n{log_tail()}")
         time.sleep(0.25)
     raise ServiceError(
         f"the broker (pid {pid}) did not answer on {HOST}:{PORT} within {timeout:.0f} s; it is left running, "
-        f"see {LOG_FILE} (and {OUT_FILE}); `python services/kafka.py stop` stops it\n{log_tail()}"
+        f"see {LOG_FILE} (and {OUT_FILE}); `python3 -m services.kafka stop` stops it\n{log_tail()}"
     )
 
 
+def migrate_legacy_cache() -> None:
+    """As root, releases before the shared cache kept Kafka in ~/.cache/otsentry (Elasticsearch in /var/cache):
+    move its install and data (topics, offsets) to the one cache, stopping a broker that still runs from there."""
+    legacy = legacy_cache_root()
+    if legacy is None or RUN.exists() or HOME.exists():
+        return
+    old = legacy / "services"
+    moved = [p for p in (old / HOME.name, old / RUN.name) if p.exists()]
+    if not moved:
+        return
+    old_properties = str(old / RUN.name / PROPERTIES.name)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and "kafka.Kafka" in cmdline(int(entry.name)) and old_properties in cmdline(int(entry.name)):
+            pid = int(entry.name)
+            say(f"stopping the broker (pid {pid}) that runs from the old cache {old} ...")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + STOP_TIMEOUT_S
+            while alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+    SERVICES.mkdir(parents=True, exist_ok=True)
+    for path in moved:
+        shutil.move(str(path), str(SERVICES / path.name))
+    (SERVICES / RUN.name / PID_FILE.name).unlink(missing_ok=True)
+    say(f"moved {', '.join(p.name for p in moved)} from {old} to {SERVICES} (one cache for every service)")
+
+
 def start() -> int:
+    with locked("kafka"):
+        migrate_legacy_cache()
     install()
-    with locked():
+    with locked("kafka"):
         pid = running_pid()
         if pid is not None:
             PID_FILE.write_text(f"{pid}\n")
@@ -660,7 +515,7 @@ def start() -> int:
             with contextlib.suppress(OSError):
                 if PROPERTIES.read_text() != server_properties():
                     say("it runs with an older server.properties than this script writes "
-                        "(e.g. no SASL listener): `python services/kafka.py restart` applies the new one")
+                        "(e.g. no SASL listener): `python3 -m services.kafka restart` applies the new one")
             return 0
         answer = probe()
         if answer is not None:
@@ -719,7 +574,7 @@ def _heap_bytes(size: str) -> int:
 
 
 def stop() -> int:
-    with locked():
+    with locked("kafka"):
         pid = running_pid()
         if pid is None:
             PID_FILE.unlink(missing_ok=True)
@@ -729,13 +584,13 @@ def stop() -> int:
         say(f"stopping (pid {pid}) ...")
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        while _alive(pid) and time.monotonic() - started < STOP_TIMEOUT_S:
+        while alive(pid) and time.monotonic() - started < STOP_TIMEOUT_S:
             time.sleep(0.1)
-        if _alive(pid):
+        if alive(pid):
             say(f"still running after {STOP_TIMEOUT_S:.0f} s: SIGKILL (see {LOG_FILE})")
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            while _alive(pid) and time.monotonic() - started < STOP_TIMEOUT_S + 10:
+            while alive(pid) and time.monotonic() - started < STOP_TIMEOUT_S + 10:
                 time.sleep(0.1)
         PID_FILE.unlink(missing_ok=True)
         say(f"stopped in {time.monotonic() - started:.1f} s")

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import socket
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -41,14 +38,3 @@ def require_tool(name: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
-
-
-def kafka_service() -> ModuleType:
-    """``services/kafka.py`` (the script behind ``make services``) as a module: its probe, paths and settings."""
-    name = "otsentry_services_kafka"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "services" / "kafka.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]

@@ -9,12 +9,13 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import IN_CI, kafka_service
+from services import kafka as kafka_service
+from tests.conftest import IN_CI
 
 
 def kafka_bootstrap_address() -> str:
     """``OTSENTRY_KAFKA``, else the broker of ``make services`` (127.0.0.1:9092 unless OTSENTRY_KAFKA_PORT)."""
-    service = kafka_service()
+    service = kafka_service
     return os.environ.get("OTSENTRY_KAFKA") or f"{service.HOST}:{service.PORT}"
 
 
@@ -27,7 +28,7 @@ def kafka_bootstrap() -> str:
     """
     bootstrap = kafka_bootstrap_address()
     host, _, port = bootstrap.split(",")[0].rpartition(":")
-    if kafka_service().probe(host.strip("[]") or "127.0.0.1", int(port), timeout=5.0) is None:
+    if kafka_service.probe(host.strip("[]") or "127.0.0.1", int(port), timeout=5.0) is None:
         message = f"no Kafka broker answers on {bootstrap}: run `make services` (or set OTSENTRY_KAFKA)"
         if IN_CI:
             pytest.fail(message)
@@ -44,7 +45,7 @@ def kafka_sasl() -> dict:
     The user must log in with SASL PLAIN; a listener that is down or refuses it fails the test in CI and skips it
     elsewhere.
     """
-    service = kafka_service()
+    service = kafka_service
     bootstrap = os.environ.get("OTSENTRY_KAFKA_SASL") or f"{service.HOST}:{service.SASL_PORT}"
     host, _, port = bootstrap.split(",")[0].rpartition(":")
     try:
@@ -54,7 +55,7 @@ def kafka_sasl() -> dict:
     if refused:
         message = (f"the SASL listener {bootstrap} does not take the test user {service.SASL_USERNAME}: {refused}; "
                    "run `make services` (a broker started before the SASL listener existed: "
-                   "`python3 services/kafka.py restart`)")
+                   "`python3 -m services.kafka restart`)")
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)

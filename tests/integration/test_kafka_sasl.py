@@ -26,7 +26,8 @@ from otsentry.contracts.windows import window_identity
 from otsentry.stream.kafka.client import client_options
 from otsentry.stream.runtime.settings import KafkaConfig, Secret
 from otsentry.synth.scenarios import generate_scenario
-from tests.conftest import ROOT, kafka_service
+from services import kafka as kafka_service
+from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -123,7 +124,7 @@ def wrong_password_run(kafka_sasl, capture, tmp_path_factory):
     """
     pcap, _ = capture
     wrong = f"wrong-{uuid.uuid4().hex}"
-    log_file = kafka_service().LOG_FILE
+    log_file = kafka_service.LOG_FILE
     log_at = log_file.stat().st_size if log_file.exists() else None
     env = _env(sasl_password=wrong)
     topic = f"test.sasl.wrong.{uuid.uuid4().hex[:10]}"

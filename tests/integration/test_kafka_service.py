@@ -22,7 +22,8 @@ from collections import defaultdict
 
 import pytest
 
-from tests.conftest import ROOT, kafka_service
+from services import kafka as kafka_service
+from tests.conftest import ROOT
 
 with warnings.catch_warnings():  # kafka-python 3.0 loads its protocol schemas with importlib.resources.read_text
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -36,7 +37,7 @@ MESSAGES = 1_000
 KEYS = 25
 PARTITIONS = 3
 DEADLINE_S = 60.0
-SERVICE = [sys.executable, str(ROOT / "services" / "kafka.py")]
+SERVICE = [sys.executable, "-m", "services.kafka"]
 
 
 def new_topic(bootstrap: str, prefix: str) -> str:
@@ -179,12 +180,13 @@ def test_keyed_compressed_records_resume_from_the_committed_offsets(kafka_bootst
 
 
 def run_service(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(SERVICE + list(args), capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(SERVICE + list(args), capture_output=True, text=True, timeout=timeout, check=False,
+                          cwd=ROOT)
 
 
 @pytest.mark.slow
 def test_service_start_is_idempotent_and_data_survives_a_restart(kafka_bootstrap):
-    service = kafka_service()
+    service = kafka_service
     if kafka_bootstrap.split(",")[0] != f"{service.HOST}:{service.PORT}" or service.running_pid() is None:
         pytest.skip(f"the broker on {kafka_bootstrap} was not started by services/kafka.py in {service.RUN}")
     topic = new_topic(kafka_bootstrap, "restart")

@@ -306,9 +306,8 @@ def private_broker(tmp_path):
     The shared broker of ``make services`` serves other tests, so it is not the one to stop. The install is
     reused (a symlink to the cached jars): only the data and logs are private.
     """
-    from tests.conftest import kafka_service
+    from services import kafka as service
 
-    service = kafka_service()
     cache = tmp_path / "cache"
     (cache / "services").mkdir(parents=True)
     (cache / "services" / service.HOME.name).symlink_to(service.HOME)
@@ -317,7 +316,7 @@ def private_broker(tmp_path):
            "OTSENTRY_KAFKA_CONTROLLER_PORT": str(controller), "OTSENTRY_KAFKA_HEAP": "256m"}
 
     def run(command: str) -> None:
-        res = subprocess.run([sys.executable, str(ROOT / "services" / "kafka.py"), command], env=env,
+        res = subprocess.run([sys.executable, "-m", "services.kafka", command], env=env, cwd=ROOT,
                              capture_output=True, text=True, timeout=120)
         assert res.returncode == 0, res.stdout + res.stderr
 

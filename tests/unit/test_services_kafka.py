@@ -6,12 +6,14 @@ import re
 import socket
 import threading
 import time
+from pathlib import Path
 
-from tests.conftest import kafka_service
+from otsentry.stream.kafka import wire
+from services import common
+from services import kafka as service
 
 
 def test_server_properties_describe_one_kraft_node_on_loopback():
-    service = kafka_service()
     lines = service.server_properties().splitlines()
     settings = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
     assert settings["process.roles"] == "broker,controller"
@@ -29,22 +31,55 @@ def test_server_properties_describe_one_kraft_node_on_loopback():
 
 
 def test_cluster_ids_look_like_kafka_uuids():
-    ids = {kafka_service().new_cluster_id() for _ in range(200)}
+    ids = {service.new_cluster_id() for _ in range(200)}
     assert len(ids) == 200
     assert all(re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_-]{21}", value) for value in ids)
 
 
 def test_cache_lives_outside_the_clone(monkeypatch, tmp_path):
-    service = kafka_service()
     monkeypatch.setenv("OTSENTRY_CACHE", str(tmp_path))
-    assert service.cache_root() == tmp_path
+    assert common.cache_root() == tmp_path
     monkeypatch.delenv("OTSENTRY_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert service.cache_root() == tmp_path / "xdg" / "otsentry"
+    monkeypatch.setattr(common.os, "geteuid", lambda: 1000)
+    assert common.cache_root() == tmp_path / "xdg" / "otsentry"
+    assert common.legacy_cache_root() is None
+
+
+def test_as_root_every_service_caches_in_one_place(monkeypatch, tmp_path):
+    """Kafka once cached in ~/.cache as root while Elasticsearch used /var/cache: one function decides for both."""
+    from services import elasticsearch
+
+    monkeypatch.delenv("OTSENTRY_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(common.os, "geteuid", lambda: 0)
+    assert common.cache_root() == Path("/var/cache/otsentry")
+    assert elasticsearch.services_dir() == common.services_dir() == Path("/var/cache/otsentry/services")
+    assert common.legacy_cache_root() == tmp_path / "xdg" / "otsentry"
+
+
+def test_a_root_install_in_the_old_cache_moves_to_the_shared_one(monkeypatch, tmp_path):
+    """Install and data (topics, offsets) move; nothing is downloaded again and no topic is lost."""
+    legacy = tmp_path / "legacy"
+    (legacy / "services" / service.HOME.name / "jars").mkdir(parents=True)
+    (legacy / "services" / service.HOME.name / ".installed").write_text("")
+    (legacy / "services" / service.RUN.name / "data").mkdir(parents=True)
+    (legacy / "services" / service.RUN.name / "data" / "meta.properties").write_text("cluster.id=x\n")
+    (legacy / "services" / service.RUN.name / "kafka.pid").write_text("999999999\n")
+    new = tmp_path / "new" / "services"
+    monkeypatch.setattr(service, "legacy_cache_root", lambda: legacy)
+    monkeypatch.setattr(service, "SERVICES", new)
+    monkeypatch.setattr(service, "HOME", new / service.HOME.name)
+    monkeypatch.setattr(service, "RUN", new / service.RUN.name)
+    service.migrate_legacy_cache()
+    assert (new / service.HOME.name / ".installed").exists()
+    assert (new / service.RUN.name / "data" / "meta.properties").read_text() == "cluster.id=x\n"
+    assert not (new / service.RUN.name / "kafka.pid").exists() and not (legacy / "services" / service.RUN.name).exists()
+    service.migrate_legacy_cache()  # done once: a second call finds the shared cache in place
+    assert (new / service.HOME.name / ".installed").exists()
 
 
 def test_probe_is_not_fooled_by_a_server_that_only_accepts():
-    service = kafka_service()
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
@@ -66,7 +101,6 @@ def test_probe_is_not_fooled_by_a_server_that_only_accepts():
 
 
 def test_the_sasl_listener_has_plain_and_scram_for_the_test_user_and_plaintext_is_unchanged():
-    service = kafka_service()
     lines = service.server_properties().splitlines()
     settings = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
     advertised = f"PLAINTEXT://127.0.0.1:{service.PORT},SASL_PLAINTEXT://127.0.0.1:{service.SASL_PORT}"
@@ -135,8 +169,7 @@ def _fake_sasl_broker(listener: socket.socket, replies: list[bytes], seen: list[
 
 
 def _login_against_fake(monkeypatch, replies, mechanism="SCRAM-SHA-256", password="pencil"):
-    service = kafka_service()
-    monkeypatch.setattr(service, "_scram_nonce", lambda: "rOprNGfwEbeRWgbNEkqO")
+    monkeypatch.setattr(wire, "scram_nonce", lambda: "rOprNGfwEbeRWgbNEkqO")
     seen: list[bytes] = []
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
@@ -159,5 +192,5 @@ def test_the_scram_client_computes_rfc_7677s_proof_and_checks_the_server(monkeyp
 
 def test_a_refused_login_is_a_reason_not_an_exception(monkeypatch):
     result, seen = _login_against_fake(monkeypatch, [58], mechanism="PLAIN", password="wrong")
-    assert result == "error 58: denied"
+    assert result == "denied (error 58)"
     assert seen == [b"\0user\0wrong"]
