@@ -1,40 +1,14 @@
-"""Shared test fixtures: where the public captures live, and how a missing tool is treated."""
+"""Hooks and fixtures of the whole suite; what tests import lives in ``tests/helpers.py``."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_PCAPS = ROOT.parent / "shared" / "data" / "pcaps"
-IN_CI = os.environ.get("CI") == "true"
+from tests.helpers import IN_CI, SHARED_PCAPS
 
 
-def free_port() -> int:
-    """A TCP port nothing listens on right now (for a daemon's metrics endpoint)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def shared_pcaps() -> list[Path]:
-    """Every public capture beside the clone (``../shared/data/pcaps``); CI must have them."""
-    files = sorted(SHARED_PCAPS.glob("*.pcap*"))
-    if not files and IN_CI:
-        raise RuntimeError(f"no captures in {SHARED_PCAPS}: CI needs ../shared beside the clone")
-    return files
-
-
-def require_tool(name: str) -> str:
-    """Path of an external tool; a missing tool fails in CI and skips elsewhere."""
-    path = shutil.which(name)
-    if path is None:
-        message = f"{name} is not installed (make test installs it)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+def pytest_configure(config: pytest.Config) -> None:
+    """Under CI the public captures must be there: a run without them would pass while checking less."""
+    if IN_CI and not any(SHARED_PCAPS.glob("*.pcap*")):
+        raise pytest.UsageError(f"CI=true but {SHARED_PCAPS} holds no captures: clone the project with ../shared "
+                                "beside it (see ../shared/DESIGN.md)")

@@ -1,22 +1,15 @@
-"""Fixtures for the real external services started by ``make services`` (services/kafka.py,
+"""Fixtures (only) for the real external services started by ``make services`` (services/kafka.py,
 services/elasticsearch.py)."""
 
 from __future__ import annotations
 
-import json
 import os
-import urllib.request
 
 import pytest
 
 from services import kafka as kafka_service
-from tests.conftest import IN_CI
-
-
-def kafka_bootstrap_address() -> str:
-    """``OTSENTRY_KAFKA``, else the broker of ``make services`` (127.0.0.1:9092 unless OTSENTRY_KAFKA_PORT)."""
-    service = kafka_service
-    return os.environ.get("OTSENTRY_KAFKA") or f"{service.HOST}:{service.PORT}"
+from tests.helpers import IN_CI
+from tests.integration.helpers import ES_DEFAULT_URL, es_health, kafka_bootstrap_address
 
 
 @pytest.fixture(scope="session")
@@ -60,18 +53,6 @@ def kafka_sasl() -> dict:
             pytest.fail(message)
         pytest.skip(message)
     return {"bootstrap": bootstrap, "username": service.SASL_USERNAME, "password": service.SASL_PASSWORD}
-
-
-ES_DEFAULT_URL = "http://127.0.0.1:9200"
-
-
-def es_health(url: str) -> dict | None:
-    """``_cluster/health`` of ``url`` (the minimal distribution has no ``GET /``), None if it does not answer."""
-    try:
-        with urllib.request.urlopen(f"{url}/_cluster/health", timeout=5) as resp:
-            return json.loads(resp.read())
-    except (OSError, ValueError):
-        return None
 
 
 @pytest.fixture(scope="session")

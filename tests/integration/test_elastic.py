@@ -23,8 +23,8 @@ from otsentry.alerts.elastic import ElasticSink, ensure_template
 from otsentry.alerts.elastic_search import build_query, search_alerts
 from otsentry.cli.alerts import alerts as alerts_group
 from otsentry.records import Alert, alert_id
-from tests.conftest import ROOT
-from tests.integration.conftest import ES_DEFAULT_URL, es, es_health, es_url  # noqa: F401 - es, es_url: re-exported
+from tests.helpers import ROOT
+from tests.integration.helpers import ES_DEFAULT_URL, es_health
 
 pytestmark = pytest.mark.integration
 

@@ -23,8 +23,8 @@ from otsentry.records import Alert, FeatureEvidence, alert_id
 from otsentry.stream.codec import encode_alert
 from otsentry.stream.runtime.metrics import scrape
 from otsentry.stream.runtime.settings import KafkaConfig
-from tests.conftest import ROOT, free_port
-from tests.integration.conftest import ES_DEFAULT_URL as DEFAULT_URL, es_health as _health
+from tests.helpers import ROOT, free_port
+from tests.integration.helpers import ES_DEFAULT_URL as DEFAULT_URL, es_health as _health
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

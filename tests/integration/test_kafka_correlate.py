@@ -23,7 +23,7 @@ from otsentry.stream.delivery.outbox import Outbox
 from otsentry.stream.runtime.daemon import StreamSettings
 from otsentry.stream.detect import run_detector
 from otsentry.stream.runtime.settings import DaemonConfig, KafkaConfig, StreamConfig
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 from tests.integration.test_stream_kafka import _publish_paced, _read
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -27,7 +27,7 @@ from otsentry.stream.kafka.client import client_options
 from otsentry.stream.runtime.settings import KafkaConfig, Secret
 from otsentry.synth.scenarios import generate_scenario
 from services import kafka as kafka_service
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

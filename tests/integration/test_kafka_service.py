@@ -23,7 +23,7 @@ from collections import defaultdict
 import pytest
 
 from services import kafka as kafka_service
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 with warnings.catch_warnings():  # kafka-python 3.0 loads its protocol schemas with importlib.resources.read_text
     warnings.simplefilter("ignore", DeprecationWarning)

@@ -28,7 +28,7 @@ from otsentry.collectors import live, ring
 from otsentry.collectors.collector import CollectorConfig
 from otsentry.collectors.live import LiveCapture
 from otsentry.records import FlowEvent, ModbusEvent, event_from_dict
-from tests.conftest import IN_CI, ROOT
+from tests.helpers import IN_CI, ROOT
 
 TIMEOUT_S = 10.0
 ILLEGAL_FROM = 1000  # the toy server answers reads at or above this address with exception 2 (illegal address)

@@ -23,7 +23,7 @@ import pytest
 
 from otsentry.synth.evasion import evade
 from otsentry.synth.veth import VethPair, rewrite_to_loopback, veth_problem
-from tests.conftest import IN_CI, ROOT
+from tests.helpers import IN_CI, ROOT
 
 pytestmark = pytest.mark.integration
 

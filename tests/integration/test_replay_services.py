@@ -21,7 +21,7 @@ from otsentry.features.pipeline import window_batches_from_capture
 from otsentry.replay.catalog import generate, get_scenario
 from otsentry.stream.codec import Watermark, decode_alert, decode_feature_record
 from otsentry.contracts.windows import window_identity
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 pytestmark = pytest.mark.integration
 

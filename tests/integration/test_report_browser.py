@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from otsentry.cli import main
-from tests.conftest import require_tool
+from tests.helpers import require_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -37,7 +37,7 @@ from otsentry.stream.runtime.daemon import StreamSettings
 from otsentry.stream.detect import run_detector
 from otsentry.stream.runtime.settings import DaemonConfig, KafkaConfig, StreamConfig
 from otsentry.synth.scenarios import generate_scenario
-from tests.conftest import ROOT, free_port
+from tests.helpers import ROOT, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

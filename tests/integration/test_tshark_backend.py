@@ -37,12 +37,11 @@ from otsentry.contracts.flags import FLAG_ORPHAN_RESPONSE, FLAG_TRUNCATED, FLAG_
 from otsentry.synth import modbus as mb
 from otsentry.synth.pcapwriter import PcapWriter
 from otsentry.synth.tcp import Endpoint, TcpConnection
-from tests.conftest import IN_CI, require_tool
+from tests.helpers import IN_CI, SHARED_PCAPS, capture_params, require_tool
 from tests.integration.tshark_frames import after_holes, restarts
 
 pytestmark = pytest.mark.integration
 
-SHARED_PCAPS = Path(__file__).resolve().parents[2].parent / "shared/data/pcaps"
 CAPTURES = sorted(SHARED_PCAPS.glob("*.pcap"))
 COMPARED_FLAGS = frozenset({FLAG_UNANSWERED, FLAG_ORPHAN_RESPONSE, "bad_protocol_id", "reserved_function"})
 WIRESHARK_NAMED_RESERVED = frozenset({90})  # not in the public table, but Wireshark 4.0 names it (Unity)
@@ -134,7 +133,7 @@ def test_captures_are_there() -> None:
     assert CAPTURES, f"no captures in {SHARED_PCAPS}: CI needs ../shared beside the clone"
 
 
-@pytest.mark.parametrize("path", CAPTURES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", capture_params(CAPTURES))
 def test_backends_agree_on_shared_capture(path: Path) -> None:
     tshark = require_tool("tshark")
     native, wire = decode(path, "native"), decode(path, "tshark")

@@ -38,12 +38,11 @@ from otsentry.collectors.collector import CollectorConfig, CollectorStats
 from otsentry.collectors.source import decode_capture
 from otsentry.records import ModbusEvent
 from otsentry.contracts.flags import FLAG_TRUNCATED
-from tests.conftest import require_tool
+from tests.helpers import SHARED_PCAPS, capture_params, require_tool
 from tests.integration.tshark_frames import after_holes, restarts, tshark_lines as _tshark_lines
 
 pytestmark = pytest.mark.integration
 
-SHARED_PCAPS = Path(__file__).resolve().parents[2].parent / "shared/data/pcaps"
 CAPTURES = sorted(SHARED_PCAPS.glob("*.pcap"))
 
 
@@ -87,7 +86,7 @@ def explain(native: Counter, truncated: Counter, paired: Counter, wire: Counter,
     return explained, unexplained
 
 
-@pytest.mark.parametrize("path", CAPTURES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", capture_params(CAPTURES))
 def test_adu_count_matches_tshark(path: Path) -> None:
     tshark = require_tool("tshark")  # in the test, so that CI reports FAILED
     native, truncated, paired, stats = native_adus(path)

@@ -26,8 +26,8 @@ from otsentry.synth.attacks import COVERT_MESSAGE, COVERT_REGISTER, GATEWAY_SERI
 from otsentry.synth.library import SpecError, generate, load_specs, timeline_of
 from otsentry.synth.plant import HOLDING_REGISTERS
 from otsentry.synth.scenarios import REPLAY_RECORD_BEFORE_S, REPLAY_S, SCENARIOS, ScenarioTruth, generate_scenario
-from tests.conftest import require_tool
-from tests.unit.test_scenarios import events, frames_of, ips, records, sha256
+from tests.helpers import require_tool
+from tests.unit.synth.test_scenarios import events, frames_of, ips, records, sha256
 
 NEW = ["unit_id_sweep", "address_sweep", "replay_old_responses", "spoofed_freeze", "diag_restart", "exception_storm",
        "new_service_smb", "new_service_rdp", "covert_channel"]
@@ -153,7 +153,7 @@ def test_spec_for_an_unknown_scenario_and_missing_folder_are_refused(tmp_path):
 
 def test_specs_are_package_data():
     assert library.SPEC_DIR == Path(library.__file__).parent / "specs"
-    cfg = (Path(__file__).resolve().parents[2] / "setup.cfg").read_text()
+    cfg = (Path(__file__).resolve().parents[3] / "setup.cfg").read_text()
     assert re.search(r"\[options\.package_data\]\s*\n\s*otsentry\.synth\s*=\s*specs/\*\.yaml", cfg)
 
 

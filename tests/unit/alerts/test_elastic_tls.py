@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from otsentry.alerts.elastic import ElasticConfig, cluster_health, make_client
-from tests.conftest import require_tool
+from tests.helpers import require_tool
 
 
 def _certificates(tmp: Path) -> tuple[Path, Path, Path]:

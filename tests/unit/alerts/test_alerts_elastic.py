@@ -14,7 +14,7 @@ from otsentry.alerts.elastic import ElasticConfig, ElasticError, ElasticSink, ma
 from otsentry.alerts.elastic_search import build_query, parse_pair
 from otsentry.alerts.elastic_template import INCIDENT_MAPPINGS, MAPPINGS, field_types, index_for, index_template
 from otsentry.correlation import correlate
-from tests.unit.test_alerts_ecs import _alert
+from tests.unit.alerts.test_alerts_ecs import _alert
 
 NUMERIC = {"long", "integer", "short", "byte", "double", "float", "half_float", "scaled_float"}
 DATE_FIELDS = {"@timestamp", "event.start", "event.end"}

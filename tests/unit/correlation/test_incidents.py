@@ -142,7 +142,7 @@ def test_every_rule_maps_to_attack_for_ics_except_sensor_health(rule_id: str) ->
 def test_the_readme_documents_every_rule_with_its_technique() -> None:
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    text = (Path(__file__).resolve().parents[3] / "README.md").read_text()
     table = text[text.index("| rule | kind | technique (tactic) |"):]
     table = table[:table.index("\n\n")]
     for rule_id, declared in RULES.items():

@@ -36,7 +36,7 @@ from tests.unit.capture_builders import (
 )
 from otsentry.collectors.capture import MAX_CAPLEN, Chunk, chunk_from_packets, open_capture
 from otsentry.collectors.types import CaptureError
-from tests.conftest import require_tool, shared_pcaps
+from tests.helpers import capture_params, require_tool, shared_pcaps
 
 T0 = 1_700_000_000_123_456_000  # a microsecond-exact epoch timestamp in ns
 
@@ -349,7 +349,7 @@ def test_mutated_captures_never_crash(tmp_path: Path, data: st.DataObject) -> No
 
 # -- real captures -----------------------------------------------------------------------------------------------
 @pytest.mark.integration
-@pytest.mark.parametrize("path", shared_pcaps(), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", capture_params(shared_pcaps()))
 def test_real_capture_record_count_matches_capinfos(path: Path) -> None:
     chunks, stats = read_all(path, 64 << 10)
     assert not stats.warnings

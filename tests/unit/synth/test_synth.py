@@ -25,7 +25,7 @@ from otsentry.synth import modbus as mb
 from otsentry.synth.pcapwriter import PcapWriter
 from otsentry.synth.polling import PollingOptions, generate_polling
 from otsentry.synth.tcp import Endpoint, TcpConnection
-from tests.conftest import require_tool
+from tests.helpers import require_tool
 
 # Every knob turned up so that a few thousand packets contain each feature several times.
 RICH = PollingOptions(exception_rate=0.05, split_rate=0.05, retransmission_rate=0.02, write_rate=0.2,

@@ -22,7 +22,7 @@ from otsentry.alerts.kibana import (KibanaError, import_saved_objects, reference
 from otsentry.alerts.kibana_views import asset_objects, incident_objects
 from otsentry.cli.kibana import kibana
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SHIPPED = ROOT / "configs" / "kibana" / "otsentry.ndjson"
 AGGREGATABLE = {"keyword", "ip", "date", "long", "integer", "short", "byte", "double", "float"}
 NEEDS = {"time": {"date"}, "date_histogram": {"date"}, "sort": {"date"} | AGGREGATABLE, "terms": AGGREGATABLE}

@@ -231,7 +231,7 @@ def test_cli_index_user_errors_are_one_line(args, needle, monkeypatch):
 def test_systemd_unit_runs_index_with_flags_the_cli_accepts():
     import shlex
 
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     text = (ROOT / "configs" / "systemd" / "otsentry-index.service").read_text().replace("\\\n", " ")
     (exec_start,) = [line for line in text.splitlines() if line.startswith("ExecStart=")]

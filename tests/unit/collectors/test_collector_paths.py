@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from otsentry.collectors.collector import CollectorConfig
 from otsentry.collectors.source import CaptureRun
-from tests.conftest import shared_pcaps
+from tests.helpers import capture_params, shared_pcaps
 
 
 def _events(path, **kw):
@@ -29,7 +29,7 @@ def _events(path, **kw):
     return events, flows, run.stats
 
 
-@pytest.mark.parametrize("path", shared_pcaps(), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", capture_params(shared_pcaps()))
 def test_fast_path_equals_general_path(path):
     fast, fast_flows, fast_stats = _events(path, fast_path=True)
     slow, slow_flows, slow_stats = _events(path, fast_path=False)
@@ -39,7 +39,7 @@ def test_fast_path_equals_general_path(path):
     assert fast_flows == slow_flows
 
 
-@pytest.mark.parametrize("path", [p for p in shared_pcaps() if p.stat().st_size > 100_000], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", capture_params([p for p in shared_pcaps() if p.stat().st_size > 100_000]))
 def test_chunk_size_does_not_change_transactions(path):
     big, _, big_stats = _events(path)
     small, _, small_stats = _events(path, chunk_bytes=20_000)

@@ -9,7 +9,7 @@ import pytest
 from otsentry.collectors.capture import open_capture
 from otsentry.collectors.extract import extract_packets
 from otsentry.collectors.rolling import RollingPcap, files_between, parse_size
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 DEMO = ROOT / "replays" / "demo-polling.pcap"
 

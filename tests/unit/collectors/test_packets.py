@@ -22,7 +22,7 @@ from otsentry.collectors.packets import (
     decode_packet_py,
     decode_packets,
 )
-from tests.conftest import require_tool, shared_pcaps
+from tests.helpers import capture_params, require_tool, shared_pcaps
 from tests.unit.capture_builders import (
     ether,
     ipv4,
@@ -292,7 +292,7 @@ def test_ipv4_in_big_chunk_uses_vectorised_path_without_padding() -> None:
 
 
 # -- real captures -----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("path", shared_pcaps(), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", capture_params(shared_pcaps()))
 def test_real_captures_paths_agree(path: Path) -> None:
     with open_capture(path, 256 << 10) as reader:
         for chunk in reader.chunks():
@@ -300,7 +300,7 @@ def test_real_captures_paths_agree(path: Path) -> None:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("path", shared_pcaps(), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", capture_params(shared_pcaps()))
 def test_real_captures_match_tshark(path: Path) -> None:
     """frame number, IPv4 addresses, TCP ports and TCP payload length as tshark dissects them."""
     tshark = require_tool("tshark")

@@ -25,7 +25,7 @@ from otsentry.synth.attacks import PLC_SUPPORTED
 from otsentry.synth.plant import SETPOINTS
 from otsentry.synth.polling import generate_polling
 from otsentry.synth.scenarios import SCENARIOS, ScenarioTruth, generate_scenario
-from tests.conftest import require_tool
+from tests.helpers import require_tool
 
 ATTACKS = ["write_new_host", "fc_sweep", "query_flood", "setpoint_change"]
 ORIGINAL = ["normal"] + ATTACKS  # the later scenarios (some longer than SHORT) are in test_scenarios_library
@@ -92,7 +92,7 @@ def test_same_seed_same_bytes_and_truth(tmp_path, name):
 
 def test_plant_draw_order_unchanged_the_bundled_demo_still_reproduces(tmp_path):
     """Scenarios share ``build_plant`` with ``generate_polling``: its draw order pins every seed's bytes."""
-    demo = Path(__file__).resolve().parents[2] / "replays" / "demo-polling.pcap"
+    demo = Path(__file__).resolve().parents[3] / "replays" / "demo-polling.pcap"
     generate_polling(tmp_path / "demo.pcap", 5000, 42)
     assert sha256(tmp_path / "demo.pcap") == sha256(demo)
 

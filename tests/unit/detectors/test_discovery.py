@@ -9,7 +9,7 @@ import pytest
 from otsentry.detectors.discovery import is_discovery, is_group, is_provisional
 from otsentry.pipeline import run
 from tests.unit.capture_builders import ether, ipv4, ipv6, pcap_file, udp
-from tests.unit.test_policy import flow_window
+from tests.unit.detectors.test_policy import flow_window
 
 T0 = 1_700_000_000
 HOST, PEER, STRANGER = "10.0.0.5", "10.0.0.6", "10.0.0.99"

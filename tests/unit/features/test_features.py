@@ -28,7 +28,7 @@ from otsentry.synth import modbus as mb
 from otsentry.synth.frames import Direction, Link
 from otsentry.synth.pcapwriter import PcapWriter
 from otsentry.synth.tcp import Endpoint, TcpConnection
-from tests.conftest import shared_pcaps
+from tests.helpers import capture_params, shared_pcaps
 
 T0 = 1_700_000_000  # a multiple of 10 s: windows start at T0, T0 + 10, ...
 S = 1_000_000_000
@@ -507,7 +507,7 @@ def test_random_batches_never_crash(data: list[ModbusBatch], window_s: float, la
     assert starts == sorted(starts)
 
 
-@pytest.mark.parametrize("path", shared_pcaps(), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", capture_params(shared_pcaps()))
 def test_public_captures(path: Path) -> None:
     w = Windower()
     out = list(windows_from_capture(path, windower=w))

@@ -13,7 +13,7 @@ from otsentry.alerts.ecs import alert_from_ecs, to_ecs
 from otsentry.cli import main
 from otsentry.detectors.acceptance import NotAcceptable, facts_of
 from otsentry.detectors.policy import PolicyBaseline
-from tests.unit.test_policy import (AFTER, ATTACKER, HMI, PLC1, flow_window, hmi_reads, hmi_writes, learning_windows,
+from tests.unit.detectors.test_policy import (AFTER, ATTACKER, HMI, PLC1, flow_window, hmi_reads, hmi_writes, learning_windows,
                                     only, rules)
 
 

@@ -158,13 +158,13 @@ def test_wrong_width_is_refused(name: str) -> None:
 # -- window detectors: the same contract over FeatureWindows ------------------------------------------------------
 
 def _policy_windows():
-    from tests.unit.test_policy import learning_windows
+    from tests.unit.detectors.test_policy import learning_windows
 
     return learning_windows()
 
 
 def _attack_windows():
-    from tests.unit.test_policy import AFTER, ATTACKER, PLC1, flow_window, hmi_reads, hmi_writes
+    from tests.unit.detectors.test_policy import AFTER, ATTACKER, PLC1, flow_window, hmi_reads, hmi_writes
 
     return [hmi_reads(AFTER, fc_43=1, addr_max=5000), hmi_writes(AFTER + 10, 103, 9999),
             flow_window(AFTER + 20, ATTACKER, PLC1, 502), hmi_reads(AFTER + 30, fc_8=1, diag_listen_only=1)]

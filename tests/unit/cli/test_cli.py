@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from otsentry import __version__
 from otsentry.cli import main
 from otsentry.records import event_from_dict
-from tests.conftest import SHARED_PCAPS
+from tests.helpers import SHARED_PCAPS
 
 SMALL = SHARED_PCAPS / "zeek-modbus-and-non-modbus-p502.pcap"
 SUMMARY_KEYS = {"packets", "modbus_adus", "modbus_requests", "modbus_responses", "exceptions", "malformed",
