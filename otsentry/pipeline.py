@@ -23,7 +23,7 @@ from otsentry.contracts.windows import alert_order
 from otsentry.detectors.scoring import Detection
 from otsentry.detectors.variables import VariableWatch
 from otsentry.features.closed import ClosedWindows
-from otsentry.features.pipeline import closed_from_capture, window_batches_from_capture
+from otsentry.features.from_capture import closed_from_capture, window_batches_from_capture
 from otsentry.features.values import ValueState
 from otsentry.prefetch import prefetched
 from otsentry.records import Alert, FeatureWindow, Incident

@@ -60,7 +60,7 @@ def assets_cmd(captures, model, as_json, variables, es_url, es_prefix, config_pa
         raise UserError("give capture files, or --model MODEL to show the inventory a bundle learned")
     bundle = None
     if model is not None:
-        from otsentry.cli.detect import load_bundle
+        from otsentry.cli.batch import load_bundle
 
         bundle = load_bundle(model)
     if variables:

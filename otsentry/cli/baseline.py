@@ -59,7 +59,7 @@ def accept_cmd(model, alerts_path, ids, incident, reason, by, output) -> None:
     Running the same traffic with the new bundle no longer raises those alerts and still raises every other one.
     Anomaly-model alerts cannot be accepted (retrain on traffic that holds the change), nor sensor alerts.
     """
-    from otsentry.cli.detect import load_bundle
+    from otsentry.cli.batch import load_bundle
     from otsentry.detectors.acceptance import ACCEPTABLE_RULES, NotAcceptable
 
     if bool(ids) == bool(incident):
@@ -99,7 +99,7 @@ def accept_cmd(model, alerts_path, ids, incident, reason, by, output) -> None:
 @click.option("--json", "as_json", is_flag=True, help="The training facts and the audit trail as one JSON object.")
 def show_cmd(model, as_json) -> None:
     """What a bundle learned from, and every acceptance since (when, who, why, which alerts)."""
-    from otsentry.cli.detect import load_bundle
+    from otsentry.cli.batch import load_bundle
 
     bundle = load_bundle(model)
     accepted = bundle.policy.accepted_.to_state() if hasattr(bundle.policy, "accepted_") else []

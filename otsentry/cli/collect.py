@@ -5,17 +5,19 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any, Sequence
 
 import click
 
 from otsentry.cli.common import capture_options, collector_config, collector_options, ring_config
 from otsentry.cli.inspect import inspect_cmd
 from otsentry.cli.output import BatchPrinter
-from otsentry.cli.streamopts import COLLECTOR_SKIP, kafka_requested, stream_options, stream_params
-from otsentry.collectors.collector import summary as summary_of
+from otsentry.cli.streamopts import (COLLECTOR_SKIP, kafka_requested, setup_logs, stream_options, stream_params,
+                                     stream_settings)
+from otsentry.collectors.collector import CollectorConfig, summary as summary_of
 from otsentry.collectors.live import LiveCapture
 
-__all__ = ["collect", "live_cmd", "pcap_cmd"]
+__all__ = ["collect", "live_cmd", "pcap_cmd", "publish"]
 
 
 @click.group()
@@ -59,8 +61,6 @@ def live_cmd(iface, bpf, config_path, ports, count, duration, fmt, summary, pair
     ring = ring_config(ring_mb, snaplen, fanout_group, fanout_workers, capture_user)
     params = stream_params(kwargs)
     if kafka_requested(config_path, params):
-        from otsentry.cli.stream import publish
-
         publish(None, config, config_path, params, iface=iface, bpf=bpf, count=count, duration_s=duration, ring=ring)
         return
     capture = LiveCapture(iface, config, bpf=bpf, count=count, duration_s=duration, ring=ring)
@@ -102,9 +102,19 @@ def pcap_cmd(ctx: click.Context, captures, config_path, ports, pairing_timeout, 
     """
     params = stream_params(kwargs)
     if kafka_requested(config_path, params):
-        from otsentry.cli.stream import publish
-
         publish(list(captures), collector_config(config_path, ports, pairing_timeout), config_path, params)
         return
     ctx.invoke(inspect_cmd, captures=captures, fmt="json", summary=False, decoder="native", config_path=config_path, ports=ports,
                pairing_timeout=pairing_timeout, no_flows=no_flows, progress=False)
+
+
+def publish(captures: Sequence[Path] | None, config: CollectorConfig, config_path: Path | None,
+            params: dict[str, Any], **live: Any) -> None:
+    """The ``--kafka`` mode of ``collect pcap`` (``captures``) and ``collect live`` (``live['iface']``)."""
+    from otsentry.stream.publish import run_collector
+
+    settings = stream_settings(config_path, params)
+    setup_logs(settings)
+    stats, _ = run_collector(captures, settings, config, **live)
+    if not stats.finished and stats.stop_reason not in ("SIGTERM", "SIGINT", "stopped"):
+        raise SystemExit(1)

@@ -10,8 +10,7 @@ from typing import Any
 import click
 
 from otsentry.cli.common import parse_duration
-from otsentry.cli.stream import setup_logs
-from otsentry.cli.streamopts import stream_options, stream_params, stream_settings
+from otsentry.cli.streamopts import setup_logs, stream_options, stream_params, stream_settings
 
 __all__ = ["CORRELATE_SKIP", "correlate_cmd"]
 

@@ -16,8 +16,7 @@ import click
 
 from otsentry.alerts.elastic_template import DEFAULT_PREFIX
 from otsentry.cli.alerts import ES_HELP, es_client
-from otsentry.cli.stream import setup_logs
-from otsentry.cli.streamopts import stream_options, stream_params, stream_settings
+from otsentry.cli.streamopts import setup_logs, stream_options, stream_params, stream_settings
 
 __all__ = ["INDEX_SKIP", "index_cmd"]
 

@@ -141,7 +141,7 @@ def run_cmd(ctx: click.Context, name: str, speed: str | None, fast: bool, alerts
     from otsentry.alerts.sinks import AlertTable, JsonlSink
     from otsentry.cli.es_sink import close_es_sink, open_es_sink, write_es
     from otsentry.replay.catalog import generate, get_scenario
-    from otsentry.replay.live import parse_speed, replay as replay_scenario
+    from otsentry.replay.paced import parse_speed, replay as replay_scenario
 
     if fast and speed is not None:
         raise UserError("give either --speed or --as-fast-as-possible, not both")

@@ -19,8 +19,8 @@ from otsentry.cli.common import UserError, parse_duration
 from otsentry.config import load_config
 from otsentry.stream.runtime.settings import STREAM_SECTIONS, check_kafka, with_secrets
 
-__all__ = ["COLLECTOR_SKIP", "CORRELATION_TOPICS", "DETECTOR_SKIP", "env_name", "kafka_requested", "stream_options",
-    "stream_params", "stream_settings"]
+__all__ = ["COLLECTOR_SKIP", "CORRELATION_TOPICS", "DETECTOR_SKIP", "env_name", "kafka_requested", "setup_logs",
+           "stream_options", "stream_params", "stream_settings"]
 
 # Config keys that do not apply to a role (their flags are left out of that command).
 CORRELATION_TOPICS = frozenset({"kafka.correlated_topic", "kafka.incidents_topic"})
@@ -116,3 +116,10 @@ def kafka_requested(config_path: Path | None, params: Mapping[str, Any]) -> bool
     if params.get(_param("kafka", "bootstrap")):
         return True
     return bool(load_config(config_path)["kafka"].bootstrap)
+
+
+def setup_logs(settings: Any) -> None:
+    """The daemons' log format and level, as the settings say."""
+    from otsentry.stream.runtime.daemon import setup_logging
+
+    setup_logging(settings.daemon.log_format, settings.daemon.log_level)

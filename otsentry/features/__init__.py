@@ -6,7 +6,7 @@ and semantics: ``otsentry.contracts.schema``.
 """
 
 from otsentry.features.flowwin import FlowWindowObserver
-from otsentry.features.pipeline import windows_from_capture
+from otsentry.features.from_capture import windows_from_capture
 from otsentry.contracts.schema import FLOW_FEATURES, PAIR_FEATURES, FEATURE_SCHEMA_VERSION
 from otsentry.features.windows import Windower, WindowerStats, to_matrix
 

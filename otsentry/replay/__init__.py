@@ -3,4 +3,4 @@
 The click commands in ``otsentry.cli.replay`` are thin wrappers over these modules.
 """
 
-__all__ = ["catalog", "kafka_out", "live", "plot", "report", "score"]
+__all__ = ["catalog", "kafka_out", "paced", "plot", "report", "score"]

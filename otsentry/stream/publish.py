@@ -102,7 +102,7 @@ def publish_captures(paths: Sequence[Path], publisher: WindowPublisher, window_s
 
     ``chunk_bytes`` (default 8 MiB) sets how much capture is decoded per step, hence how many windows a group
     holds: smaller chunks mean more, smaller acknowledged groups and watermarks (tests, paced replays)."""
-    from otsentry.features.pipeline import window_batches_from_capture
+    from otsentry.features.from_capture import window_batches_from_capture
 
     stop = stop or threading.Event()
     stats = publisher.stats

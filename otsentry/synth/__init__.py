@@ -1,4 +1,4 @@
 """Synthetic traffic: pcap writing and a Modbus/TCP traffic generator for tests, demos and benchmarks."""
 
-__all__ = ["attacks", "background", "campaign", "evasion", "frames", "library", "modbus", "pcapwriter", "plant",
-    "polling", "scenarios", "services", "sim", "tcp", "veth"]
+__all__ = ["actor", "attacks", "background", "campaign", "evasion", "frames", "library", "modbus", "pcapwriter",
+           "plant", "polling", "scenarios", "sessions", "sim", "tcp", "truth", "veth"]

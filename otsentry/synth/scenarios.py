@@ -33,7 +33,7 @@ from otsentry.synth.attacks import (AddressSweep, AttackLog, Attacker, CovertCha
                                     UnitIdSweep, WriteFromNewHost, attacker_host)
 from otsentry.synth.campaign import ListenOnlyPeriods, RepeatedCampaign
 from otsentry.synth.polling import DEFAULT_START_NS, Plant, Poller, PollingOptions, build_plant
-from otsentry.synth.services import RdpSession, SmbLateralMovement
+from otsentry.synth.sessions import RdpSession, SmbLateralMovement
 from otsentry.synth.sim import Actor, GroundTruth, Sim
 
 __all__ = ["DEFAULT_ATTACK_DELAY_S", "DEFAULT_DETECT_S", "REPLAY_RECORD_BEFORE_S", "REPLAY_S", "SCENARIOS",

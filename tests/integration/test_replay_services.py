@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from otsentry.features.pipeline import window_batches_from_capture
+from otsentry.features.from_capture import window_batches_from_capture
 from otsentry.replay.catalog import generate, get_scenario
 from otsentry.stream.codec import Watermark, decode_alert, decode_feature_record
 from otsentry.contracts.windows import window_identity

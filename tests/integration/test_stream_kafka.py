@@ -25,7 +25,7 @@ import pytest
 
 from otsentry import pipeline
 from otsentry.detectors.bundle import ModelBundle
-from otsentry.features.pipeline import window_batches_from_capture
+from otsentry.features.from_capture import window_batches_from_capture
 from otsentry.stream.codec import Watermark, decode_alert, decode_feature_record
 from otsentry.contracts.windows import window_identity
 from otsentry.stream.publish import WindowPublisher

@@ -17,12 +17,14 @@ import socket
 import struct
 from typing import Any
 
+from otsentry.errors import ServiceError
+
 __all__ = ["Reader", "UnexpectedAnswer", "metadata", "request", "sasl_login", "scram_nonce"]
 
 CLIENT_ID = b"otsentry-probe"
 
 
-class UnexpectedAnswer(OSError):
+class UnexpectedAnswer(ServiceError, OSError):
     """The peer answered, but not as a Kafka broker would (``cause`` is the parsing error)."""
 
     def __init__(self, cause: BaseException) -> None:

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from otsentry.cli import main
 from otsentry.replay.catalog import load_catalog
-from otsentry.replay.live import by_slot, paced, parse_speed
+from otsentry.replay.paced import by_slot, paced, parse_speed
 
 REQUIRED = {"name", "detected", "time_to_detect_s", "precision", "recall", "f1", "false_alerts_per_hour"}
 

@@ -9,7 +9,7 @@ import pytest
 
 from otsentry.replay.catalog import generate, get_scenario
 from otsentry.replay.kafka_out import KafkaReplayOutput
-from otsentry.replay.live import replay
+from otsentry.replay.paced import replay
 from otsentry.stream.codec import Watermark, decode_alert, decode_feature_record
 from otsentry.contracts.windows import window_identity
 from otsentry.stream.runtime.settings import KafkaConfig

@@ -22,11 +22,12 @@ import random
 import struct
 from typing import Iterator
 
-from otsentry.synth.attacks import AttackLog
 from otsentry.contracts.network import ACK, PSH
+from otsentry.synth.actor import TcpClientActor
 from otsentry.synth.plant import Host
-from otsentry.synth.sim import FLOW_TCP, T_FLOW, Sim, Tag
-from otsentry.synth.tcp import Endpoint, Frame, TcpConnection
+from otsentry.synth.sim import FLOW_TCP, Sim
+from otsentry.synth.truth import AttackLog
+
 
 __all__ = ["MSS", "NTLM_FLAGS", "OID_NTLMSSP", "OID_SPNEGO", "PROTOCOL_HYBRID", "PROTOCOL_SSL", "RDP_PORT",
     "RdpSession", "SMB2_NEGOTIATE", "SMB2_SESSION_SETUP", "SMB_DIALECTS", "SMB_PORT",
@@ -258,7 +259,7 @@ def tls_app_data(rng: random.Random, size: int) -> bytes:
 
 # -- the sessions ---------------------------------------------------------------------------------------------------
 
-class ServiceSession:
+class ServiceSession(TcpClientActor):
     """A client opening TCP connections to one service on one server; every frame is marked as an attack frame.
 
     Subclasses script the conversation as a generator of step times, like ``attacks.Attacker``.
@@ -270,43 +271,16 @@ class ServiceSession:
 
     def __init__(self, sim: Sim, log: AttackLog, rng: random.Random, client: Host, server: Host,
                  link_kind: str = "ethernet", vlans: tuple[int, ...] = ()) -> None:
-        self.sim, self.log, self.rng, self.client, self.server = sim, log, rng, client, server
-        self.link_kind, self.vlans = link_kind, vlans
-        self.conn: TcpConnection | None = None
+        super().__init__(sim, log, rng, link_kind, vlans)
+        self.client, self.server = client, server
         self.connections = 0
-        self._script: Iterator[int] | None = None
-
-    def step(self, ts_ns: int) -> int | None:
-        if self._script is None:
-            self._script = self.script(ts_ns)
-        return next(self._script, None)
-
-    def script(self, t: int) -> Iterator[int]:
-        raise NotImplementedError
-
-    def emit(self, frame: Frame, tag: Tag | None = None) -> int:
-        self.log.mark(frame)
-        self.sim.emit(frame, tag)
-        return frame[0]
 
     def rtt(self) -> int:
         return int(self.rng.uniform(0.2, 0.8) * _MS)
 
     def connect(self, t: int) -> int:
-        rng = self.rng
-        self.conn = TcpConnection(
-            Endpoint(self.client.ip, rng.randrange(*self.client_ports), self.client.mac),
-            Endpoint(self.server.ip, self.port, self.server.mac),
-            client_isn=rng.getrandbits(32), server_isn=rng.getrandbits(32), client_ttl=self.client_ttl,
-            server_ttl=self.server_ttl, client_ip_id=rng.randrange(65536), server_ip_id=rng.randrange(65536),
-            link_kind=self.link_kind, vlans=self.vlans,
-        )
         self.connections += 1
-        frames = self.conn.handshake(t, self.rtt())
-        self.emit(frames[0], ((T_FLOW, FLOW_TCP, False),))
-        for frame in frames[1:]:
-            self.emit(frame)
-        return frames[-1][0]
+        return self.open_connection(t, self.client, self.server, self.port, FLOW_TCP)
 
     def send(self, t: int, from_client: bool, data: bytes) -> int:
         """``data`` in MSS-sized segments (PSH on the last), 15-40 us apart; returns the last one's time."""
@@ -329,13 +303,6 @@ class ServiceSession:
         assert self.conn is not None
         return self.emit(self.conn.ack(t, from_client))
 
-    def close(self, t: int) -> int:
-        assert self.conn is not None
-        last = t
-        for frame in self.conn.close(t, self.rtt(), from_client=True):
-            last = self.emit(frame)
-        self.conn = None
-        return last
 
 
 class SmbLateralMovement(ServiceSession):
