@@ -6,8 +6,8 @@ there. A spec says what students read (title, description, ATT&CK for ICS techni
 (``timeline``: seconds from the capture's start), the seed of the reference capture, and what otsentry is
 expected to raise (``expected.rules``: rule ids; ``expected.notes``: what would catch it when no rule does).
 
-``load_specs()`` reads and validates them all: unknown keys are rejected with the key's name, and a spec must
-agree with the generator's ``ScenarioSpec`` (technique and attack duration), so the two cannot drift apart.
+``load_specs()`` reads and validates them all (``otsentry.synth.specs``): the specs are the only copy of the
+scenarios' metadata, and every scenario of the generator has one.
 ``generate(name, out_dir)`` writes the capture with the spec's timeline and seed into ``out_dir``
 (``NAME-seedS.pcap``, ``.labels.csv``, ``.intervals.csv``, ``.truth.json``) and reuses them while the name, seed,
 timeline and generator source (a hash of ``otsentry/synth``'s modules) are unchanged.
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import os
 import sys
 import time
@@ -30,27 +29,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
-
-from otsentry.errors import InputError
-from otsentry.synth.scenarios import SCENARIOS, ScenarioTruth, generate_scenario
+from otsentry.synth.scenarios import SCENARIO_NAMES, ScenarioTruth, generate_scenario
 from otsentry.synth.sim import GroundTruth
+from otsentry.synth.specs import SPEC_DIR, SpecError, read_specs
+
 
 __all__ = ["FORMAT", "SPEC_DIR", "SpecError", "generate", "generator_hash", "load_specs", "main", "timeline_of"]
 
-SPEC_DIR = Path(__file__).resolve().parent / "specs"
 FORMAT = 1  # of the cache's truth JSON; bump when it changes
-
-_TOP_KEYS = {"name": True, "title": True, "description": True, "technique": True, "timeline": True, "seed": True,
-             "expected": True}  # key -> required
-_TECHNIQUE_KEYS = {"id": True, "name": True, "tactic": True}
-_TIMELINE_KEYS = {"learn_s": True, "attack_at_s": True, "duration_s": True, "total_s": True}
-_EXPECTED_KEYS = {"rules": True, "notes": False}
-
-
-class SpecError(InputError, ValueError):
-    """A scenario spec that cannot be used; the message names the file and the key."""
-
 
 # -- specs ----------------------------------------------------------------------------------------------------------
 
@@ -58,111 +44,31 @@ def load_specs(directory: str | os.PathLike[str] | None = None) -> dict[str, dic
     """Every scenario spec by name, validated, in the generator's order (``normal`` first).
 
     ``directory`` defaults to the packaged specs. Raises ``SpecError`` for a missing or unreadable directory, a
-    file that is not a valid spec, or a spec for a scenario the generator does not know.
+    file that is not a valid spec, a spec for a scenario the generator does not know, or a scenario of the
+    generator without a spec.
     """
-    folder = Path(directory) if directory is not None else SPEC_DIR
-    if not folder.is_dir():
-        raise SpecError(f"scenario specs not found: {folder} is not a directory (a broken otsentry install? the "
-                        f"specs are package data of otsentry.synth)")
-    specs: dict[str, dict[str, Any]] = {}
-    for path in sorted(folder.glob("*.yaml")):
-        spec = _load_one(path)
-        specs[spec["name"]] = spec
-    if not specs:
-        raise SpecError(f"no scenario specs (*.yaml) in {folder}")
-    order = list(SCENARIOS)
-    return dict(sorted(specs.items(), key=lambda kv: order.index(kv[0])))
-
-
-def _load_one(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: cannot read ({exc})") from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML ({exc})") from None
-    where = str(path)
-    _check_keys(data, _TOP_KEYS, where)
-    name = _text(data, "name", where)
-    if name != path.stem:
-        raise SpecError(f"{where}: name {name!r} does not match the file name (expected {path.stem!r})")
-    if name not in SCENARIOS:
-        raise SpecError(f"{where}: no scenario {name!r} in the generator (known: {', '.join(SCENARIOS)})")
-    gen = SCENARIOS[name]
-    _text(data, "title", where)
-    data["description"] = " ".join(_text(data, "description", where).split())
-    seed = data["seed"]
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise SpecError(f"{where}: seed must be a non-negative integer, got {seed!r}")
-
-    technique = data["technique"]
-    if technique is None:
-        if gen.technique_id is not None:
-            raise SpecError(f"{where}: technique is null but the generator says {gen.technique_id}")
-    else:
-        _check_keys(technique, _TECHNIQUE_KEYS, f"{where}: technique")
-        got = tuple(_text(technique, k, f"{where}: technique") for k in ("id", "name", "tactic"))
-        want = (gen.technique_id, gen.technique_name, gen.tactic)
-        if got != want:
-            raise SpecError(f"{where}: technique {got} differs from the generator's {want}")
-
-    timeline = data["timeline"]
-    _check_keys(timeline, _TIMELINE_KEYS, f"{where}: timeline")
-    for key in _TIMELINE_KEYS:
-        value = timeline[key]
-        if value is None and key == "attack_at_s":
-            continue
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
-            raise SpecError(f"{where}: timeline.{key} must be a number of seconds >= 0, got {value!r}")
-        timeline[key] = float(value)
-    learn, at, duration, total = (timeline[k] for k in ("learn_s", "attack_at_s", "duration_s", "total_s"))
-    if duration != gen.duration_s:
-        raise SpecError(f"{where}: timeline.duration_s {duration:g} differs from the generator's "
-                        f"{gen.duration_s:g}")
-    if (at is None) != (gen.technique_id is None):
-        raise SpecError(f"{where}: timeline.attack_at_s must be null exactly when there is no attack")
-    if not learn < total:
-        raise SpecError(f"{where}: timeline needs learn_s < total_s")
-    if at is not None and not (learn <= at and at + duration <= total):
-        raise SpecError(f"{where}: timeline needs learn_s <= attack_at_s and attack_at_s + duration_s <= total_s")
-
-    expected = data["expected"]
-    _check_keys(expected, _EXPECTED_KEYS, f"{where}: expected")
-    rules = expected["rules"]
-    if not isinstance(rules, list) or not all(isinstance(r, str) and r for r in rules):
-        raise SpecError(f"{where}: expected.rules must be a list of rule ids, got {rules!r}")
-    if "notes" in expected:
-        expected["notes"] = " ".join(_text(expected, "notes", f"{where}: expected").split())
-    return data
-
-
-def _check_keys(data: Any, allowed: Mapping[str, bool], where: str) -> None:
-    if not isinstance(data, dict):
-        raise SpecError(f"{where}: expected a mapping, got {type(data).__name__}")
-    for key in data:
-        if key not in allowed:
-            raise SpecError(f"{where}: unknown key {key!r} (allowed: {', '.join(allowed)})")
-    for key, required in allowed.items():
-        if required and key not in data:
-            raise SpecError(f"{where}: missing key {key!r}")
-
-
-def _text(data: Mapping[str, Any], key: str, where: str) -> str:
-    value = data[key]
-    if not isinstance(value, str) or not value.strip():
-        raise SpecError(f"{where}: {key} must be non-empty text, got {value!r}")
-    return value
+    specs = read_specs(directory)
+    unknown = [name for name in specs if name not in SCENARIO_NAMES]
+    if unknown:
+        raise SpecError(f"{SPEC_DIR if directory is None else directory}: no scenario {unknown[0]!r} in the "
+                        f"generator (known: {', '.join(SCENARIO_NAMES)})")
+    missing = [name for name in SCENARIO_NAMES if name not in specs] if directory is None else []
+    if missing:
+        raise SpecError(f"{SPEC_DIR}: the generator's scenario {missing[0]!r} has no spec ({missing[0]}.yaml)")
+    return dict(sorted(specs.items(), key=lambda kv: SCENARIO_NAMES.index(kv[0])))
 
 
 # -- generation -----------------------------------------------------------------------------------------------------
 
 @lru_cache(maxsize=1)
 def generator_hash() -> str:
-    """Hash of the simulator's source (``otsentry/synth/*.py`` but this module): what the bytes depend on."""
+    """Hash of the simulator's source and specs (``otsentry/synth``'s modules, subpackages included, but this one,
+    and ``specs/*.yaml``, whose description a truth carries): what a cached capture and truth depend on."""
     h = hashlib.sha256()
-    for src in sorted(Path(__file__).resolve().parent.glob("*.py")):
+    root = Path(__file__).resolve().parent
+    for src in sorted([*root.rglob("*.py"), *SPEC_DIR.glob("*.yaml")]):
         if src.name != "library.py":
-            h.update(src.name.encode() + b"\0" + src.read_bytes() + b"\0")
+            h.update(str(src.relative_to(root)).encode() + b"\0" + src.read_bytes() + b"\0")
     return h.hexdigest()[:16]
 
 

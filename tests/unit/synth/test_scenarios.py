@@ -24,7 +24,8 @@ from otsentry.synth import modbus as mb
 from otsentry.synth.attacks import PLC_SUPPORTED
 from otsentry.synth.plant import SETPOINTS
 from otsentry.synth.polling import generate_polling
-from otsentry.synth.scenarios import SCENARIOS, ScenarioTruth, generate_scenario
+from otsentry.synth.scenarios import SCENARIO_NAMES, ScenarioTruth, generate_scenario
+from otsentry.synth.specs import scenario_spec
 from tests.helpers import require_tool
 
 ATTACKS = ["write_new_host", "fc_sweep", "query_flood", "setpoint_change"]
@@ -191,7 +192,7 @@ def test_normal_traffic_has_the_variation_detectors_must_tolerate(captures):
 @pytest.mark.parametrize("name", ATTACKS)
 def test_csv_files_and_attack_times_inside_the_intervals(captures, name, tmp_path):
     path, truth, evs = captures[name]
-    spec = SCENARIOS[name]
+    spec = scenario_spec(name)
     assert (truth.technique_id, truth.technique_name) == (spec.technique_id, spec.technique_name)
     assert len(truth.attack_intervals) == 1
     start, end = truth.attack_intervals[0]
