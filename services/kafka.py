@@ -85,16 +85,11 @@ HOME = SERVICES / f"kafka-{KAFKA_VERSION}"
 JARS = HOME / "jars"
 INSTALLED = HOME / ".installed"
 MAVEN_REPO = SERVICES / "maven-repo"
-RUN = SERVICES / "kafka-run"
-DATA = RUN / "data"
-LOGS = RUN / "logs"
-LOG_FILE = LOGS / "server.log"
-OUT_FILE = RUN / "kafka.out"
-PID_FILE = RUN / "kafka.pid"
-PROPERTIES = RUN / "server.properties"
-LOG4J_CONFIG = RUN / "log4j2.xml"
-TOOLS_LOG4J_CONFIG = RUN / "log4j2-tools.xml"
-CLUSTER_ID_FILE = RUN / "cluster.id"
+RUN = SERVICES / "kafka-run"  # the broker's state: KRaft log dirs, its own logs, the files written at every start
+DATA, LOGS = RUN / "data", RUN / "logs"
+LOG_FILE, OUT_FILE, PID_FILE = LOGS / "server.log", RUN / "kafka.out", RUN / "kafka.pid"
+PROPERTIES, CLUSTER_ID_FILE = RUN / "server.properties", RUN / "cluster.id"
+LOG4J_CONFIG, TOOLS_LOG4J_CONFIG = RUN / "log4j2.xml", RUN / "log4j2-tools.xml"
 
 
 class ServiceError(Exception):

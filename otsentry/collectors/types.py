@@ -1,7 +1,7 @@
-"""Intermediate records inside the collector: a decoded PDU and one half of a transaction.
+"""Value types inside the collector: a connection, what one decoded PDU says, and the error of an unreadable capture.
 
-Both decoder backends (native and tshark) produce ``Half`` records; the shared pairing stage turns them into
-``ModbusEvent``s, so the two backends can only disagree on decoding, never on pairing.
+Both decoder backends (native and tshark) append decoded ADUs to the same columnar batches (``halves``); the shared
+pairing stage turns them into ``ModbusEvent``s, so the two backends can only disagree on decoding, never on pairing.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from otsentry.errors import InputError
 
-__all__ = ["CaptureError", "Conn", "DecodedPdu", "Half"]
+__all__ = ["CaptureError", "Conn", "DecodedPdu"]
 
 
 class CaptureError(InputError):
@@ -42,18 +42,3 @@ class DecodedPdu:
     quantity: int | None = None
     values: tuple[int, ...] = ()
     flags: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True, slots=True)
-class Half:
-    """One ADU: a request (from the client) or a response (from the server), decoded."""
-
-    frame: int  # 1-based frame number of the packet that completed the ADU
-    ts: float  # epoch seconds of that packet
-    conn: Conn
-    from_client: bool
-    transaction_id: int
-    unit_id: int
-    pdu: DecodedPdu
-    flags: frozenset[str] = frozenset()  # framing flags: bad_protocol_id, truncated, midstream
-

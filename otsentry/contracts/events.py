@@ -64,23 +64,18 @@ class OperationEvent:
             raise ValueError(f"operation_class {self.operation_class!r} is not one of {', '.join(OPERATION_CLASSES)}")
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        for name in ("objects", "values", "flags"):
-            d[name] = list(d[name])
-        d["kind"] = "operation"
-        d["event_version"] = OPERATION_EVENT_VERSION
-        return d
+        return {**asdict(self), "objects": list(self.objects), "values": list(self.values),
+                "flags": list(self.flags), "kind": "operation", "event_version": OPERATION_EVENT_VERSION}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "OperationEvent":
-        if data.get("event_version") != OPERATION_EVENT_VERSION:
-            raise ValueError(f"OperationEvent: event_version {data.get('event_version')!r} is not supported "
+        """The inverse of ``to_dict``; a dict of another version or with fields this one lacks is refused."""
+        version, body = data.get("event_version"), dict(data)
+        if version != OPERATION_EVENT_VERSION:
+            raise ValueError(f"OperationEvent: event_version {version!r} is not supported "
                              f"(expected {OPERATION_EVENT_VERSION})")
-        known = set(cls.__dataclass_fields__)
-        unknown = set(data) - known - {"kind", "event_version"}
-        if unknown:
-            raise ValueError(f"OperationEvent: unknown fields {sorted(unknown)}")
-        kw = {k: v for k, v in data.items() if k in known}
-        for name in ("objects", "values", "flags"):
-            kw[name] = tuple(kw.get(name, ()))
-        return cls(**kw)
+        body.pop("kind", None), body.pop("event_version")
+        try:
+            return cls(**{**body, **{k: tuple(body.get(k, ())) for k in ("objects", "values", "flags")}})
+        except TypeError as exc:  # an unknown or missing field
+            raise ValueError(f"OperationEvent: {exc}") from None

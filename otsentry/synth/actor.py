@@ -8,7 +8,7 @@ little at a time and never piles up frames in the simulation's heap.
 from __future__ import annotations
 
 import random
-from typing import Iterator
+from typing import Any, Iterator
 
 from otsentry.synth.plant import Host
 from otsentry.synth.sim import T_FLOW, Sim, Tag
@@ -19,15 +19,18 @@ __all__ = ["TcpClientActor"]
 
 
 class TcpClientActor:
-    """Subclasses set the TTLs and ephemeral port range of both ends and script what is sent."""
+    """``client`` talks to ``server`` (a Host, or what a subclass aims at); subclasses set the TTLs and ephemeral
+    port range of both ends and script what is sent."""
 
     client_ttl = 64
     server_ttl = 64
     client_ports = (32768, 61000)
 
-    def __init__(self, sim: Sim, log: AttackLog, rng: random.Random, link_kind: str = "ethernet",
-                 vlans: tuple[int, ...] = ()) -> None:
-        self.sim, self.log, self.rng = sim, log, rng
+    connections = 0  # opened so far
+
+    def __init__(self, sim: Sim, log: AttackLog, rng: random.Random, client: Host, server: Any,
+                 link_kind: str = "ethernet", vlans: tuple[int, ...] = ()) -> None:
+        self.sim, self.log, self.rng, self.client, self.server = sim, log, rng, client, server
         self.link_kind, self.vlans = link_kind, vlans
         self.conn: TcpConnection | None = None
         self._script: Iterator[int] | None = None
@@ -57,6 +60,7 @@ class TcpClientActor:
         scenario's capture is the same for the same seed.
         """
         rng = self.rng
+        self.connections += 1
         window = {} if server_window is None else {"server_window": server_window}
         self.conn = TcpConnection(
             Endpoint(client.ip, rng.randrange(*self.client_ports), client.mac), Endpoint(server.ip, port, server.mac),

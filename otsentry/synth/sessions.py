@@ -269,17 +269,10 @@ class ServiceSession(TcpClientActor):
     client_ttl, server_ttl = 128, 128  # Windows on both sides unless a subclass says otherwise
     client_ports = (49152, 65535)
 
-    def __init__(self, sim: Sim, log: AttackLog, rng: random.Random, client: Host, server: Host,
-                 link_kind: str = "ethernet", vlans: tuple[int, ...] = ()) -> None:
-        super().__init__(sim, log, rng, link_kind, vlans)
-        self.client, self.server = client, server
-        self.connections = 0
-
     def rtt(self) -> int:
         return int(self.rng.uniform(0.2, 0.8) * _MS)
 
     def connect(self, t: int) -> int:
-        self.connections += 1
         return self.open_connection(t, self.client, self.server, self.port, FLOW_TCP)
 
     def send(self, t: int, from_client: bool, data: bytes) -> int:

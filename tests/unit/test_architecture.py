@@ -234,3 +234,22 @@ def test_every_public_name_exists():
             if not hasattr(mod, name) and f"{module}.{name}" not in MODULES:
                 missing.append(f"{module}.{name}")
     assert not missing, "in __all__ but not defined: " + ", ".join(missing)
+
+
+def test_every_folder_of_code_is_a_regular_package():
+    """``packages = find:`` installs only folders with an ``__init__.py``: a namespace folder would be missing
+    from a wheel while every editable-install test passes."""
+    missing = sorted(str(d.relative_to(ROOT.parent)) for d in {p.parent for p in ROOT.rglob("*.py")}
+                     if "__pycache__" not in d.parts and not (d / "__init__.py").exists())
+    assert not missing, missing
+
+
+def test_the_readme_shows_these_layers():
+    """The README's layer table names the same packages in the same order as LAYERS (one story, two places)."""
+    import re
+
+    text = (ROOT.parent / "README.md").read_text()
+    rows = re.findall(r"^\| (\d+) \| ([^|]+) \|", text[text.index("### Layers"):], re.M)
+    shown = [tuple("otsentry" if p == "otsentry" else f"otsentry.{p}" for p in re.findall(r"`([a-z_]+)`", names))
+             for _, names in rows]
+    assert shown == [layer for layer in LAYERS if layer != ("otsentry.__main__",)]

@@ -2,17 +2,15 @@
 ``Attacker``, a client on its own Modbus/TCP connection."""
 
 from __future__ import annotations
-
 import random
 from dataclasses import dataclass
 from typing import Iterable
-
 from otsentry.synth import modbus as mb
 from otsentry.synth.actor import TcpClientActor
 from otsentry.synth.plant import Host, RegisterBank
 from otsentry.synth.polling import Poller
-from otsentry.synth.sim import FLOW_MODBUS, T_REQUEST, T_RESPONSE, Sim, Transaction
-from otsentry.synth.truth import AttackLog
+from otsentry.synth.sim import FLOW_MODBUS, T_REQUEST, T_RESPONSE, Transaction
+
 
 
 __all__ = ["ATTACKER_OUI", "Attacker", "PLC_SUPPORTED", "Target", "WINDOWS_PORTS", "attacker_host", "peek",
@@ -74,11 +72,17 @@ class Attacker(TcpClientActor):
     client_ports = (32768, 61000)  # Linux's ephemeral range; Windows uses 49152-65535
     server_ttl = 30  # the single-unit PLCs' (a serial gateway answers with 64)
 
-    def __init__(self, sim: Sim, log: AttackLog, rng: random.Random, host: Host, target: Target,
-                 link_kind: str = "ethernet", vlans: tuple[int, ...] = ()) -> None:
-        super().__init__(sim, log, rng, link_kind, vlans)
-        self.host, self.target = host, target
-        self.tid = 0
+    tid = 0  # the last transaction id sent
+
+    @property
+    def host(self) -> Host:
+        """The attacker's host (the client)."""
+        return self.client
+
+    @property
+    def target(self) -> Target:
+        """The PLC unit under attack (the server)."""
+        return self.server
 
     # -- building blocks ----------------------------------------------------------------------------------------
 
