@@ -11,7 +11,7 @@ from typing import Iterable
 
 import numpy as np
 
-from otsentry.collectors.capture import Chunk
+from otsentry.collectors.chunks import Chunk
 from otsentry.collectors.device_id import FC_ENCAPSULATED, MEI_READ_DEVICE_ID, device_identification
 from otsentry.collectors.mbap import HEADER, LENGTH, LENGTH_BASE
 from otsentry.collectors.packets import Packets, addr_to_str

@@ -13,7 +13,7 @@ from typing import Iterable, Iterator, Protocol, Sequence
 import numpy as np
 
 from otsentry.collectors import fastpath
-from otsentry.collectors.capture import Chunk
+from otsentry.collectors.chunks import Chunk
 from otsentry.collectors.events import ConnTable, ModbusBatch
 from otsentry.collectors.flows import FlowGroups, FlowTable, group_flows
 from otsentry.collectors.halves import HalfBatch, HalfBuilder

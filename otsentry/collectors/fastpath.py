@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from otsentry.collectors.capture import Chunk
+from otsentry.collectors.chunks import Chunk
 from otsentry.collectors.grouping import stable_order
 from otsentry.arrays import ranges
 from otsentry.collectors.halves import NONE, VALUE_DTYPE, HalfBatch, LazyValues

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from otsentry.collectors.capture import Chunk
+from otsentry.collectors.chunks import Chunk
 from otsentry.collectors.collector import CollectedBatch, Collector, CollectorConfig
 from otsentry.collectors.events import ModbusBatch
 from otsentry.collectors.ring import (

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from otsentry.collectors.capture import Chunk, view_as
+from otsentry.collectors.chunks import Chunk, view_as
 
 __all__ = ["ALL", "COLUMNS", "ETHERLIKE", "ETH_IPV4", "ETH_IPV6", "IPV6_AH", "IPV6_EXT", "IPV6_FRAG", "LOOPBACK",
     "MAX_VLAN_TAGS", "NOT_IP", "PacketFields", "Packets", "RAW_IP", "V4_MAPPED", "VLAN_TPIDS", "addr_from_str",

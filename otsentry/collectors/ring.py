@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from otsentry.collectors.capture import Chunk
+from otsentry.collectors.chunks import Chunk
 from otsentry.collectors.types import CaptureError
 
 __all__ = ["ARPHRD_ETHER", "ARPHRD_LOOPBACK", "ETH_P_ALL", "LINKTYPE_ETHERNET", "LiveCaptureError", "PACKET_FANOUT",

@@ -20,7 +20,7 @@ from typing import BinaryIO
 import numpy as np
 
 from otsentry.arrays import ranges
-from otsentry.collectors.capture import Chunk
+from otsentry.collectors.chunks import Chunk
 
 __all__ = ["RollingPcap", "files_between", "parse_size"]
 
