@@ -9,8 +9,8 @@ from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from otsentry.errors import InputError
 from otsentry.collectors.collector import CollectorConfig
+from otsentry.errors import InputError
 from otsentry.stream.runtime.settings import SECRET_ENV, STREAM_SECTIONS, secret_fields
 
 __all__ = ["ConfigError", "SECTIONS", "build_section", "load_config"]

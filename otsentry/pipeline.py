@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import logging
 from contextlib import closing
-from itertools import groupby
 from dataclasses import dataclass, field, replace
+from itertools import groupby
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from otsentry.errors import InputError
 from otsentry.collectors.collector import CollectorConfig
-from otsentry.correlation import DEFAULT_IDLE_GAP_S, Correlator
 from otsentry.contracts.windows import alert_order
+from otsentry.correlation import DEFAULT_IDLE_GAP_S, Correlator
 from otsentry.detectors.scoring import Detection
 from otsentry.detectors.variables import VariableWatch
+from otsentry.errors import InputError
 from otsentry.features.closed import ClosedWindows
 from otsentry.features.from_capture import closed_from_capture, window_batches_from_capture
 from otsentry.features.values import ValueState

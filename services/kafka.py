@@ -50,11 +50,10 @@ from services.common import alive, cmdline, legacy_cache_root, locked, rss_mib
 from services.kafka_config import (CLUSTER_ID_FILE, CONTROLLER_PORT, DATA, HEAP, HOME, HOST, JARS, KAFKA_VERSION,
                                    LOG4J_CONFIG, LOG4J_XML, LOGS, LOG_FILE, NODE_ID, OUT_FILE, PID_FILE, PORT,
                                    PROPERTIES, RUN, SASL_MECHANISMS, SASL_PASSWORD, SASL_PORT, SASL_TIMEOUT_S,
-                                   SASL_USERNAME, SERVICES, START_TIMEOUT_S, STOP_TIMEOUT_S, ServiceError,
-                                   TOOLS_LOG4J_CONFIG, TOOLS_LOG4J_XML, new_cluster_id, say, scram_credentials,
+                                   SASL_USERNAME, SERVICES, START_TIMEOUT_S, STOP_TIMEOUT_S, TOOLS_LOG4J_CONFIG,
+                                   TOOLS_LOG4J_XML, ServiceError, new_cluster_id, say, scram_credentials,
                                    server_properties)
-from services.kafka_install import install, is_installed, java_binary, check_java
-
+from services.kafka_install import check_java, install, is_installed, java_binary
 
 # ------------------------------------------------------------------------------------------- wire protocol
 

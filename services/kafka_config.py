@@ -8,7 +8,6 @@ import os
 
 from services.common import services_dir
 
-
 __all__ = ["CLUSTER_ID_FILE", "CONTROLLER_PORT", "DATA", "DEPENDENCY_PLUGIN_VERSION", "HEAP", "HOME", "HOST",
            "INSTALLED", "JARS", "KAFKA_VERSION", "LOG4J_CONFIG", "LOG4J_VERSION", "LOG4J_XML", "LOGS", "LOG_FILE",
            "MAVEN_REPO", "NODE_ID", "OUT_FILE", "PID_FILE", "PORT", "PROPERTIES", "RUN", "SASL_LISTENER",

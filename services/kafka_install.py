@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from services.common import locked
-from services.kafka_config import (DEPENDENCY_PLUGIN_VERSION, HOME, INSTALLED, JARS, KAFKA_VERSION, LOG4J_VERSION, MAVEN_REPO, SCALA_VERSION, SERVICES, ServiceError, say)
-
+from services.kafka_config import (DEPENDENCY_PLUGIN_VERSION, HOME, INSTALLED, JARS, KAFKA_VERSION, LOG4J_VERSION,
+                                   MAVEN_REPO, SCALA_VERSION, SERVICES, ServiceError, say)
 
 # --------------------------------------------------------------------------------------------------- install
 

@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from otsentry.errors import ServiceError
 from otsentry.alerts.ecs import to_ecs
 from otsentry.alerts.elastic_template import DEFAULT_PREFIX, index_for, index_template, template_name
+from otsentry.errors import ServiceError
 from otsentry.records import Alert
 
 __all__ = ["Action", "ElasticConfig", "ElasticError", "ElasticSink", "ElasticUnavailable", "SinkStats",

@@ -23,10 +23,10 @@ import urllib.request
 import uuid
 from typing import Any, Iterator, Mapping
 
-from otsentry.errors import ServiceError
 from otsentry.alerts.elastic_template import ASSET_PREFIX, DEFAULT_PREFIX, INCIDENT_PREFIX, index_pattern
 from otsentry.alerts.kibana_objects import (count_metric, dashboard, data_view, histogram_params, pie, search, terms,
                                             visualization)
+from otsentry.errors import ServiceError
 
 __all__ = ["ALERT_COLUMNS", "KibanaError", "import_saved_objects", "referenced_fields", "saved_objects",
     "soc_objects", "to_ndjson"]

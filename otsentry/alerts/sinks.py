@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO
-
-from typing import Any, Callable
+from typing import IO, Any, Callable
 
 from otsentry.alerts.ecs import incident_to_ecs, to_ecs
 from otsentry.contracts.attack import technique

@@ -11,9 +11,8 @@ from pathlib import Path
 import click
 
 from otsentry.cli.alerts import ES_HELP
-from otsentry.cli.common import (
-    JOBS, UserError, capture_options, collector_config, collector_options, parse_duration, resolve_jobs, ring_config,
-)
+from otsentry.cli.common import (JOBS, UserError, capture_options, collector_config, collector_options, parse_duration,
+                                 resolve_jobs, ring_config)
 from otsentry.cli.es_sink import close_es_sink, open_es_sink, write_es
 
 __all__ = ["CAPTURES", "WINDOW", "evaluate_cmd", "load_bundle", "run_cmd", "train_cmd"]

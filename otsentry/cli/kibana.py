@@ -11,7 +11,6 @@ from pathlib import Path
 
 import click
 
-
 __all__ = ["ASSETS", "INCIDENTS", "PREFIX", "export_cmd", "import_cmd", "kibana"]
 
 PREFIX = click.option("--index", "prefix", default="otsentry-alerts", show_default=True,

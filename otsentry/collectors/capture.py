@@ -24,7 +24,6 @@ from otsentry.collectors.pcap_format import PCAP_MAGICS, PcapRecords
 from otsentry.collectors.pcapng_format import BOM, PCAPNG_MAGIC, PcapngBlocks, Section
 from otsentry.collectors.types import CaptureError
 
-
 __all__ = ["CaptureReader", "CaptureStats", "Chunk", "MAX_BLOCK", "MAX_CAPLEN", "chunk_from_packets", "open_capture",
     "ticks_to_ns", "view_as"]
 

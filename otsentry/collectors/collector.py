@@ -14,18 +14,16 @@ import numpy as np
 
 from otsentry.collectors import fastpath
 from otsentry.collectors.chunks import Chunk
+from otsentry.collectors.defrag import DefragLimits, Defragmenter, parse_fragment
 from otsentry.collectors.events import ConnTable, ModbusBatch
 from otsentry.collectors.flows import FlowGroups, FlowTable, group_flows
 from otsentry.collectors.halves import HalfBatch, HalfBuilder
 from otsentry.collectors.modbus_pdu import decode_pdu_cached as decode_pdu
-from otsentry.collectors.defrag import DefragLimits, Defragmenter, parse_fragment
-from otsentry.collectors.packets import (
-    RAW_IP, PacketFields, Packets, addr_to_str, decode_packet_py, decode_packets, network_offset,
-)
+from otsentry.collectors.packets import (RAW_IP, PacketFields, Packets, addr_to_str, decode_packet_py, decode_packets,
+                                         network_offset)
 from otsentry.collectors.pairing import Pairer
-from otsentry.collectors.reassembly import (
-    LIMITS, SEQ_MOD, UNDECODED, RawAdu, ReassemblyLimits, StreamState, feed_segment, finish_stream, flush, skip_gap, skip_if_acked,
-)
+from otsentry.collectors.reassembly import (LIMITS, SEQ_MOD, UNDECODED, RawAdu, ReassemblyLimits, StreamState,
+                                            feed_segment, finish_stream, flush, skip_gap, skip_if_acked)
 from otsentry.collectors.types import Conn
 from otsentry.contracts.flags import (FLAG_BAD_PROTOCOL_ID, FLAG_BITS, FLAG_MIDSTREAM, FLAG_TRUNCATED, MALFORMED_MASK,
                                       flags_to_mask)

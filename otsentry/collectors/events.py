@@ -12,9 +12,9 @@ from typing import Iterator
 import numpy as np
 
 from otsentry.collectors.halves import NONE, VALUE_DTYPE, DecodedOnUse, concat_csr
-from otsentry.contracts.flags import mask_to_flags
 from otsentry.collectors.modbus_pdu import function_name
 from otsentry.collectors.types import Conn
+from otsentry.contracts.flags import mask_to_flags
 from otsentry.records import ModbusEvent
 
 __all__ = ["ConnTable", "ModbusBatch"]

@@ -16,9 +16,9 @@ from typing import Callable
 
 import numpy as np
 
+from otsentry.arrays import ranges
 from otsentry.collectors.chunks import Chunk
 from otsentry.collectors.grouping import stable_order
-from otsentry.arrays import ranges
 from otsentry.collectors.halves import NONE, VALUE_DTYPE, HalfBatch, LazyValues
 from otsentry.collectors.mbap import FUNCTION, LENGTH, LENGTH_BASE, MIN_ADU, PROTOCOL_ID, UNIT
 from otsentry.collectors.modbus_pdu import decode_pdu_cached as decode_pdu

@@ -18,10 +18,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from otsentry.collectors.chunks import Chunk
 from otsentry.collectors.collector import CollectedBatch, Collector, CollectorConfig
 from otsentry.collectors.events import ModbusBatch
-from otsentry.collectors.ring import (
-    LiveCaptureError, PacketRing, RawBlock, RingConfig, blocks_to_chunk, interface_drops, interface_names,
-    privilege_message,
-)
+from otsentry.collectors.ring import (LiveCaptureError, PacketRing, RawBlock, RingConfig, blocks_to_chunk,
+                                      interface_drops, interface_names, privilege_message)
 
 __all__ = ["LiveCapture", "LiveCaptureError", "RingConfig", "default_filter", "list_interfaces", "open_ring",
            "privilege_message"]

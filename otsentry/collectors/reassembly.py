@@ -34,9 +34,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from otsentry.collectors.mbap import (
-    FUNCTION, LENGTH, LENGTH_BASE, MIN_ADU, MIN_LENGTH, PROTOCOL_ID, TID, UNIT, adu_size, looks_like_mbtcp,
-)
+from otsentry.collectors.mbap import (FUNCTION, LENGTH, LENGTH_BASE, MIN_ADU, MIN_LENGTH, PROTOCOL_ID, TID, UNIT,
+                                      adu_size, looks_like_mbtcp)
 from otsentry.collectors.overlap import first_bytes_win
 
 __all__ = ["GAP", "LIMITS", "OVERLAP_CONFLICT", "RawAdu", "ReassemblyLimits", "SEQ_MOD", "StreamState", "TAIL_BYTES",

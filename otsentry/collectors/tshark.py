@@ -45,8 +45,8 @@ from typing import IO, Iterator
 from otsentry.collectors.collector import CollectorConfig, CollectorStats
 from otsentry.collectors.events import ConnTable
 from otsentry.collectors.halves import HalfBatch, HalfBuilder
-from otsentry.contracts.flags import FLAG_BITS
 from otsentry.collectors.types import CaptureError, Conn
+from otsentry.contracts.flags import FLAG_BITS
 
 __all__ = ["BATCH_ADUS", "WIRESHARK_FUNCTIONS", "iter_halves", "tshark_command"]
 

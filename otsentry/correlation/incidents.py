@@ -19,8 +19,8 @@ from dataclasses import dataclass, field, replace
 from itertools import groupby
 from typing import Iterable, Sequence
 
-from otsentry.contracts.windows import alert_order
 from otsentry.contracts.attack import ACTING_TACTICS, PREPARING_TACTICS, TACTICS, tactic_rank, technique
+from otsentry.contracts.windows import alert_order
 from otsentry.correlation.summary import summarise
 from otsentry.detectors.rules import rule
 from otsentry.records import Alert, Incident, IncidentStep

@@ -18,9 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Hashable, Iterable, Mapping
 
-from otsentry.errors import InputError
-from otsentry.detectors.policy_profiles import OTHER_FUNCTION_CODE, count, measured_range
 from otsentry.detectors.policy_findings import Finding
+from otsentry.detectors.policy_profiles import OTHER_FUNCTION_CODE, count, measured_range
+from otsentry.errors import InputError
 from otsentry.records import Alert, FeatureWindow
 
 __all__ = ["ACCEPTABLE_RULES", "Accepted", "NotAcceptable", "facts_of"]

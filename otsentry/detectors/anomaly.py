@@ -17,10 +17,10 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from otsentry.contracts.schema import FEATURE_SCHEMA_VERSION, FLOW_FEATURES, PAIR_FEATURES
 from otsentry.detectors.base import BaseDetector
 from otsentry.detectors.ensemble import DEFAULT_MEMBERS, EnsembleDetector
 from otsentry.detectors.rules import rule
-from otsentry.contracts.schema import FLOW_FEATURES, PAIR_FEATURES, FEATURE_SCHEMA_VERSION
 from otsentry.records import Alert, FeatureEvidence, FeatureWindow, alert_id
 
 __all__ = ["AnomalyWindowDetector", "KINDS", "explain_sentence", "function_codes", "severity_for"]

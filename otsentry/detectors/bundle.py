@@ -39,9 +39,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from otsentry.errors import InputError
 from otsentry import __version__
 from otsentry.contracts.schema import FEATURE_SCHEMA_VERSION
+from otsentry.errors import InputError
 from otsentry.records import Alert, Asset, FeatureWindow, ProcessVariable
 
 __all__ = ["ASSETS", "BundleError", "DEFAULT_POLICY_CLASS", "FORMAT", "FORMAT_VERSION", "KEY_ENV", "MANIFEST",

@@ -23,8 +23,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from otsentry.errors import InputError
 from otsentry.contracts.windows import score_key
+from otsentry.errors import InputError
 from otsentry.records import Alert, FeatureWindow
 
 __all__ = ["AttackFrame", "AttackIndex", "Evaluation", "LabelError", "Labels", "evaluate", "load_labels", "roc_auc",

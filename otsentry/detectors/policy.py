@@ -28,14 +28,14 @@ from __future__ import annotations
 
 from typing import Any, Hashable, Iterable, Mapping, Sequence
 
+from otsentry.contracts.schema import FEATURE_SCHEMA_VERSION
 from otsentry.detectors.acceptance import Accepted
 from otsentry.detectors.base import BaseDetector, Interval, NotFittedError, validate_params
-from otsentry.detectors.policy_profiles import (PairProfile, check_window, merge_all, profile_of)
 from otsentry.detectors.policy_findings import Finding, compute_write_history
 from otsentry.detectors.policy_flow_rules import FLOW_RULES
+from otsentry.detectors.policy_profiles import PairProfile, check_window, merge_all, profile_of
 from otsentry.detectors.policy_rules import PAIR_RULES
 from otsentry.detectors.rules import RISK_SCORES, RULES, rule
-from otsentry.contracts.schema import FEATURE_SCHEMA_VERSION
 from otsentry.records import Alert, FeatureWindow, alert_id
 
 __all__ = ["ACTION_RULES", "AlertSuppressor", "Asset", "Conversation", "Pair", "PolicyBaseline", "STATE_KIND",

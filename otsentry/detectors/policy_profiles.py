@@ -16,8 +16,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from otsentry.contracts.schema import (ABSENT, FLOW_FEATURES, PAIR_FEATURES, FEATURE_SCHEMA_VERSION,
-                                      TRACKED_FUNCTION_CODES, WRITE_CODES)
+from otsentry.contracts.schema import (ABSENT, FEATURE_SCHEMA_VERSION, FLOW_FEATURES, PAIR_FEATURES,
+                                       TRACKED_FUNCTION_CODES, WRITE_CODES)
 from otsentry.records import FeatureWindow
 
 __all__ = ["COUNT_FEATURES", "DIAGNOSTICS", "MIN_COMPARED", "OTHER_FUNCTION_CODE", "PairProfile", "Range",

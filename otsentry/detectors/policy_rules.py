@@ -34,10 +34,10 @@ from typing import Hashable
 from otsentry.collectors.modbus_names import ZEEK_EXCEPTION_CODES
 from otsentry.contracts.schema import TRACKED_EXCEPTION_CODES, WRITE_CODES
 from otsentry.detectors.policy_findings import (IDENTIFICATION_CODES, WRITE_FAMILIES, Finding, PolicyView, evidence,
-                                                fc_label, fc_list, known_writer, names, num, rng, span,
-                                                write_detail, write_history, write_margin)
-from otsentry.detectors.policy_profiles import (DIAGNOSTICS, MIN_COMPARED, OTHER_FUNCTION_CODE, Range,
-                                                answered, count, function_codes, measured_range, write_codes)
+                                                fc_label, fc_list, known_writer, names, num, rng, span, write_detail,
+                                                write_history, write_margin)
+from otsentry.detectors.policy_profiles import (DIAGNOSTICS, MIN_COMPARED, OTHER_FUNCTION_CODE, Range, answered, count,
+                                                function_codes, measured_range, write_codes)
 from otsentry.records import FeatureEvidence, FeatureWindow
 
 __all__ = ["PAIR_RULES", "address_out_of_range", "diagnostics", "exception_burst", "exception_tail", "first_write",

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from otsentry.detectors.rules import RISK_SCORES, rule
 from otsentry.contracts.schema import SENSOR_FEATURES
+from otsentry.detectors.rules import RISK_SCORES, rule
 from otsentry.records import Alert, FeatureEvidence, FeatureWindow, alert_id
 
 __all__ = ["SEVERITIES", "sensor_alerts"]

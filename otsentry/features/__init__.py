@@ -5,9 +5,9 @@ capture file through the collector and the windower; ``to_matrix`` gives the det
 and semantics: ``otsentry.contracts.schema``.
 """
 
+from otsentry.contracts.schema import FEATURE_SCHEMA_VERSION, FLOW_FEATURES, PAIR_FEATURES
 from otsentry.features.flowwin import FlowWindowObserver
 from otsentry.features.from_capture import windows_from_capture
-from otsentry.contracts.schema import FLOW_FEATURES, PAIR_FEATURES, FEATURE_SCHEMA_VERSION
 from otsentry.features.windows import Windower, WindowerStats, to_matrix
 
 __all__ = [

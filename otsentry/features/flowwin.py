@@ -27,12 +27,12 @@ from __future__ import annotations
 import numpy as np
 
 from otsentry.collectors.flows import FlowGroups
-from otsentry.contracts.network import ACK, FIN, RST, SYN
 from otsentry.collectors.grouping import stable_order
 from otsentry.collectors.packets import Packets
-from otsentry.features.columns import (Cols, distinct, group_starts, hash_rows, lookup, merge_state, pick,
-                                      runs_to_ids, signed32)
+from otsentry.contracts.network import ACK, FIN, RST, SYN
 from otsentry.contracts.schema import FLOW_FEATURES
+from otsentry.features.columns import (Cols, distinct, group_starts, hash_rows, lookup, merge_state, pick, runs_to_ids,
+                                       signed32)
 
 __all__ = ["FlowWindowObserver", "PAIR_TCP", "flow_rows", "pair_tcp"]
 

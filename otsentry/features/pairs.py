@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from otsentry.contracts.flags import FLAG_BITS, FLAG_ORPHAN_RESPONSE, FLAG_UNANSWERED, MALFORMED_MASK
-from otsentry.collectors.events import ModbusBatch
 from otsentry.arrays import ranges
-from otsentry.features.columns import Cols, count, distinct, masked_reduce, seg_reduce
+from otsentry.collectors.events import ModbusBatch
+from otsentry.contracts.flags import FLAG_BITS, FLAG_ORPHAN_RESPONSE, FLAG_UNANSWERED, MALFORMED_MASK
 from otsentry.contracts.schema import (ABSENT, BIT_READ_CODES, DIAG_LISTEN_ONLY, DIAG_RESTART, PAIR_FEATURES,
-                                      RANGE_CODES, READ_CODES, REGISTER_READ_CODES, TRACKED_EXCEPTION_CODES,
-                                      TRACKED_FUNCTION_CODES, WRITE_ADDRESS_CODES, WRITE_CODES, WRITE_VALUE_CODES)
+                                       RANGE_CODES, READ_CODES, REGISTER_READ_CODES, TRACKED_EXCEPTION_CODES,
+                                       TRACKED_FUNCTION_CODES, WRITE_ADDRESS_CODES, WRITE_CODES, WRITE_VALUE_CODES)
+from otsentry.features.columns import Cols, count, distinct, masked_reduce, seg_reduce
 from otsentry.features.values import ValueState
 
 __all__ = ["COL", "TxStore", "ValueJob", "extract", "pair_matrix"]

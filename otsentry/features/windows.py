@@ -36,11 +36,11 @@ import numpy as np
 from otsentry.collectors.collector import CollectedBatch
 from otsentry.collectors.events import ConnTable, ModbusBatch
 from otsentry.collectors.packets import addr_from_str
+from otsentry.contracts.schema import FLOW_FEATURES, PAIR_FEATURES
 from otsentry.features.closed import ClosedWindows, FlowBlock, PairBlock
 from otsentry.features.columns import Cols, hash_rows, lookup
 from otsentry.features.flowwin import PAIR_TCP, FlowWindowObserver, flow_rows, pair_tcp
 from otsentry.features.pairs import COL, TxStore, extract, pair_matrix
-from otsentry.contracts.schema import FLOW_FEATURES, PAIR_FEATURES
 from otsentry.features.sensorwin import SensorWindows
 from otsentry.features.values import MAX_VALUES, VALUE_TTL_S, ValueState
 from otsentry.records import FeatureWindow

@@ -18,8 +18,8 @@ from typing import Callable, Sequence
 
 from otsentry.records import Alert, FeatureWindow
 from otsentry.stream.codec import encode_alert
-from otsentry.stream.publish import WindowPublisher, default_source
 from otsentry.stream.delivery.outbox import Outbox
+from otsentry.stream.publish import WindowPublisher, default_source
 from otsentry.stream.runtime.settings import KafkaConfig
 from otsentry.stream.transport import Publisher
 

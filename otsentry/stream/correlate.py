@@ -29,21 +29,20 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from otsentry.errors import InputError
 from otsentry.contracts.attack import TECHNIQUES
-from otsentry.correlation import Correlator
 from otsentry.contracts.windows import alert_order
+from otsentry.correlation import Correlator
 from otsentry.detectors.rules import RULES
+from otsentry.errors import InputError
 from otsentry.records import Alert, Incident
 from otsentry.stream.codec import MalformedRecord, decode_alert, encode_alert, encode_incident
-from otsentry.stream.runtime.retry import Backoff, StateLog, Stopped
-from otsentry.stream.runtime.daemon import StopSignal
-from otsentry.stream.runtime.metrics import Metrics
 from otsentry.stream.delivery.outbox import Outbox
-from otsentry.stream.runtime.daemon import Daemon, StreamSettings, serve
 from otsentry.stream.kafka import kafka_transport
-from otsentry.stream.transport import Consumer, Message, Publisher, TopicPartition
+from otsentry.stream.runtime.daemon import Daemon, StopSignal, StreamSettings, serve
 from otsentry.stream.runtime.membership import ConsumerMember
+from otsentry.stream.runtime.metrics import Metrics
+from otsentry.stream.runtime.retry import Backoff, StateLog, Stopped
+from otsentry.stream.transport import Consumer, Message, Publisher, TopicPartition
 
 __all__ = ["CorrelatorStateError", "CorrelatorWorker", "STATE_VERSION", "run_correlator"]
 

@@ -29,13 +29,13 @@ from typing import Any, Callable, Protocol, Sequence
 from otsentry.detectors.scoring import Detection
 from otsentry.records import Alert, FeatureWindow
 from otsentry.stream.codec import MalformedRecord, Watermark, decode_feature_record, encode_alert
+from otsentry.stream.delivery.ordering import EventTimeBuffer
+from otsentry.stream.delivery.outbox import Outbox
 from otsentry.stream.kafka import kafka_transport
 from otsentry.stream.runtime.daemon import Daemon, StopSignal, StreamSettings, serve
 from otsentry.stream.runtime.membership import ConsumerMember
-from otsentry.stream.runtime.retry import Backoff, StateLog, Stopped
 from otsentry.stream.runtime.metrics import Metrics
-from otsentry.stream.delivery.ordering import EventTimeBuffer
-from otsentry.stream.delivery.outbox import Outbox
+from otsentry.stream.runtime.retry import Backoff, StateLog, Stopped
 from otsentry.stream.transport import Consumer, Message, Publisher, TopicPartition
 
 __all__ = ["ConsumerFactory", "DetectorWorker", "Scorer", "run_detector"]

@@ -32,15 +32,14 @@ from typing import Any, Callable, Protocol, Sequence
 from otsentry.alerts.elastic import ElasticError, ElasticUnavailable, SinkStats
 from otsentry.records import Alert, Incident
 from otsentry.stream.codec import MalformedRecord, decode_alert, decode_incident
-from otsentry.stream.runtime.retry import Backoff, StateLog, Stopped
-from otsentry.stream.runtime.daemon import StopSignal
-from otsentry.stream.runtime.metrics import Metrics
 from otsentry.stream.delivery.outbox import Outbox
-from otsentry.stream.runtime.daemon import Daemon, StreamSettings, serve
 from otsentry.stream.kafka import kafka_transport
+from otsentry.stream.runtime.daemon import Daemon, StopSignal, StreamSettings, serve
+from otsentry.stream.runtime.membership import ConsumerMember
+from otsentry.stream.runtime.metrics import Metrics
+from otsentry.stream.runtime.retry import Backoff, StateLog, Stopped
 from otsentry.stream.runtime.settings import KafkaConfig
 from otsentry.stream.transport import Consumer, Message, Publisher, TopicPartition
-from otsentry.stream.runtime.membership import ConsumerMember
 
 __all__ = ["AlertIndexer", "AlertSink", "ES_TIMEOUT_S", "IncidentSink", "indexer_transport", "run_indexer"]
 

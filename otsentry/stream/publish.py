@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from otsentry.collectors.collector import CollectorConfig, CollectorStats
+from otsentry.contracts.windows import partition_key
 from otsentry.records import FeatureWindow
 from otsentry.stream.codec import Watermark, encode_watermark, encode_window
-from otsentry.contracts.windows import partition_key
-from otsentry.stream.runtime.metrics import Metrics
 from otsentry.stream.delivery.outbox import Outbox
 from otsentry.stream.kafka import kafka_transport
 from otsentry.stream.runtime.daemon import Daemon, StopSignal, StreamSettings
+from otsentry.stream.runtime.metrics import Metrics
 from otsentry.stream.runtime.retry import Stopped
 from otsentry.stream.transport import Publisher
 

@@ -14,10 +14,10 @@ from typing import Iterable, Iterator
 
 from otsentry.synth import modbus as mb
 from otsentry.synth.attacks import Attacker, Target, sweep_pdus
-from otsentry.synth.truth import AttackLog
 from otsentry.synth.plant import SETPOINTS, Host
 from otsentry.synth.sim import Sim
 from otsentry.synth.tcp import Endpoint, TcpConnection
+from otsentry.synth.truth import AttackLog
 
 __all__ = ["ListenOnlyPeriods", "RepeatedCampaign"]
 

@@ -33,7 +33,6 @@ from otsentry.synth.scenarios import SCENARIO_NAMES, ScenarioTruth, generate_sce
 from otsentry.synth.sim import GroundTruth
 from otsentry.synth.specs import SPEC_DIR, SpecError, read_specs
 
-
 __all__ = ["FORMAT", "SPEC_DIR", "SpecError", "generate", "generator_hash", "load_specs", "main", "timeline_of"]
 
 FORMAT = 1  # of the cache's truth JSON; bump when it changes

@@ -19,8 +19,8 @@ from otsentry.synth.background import DnsClient, WebBrowser
 from otsentry.synth.frames import LINKTYPES, ip_bytes
 from otsentry.synth.pcapwriter import PcapWriter
 from otsentry.synth.plant import SETPOINTS, Host, RegisterBank, make_hosts
-from otsentry.synth.sim import (FLOW_MODBUS, T_FLOW, T_MULTI, T_REQUEST, T_RESPONSE, T_RETRANSMISSION, T_SPLIT,
-                                Actor, GroundTruth, Sim, Tag, Transaction)
+from otsentry.synth.sim import (FLOW_MODBUS, T_FLOW, T_MULTI, T_REQUEST, T_RESPONSE, T_RETRANSMISSION, T_SPLIT, Actor,
+                                GroundTruth, Sim, Tag, Transaction)
 from otsentry.synth.tcp import Endpoint, Frame, TcpConnection
 
 __all__ = ["DEFAULT_START_NS", "Plant", "Poller", "PollingOptions", "ResponseTamper", "build_plant",

@@ -30,7 +30,6 @@ from otsentry.synth.sim import Actor, GroundTruth, Sim
 from otsentry.synth.specs import scenario_spec
 from otsentry.synth.truth import AttackLog, LabellingWriter, ScenarioTruth
 
-
 __all__ = ["DEFAULT_ATTACK_DELAY_S", "DEFAULT_DETECT_S", "REPLAY_RECORD_BEFORE_S", "REPLAY_S", "SCENARIO_NAMES",
            "SCENARIO_OPTIONS", "ScenarioTruth", "generate_scenario", "main"]
 

@@ -28,7 +28,6 @@ from otsentry.synth.plant import Host
 from otsentry.synth.sim import FLOW_TCP, Sim
 from otsentry.synth.truth import AttackLog
 
-
 __all__ = ["MSS", "NTLM_FLAGS", "OID_NTLMSSP", "OID_SPNEGO", "PROTOCOL_HYBRID", "PROTOCOL_SSL", "RDP_PORT",
     "RdpSession", "SMB2_NEGOTIATE", "SMB2_SESSION_SETUP", "SMB_DIALECTS", "SMB_PORT",
     "STATUS_MORE_PROCESSING_REQUIRED", "STATUS_SUCCESS", "ServiceSession", "SmbLateralMovement",

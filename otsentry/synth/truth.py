@@ -18,7 +18,6 @@ from otsentry.synth.pcapwriter import LINKTYPE_ETHERNET, PcapWriter
 from otsentry.synth.sim import GroundTruth
 from otsentry.synth.tcp import Frame
 
-
 __all__ = ["AttackLog", "LabellingWriter", "ScenarioTruth"]
 
 

@@ -30,9 +30,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable
 
+from otsentry.contracts.windows import window_identity, window_order
 from otsentry.records import FeatureWindow
 from otsentry.stream.codec import Watermark
-from otsentry.contracts.windows import window_identity, window_order
 from otsentry.stream.transport import TopicPartition
 
 __all__ = ["EventTimeBuffer", "Held", "MAX_METADATA_CHARS"]

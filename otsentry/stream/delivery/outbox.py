@@ -14,8 +14,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from otsentry.stream.runtime.retry import Backoff, StateLog, Stopped
 from otsentry.stream.runtime.metrics import Metrics
+from otsentry.stream.runtime.retry import Backoff, StateLog, Stopped
 from otsentry.stream.transport import Delivery, Headers, Publisher, TransportError
 
 __all__ = ["Outbox", "STALL_S"]

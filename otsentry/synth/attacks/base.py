@@ -2,16 +2,16 @@
 ``Attacker``, a client on its own Modbus/TCP connection."""
 
 from __future__ import annotations
+
 import random
 from dataclasses import dataclass
 from typing import Iterable
+
 from otsentry.synth import modbus as mb
 from otsentry.synth.actor import TcpClientActor
 from otsentry.synth.plant import Host, RegisterBank
 from otsentry.synth.polling import Poller
 from otsentry.synth.sim import FLOW_MODBUS, T_REQUEST, T_RESPONSE, Transaction
-
-
 
 __all__ = ["ATTACKER_OUI", "Attacker", "PLC_SUPPORTED", "Target", "WINDOWS_PORTS", "attacker_host", "peek",
            "read_response"]
