@@ -104,15 +104,25 @@ def test_every_module_has_a_layer():
         layer_of(module)
 
 
-def test_layers_only_look_down():
+def upward_imports(imports: list[Import]) -> list[str]:
     wrong = []
-    for i in IMPORTS:
+    for i in imports:
         (rank, pkg), (to_rank, to_pkg) = layer_of(i.importer), layer_of(i.target)
         if pkg == to_pkg or to_pkg == "otsentry" and i.names == ("__version__",):
             continue
         if to_rank >= rank:
-            wrong.append(f"{_where(i)}: {i.importer} ({pkg}) imports {i.target} ({to_pkg}), "
+            wrong.append(f"{i.importer}:{i.line} ({pkg}) imports {i.target} ({to_pkg}), "
                          f"{'a sibling' if to_rank == rank else 'a higher layer'}")
+    return wrong
+
+
+def private_imports(imports: list[Import]) -> list[str]:
+    return [f"{i.importer}:{i.line}: {i.target}.{n}" for i in imports if i.target != i.importer
+            for n in i.names if n.startswith("_") and not (n.startswith("__") and n.endswith("__"))]
+
+
+def test_layers_only_look_down():
+    wrong = upward_imports(IMPORTS)
     assert not wrong, "\n".join(wrong)
 
 
@@ -124,8 +134,7 @@ def test_contracts_import_nothing_else():
 
 
 def test_no_private_names_of_other_modules():
-    wrong = [f"{_where(i)}: {i.target}.{n}" for i in IMPORTS if i.target != i.importer
-             for n in i.names if n.startswith("_") and not (n.startswith("__") and n.endswith("__"))]
+    wrong = private_imports(IMPORTS)
     assert not wrong, "\n".join(wrong)
 
 
@@ -154,12 +163,8 @@ def test_imports_across_packages_use_the_public_surface():
     assert not wrong, "\n".join(wrong)
 
 
-def test_no_import_cycles():
-    graph: dict[str, set[str]] = {m: set() for m in MODULES}
-    for i in IMPORTS:
-        if i.target in MODULES and i.target != i.importer:
-            graph[i.importer].add(i.target)
-    # Tarjan's strongly connected components, iteratively
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan's, iteratively)."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -197,6 +202,15 @@ def test_no_import_cycles():
                         break
                 if len(component) > 1:
                     cycles.append(sorted(component))
+    return cycles
+
+
+def test_no_import_cycles():
+    graph: dict[str, set[str]] = {m: set() for m in MODULES}
+    for i in IMPORTS:
+        if i.target in MODULES and i.target != i.importer:
+            graph[i.importer].add(i.target)
+    cycles = import_cycles(graph)
     assert not cycles, "import cycles: " + "; ".join(" <-> ".join(c) for c in cycles)
 
 
@@ -214,10 +228,17 @@ def test_the_walk_sees_every_kind_of_import(tmp_path, source, expected):
 
 
 def test_the_rules_can_fail():
-    """The checks above pass on the tree; the same functions flag a made-up upward and private import."""
-    assert layer_of("otsentry.records") < layer_of("otsentry.pipeline")
-    assert layer_of("otsentry.stream.detect")[0] < layer_of("otsentry.pipeline")[0]
-    assert layer_of("otsentry.features.pairs")[0] == layer_of("otsentry.synth.plant")[0]  # siblings: forbidden
+    """The checks pass on the tree; the same functions flag made-up violations of each rule."""
+    up = [Import("otsentry.records", "otsentry.pipeline", ("run",), 1),
+          Import("otsentry.stream.detect", "otsentry.pipeline", ("run",), 1),
+          Import("otsentry.features.pairs", "otsentry.synth.plant", ("Host",), 1),  # a sibling of its layer
+          Import("otsentry.detectors.policy", "otsentry.detectors.rules", ("RULES",), 1),  # its own package: fine
+          Import("otsentry.cli.batch", "otsentry.pipeline", ("run",), 1)]  # down: fine
+    assert len(upward_imports(up)) == 3 and "a sibling" in upward_imports(up)[2]
+    private = [Import("otsentry.stream.index", "otsentry.stream.detect", ("_names", "__version__", "run"), 1)]
+    assert private_imports(private) == ["otsentry.stream.index:1: otsentry.stream.detect._names"]
+    assert import_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert import_cycles({"a": {"b"}, "b": set()}) == []
     with pytest.raises(AssertionError):
         layer_of("otsentry.nowhere")
 
