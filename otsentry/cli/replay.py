@@ -140,6 +140,7 @@ def run_cmd(ctx: click.Context, name: str, speed: str | None, fast: bool, alerts
     """
     from otsentry.alerts.sinks import AlertTable, JsonlSink
     from otsentry.cli.es_sink import close_es_sink, open_es_sink, write_es
+    from otsentry.errors import OtsentryError
     from otsentry.replay.catalog import generate, get_scenario
     from otsentry.replay.paced import parse_speed, replay as replay_scenario
 
@@ -156,7 +157,7 @@ def run_cmd(ctx: click.Context, name: str, speed: str | None, fast: bool, alerts
     es = open_es_sink(es_url, es_prefix, live=factor is not None) if es_url else None
     try:
         kafka = _kafka_output(settings, info.name) if settings is not None else None
-    except UserError:
+    except (UserError, OtsentryError):  # a refused login too: what was indexed so far is flushed first
         close_es_sink(es)
         raise
     table = AlertTable(sys.stdout)
