@@ -28,7 +28,7 @@ from tests.integration.helpers import ES_DEFAULT_URL, es_health
 
 pytestmark = pytest.mark.integration
 
-SERVICE = ROOT / "services" / "elasticsearch.py"
+SERVICE = [sys.executable, "-m", "services.elasticsearch"]  # run from the clone's root
 # The fixtures live in conftest.py; these names stay importable from here (other test modules import them).
 DEFAULT_URL, _health = ES_DEFAULT_URL, es_health
 
@@ -155,7 +155,7 @@ def test_a_rejected_document_goes_to_the_dead_letter_file_and_the_rest_is_indexe
 
 
 def _service(command: str) -> None:
-    proc = subprocess.run([sys.executable, str(SERVICE), command], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([*SERVICE, command], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

@@ -29,12 +29,12 @@ from tests.integration.helpers import ES_DEFAULT_URL as DEFAULT_URL, es_health a
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PARTITIONS = 3
-ES_SERVICE = ROOT / "services" / "elasticsearch.py"
+ES_SERVICE = [sys.executable, "-m", "services.elasticsearch"]  # run from the clone's root
 
 
 def _service(command: str) -> None:
     """Stop or start the Elasticsearch node of ``make services``."""
-    proc = subprocess.run([sys.executable, str(ES_SERVICE), command], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([*ES_SERVICE, command], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
