@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["IN_CI", "ROOT", "SHARED", "SHARED_PCAPS", "capture_params", "free_port", "require_tool", "shared_pcaps"]
+__all__ = ["IN_CI", "ROOT", "SHARED", "SHARED_ICS_PCAPS", "SHARED_PCAPS", "capture_params", "free_port",
+    "require_tool", "shared_ics_pcaps", "shared_pcaps"]
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 SHARED_PCAPS = SHARED / "data" / "pcaps"
+SHARED_ICS_PCAPS = SHARED / "data" / "pcaps-ics" / "pcaps"
 IN_CI = os.environ.get("CI") == "true"
 
 
@@ -29,6 +31,14 @@ def shared_pcaps() -> list[Path]:
     files = sorted(SHARED_PCAPS.glob("*.pcap*"))
     if not files and IN_CI:
         raise RuntimeError(f"no captures in {SHARED_PCAPS}: CI needs ../shared beside the clone")
+    return files
+
+
+def shared_ics_pcaps() -> list[Path]:
+    """The public captures of the other OT protocols (``../shared/data/pcaps-ics/pcaps``), pcap and pcapng."""
+    files = sorted(p for p in SHARED_ICS_PCAPS.glob("*") if p.suffix in (".pcap", ".pcapng"))
+    if not files and IN_CI:
+        raise RuntimeError(f"no captures in {SHARED_ICS_PCAPS}: CI needs ../shared beside the clone")
     return files
 
 

@@ -13,7 +13,8 @@ __all__ = ["BatchPrinter"]
 
 
 class BatchPrinter:
-    """Prints batches as JSON lines (one ModbusEvent or FlowEvent per line), a table, or Zeek's modbus.log.
+    """Prints batches as JSON lines (one ModbusEvent, OperationEvent or FlowEvent per line), a table, or Zeek's
+    modbus.log.
 
     ``flush=True`` pushes every batch out at once: a live collector piped into ``jq`` must not sit in a buffer.
     """
@@ -29,12 +30,16 @@ class BatchPrinter:
     def write(self, batch: CollectedBatch, conns: ConnTable) -> None:
         events = batch.modbus.events(conns)
         flows = [] if self.no_flows else batch.flows
-        if self.writer is not None:
+        if isinstance(self.writer, TableWriter):
+            self.writer.write(events, flows, batch.operations)
+        elif self.writer is not None:
             self.writer.write(events, flows)
         else:
             write = self.out.write
             for ev in events:
                 write(json.dumps(ev.to_dict()) + "\n")
+            for op in batch.operations:
+                write(json.dumps(op.to_dict()) + "\n")
             for fl in flows:
                 write(json.dumps(fl.to_dict()) + "\n")
         if self.flush:

@@ -18,6 +18,8 @@ from otsentry.collectors.defrag import DefragLimits, Defragmenter, parse_fragmen
 from otsentry.collectors.events import ConnTable, ModbusBatch
 from otsentry.collectors.flows import FlowGroups, FlowTable, group_flows
 from otsentry.collectors.halves import HalfBatch, HalfBuilder
+from otsentry.collectors.ics.counts import ProtocolCounts, merge_counts
+from otsentry.collectors.ics.decoder import IcsDecoder
 from otsentry.collectors.modbus_pdu import decode_pdu_cached as decode_pdu
 from otsentry.collectors.packets import (RAW_IP, PacketFields, Packets, addr_to_str, decode_packet_py, decode_packets,
                                          network_offset)
@@ -27,6 +29,7 @@ from otsentry.collectors.reassembly import (LIMITS, SEQ_MOD, UNDECODED, RawAdu, 
 from otsentry.collectors.types import Conn
 from otsentry.contracts.flags import (FLAG_BAD_PROTOCOL_ID, FLAG_BITS, FLAG_MIDSTREAM, FLAG_TRUNCATED, MALFORMED_MASK,
                                       flags_to_mask)
+from otsentry.contracts.events import OperationEvent
 from otsentry.contracts.network import ACK, SYN
 from otsentry.records import EvasionNote, FlowEvent, PacketLoss
 
@@ -81,6 +84,7 @@ class CollectorStats:
     ip_tiny_fragments: int = 0  # non-last fragments too small for any real MTU (an evasion attempt)
     first_ts: float | None = None
     last_ts: float | None = None
+    protocols: dict[str, ProtocolCounts] = field(default_factory=dict)  # the other OT protocols (collectors.ics)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -92,6 +96,7 @@ class CollectorStats:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["duration_s"] = self.duration_s
+        d["protocols"] = {name: c.to_dict() for name, c in sorted(self.protocols.items())}
         return d
 
     def add(self, other: "CollectorStats") -> None:
@@ -107,6 +112,7 @@ class CollectorStats:
             self.first_ts = other.first_ts if self.first_ts is None else min(self.first_ts, other.first_ts)
             self.last_ts = other.last_ts if self.last_ts is None else max(self.last_ts, other.last_ts)
         self.tcp_held_peak_bytes = max(self.tcp_held_peak_bytes, other.tcp_held_peak_bytes)
+        merge_counts(self.protocols, other.protocols)
         self.warnings.extend(other.warnings)
 
 
@@ -116,7 +122,7 @@ SUMMARY_KEYS = (
     "packets", "modbus_adus", "modbus_requests", "modbus_responses", "truncated_adus", "exceptions", "malformed",
     "unanswered", "orphan_responses", "transactions", "flows", "retransmissions", "duration_s",
     "non_modbus_payload_bytes", "tcp_out_of_order", "tcp_overlaps", "tcp_overlap_conflicts", "tcp_gaps",
-    "tcp_gap_bytes", "tcp_held_peak_bytes", *DEFRAG_STATS.values(),
+    "tcp_gap_bytes", "tcp_held_peak_bytes", *DEFRAG_STATS.values(), "protocols",
 )
 
 
@@ -131,6 +137,7 @@ class CollectedBatch:
     flows: list[FlowEvent]
     notes: tuple[EvasionNote, ...] = ()  # evasion evidence seen in this batch
     loss: PacketLoss | None = None  # packets the capture lost while this batch was read (live capture)
+    operations: tuple[OperationEvent, ...] = ()  # DNP3, IEC 104, S7 and EtherNet/IP operations (collectors.ics)
 
     def with_loss(self, ts: float, kernel_drops: int, interface_drops: int) -> "CollectedBatch":
         return replace(self, loss=PacketLoss(ts, kernel_drops, interface_drops))
@@ -161,6 +168,8 @@ class Collector:
         self._flows = FlowTable(self.config.server_ports, self.config.flow_idle_timeout_s,
                                 self.config.flow_active_timeout_s)
         self._pairer = Pairer(self.config.pairing_timeout_s)
+        self._ics = IcsDecoder(self.conns, self.config.pairing_timeout_s, self.config.reassembly)
+        self.stats.protocols = self._ics.counts
         self._last_frame = 0
         self._last_ts_ns = 0
 
@@ -186,7 +195,8 @@ class Collector:
         for part in parts:
             self._count_halves(part)
         events = self._pairer.push(parts, self._last_ts_ns)
-        return self._account(CollectedBatch(events, flows, self._drain_notes()))
+        operations = tuple(self._ics.process(chunk, p))
+        return self._account(CollectedBatch(events, flows, self._drain_notes(), operations=operations))
 
     def finish(self) -> CollectedBatch:
         """End of capture: flush partial ADUs, unanswered requests and open flows."""
@@ -204,15 +214,19 @@ class Collector:
         self._count_halves(halves)
         batch = ModbusBatch.concat([self._pairer.push(halves, self._last_ts_ns), self._pairer.flush()]) \
             if len(halves) else self._pairer.flush()
-        return self._account(CollectedBatch(batch, self._flows.flush(), self._drain_notes()))
+        operations = tuple(self._ics.finish())
+        for sid, state in self._ics.streams.items():
+            self._take_notes(sid, state)
+        return self._account(CollectedBatch(batch, self._flows.flush(), self._drain_notes(), operations=operations))
 
     def reassembly_counts(self) -> dict[str, int]:
         """Stream-level counts so far (summed into ``stats`` by ``finish``; a live sensor reads them as it goes)."""
         c = dict.fromkeys(("retransmissions", "non_modbus_payload_bytes", "tcp_out_of_order", "tcp_overlaps",
                            "tcp_overlap_conflicts", "tcp_gaps", "tcp_gap_bytes", "tcp_held_peak_bytes"), 0)
-        for st in self._streams.values():
+        ics = self._ics.streams.values()
+        for st in (*self._streams.values(), *ics):
             c["retransmissions"] += st.retransmissions
-            c["non_modbus_payload_bytes"] += st.skipped_bytes
+            c["non_modbus_payload_bytes"] += 0 if st.framer is not None else st.skipped_bytes
             c["tcp_out_of_order"] += st.out_of_order
             c["tcp_overlaps"] += st.overlaps
             c["tcp_overlap_conflicts"] += st.overlap_conflicts

@@ -30,6 +30,10 @@ class ConnTable:
     def __len__(self) -> int:
         return len(self.conns)
 
+    def get(self, key: tuple) -> int | None:
+        """Id of ``key`` if it was interned already."""
+        return self._ids.get(key)
+
     def intern(self, key: tuple, make) -> int:
         """Id of ``key``; ``make()`` builds the Conn the first time the key is seen."""
         cid = self._ids.get(key)

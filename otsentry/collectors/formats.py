@@ -8,6 +8,7 @@ from typing import IO, Iterable
 
 from otsentry.collectors.modbus_pdu import exception_name, zeek_func_name
 from otsentry.records import FlowEvent, ModbusEvent
+from otsentry.contracts.events import OperationEvent
 
 __all__ = ["TableWriter", "ZeekWriter", "zeek_uid"]
 
@@ -75,7 +76,25 @@ class TableWriter:
         self.max_values = max_values
         self._header_done = False
 
-    def write(self, events: Iterable[ModbusEvent], flows: Iterable[FlowEvent] = ()) -> None:
+    def write(self, events: Iterable[ModbusEvent], flows: Iterable[FlowEvent] = (),
+              operations: Iterable[OperationEvent] = ()) -> None:
+        for op in operations:  # DNP3, IEC 104, S7, EtherNet/IP: station in the unit column, the protocol's names
+            self._header()
+            details = [op.protocol] + ([",".join(op.objects[:4])] if op.objects else [])
+            if op.status:
+                details.append(f"ERROR {op.status}")
+            if op.values:
+                details.append("values=[" + ", ".join(str(v) for v in op.values[: self.max_values])
+                               + (f", ... ({len(op.values)})" if len(op.values) > self.max_values else "") + "]")
+            shown_flags = [f for f in op.flags if f not in self.QUIET_FLAGS]
+            if shown_flags:
+                details.append("flags=" + ",".join(shown_flags))
+            lat = f"{op.latency_s * 1000:.1f}ms" if op.latency_s is not None else "-"
+            station = "-" if op.station is None else str(op.station)
+            self.out.write(
+                f"{_ts(op.ts):23} {op.client_ip + ':' + str(op.client_port):>21} -> "
+                f"{op.server_ip + ':' + str(op.server_port):21} {station:>4} {'-':>5} "
+                f"{op.operation_name[:28]:28} {'-':>5} {'-':>4} {lat:>8}  {' '.join(details)}\n")
         for ev in events:
             self._header()
             details = []
@@ -114,4 +133,4 @@ class TableWriter:
 
     def close(self) -> None:
         if not self._header_done:
-            self.out.write("(no Modbus transactions or flows)\n")
+            self.out.write("(no OT transactions or flows)\n")

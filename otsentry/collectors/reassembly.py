@@ -33,15 +33,31 @@ tshark (``-o tcp.reassemble_out_of_order:TRUE``) on any capture:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from otsentry.collectors.mbap import (FUNCTION, LENGTH, LENGTH_BASE, MIN_ADU, MIN_LENGTH, PROTOCOL_ID, TID, UNIT,
                                       adu_size, looks_like_mbtcp)
 from otsentry.collectors.overlap import first_bytes_win
 
-__all__ = ["GAP", "LIMITS", "OVERLAP_CONFLICT", "RawAdu", "ReassemblyLimits", "SEQ_MOD", "StreamState", "TAIL_BYTES",
+__all__ = ["Framer", "GAP", "LIMITS", "OVERLAP_CONFLICT", "RawAdu", "ReassemblyLimits", "SEQ_MOD", "StreamState", "TAIL_BYTES",
     "UNDECODED", "feed_segment", "finish_stream", "flush", "skip_gap", "skip_if_acked"]
 
 SEQ_MOD = 1 << 32
+
+
+class Framer(Protocol):
+    """Cuts another protocol's units out of the in-order bytes of one direction (``collectors.ics.framing``).
+
+    The ordering, overlap and gap policy above is the same for every protocol; only the framing differs.
+    """
+
+    def starts(self, data: bytes) -> bool: ...
+
+    def feed(self, data: bytes, frame: int, ts_ns: int, out: list[Any]) -> int:
+        """Frame ``data`` (appending units to ``out``); return the bytes that were not the protocol's."""
+
+    def flush(self, frame: int, ts_ns: int) -> list[Any]:
+        """The pending partial unit, if any, as truncated; the framer starts afresh."""
 
 
 @dataclass(slots=True)
@@ -105,6 +121,7 @@ class StreamState:
     skipped_mark: int = 0  # skipped_bytes when the last ADU came out (or the last stall was noted)
     tentative: bool = False  # held[0] is a stream start guessed without a SYN (see _anchor)
     notes: list[tuple[str, int, int, int]] = field(default_factory=list)  # (kind, frame, ts_ns, bytes) to report
+    framer: Framer | None = None  # another protocol's framing of the same ordered bytes (None: Modbus/TCP)
 
     @property
     def aligned(self) -> bool:
@@ -149,13 +166,13 @@ def feed_segment(
         return out
     if state.next_seq is None:
         state.next_seq = seq
-        if not looks_like_mbtcp(payload):  # a capture that starts inside the stream, or its start arrives later
+        if not _starts_unit(state, payload):  # a capture that starts inside the stream, or its start arrives later
             return _anchor(state, seq, payload, ts_ns)
     delta = (seq - state.next_seq) % SEQ_MOD
     if state.tentative:
         if delta >= SEQ_MOD // 2 and SEQ_MOD - delta <= limits.max_ahead:  # earlier bytes: the stream starts there
             state.next_seq = seq
-            if not looks_like_mbtcp(payload):
+            if not _starts_unit(state, payload):
                 return _anchor(state, seq, payload, ts_ns)
             delta = 0
         state.tentative = False
@@ -320,7 +337,15 @@ def _deliver(state: StreamState, payload: bytes, frame: int, ts_ns: int, out: li
         state.tail = (state.tail + payload)[-TAIL_BYTES:] if state.tail_end == (state.next_seq - len(payload)) % SEQ_MOD \
             else bytes(payload)
     state.tail_end = state.next_seq
-    _consume(state, payload, frame, ts_ns, out)
+    if state.framer is not None:
+        state.skipped_bytes += state.framer.feed(payload, frame, ts_ns, out)
+    else:
+        _consume(state, payload, frame, ts_ns, out)
+
+
+def _starts_unit(state: StreamState, payload: bytes) -> bool:
+    """Does this segment start a protocol data unit (an MBAP header, or what the stream's framer expects)?"""
+    return state.framer.starts(payload) if state.framer is not None else looks_like_mbtcp(payload)
 
 
 def _consume(state: StreamState, payload: bytes, frame: int, ts_ns: int, out: list[RawAdu]) -> None:
@@ -399,7 +424,10 @@ def finish_stream(state: StreamState, frame: int, ts_ns: int) -> list[RawAdu]:
 
 
 def flush(state: StreamState, frame: int, ts_ns: int) -> list[RawAdu]:
-    """Drop a pending partial ADU (end of stream or a gap); reported as truncated when its function code is in."""
+    """Drop a pending partial ADU (end of stream or a gap); reported as truncated when its function code is in.
+    A stream with another protocol's framer hands its partial unit back the same way (``Framer.flush``)."""
+    if state.framer is not None:
+        return state.framer.flush(frame, ts_ns)
     data = bytes(state.buffer)
     state.buffer.clear()
     state.need = 0

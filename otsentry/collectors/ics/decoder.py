@@ -1,0 +1,118 @@
+"""The OT protocol decoder of the collector: packets on DNP3, IEC 104, S7 and EtherNet/IP ports in, operations out.
+
+TCP streams go through the same reassembly as Modbus (``collectors.reassembly``: segments in sequence order,
+first bytes win on overlaps, holes end as gaps after a timeout or at the end of the capture), with the
+protocol's framer; UDP datagrams are framed one by one. Framed units become messages (``units``), requests
+and responses are paired into ``OperationEvent``s (``pairing``), and every protocol is counted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from otsentry.collectors.chunks import Chunk
+from otsentry.collectors.events import ConnTable
+from otsentry.collectors.ics.counts import ProtocolCounts
+from otsentry.collectors.ics.framing import FRAMES, StreamFramer
+from otsentry.collectors.ics.message import Pdu
+from otsentry.collectors.ics.pairing import OperationPairer
+from otsentry.collectors.ics.ports import DECODED_TCP, DECODED_UDP
+from otsentry.collectors.ics.units import UnitDecoder
+from otsentry.collectors.packets import Packets, addr_to_str
+from otsentry.collectors.reassembly import LIMITS, SEQ_MOD, ReassemblyLimits, StreamState, feed_segment, \
+    finish_stream, flush
+from otsentry.collectors.types import Conn
+from otsentry.contracts.events import OperationEvent
+from otsentry.contracts.network import SYN
+
+__all__ = ["IcsDecoder"]
+
+
+def _table(ports) -> np.ndarray:
+    t = np.zeros(65536, dtype=bool)
+    t[list(ports)] = True
+    return t
+
+
+_TCP, _UDP = _table(DECODED_TCP), _table(DECODED_UDP)
+
+
+class IcsDecoder:
+    """Stateful over one capture, beside the Modbus path of ``Collector`` (sharing its connection table)."""
+
+    def __init__(self, conns: ConnTable, pairing_timeout_s: float = 5.0,
+                 limits: ReassemblyLimits = LIMITS) -> None:
+        self.conns = conns
+        self.limits = limits
+        self.counts: dict[str, ProtocolCounts] = {}
+        self.streams: dict[int, StreamState] = {}  # sid = conn id * 2 + (0 from the client, 1 from the server)
+        self._framer_of: dict[int, str] = {}  # conn id -> framer name
+        self._units = UnitDecoder(self.counts)
+        self._pairer = OperationPairer(pairing_timeout_s)
+        self._udp_framers = {name: StreamFramer(spec) for name, spec in FRAMES.items()}
+        self._last = (0, 0)
+
+    def process(self, chunk: Chunk, p: Packets) -> list[OperationEvent]:
+        tcp = (p.proto == 6) & (_TCP[p.sport] | _TCP[p.dport])
+        udp = (p.proto == 17) & (_UDP[p.sport] | _UDP[p.dport])
+        rows = np.flatnonzero(p.l4_ok & (tcp | udp))
+        out: list[OperationEvent] = []
+        if len(rows) == 0:
+            return out
+        buf, snapped = chunk.buf, chunk.caplen < chunk.wirelen
+        cols = [getattr(p, n)[rows].tolist() for n in ("proto", "src_hi", "src_lo", "sport", "dst_hi", "dst_lo",
+                                                         "dport", "seq", "tcp_flags", "payload_off", "payload_len",
+                                                         "payload_wire_len", "frame", "ts_ns")]
+        cut = snapped[rows].tolist()
+        for (proto, shi, slo, sport, dhi, dlo, dport, seq, flags, off, plen, wire, frame, ts), short in \
+                zip(zip(*cols), cut):
+            table = DECODED_TCP if proto == 6 else DECODED_UDP
+            from_client = dport in table
+            if from_client and sport in table and self.conns.get((proto, dhi, dlo, dport, shi, slo, sport)) is not None:
+                from_client = False  # both ends on the protocol's port (DNP3 20000 <-> 20000): first sender is client
+            name = table[dport] if from_client else table[sport]
+            cli, srv = ((shi, slo, sport), (dhi, dlo, dport)) if from_client else ((dhi, dlo, dport), (shi, slo, sport))
+            cid = self.conns.intern((proto, *cli, *srv), lambda c=cli, s=srv: Conn(
+                addr_to_str(c[0], c[1]), c[2], addr_to_str(s[0], s[1]), s[2]))
+            sid = cid * 2 + (0 if from_client else 1)
+            payload = buf[off : off + plen]
+            if proto == 17:
+                framer = self._udp_framers.get(name)
+                if framer is None:  # EtherNet/IP class 1 I/O: counted, not decoded
+                    self._units.decode(name, sid, from_client, Pdu(payload, frame, ts))
+                    continue
+                units, _ = framer.datagram(payload, frame, ts)
+            else:
+                units = self._segment(sid, name, seq, flags, payload, frame, ts, plen < wire and short, wire)
+            self._decode(name, cid, sid, from_client, units, out)
+        self._last = (int(p.frame[-1]), int(p.ts_ns.max()))
+        self._pairer.expire(self._last[1], self.counts, out)
+        return out
+
+    def finish(self) -> list[OperationEvent]:
+        out: list[OperationEvent] = []
+        frame, ts = self._last
+        for sid, state in self.streams.items():
+            self._decode(self._framer_of[sid // 2], sid // 2, sid, sid % 2 == 0, finish_stream(state, frame, ts), out)
+        self._units.close()
+        self._pairer.flush(self.counts, out)
+        return out
+
+    def _segment(self, sid: int, name: str, seq: int, flags: int, payload: bytes, frame: int, ts: int,
+                 cut: bool, wire: int) -> list:
+        state = self.streams.get(sid)
+        if state is None:
+            state = self.streams[sid] = StreamState(framer=StreamFramer(FRAMES[name]))
+            self._framer_of[sid // 2] = name
+        syn = bool(flags & SYN)
+        units = feed_segment(state, seq, syn, payload, frame, ts, self.limits)
+        if cut:  # the capture cut this segment short: what is pending can never complete
+            units.extend(flush(state, frame, ts))
+            state.next_seq = (seq + (1 if syn else 0) + wire) % SEQ_MOD
+        return units
+
+    def _decode(self, name: str, cid: int, sid: int, from_client: bool, units: list, out: list) -> None:
+        conn = self.conns.conns[cid]
+        for unit in units:
+            for msg in self._units.decode(name, sid, from_client, unit):
+                self._pairer.push(cid, conn, msg, self.counts[msg.protocol], out)

@@ -1,0 +1,57 @@
+"""Which transport port speaks which OT protocol, declared once: the decoded ones, and those only named.
+
+The decoded protocols get a framer and a parser (``decoder``); the others (BACnet, OPC UA, PROFINET, IEC 61850
+MMS, Omron FINS, MELSEC, ...) are named by port so that flows, assets and ``new_service`` can say what they are.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Mapping
+
+__all__ = ["DECODED_TCP", "DECODED_UDP", "NAMED_PORTS", "service_name"]
+
+# port -> framer name (``framing.FRAMES``); the framer fixes the protocol (TPKT carries S7comm and S7comm-plus).
+DECODED_TCP: Mapping[int, str] = MappingProxyType({20000: "dnp3", 2404: "iec104", 102: "tpkt", 44818: "enip"})
+DECODED_UDP: Mapping[int, str] = MappingProxyType({20000: "dnp3", 44818: "enip", 2222: "enip_io"})
+
+# (transport, port) -> protocol name, for the ones named only (Wireshark's and nDPI's usual assignments).
+NAMED_PORTS: Mapping[tuple[str, int], str] = MappingProxyType({
+    ("tcp", 502): "modbus", ("tcp", 802): "modbus-tls", ("tcp", 20000): "dnp3", ("udp", 20000): "dnp3",
+    ("tcp", 19999): "dnp3-tls", ("tcp", 2404): "iec104", ("tcp", 102): "iso-tsap(s7comm/mms)",
+    ("tcp", 44818): "enip", ("udp", 44818): "enip", ("udp", 2222): "enip-io", ("tcp", 2221): "cip-security",
+    ("udp", 47808): "bacnet", ("tcp", 47808): "bacnet", ("tcp", 4840): "opcua", ("tcp", 4843): "opcua-tls",
+    ("udp", 34962): "profinet-rt", ("udp", 34963): "profinet-rt", ("udp", 34964): "profinet-cm",
+    ("tcp", 9600): "omron-fins", ("udp", 9600): "omron-fins", ("tcp", 5007): "melsec", ("udp", 5006): "melsec",
+    ("tcp", 5006): "melsec", ("tcp", 18245): "ge-srtp", ("tcp", 18246): "ge-srtp", ("tcp", 2455): "codesys",
+    ("tcp", 1200): "codesys", ("tcp", 11740): "codesys", ("tcp", 1911): "niagara-fox", ("tcp", 4911): "niagara-fox-tls",
+    ("tcp", 5094): "hart-ip", ("udp", 5094): "hart-ip", ("tcp", 1962): "pcworx", ("tcp", 789): "redlion-crimson",
+    ("tcp", 20547): "proconos", ("udp", 1089): "ff-hse", ("tcp", 1089): "ff-hse",
+    ("udp", 1090): "ff-hse", ("tcp", 1091): "ff-hse", ("udp", 1541): "foxboro", ("tcp", 4000): "emerson-roc",
+    ("tcp", 4713): "pcworx", ("tcp", 5450): "osisoft-pi", ("tcp", 5052): "telvent-oasys", ("tcp", 5065): "telvent-oasys",
+    ("tcp", 12135): "telvent-oasys", ("tcp", 20256): "unitronics-pcom", ("tcp", 1153): "ansi-c12.22",
+    ("udp", 1153): "ansi-c12.22", ("tcp", 3622): "ff-lr",
+    ("tcp", 38000): "schneider-snc", ("tcp", 38001): "schneider-snc", ("tcp", 38011): "schneider-snc",
+    ("tcp", 38012): "schneider-snc", ("tcp", 38014): "schneider-snc", ("tcp", 38015): "schneider-snc",
+    ("tcp", 38200): "schneider-snc", ("tcp", 38210): "schneider-snc", ("tcp", 38301): "schneider-snc",
+    ("tcp", 38400): "schneider-snc", ("tcp", 38700): "schneider-snc", ("tcp", 62900): "schneider-snc",
+    ("tcp", 62911): "schneider-snc", ("tcp", 62924): "schneider-snc", ("tcp", 62930): "schneider-snc",
+    ("tcp", 62938): "schneider-snc", ("tcp", 62956): "schneider-snc", ("tcp", 62957): "schneider-snc",
+    ("tcp", 62963): "schneider-snc", ("tcp", 62981): "schneider-snc", ("tcp", 62982): "schneider-snc",
+    ("tcp", 62985): "schneider-snc", ("tcp", 62992): "schneider-snc", ("tcp", 63012): "schneider-snc",
+    ("tcp", 63027): "schneider-snc", ("tcp", 63041): "schneider-snc", ("tcp", 63075): "schneider-snc",
+    ("tcp", 63079): "schneider-snc", ("tcp", 63082): "schneider-snc", ("tcp", 63088): "schneider-snc",
+    ("tcp", 63094): "schneider-snc", ("tcp", 65443): "schneider-snc", 
+    ("tcp", 48898): "beckhoff-ads",
+    ("udp", 48899): "beckhoff-ads-discovery", ("udp", 34980): "ethercat-udp", 
+    ("udp", 12289): "yokogawa-vnet", ("udp", 161): "snmp", ("udp", 162): "snmp-trap",
+    ("tcp", 8883): "mqtt-tls", ("tcp", 1883): "mqtt", ("udp", 5683): "coap", ("tcp", 5672): "amqp",
+    ("udp", 319): "ptp", ("udp", 320): "ptp", ("udp", 123): "ntp", 
+    ("udp", 102): "iso-tsap", ("tcp", 135): "dcom(opc-da)",
+    ("udp", 4000): "emerson-roc", ("udp", 20547): "proconos",
+})
+
+
+def service_name(transport: str, port: int) -> str | None:
+    """The OT protocol usually found on this port, or None."""
+    return NAMED_PORTS.get((transport, port))

@@ -1,0 +1,161 @@
+"""S7comm (ISO-on-TCP: TPKT, COTP) and S7comm-plus, as ``Message``s.
+
+One TPKT unit carries one COTP TPDU; data TPDUs (DT) without the end-of-TSDU bit are joined with the ones that
+follow (COTP segmentation, as Wireshark reassembles it) before the S7 PDU is read. An S7 PDU starts with 0x32
+(S7comm: job, ack, ack-data, userdata, each with its function) or 0x72 (S7comm-plus: version, opcode, function;
+named, not decoded further). Connection TPDUs (CR, CC, DR...) are counted by the decoder, not messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from otsentry.collectors.ics.message import Message
+from otsentry.collectors.ics.s7_names import (AREAS, FUNCTIONS, PLUS_FUNCTIONS, PLUS_OPCODES, RETURN_CODES,
+                                               USERDATA_GROUPS, USERDATA_SUBFUNCTIONS)
+
+__all__ = ["COTP_MAX", "CotpAssembler", "parse_s7comm", "parse_s7plus", "split_cotp"]
+
+COTP_MAX = 65536  # bytes of one segmented TSDU kept (memory bound per direction)
+S7COMM, S7PLUS = 0x32, 0x72
+
+
+def split_cotp(pdu: bytes) -> tuple[int, bool, bytes] | None:
+    """(TPDU type, end of TSDU, user data) of one TPKT unit; None when too short for its COTP header."""
+    if len(pdu) < 6:
+        return None
+    li = pdu[4]
+    if li < 1 or 5 + li > len(pdu):
+        return None
+    kind = pdu[5] & 0xF0
+    if kind == 0xF0:
+        return kind, bool(pdu[6] & 0x80) if li >= 2 else True, pdu[5 + li :]
+    return kind, True, b""
+
+
+@dataclass
+class CotpAssembler:
+    """Joins segmented DT TPDUs of one direction into whole TSDUs (bounded by ``COTP_MAX``)."""
+
+    pending: bytearray = field(default_factory=bytearray)
+    overflows: int = 0
+
+    def feed(self, eot: bool, data: bytes) -> bytes | None:
+        if not eot:
+            if len(self.pending) + len(data) > COTP_MAX:
+                self.pending.clear()
+                self.overflows += 1
+            else:
+                self.pending += data
+            return None
+        if self.pending:
+            data, self.pending = bytes(self.pending) + data, bytearray()
+        return data
+
+
+def _item_label(item: bytes) -> str | None:
+    """An S7ANY variable address: area, DB number, byte.bit and element count (``DB1:0.0x4``)."""
+    if len(item) < 12 or item[0] != 0x12 or item[2] != 0x10:
+        return None
+    count, db, area = item[4] << 8 | item[5], item[6] << 8 | item[7], item[8]
+    address = item[9] << 16 | item[10] << 8 | item[11]
+    name = AREAS.get(area, f"area-0x{area:02x}")
+    where = f"{name}{db}" if area == 0x84 else name
+    return f"{where}:{address >> 3}.{address & 7}x{count}"
+
+
+def parse_s7comm(pdu: bytes, frame: int, ts_ns: int) -> Message:
+    if len(pdu) < 10:
+        return Message("s7comm", frame, ts_ns, True, -1, "reserved", "other", flags=("malformed",))
+    rosctr, ref = pdu[1], pdu[4] << 8 | pdu[5]
+    plen, dlen = pdu[6] << 8 | pdu[7], pdu[8] << 8 | pdu[9]
+    head = 12 if rosctr in (2, 3) else 10
+    flags: list[str] = []
+    if len(pdu) < head + plen + dlen:
+        flags.append("truncated")
+    params, data = pdu[head : head + plen], pdu[head + plen : head + plen + dlen]
+    status = None
+    if rosctr in (2, 3) and len(pdu) >= 12 and (pdu[10] or pdu[11]):
+        status = f"error-0x{pdu[10]:02x}{pdu[11]:02x}"
+    if rosctr == 7:
+        return _userdata(params, data, ref, frame, ts_ns, flags)
+    if rosctr not in (1, 2, 3):
+        flags.append("reserved_function")
+        return Message("s7comm", frame, ts_ns, True, -1, f"ROSCTR-{rosctr}", "other", None, (), (), status,
+                       None, tuple(flags))
+    func = params[0] if params else -1
+    name, klass = FUNCTIONS.get(func, (f"reserved-0x{func & 0xFF:02x}", "other"))
+    if func < 0:  # an acknowledgement without parameters (an error answer): the request names the function
+        name = "ACK"
+    elif func not in FUNCTIONS:
+        flags.append("reserved_function")
+    objects: list[str] = []
+    if func in (0x04, 0x05) and rosctr == 1 and len(params) >= 2:
+        for i in range(min(params[1], 32)):
+            label = _item_label(params[2 + 12 * i : 14 + 12 * i])
+            if label:
+                objects.append(label)
+    elif func in (0x28, 0x29) and rosctr == 1:
+        service = _pi_service(params)
+        if service:
+            objects.append(service)
+            name = f"{name}({service})"
+    elif func == 0x04 and rosctr == 3 and data and status is None:
+        code = data[0]
+        if code != 0xFF:
+            status = RETURN_CODES.get(code, f"return-0x{code:02x}")
+    return Message("s7comm", frame, ts_ns, rosctr == 1, func, name, klass, None, tuple(objects), (), status,
+                   ("s7", ref), tuple(flags))
+
+
+def _pi_service(params: bytes) -> str | None:
+    """The PI service name of a PI_SERVICE job (``_INSE``, ``_DELE``, ``P_PROGRAM``...) or PLC_STOP's."""
+    if params[:1] == b"\x28" and len(params) >= 10:
+        block = params[8] << 8 | params[9]
+        at = 10 + block
+    elif params[:1] == b"\x29" and len(params) >= 7:
+        at = 6
+    else:
+        return None
+    if at >= len(params):
+        return None
+    size = params[at]
+    name = params[at + 1 : at + 1 + size]
+    return name.decode("latin-1") if name and all(32 <= b < 127 for b in name) else None
+
+
+def _userdata(params: bytes, data: bytes, ref: int, frame: int, ts_ns: int, flags: list[str]) -> Message:
+    if len(params) < 8:
+        return Message("s7comm", frame, ts_ns, True, -1, "USER_DATA", "other", flags=tuple(flags + ["malformed"]))
+    kind, group, sub = params[5] >> 4, params[5] & 0x0F, params[6]
+    gname, klass = USERDATA_GROUPS.get(group, (f"reserved-{group}", "other"))
+    name = USERDATA_SUBFUNCTIONS.get((group, sub), f"{gname}/{sub}")
+    objects: tuple[str, ...] = ()
+    status = None
+    if (group, sub) == (0x4, 0x01) and kind == 4 and len(data) >= 8:
+        objects = (f"SZL 0x{data[4] << 8 | data[5]:04x} index 0x{data[6] << 8 | data[7]:04x}",)
+    if kind == 8 and len(params) >= 12 and (params[10] or params[11]):
+        status = f"error-0x{params[10]:02x}{params[11]:02x}"
+    elif kind == 8 and data and data[0] not in (0xFF, 0x00):
+        status = RETURN_CODES.get(data[0], f"return-0x{data[0]:02x}")
+    if (group, sub) == (0x7, 0x02):
+        klass = "time"
+    return Message("s7comm", frame, ts_ns, kind != 8, group << 8 | sub, name, klass, None, objects, (), status,
+                   ("s7", ref), tuple(flags))
+
+
+def parse_s7plus(pdu: bytes, frame: int, ts_ns: int) -> Message:
+    """S7comm-plus: version, then (after the 33-byte integrity part of protected sessions) opcode and function."""
+    version = pdu[1] if len(pdu) > 1 else -1
+    at = 4
+    if len(pdu) > 4 + 33 and pdu[4] == 0x20 and pdu[4 + 33] in PLUS_OPCODES:
+        at = 4 + 33
+    if len(pdu) < at + 5 or pdu[at] not in PLUS_OPCODES:
+        return Message("s7commplus", frame, ts_ns, True, -1, f"V{version}", "other", detail=f"version={version}")
+    opcode, func = pdu[at], pdu[at + 3] << 8 | pdu[at + 4]
+    seq = pdu[at + 7] << 8 | pdu[at + 8] if len(pdu) >= at + 9 else None
+    name, klass = PLUS_FUNCTIONS.get(func, (f"reserved-0x{func:04x}", "other"))
+    request = opcode == 0x31
+    key = ("s7p", seq) if opcode in (0x31, 0x32) and seq is not None else None
+    return Message("s7commplus", frame, ts_ns, request, func, name, klass, None, (), (), None, key, (),
+                   f"version={version} opcode={PLUS_OPCODES[opcode]}")
