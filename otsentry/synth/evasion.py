@@ -79,7 +79,8 @@ def transform_frame(data: bytes, linktype: int, how: str) -> list[bytes]:
     l3 = network_offset(data, linktype)
     if l3 is None or data[l3] >> 4 != 4:
         return [data]
-    link, ip = data[:l3], IP(data[l3:])
+    total = int.from_bytes(data[l3 + 2 : l3 + 4], "big")  # Ethernet padding after the datagram is not payload
+    link, ip = data[:l3], IP(data[l3 : l3 + total] if 20 <= total <= len(data) - l3 else data[l3:])
     if TCP not in ip or ip.frag or ip.flags.MF:
         return [data]
     payload = bytes(ip[TCP].payload)

@@ -49,15 +49,18 @@ def _tpkt(buf: bytes | bytearray, pos: int) -> int | None:
 
 
 def _enip(buf: bytes | bytearray, pos: int) -> int | None:
+    """A known command other than NOP (whose all-zero header matches any run of zeros) and zero options."""
     command = buf[pos] | buf[pos + 1] << 8
-    return 24 + (buf[pos + 2] | buf[pos + 3] << 8) if command in ENIP_COMMANDS else None
+    if command == 0 or command not in ENIP_COMMANDS or any(buf[pos + 20 : pos + 24]):
+        return None
+    return 24 + (buf[pos + 2] | buf[pos + 3] << 8)
 
 
 FRAMES: Mapping[str, FrameSpec] = MappingProxyType({
     "dnp3": FrameSpec("dnp3", 3, _dnp3, b"\x05\x64"),
     "iec104": FrameSpec("iec104", 2, _iec104, b"\x68"),
     "tpkt": FrameSpec("tpkt", 4, _tpkt),
-    "enip": FrameSpec("enip", 4, _enip),
+    "enip": FrameSpec("enip", 24, _enip),
 })
 
 
