@@ -176,9 +176,9 @@ class FeatureWindow:
         return (self.client_ip, self.server_ip, self.unit_id)
 
     def feature_names(self) -> tuple[str, ...]:
-        from otsentry.contracts.schema import FLOW_FEATURES, PAIR_FEATURES, SENSOR_FEATURES
+        from otsentry.contracts.schema import FLOW_FEATURES, OT_FEATURES, PAIR_FEATURES, SENSOR_FEATURES
 
-        return {"pair": PAIR_FEATURES, "sensor": SENSOR_FEATURES}.get(self.kind, FLOW_FEATURES)
+        return {"pair": PAIR_FEATURES, "sensor": SENSOR_FEATURES, "ot": OT_FEATURES}.get(self.kind, FLOW_FEATURES)
 
     def to_dict(self) -> dict[str, Any]:
         # Not dataclasses.asdict: it deep-copies the ~100 values one by one, and a collector publishing to Kafka
@@ -244,6 +244,7 @@ class Alert:
     first_frame: int = 0  # the window's frames in its capture (0: not known, e.g. live)
     last_frame: int = 0
     capture: str = ""  # the capture file the window came from, when it came from one
+    protocol: str = ""  # the OT protocol of the alert's traffic ("" : Modbus/TCP, or no protocol: a flow)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

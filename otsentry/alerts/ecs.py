@@ -88,7 +88,7 @@ def to_ecs(alert: Alert, observer_name: str | None = None) -> dict[str, Any]:
         },
         "source": source,
         "destination": destination,
-        "network": {"transport": alert.transport or "tcp", "protocol": "modbus"},
+        "network": {"transport": alert.transport or "tcp", "protocol": alert.protocol or "modbus"},
         "related": {"ip": related},
         "observer": observer(observer_name),
         "message": alert.explanation,

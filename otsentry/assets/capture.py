@@ -31,11 +31,13 @@ def inventory_from_captures(paths: Sequence[Path], config: CollectorConfig | Non
         collector = Collector(config)
 
         def take(batch: CollectedBatch) -> None:
-            events, flows = list(batch.modbus.events(collector.conns)), batch.flows
+            events, flows, operations = list(batch.modbus.events(collector.conns)), batch.flows, batch.operations
             if until_ts is not None:
                 events = [e for e in events if e.ts < until_ts]
                 flows = [f for f in flows if f.ts_first < until_ts]
+                operations = tuple(op for op in operations if op.ts < until_ts)
             inventory.add_events(events)
+            inventory.add_operations(operations)
             inventory.add_flows(flows)
             if variables is not None:
                 variables.add_events(events)

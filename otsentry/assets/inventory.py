@@ -14,6 +14,7 @@ from otsentry.assets.observe import LinkObservations
 from otsentry.assets.roles import HostFacts, infer_roles
 from otsentry.assets.vendors import Vendors, vendors
 from otsentry.detectors.discovery import is_group
+from otsentry.contracts.events import OperationEvent
 from otsentry.records import Asset, FlowEvent, ModbusEvent
 
 __all__ = ["Inventory", "ip_sort_key"]
@@ -56,6 +57,22 @@ class Inventory:
                 server.seen(e.ts, end)
                 server.facts.served(e, e.client_ip)
 
+    def add_operations(self, operations: Iterable[OperationEvent]) -> None:
+        """DNP3, IEC 104, S7 and EtherNet/IP operations; what a server said of itself joins its identity."""
+        for op in operations:
+            end = op.ts + (op.latency_s or 0.0)
+            client, server = self._host(op.client_ip), self._host(op.server_ip)
+            if client is not None:
+                client.seen(op.ts, end)
+                client.facts.operated(op)
+            if server is not None:
+                server.seen(op.ts, end)
+                server.facts.answered(op)
+                if op.identity:
+                    merged = dict(self.links.identity.get(op.server_ip, ()))
+                    merged.update(op.identity)
+                    self.links.identity[op.server_ip] = tuple(merged.items())
+
     def add_flows(self, flows: Iterable[FlowEvent]) -> None:
         for f in flows:
             orig, resp = self._host(f.orig_ip), self._host(f.resp_ip)
@@ -69,7 +86,7 @@ class Inventory:
     def assets(self) -> list[Asset]:
         db = self._vendors if self._vendors is not None else vendors()
         shared = {mac for mac, ips in self.links.ips_by_mac().items() if len(ips) > 1}
-        servers = frozenset(ip for ip, h in self._hosts.items() if h.facts.clients)
+        servers = frozenset(ip for ip, h in self._hosts.items() if h.facts.clients or h.facts.ot_served)
         out = []
         for ip in sorted(self._hosts, key=ip_sort_key):
             h = self._hosts[ip]

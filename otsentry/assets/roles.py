@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from otsentry.contracts.events import OperationEvent
 from otsentry.records import FlowEvent, ModbusEvent
 
 __all__ = ["ENGINEERING_CODES", "ENGINEERING_PORTS", "IDENTIFICATION_CODES", "HostFacts", "infer_roles"]
@@ -27,6 +28,10 @@ ENGINEERING_PORTS = frozenset({21, 22, 23, 69, 80, 102, 161, 443, 44818})
 GATEWAY_EXCEPTIONS = frozenset({10, 11})
 WRITE_CODES = frozenset({5, 6, 15, 16, 21, 22, 23})
 MAX_LISTED = 4
+OT_WRITE_CLASSES = frozenset({"write", "control"})
+OT_ENGINEERING_CLASSES = frozenset({"program", "file"})
+OT_LABELS = {"dnp3": "DNP3", "iec104": "IEC 104", "s7comm": "S7comm", "s7commplus": "S7comm-plus",
+             "enip": "EtherNet/IP"}
 
 
 @dataclass
@@ -44,6 +49,30 @@ class HostFacts:
     services: set[str] = field(default_factory=set)  # port/transport it accepted connections on
     opened: set[tuple[str, int, str]] = field(default_factory=set)  # (responder, port, transport) it connected to
     peers: set[str] = field(default_factory=set)
+    ot_served: dict[str, set[str]] = field(default_factory=dict)  # DNP3/IEC 104/S7/CIP: protocol -> its clients
+    ot_stations: dict[str, set[int]] = field(default_factory=dict)  # protocol -> stations it answered for
+    ot_used: dict[str, set[str]] = field(default_factory=dict)  # protocol -> operation classes it sent
+    ot_written: set[str] = field(default_factory=set)  # servers it sent control, write or program operations to
+
+    def operated(self, op: OperationEvent) -> None:
+        """Sent a DNP3, IEC 104, S7 or EtherNet/IP operation (the client side)."""
+        self.transactions += 1
+        self.servers.add(op.server_ip)
+        self.peers.add(op.server_ip)
+        self.ot_used.setdefault(op.protocol, set()).add(op.operation_class)
+        if op.operation_class in OT_WRITE_CLASSES:
+            self.ot_written.add(op.server_ip)
+
+    def answered(self, op: OperationEvent) -> None:
+        """Received one (the server side); answering it is the evidence of serving."""
+        self.transactions += 1
+        self.peers.add(op.client_ip)
+        if op.response_frame is None:
+            return
+        self.ot_served.setdefault(op.protocol, set()).add(op.client_ip)
+        if op.station is not None and op.station >= 0:
+            self.ot_stations.setdefault(op.protocol, set()).add(op.station)
+        self.services.add(f"{op.server_port}/{op.transport}")
 
     def used(self, e: ModbusEvent, server: str) -> None:
         self.transactions += 1
@@ -87,11 +116,20 @@ def infer_roles(f: HostFacts, identity: tuple[tuple[str, str], ...] = (), *, mac
                 modbus_servers: frozenset[str] = frozenset()) -> tuple[tuple[str, str], ...]:
     """The roles of one host with their evidence (``modbus_servers``: every host that answered Modbus)."""
     roles: list[tuple[str, str]] = []
+    said = " ".join(v for k, v in identity if k in ("vendor_name", "product_code", "product_name", "order_number",
+                                                     "module_name") and v)
+    if f.ot_served and not f.clients:
+        parts = []
+        for protocol, clients in sorted(f.ot_served.items()):
+            stations = f.ot_stations.get(protocol)
+            where = f" (station {_names(stations)})" if stations else ""
+            parts.append(f"answers {OT_LABELS.get(protocol, protocol)} requests from {_names(clients)}{where}")
+        roles.append(("plc", "; ".join(parts) + (f"; identifies as {said}" if said else "")))
     if f.clients:
         what = f"answers Modbus/TCP requests from {_names(f.clients)} (unit {_names(f.units_served)}; " \
                f"FC {_names(f.codes_served) if f.codes_served else 'none without exception'})"
-        if identity:
-            what += "; identifies as " + " ".join(v for k, v in identity if k in ("vendor_name", "product_code") and v)
+        if said:
+            what += "; identifies as " + said
         roles.append(("plc", what))
         if len(f.units_served) > 1 or f.gateway_exceptions:
             why = (f"answers for unit ids {_names(f.units_served)} behind one address" if len(f.units_served) > 1
@@ -100,20 +138,28 @@ def infer_roles(f: HostFacts, identity: tuple[tuple[str, str], ...] = (), *, mac
     engineering = f.codes_used & ENGINEERING_CODES
     tools = sorted((r, p, t) for r, p, t in f.opened if p in ENGINEERING_PORTS and r in modbus_servers)
     poller = False
+    ot_engineering = sorted(f"{OT_LABELS.get(p, p)} {c}" for p, cs in f.ot_used.items()
+                            for c in cs & OT_ENGINEERING_CLASSES)
     if f.servers:
-        if f.written:
+        if f.written or f.ot_written:
             poller = True
-            roles.append(("hmi", f"reads from and writes (FC {_names(f.codes_used & WRITE_CODES)}) to "
-                                 f"{_names(f.written)}"))
+            if f.written:
+                roles.append(("hmi", f"reads from and writes (FC {_names(f.codes_used & WRITE_CODES)}) to "
+                                     f"{_names(f.written)}"))
+            else:
+                protocols = _names({OT_LABELS.get(p, p) for p, cs in f.ot_used.items() if cs & OT_WRITE_CLASSES})
+                roles.append(("hmi", f"sends {protocols} controls or writes to {_names(f.ot_written)}"))
         elif len(f.servers) >= 2 and not engineering:
             poller = True
             roles.append(("historian", f"reads from {_names(f.servers)}, never writes"))
     if not poller:
         engineering |= f.codes_used & IDENTIFICATION_CODES
-    if engineering or tools:
+    if engineering or tools or ot_engineering:
         parts = []
         if engineering:
             parts.append(f"uses engineering function codes (FC {_names(engineering)})")
+        if ot_engineering:
+            parts.append(f"sends {_names(ot_engineering)} operations")
         if tools:
             parts.append("opens " + _names({f"{p}/{t} on {r}" for r, p, t in tools}))
         roles.append(("engineering_workstation", "; ".join(parts)))

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import IO
 
 from otsentry.collectors.collector import CollectedBatch
 from otsentry.collectors.events import ConnTable
 from otsentry.collectors.formats import TableWriter, ZeekWriter
+from otsentry.collectors.zeek_ics import ZeekDnp3Writer
 
-__all__ = ["BatchPrinter"]
+__all__ = ["BatchPrinter", "ZeekLogs"]
 
 
 class BatchPrinter:
@@ -51,3 +53,22 @@ class BatchPrinter:
             self.writer.close()
         if self.flush:
             self.out.flush()
+
+
+class ZeekLogs:
+    """Zeek logs in a directory, one file per protocol: ``modbus.log`` and ``dnp3.log``."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self._files = [open(directory / name, "w", encoding="utf-8") for name in ("modbus.log", "dnp3.log")]
+        self.modbus, self.dnp3 = ZeekWriter(self._files[0]), ZeekDnp3Writer(self._files[1])
+
+    def write(self, batch: CollectedBatch, conns: ConnTable) -> None:
+        self.modbus.write(batch.modbus.events(conns))
+        self.dnp3.write(batch.messages)
+
+    def close(self) -> None:
+        for writer in (self.modbus, self.dnp3):
+            writer.close()
+        for f in self._files:
+            f.close()

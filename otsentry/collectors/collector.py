@@ -20,6 +20,7 @@ from otsentry.collectors.flows import FlowGroups, FlowTable, group_flows
 from otsentry.collectors.halves import HalfBatch, HalfBuilder
 from otsentry.collectors.ics.counts import ProtocolCounts, merge_counts
 from otsentry.collectors.ics.decoder import IcsDecoder
+from otsentry.collectors.ics.message import Message
 from otsentry.collectors.modbus_pdu import decode_pdu_cached as decode_pdu
 from otsentry.collectors.packets import (RAW_IP, PacketFields, Packets, addr_to_str, decode_packet_py, decode_packets,
                                          network_offset)
@@ -52,6 +53,7 @@ class CollectorConfig:
     reassembly: ReassemblyLimits = LIMITS
     max_held_total_bytes: int = 64 << 20  # out-of-order bytes held over all streams (memory bound)
     defrag: DefragLimits = DefragLimits()
+    keep_messages: bool = False  # OT protocol messages in each batch too, not only operations (Zeek logs)
 
 
 @dataclass
@@ -138,6 +140,7 @@ class CollectedBatch:
     notes: tuple[EvasionNote, ...] = ()  # evasion evidence seen in this batch
     loss: PacketLoss | None = None  # packets the capture lost while this batch was read (live capture)
     operations: tuple[OperationEvent, ...] = ()  # DNP3, IEC 104, S7 and EtherNet/IP operations (collectors.ics)
+    messages: tuple[tuple[Conn, Message], ...] = ()  # their messages, with CollectorConfig.keep_messages
 
     def with_loss(self, ts: float, kernel_drops: int, interface_drops: int) -> "CollectedBatch":
         return replace(self, loss=PacketLoss(ts, kernel_drops, interface_drops))
@@ -168,7 +171,8 @@ class Collector:
         self._flows = FlowTable(self.config.server_ports, self.config.flow_idle_timeout_s,
                                 self.config.flow_active_timeout_s)
         self._pairer = Pairer(self.config.pairing_timeout_s)
-        self._ics = IcsDecoder(self.conns, self.config.pairing_timeout_s, self.config.reassembly)
+        self._ics = IcsDecoder(self.conns, self.config.pairing_timeout_s, self.config.reassembly,
+                               self.config.keep_messages)
         self.stats.protocols = self._ics.counts
         self._last_frame = 0
         self._last_ts_ns = 0
@@ -196,7 +200,8 @@ class Collector:
             self._count_halves(part)
         events = self._pairer.push(parts, self._last_ts_ns)
         operations = tuple(self._ics.process(chunk, p))
-        return self._account(CollectedBatch(events, flows, self._drain_notes(), operations=operations))
+        return self._account(CollectedBatch(events, flows, self._drain_notes(), operations=operations,
+                                            messages=self._ics.drain_messages()))
 
     def finish(self) -> CollectedBatch:
         """End of capture: flush partial ADUs, unanswered requests and open flows."""
@@ -217,7 +222,8 @@ class Collector:
         operations = tuple(self._ics.finish())
         for sid, state in self._ics.streams.items():
             self._take_notes(sid, state)
-        return self._account(CollectedBatch(batch, self._flows.flush(), self._drain_notes(), operations=operations))
+        return self._account(CollectedBatch(batch, self._flows.flush(), self._drain_notes(), operations=operations,
+                                            messages=self._ics.drain_messages()))
 
     def reassembly_counts(self) -> dict[str, int]:
         """Stream-level counts so far (summed into ``stats`` by ``finish``; a live sensor reads them as it goes)."""

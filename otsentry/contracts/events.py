@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
-__all__ = ["OPERATION_CLASSES", "OPERATION_EVENT_VERSION", "OperationEvent"]
+__all__ = ["OPERATION_CLASSES", "OPERATION_EFFECTS", "OPERATION_EVENT_VERSION", "OperationEvent"]
 
 OPERATION_EVENT_VERSION = 1
 
@@ -28,6 +28,20 @@ OPERATION_CLASSES = (
     "time",        # clock read or set
     "file",        # file transfer
     "other",       # anything else, reserved or vendor-specific codes included
+)
+
+# What an operation does to the device, beyond its class: the operations cross-protocol rules always report
+# (each decoder declares which of its codes have which effect, e.g. DNP3 COLD_RESTART -> "restart").
+OPERATION_EFFECTS = (
+    "restart",               # cold/warm restart, reset process, CIP Reset
+    "stop",                  # PLC stop, STOP_APPL, CIP Stop, STOPDT
+    "start",                 # PLC hot/cold start, START_APPL, CIP Start
+    "reporting_disabled",    # DNP3 DISABLE_UNSOLICITED: the outstation stops reporting events
+    "time_set",              # clock set or synchronised
+    "program_download",      # program or block written to the device
+    "program_upload",        # program or block read from the device
+    "program_delete",        # program, block or file deleted
+    "configuration",         # configuration saved, activated or initialised
 )
 
 
@@ -58,14 +72,20 @@ class OperationEvent:
     request_frame: int | None = None
     response_frame: int | None = None
     flags: tuple[str, ...] = ()
+    effect: str = ""  # one of OPERATION_EFFECTS, or "" (no effect of note)
+    transport: str = "tcp"
+    identity: tuple[tuple[str, str], ...] = ()  # what the server said of itself in the answer (vendor, product...)
 
     def __post_init__(self) -> None:
         if self.operation_class not in OPERATION_CLASSES:
             raise ValueError(f"operation_class {self.operation_class!r} is not one of {', '.join(OPERATION_CLASSES)}")
+        if self.effect and self.effect not in OPERATION_EFFECTS:
+            raise ValueError(f"effect {self.effect!r} is not one of {', '.join(OPERATION_EFFECTS)}")
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "objects": list(self.objects), "values": list(self.values),
-                "flags": list(self.flags), "kind": "operation", "event_version": OPERATION_EVENT_VERSION}
+                "flags": list(self.flags), "identity": [list(kv) for kv in self.identity], "kind": "operation",
+                "event_version": OPERATION_EVENT_VERSION}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "OperationEvent":
@@ -76,6 +96,7 @@ class OperationEvent:
                              f"(expected {OPERATION_EVENT_VERSION})")
         body.pop("kind", None), body.pop("event_version")
         try:
-            return cls(**{**body, **{k: tuple(body.get(k, ())) for k in ("objects", "values", "flags")}})
+            return cls(**{**body, **{k: tuple(body.get(k, ())) for k in ("objects", "values", "flags")},
+                          "identity": tuple((str(k), str(v)) for k, v in body.get("identity", ()))})
         except TypeError as exc:  # an unknown or missing field
             raise ValueError(f"OperationEvent: {exc}") from None

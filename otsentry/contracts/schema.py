@@ -61,7 +61,7 @@ start time; "absent" features are ``ABSENT`` = -1, other features of an empty se
 from __future__ import annotations
 
 __all__ = ["ABSENT", "BIT_READ_CODES", "DIAG_LISTEN_ONLY", "DIAG_RESTART", "FEATURE_SCHEMA_VERSION", "FLOW_FEATURES",
-    "PAIR_FEATURES", "RANGE_CODES", "READ_CODES", "REGISTER_READ_CODES", "SENSOR_FEATURES",
+    "OT_FEATURES", "OT_SCHEMA_VERSION", "PAIR_FEATURES", "RANGE_CODES", "READ_CODES", "REGISTER_READ_CODES", "SENSOR_FEATURES",
     "TRACKED_EXCEPTION_CODES", "TRACKED_FUNCTION_CODES", "WRITE_ADDRESS_CODES", "WRITE_CODES", "WRITE_VALUE_CODES"]
 
 FEATURE_SCHEMA_VERSION = "pair-flow-sensor-v4"  # v4: sensor windows; v3: values_compared, replayed_reads; v2: tcp_packets/bytes
@@ -161,4 +161,23 @@ SENSOR_FEATURES: tuple[str, ...] = (
     "tiny_fragments",
     "gap_bytes",
     "undecoded_bytes",
+)
+
+
+# ``ot`` windows: one per (window, client ip, server ip, station, server port, "transport/protocol") with operations
+# of DNP3, IEC 104, S7comm, S7comm-plus or EtherNet/IP (``otsentry.features.otwin``); ``unit_id`` is the station
+# (-1 when the protocol names none). Their own schema version: adding them left the pair/flow/sensor schema as it was.
+#
+#   operations                        operation events (requests, answered or not) starting in the window
+#   read ... other                    operations per class (``contracts.events.OPERATION_CLASSES``)
+#   errors / unanswered / malformed   answers with an error status / requests never answered / malformed ones
+#   distinct_operations / _objects    distinct operation names / addressed objects
+#   latency_mean_ms / latency_max_ms  over answered operations (0 when none)
+#   restart ... configuration         operations per effect (``contracts.events.OPERATION_EFFECTS``)
+OT_SCHEMA_VERSION = "ot-v1"
+OT_FEATURES = (
+    "operations", "read", "write", "control", "diagnostic", "program", "time", "file", "other", "errors",
+    "unanswered", "malformed", "distinct_operations", "distinct_objects", "latency_mean_ms", "latency_max_ms",
+    "restart", "stop", "start", "reporting_disabled", "time_set", "program_download", "program_upload",
+    "program_delete", "configuration",
 )

@@ -45,6 +45,8 @@ def partition_key(w: WindowFields) -> bytes:
         return f"{w.client_ip}|{w.server_ip}|{w.unit_id}".encode()
     if w.kind == "sensor":
         return f"sensor|{w.client_ip}|{w.server_ip}|{w.port}/{w.transport}".encode()
+    if w.kind == "ot":
+        return f"ot|{w.client_ip}|{w.server_ip}|{w.unit_id}|{w.port}/{w.transport}".encode()
     return f"{w.client_ip}|{w.server_ip}|{w.port}/{w.transport}".encode()
 
 

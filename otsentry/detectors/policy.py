@@ -33,9 +33,11 @@ from otsentry.detectors.acceptance import Accepted
 from otsentry.detectors.base import BaseDetector, Interval, NotFittedError, validate_params
 from otsentry.detectors.policy_findings import Finding, compute_write_history
 from otsentry.detectors.policy_flow_rules import FLOW_RULES
+from otsentry.detectors.policy_ot import OtProfile, ot_findings, ot_profiles
 from otsentry.detectors.policy_profiles import PairProfile, check_window, merge_all, profile_of
 from otsentry.detectors.policy_rules import PAIR_RULES
 from otsentry.detectors.rules import RISK_SCORES, RULES, rule
+from otsentry.features.otwin import ot_protocol
 from otsentry.records import Alert, FeatureWindow, alert_id
 
 __all__ = ["ACTION_RULES", "AlertSuppressor", "Asset", "Conversation", "Pair", "PolicyBaseline", "STATE_KIND",
@@ -180,8 +182,12 @@ class PolicyBaseline:
         talkers: set[str] = set()
         conversations: set[Conversation] = set()
         stats = {"pair_windows": 0, "flow_windows": 0, "start": None, "end": None}
+        ot: list[FeatureWindow] = []
         for w in windows:
             if w.kind == "sensor":  # reported by otsentry.detectors.sensor, never learned
+                continue
+            if w.kind == "ot":  # DNP3, IEC 104, S7, EtherNet/IP: learned by policy_ot
+                ot.append(w)
                 continue
             check_window(w)
             talkers.update((w.client_ip, w.server_ip))
@@ -193,17 +199,26 @@ class PolicyBaseline:
                 conversations.add((w.client_ip, w.server_ip, int(w.port), w.transport))
             stats["start"] = w.window_start if stats["start"] is None else min(stats["start"], w.window_start)
             stats["end"] = w.window_end if stats["end"] is None else max(stats["end"], w.window_end)
-        if not stats["pair_windows"] and not stats["flow_windows"]:
+        if not stats["pair_windows"] and not stats["flow_windows"] and not ot:
             raise ValueError("PolicyBaseline.fit needs at least one window of known-good traffic")
         pairs = {pair: merge_all(ps) for pair, ps in pair_profiles.items()}
-        self._set_learned(frozenset(talkers), pairs, frozenset(conversations), stats)
+        if ot:
+            stats["ot_windows"] = len(ot)
+            stats["start"] = min([w.window_start for w in ot] + ([stats["start"]] if stats["start"] is not None else []))
+            stats["end"] = max([w.window_end for w in ot] + ([stats["end"]] if stats["end"] is not None else []))
+        self._set_learned(frozenset(talkers), pairs, frozenset(conversations), stats, ot=ot_profiles(ot))
         return self
 
     def _set_learned(self, talkers: frozenset[str], pairs: Mapping[Pair, PairProfile],
                      conversations: frozenset[Conversation], stats: Mapping[str, Any],
-                     accepted: Accepted | None = None) -> None:
+                     accepted: Accepted | None = None, ot: Mapping[tuple, OtProfile] | None = None) -> None:
         """Store what was learned and derive the lookups the rules use (shared by fit and from_state)."""
         self.accepted_ = accepted or Accepted()
+        self.ot_profiles_ = dict(sorted((ot or {}).items()))
+        masters: dict[tuple, set[str]] = {}
+        for client, server, station, port, transport in self.ot_profiles_:
+            masters.setdefault((server, station, port, transport), set()).add(client)
+        self.ot_masters_ = {k: frozenset(v) for k, v in sorted(masters.items())}
         self.talkers_ = talkers
         self.pairs_ = dict(sorted(pairs.items()))
         self.conversations_ = conversations
@@ -248,6 +263,8 @@ class PolicyBaseline:
     def findings(self, window: FeatureWindow) -> list[Finding]:
         """Every rule's verdict on one window, without rate limiting (for inspection and tests)."""
         self._check_fitted()
+        if window.kind == "ot":
+            return ot_findings(self.ot_profiles_, self.ot_masters_, window)
         check_window(window)
         rules = PAIR_RULES if window.kind == "pair" else FLOW_RULES
         return [f for f in (check(self, window) for check in rules) if f is not None]
@@ -263,9 +280,12 @@ class PolicyBaseline:
         for w in sorted(windows, key=_window_order):
             if w.kind == "sensor":
                 continue
-            check_window(w)
-            for check in PAIR_RULES if w.kind == "pair" else FLOW_RULES:
-                finding = check(self, w)
+            if w.kind == "ot":
+                found = ot_findings(self.ot_profiles_, self.ot_masters_, w)
+            else:
+                check_window(w)
+                found = [check(self, w) for check in (PAIR_RULES if w.kind == "pair" else FLOW_RULES)]
+            for finding in found:
                 if finding is None or (accepted and accepted.covers(finding, w)):
                     continue
                 if finding.rule_id not in ACTION_RULES:
@@ -301,6 +321,8 @@ class PolicyBaseline:
                               for o, r, p, t in sorted(self.conversations_)],
             "training_stats": dict(sorted(self.training_stats_.items())),
             **({"accepted": self.accepted_.to_state()} if self.accepted_ else {}),
+            **({"ot": [{"client": c, "server": s, "station": u, "port": p, "transport": t, **prof.to_state()}
+                       for (c, s, u, p, t), prof in self.ot_profiles_.items()]} if self.ot_profiles_ else {}),
         }
 
     @classmethod
@@ -317,13 +339,16 @@ class PolicyBaseline:
         pairs = {(p["client"], p["server"], int(p["unit"])): PairProfile.from_state(p) for p in state["pairs"]}
         conversations = frozenset((c["originator"], c["responder"], int(c["port"]), c["transport"])
                                   for c in state["conversations"])
+        ot = {(o["client"], o["server"], int(o["station"]), int(o["port"]), o["transport"]): OtProfile.from_state(o)
+              for o in state.get("ot", ())}
         baseline._set_learned(frozenset(state["talkers"]), pairs, conversations, state["training_stats"],
-                              Accepted.from_state(state.get("accepted", ())))
+                              Accepted.from_state(state.get("accepted", ())), ot)
         return baseline
 
 
 def _to_alert(w: FeatureWindow, f: Finding) -> Alert:
     key_rule = f.rule_id if w.kind == "pair" else f"{f.rule_id}@{w.port}/{w.transport}"
+    transport, protocol = ot_protocol(w.transport) if w.kind == "ot" else (w.transport or "tcp", "")
     declared = rule(f.rule_id)
     tech = declared.technique_for(f.variant)
     return Alert(
@@ -345,8 +370,9 @@ def _to_alert(w: FeatureWindow, f: Finding) -> Alert:
         evidence=f.evidence,
         function_codes=f.function_codes,
         server_port=w.port,
-        transport=w.transport or "tcp",
+        transport=transport,
         technique_id=tech.id if tech is not None else "",
         first_frame=w.first_frame,
         last_frame=w.last_frame,
+        protocol=protocol,
     )

@@ -95,9 +95,10 @@ class ClosedWindows:
     pairs: PairBlock | None = None
     source: int = 0  # which capture of a run: a new one starts with fresh register-value state
     sensors: list[FeatureWindow] = field(default_factory=list)  # rare: objects already, sorted by (window, key)
+    ot: list[FeatureWindow] = field(default_factory=list)  # OT protocol windows: objects already, sorted the same
 
     def __len__(self) -> int:
-        return sum(len(b) for b in (self.flows, self.pairs) if b is not None) + len(self.sensors)
+        return sum(len(b) for b in (self.flows, self.pairs) if b is not None) + len(self.sensors) + len(self.ot)
 
     def complete(self, state: ValueState) -> "ClosedWindows":
         """Fill in deferred register values (in window order, one state per capture); returns self."""
@@ -115,7 +116,7 @@ class ClosedWindows:
                                 np.r_[self.flows.widx, self.pairs.widx]))
             both = flows + pairs
             merged = [both[i] for i in order.tolist()]
-        if not self.sensors:
+        if not self.sensors and not self.ot:
             return merged
-        # Sensor windows after the flow and pair windows of the same window (a stable sort by start keeps that).
-        return sorted(merged + self.sensors, key=lambda w: w.window_start)
+        # By window, then kind in name order (flow, ot, pair, sensor); the stable sort keeps each kind's key order.
+        return sorted(merged + self.ot + self.sensors, key=lambda w: (w.window_start, w.kind))

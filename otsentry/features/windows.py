@@ -19,9 +19,10 @@ Not emitted: windows without traffic. A pair that stops polling produces no wind
 silence shows as the pair's (and its flow's) windows disappearing, which a consumer detects by comparing the pairs
 of consecutive windows (the policy baseline's "missing pair" check), not by reading features.
 
-Sensor windows (``otsentry.features.sensorwin``) come from the collector's evasion notes and capture losses.
+Sensor windows (``otsentry.features.sensorwin``) come from the collector's evasion notes and capture losses, OT
+windows (``otsentry.features.otwin``) from its DNP3, IEC 104, S7 and EtherNet/IP operations.
 
-Output order, deterministic: by window start, then kind ("flow", "pair", "sensor"), then key (addresses numerically,
+Output order, deterministic: by window start, then kind ("flow", "ot", "pair", "sensor"), then key (addresses numerically,
 then unit id / responder port and IP protocol number).
 """
 
@@ -41,6 +42,7 @@ from otsentry.features.closed import ClosedWindows, FlowBlock, PairBlock
 from otsentry.features.columns import Cols, hash_rows, lookup
 from otsentry.features.flowwin import PAIR_TCP, FlowWindowObserver, flow_rows, pair_tcp
 from otsentry.features.pairs import COL, TxStore, extract, pair_matrix
+from otsentry.features.otwin import OtWindows
 from otsentry.features.sensorwin import SensorWindows
 from otsentry.features.values import MAX_VALUES, VALUE_TTL_S, ValueState
 from otsentry.records import FeatureWindow
@@ -57,6 +59,7 @@ class WindowerStats:
     pair_windows: int = 0
     flow_windows: int = 0
     sensor_windows: int = 0
+    ot_windows: int = 0
     late_transactions: int = 0  # dropped: their window had already closed
     late_packets: int = 0
 
@@ -96,6 +99,7 @@ class Windower:
         self._pairs: list[tuple[str, str, tuple[int, int], tuple[int, int]]] = []  # ip pair id -> names, numbers
         self._addr_table = np.empty((0, 4), dtype=np.uint64)
         self._sensor = SensorWindows(self.window_ns)
+        self._ot = OtWindows(self.window_ns)
 
     @property
     def open_rows(self) -> int:
@@ -126,6 +130,9 @@ class Windower:
         self._add_cells()
         if batch.notes or batch.loss is not None:
             self._sensor.add(batch.notes, batch.loss, self._open_from)
+        if batch.operations:
+            self._ot.add(batch.operations, self._open_from)
+            self._see(max(int(op.ts * 1e9) for op in batch.operations))
         if self._max_ts is None:
             return ClosedWindows()
         return self._close((self._max_ts - self.lateness_ns) // self.window_ns)
@@ -133,7 +140,8 @@ class Windower:
     def flush_closed(self) -> ClosedWindows:
         """``flush``, with the closed windows still as columns."""
         self._add_cells()
-        ends = [w + 1 for w in (self._tx.max_widx(), self._cells_max_widx(), self._sensor.max_widx()) if w is not None]
+        ends = [w + 1 for w in (self._tx.max_widx(), self._cells_max_widx(), self._sensor.max_widx(),
+                                self._ot.max_widx()) if w is not None]
         return self._close(max(ends)) if ends else ClosedWindows()
 
     def _cells_max_widx(self) -> int | None:
@@ -234,6 +242,9 @@ class Windower:
         if len(self._sensor):
             closed.sensors = self._sensor.take(upto)
             self.stats.sensor_windows += len(closed.sensors)
+        if len(self._ot):
+            closed.ot = self._ot.take(upto)
+            self.stats.ot_windows += len(closed.ot)
         return closed
 
     def _pair_block(self, tx: Cols, pool: np.ndarray, cells: Cols | None, frontier_ns: int) -> PairBlock:

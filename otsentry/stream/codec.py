@@ -95,7 +95,7 @@ def decode_feature_record(value: bytes | None) -> FeatureWindow | Watermark:
         raise MalformedRecord(str(exc)) from None
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise MalformedRecord(f"bad feature window ({type(exc).__name__}: {str(exc)[:80]})") from None
-    if w.kind not in ("pair", "flow", "sensor") or not (isinstance(w.window_start, (int, float))
+    if w.kind not in ("pair", "flow", "sensor", "ot") or not (isinstance(w.window_start, (int, float))
                                               and isinstance(w.window_end, (int, float))):
         raise MalformedRecord(f"bad feature window (kind {w.kind!r}, window {w.window_start!r})")
     return w

@@ -5,6 +5,6 @@ all (``framing``), one stateful decoder (``decoder``) that reassembles streams a
 requests with responses into the protocol-independent ``OperationEvent``.
 """
 
-__all__ = ["counts", "decoder", "dnp3_app", "dnp3_link", "dnp3_names", "dnp3_objects", "dnp3_transport", "enip",
+__all__ = ["counts", "decoder", "dnp3_app", "dnp3_link", "dnp3_names", "dnp3_objects", "dnp3_transport", "effects", "enip",
     "enip_names", "framing", "iec104", "iec104_names", "message", "pairing", "ports", "s7_names", "s7comm",
     "units"]

@@ -14,7 +14,7 @@ from otsentry.collectors.chunks import Chunk
 from otsentry.collectors.events import ConnTable
 from otsentry.collectors.ics.counts import ProtocolCounts
 from otsentry.collectors.ics.framing import FRAMES, StreamFramer
-from otsentry.collectors.ics.message import Pdu
+from otsentry.collectors.ics.message import Message, Pdu
 from otsentry.collectors.ics.pairing import OperationPairer
 from otsentry.collectors.ics.ports import DECODED_TCP, DECODED_UDP
 from otsentry.collectors.ics.units import UnitDecoder
@@ -41,12 +41,15 @@ class IcsDecoder:
     """Stateful over one capture, beside the Modbus path of ``Collector`` (sharing its connection table)."""
 
     def __init__(self, conns: ConnTable, pairing_timeout_s: float = 5.0,
-                 limits: ReassemblyLimits = LIMITS) -> None:
+                 limits: ReassemblyLimits = LIMITS, keep_messages: bool = False) -> None:
         self.conns = conns
+        self.keep_messages = keep_messages
+        self._messages: list[tuple[Conn, Message]] = []
         self.limits = limits
         self.counts: dict[str, ProtocolCounts] = {}
         self.streams: dict[int, StreamState] = {}  # sid = conn id * 2 + (0 from the client, 1 from the server)
         self._framer_of: dict[int, str] = {}  # conn id -> framer name
+        self._transport_of: dict[int, str] = {}  # conn id -> "tcp" / "udp"
         self._units = UnitDecoder(self.counts)
         self._pairer = OperationPairer(pairing_timeout_s)
         self._udp_framers = {name: StreamFramer(spec) for name, spec in FRAMES.items()}
@@ -84,9 +87,15 @@ class IcsDecoder:
                 units, _ = framer.datagram(payload, frame, ts)
             else:
                 units = self._segment(sid, name, seq, flags, payload, frame, ts, plen < wire and short, wire)
+            self._transport_of[cid] = "tcp" if proto == 6 else "udp"
             self._decode(name, cid, sid, from_client, units, out)
         self._last = (int(p.frame[-1]), int(p.ts_ns.max()))
         self._pairer.expire(self._last[1], self.counts, out)
+        return out
+
+    def drain_messages(self) -> tuple[tuple[Conn, Message], ...]:
+        """The messages decoded since the last call (``keep_messages``), in decoding order."""
+        out, self._messages = tuple(self._messages), []
         return out
 
     def finish(self) -> list[OperationEvent]:
@@ -112,7 +121,9 @@ class IcsDecoder:
         return units
 
     def _decode(self, name: str, cid: int, sid: int, from_client: bool, units: list, out: list) -> None:
-        conn = self.conns.conns[cid]
+        conn, transport = self.conns.conns[cid], self._transport_of.get(cid, "tcp")
         for unit in units:
             for msg in self._units.decode(name, sid, from_client, unit):
-                self._pairer.push(cid, conn, msg, self.counts[msg.protocol], out)
+                if self.keep_messages:
+                    self._messages.append((conn, msg))
+                self._pairer.push(cid, conn, msg, self.counts[msg.protocol], out, transport)

@@ -47,4 +47,5 @@ def parse_fragment(fragment: bytes, master: int, outstation: int, frame: int, ts
     # Unsolicited responses are not answers to a request: unpaired. Confirms pair with nothing either.
     key = None if fc in (0x00, 0x82) else (outstation, master, seq)
     return Message("dnp3", frame, ts_ns, not response, fc, function_name(fc), function_class(fc), outstation,
-                   walk.objects, walk.values, status, key, tuple(flags), detail or "")
+                   walk.objects, walk.values, status, key, tuple(flags), detail or "",
+                   fragment[2] << 8 | fragment[3] if response else None)

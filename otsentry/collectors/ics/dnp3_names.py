@@ -7,6 +7,7 @@ an error). Each function code also carries its operation class, the vocabulary o
 
 from __future__ import annotations
 
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Mapping
 
@@ -101,6 +102,7 @@ def function_class(code: int) -> str:
     return entry[1] if entry else "other"
 
 
+@lru_cache(maxsize=4096)
 def iin_names(iin: int) -> tuple[str, ...]:
     """The set bits of a 16-bit IIN (IIN1 in the high octet, as Zeek and Wireshark print it)."""
     bits = (iin >> 8) | ((iin & 0xFF) << 8)  # bit i of IIN_BITS

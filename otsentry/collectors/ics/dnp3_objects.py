@@ -44,21 +44,28 @@ class ObjectWalk(NamedTuple):
     undecoded: bool  # stopped at an object whose size is unknown
 
 
+def _layouts() -> dict[tuple[int, int], tuple[int, struct.Struct]]:
+    return {gv: (off, struct.Struct(fmt)) for gv, (off, fmt) in VALUE_LAYOUT.items() if gv != (50, 1)}
+
+
+_LAYOUTS = _layouts()
+
+
 def _value(data: bytes, at: int, size: int, gv: tuple[int, int]) -> int | None:
     if gv in _FLAG_STATE:
         return data[at] >> 7 & 1
-    layout = VALUE_LAYOUT.get(gv)
+    if gv == (50, 1):
+        return int.from_bytes(data[at : at + 6], "little") if at + 6 <= len(data) else None
+    layout = _LAYOUTS.get(gv)
     if layout is None:
         return None
-    off, fmt = layout
-    width = struct.calcsize(fmt)
-    raw = data[at + off : at + off + width]
-    if gv == (50, 1):
-        raw = data[at : at + 6] + b"\0\0"
-    if len(raw) < width:
+    off, packer = layout
+    if at + off + packer.size > len(data):
         return None
-    v = struct.unpack(fmt, raw)[0]
-    return int(round(v)) if isinstance(v, float) and v == v and abs(v) < 1 << 62 else (v if isinstance(v, int) else None)
+    v = packer.unpack_from(data, at + off)[0]
+    if isinstance(v, float):
+        return int(round(v)) if v == v and abs(v) < 1 << 62 else None
+    return v
 
 
 def walk_objects(data: bytes, pos: int, with_data: bool) -> ObjectWalk:

@@ -120,6 +120,7 @@ def parse_encapsulation(pdu: bytes, from_client: bool, frame: int, ts_ns: int) -
     body = pdu[HEADER : HEADER + length]
     flags: tuple[str, ...] = () if len(body) == length else ("truncated",)
     operation, name, klass, objects, cip_status, detail = command, command_name(command), "other", (), None, ""
+    identity: tuple[tuple[str, str], ...] = ()
     key: tuple = (command, bytes(context))
     if command in (0x006F, 0x0070):
         item = _cip_item(body)
@@ -138,6 +139,7 @@ def parse_encapsulation(pdu: bytes, from_client: bool, frame: int, ts_ns: int) -
             ident = parse_identity(body)
             if ident:
                 detail = " ".join(f"{k}={v}" for k, v in ident.items())
+                identity = tuple((k, str(v)) for k, v in ident.items())
     enc_status = None if status == 0 else f"encap-status-0x{status:x}"
-    return Message("enip", frame, ts_ns, from_client, operation, name, klass, session or None, objects, (),
-                   enc_status or cip_status, key, flags, detail)
+    return Message("enip", frame, ts_ns, from_client, operation, name, klass, None, objects, (),
+                   enc_status or cip_status, key, flags, detail, identity=identity)

@@ -50,3 +50,5 @@ class Message:
     key: tuple | None = None
     flags: tuple[str, ...] = ()
     detail: str = ""  # protocol-specific extra text for humans (IIN bits, cause of transmission, tag name)
+    status_code: int | None = None  # the protocol's raw status word where it has one (DNP3 IIN, IIN1 high octet)
+    identity: tuple[tuple[str, str], ...] = ()  # what a device said of itself (ListIdentity, S7 SZL records)

@@ -14,7 +14,7 @@ from otsentry.collectors.ics.message import Message
 from otsentry.collectors.ics.s7_names import (AREAS, FUNCTIONS, PLUS_FUNCTIONS, PLUS_OPCODES, RETURN_CODES,
                                                USERDATA_GROUPS, USERDATA_SUBFUNCTIONS)
 
-__all__ = ["COTP_MAX", "CotpAssembler", "parse_s7comm", "parse_s7plus", "split_cotp"]
+__all__ = ["COTP_MAX", "CotpAssembler", "parse_s7comm", "parse_s7plus", "split_cotp", "szl_identity"]
 
 COTP_MAX = 65536  # bytes of one segmented TSDU kept (memory bound per direction)
 S7COMM, S7PLUS = 0x32, 0x72
@@ -140,8 +140,35 @@ def _userdata(params: bytes, data: bytes, ref: int, frame: int, ts_ns: int, flag
         status = RETURN_CODES.get(data[0], f"return-0x{data[0]:02x}")
     if (group, sub) == (0x7, 0x02):
         klass = "time"
+    identity = szl_identity(data) if (group, sub) == (0x4, 0x01) and kind == 8 else ()
     return Message("s7comm", frame, ts_ns, kind != 8, group << 8 | sub, name, klass, None, objects, (), status,
-                   ("s7", ref), tuple(flags))
+                   ("s7", ref), tuple(flags), identity=identity)
+
+
+# SZL 0x001c component identification: record index -> identity key
+_COMPONENTS = {1: "system_name", 2: "module_name", 3: "plant_id", 4: "copyright", 5: "serial", 7: "module_type"}
+
+
+def _text(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("latin-1").strip()
+
+
+def szl_identity(data: bytes) -> tuple[tuple[str, str], ...]:
+    """What an SZL answer says of the CPU: 0x0011/0x0111 order number (MLFB), 0x001c/0x011c names and serial."""
+    if len(data) < 12 or data[0] != 0xFF:
+        return ()
+    szl, size, count = data[4] << 8 | data[5], data[8] << 8 | data[9], data[10] << 8 | data[11]
+    out: list[tuple[str, str]] = []
+    for i in range(min(count, 32)):
+        record = data[12 + i * size : 12 + (i + 1) * size]
+        if len(record) < size or size < 4:
+            break
+        index = record[0] << 8 | record[1]
+        if szl & 0xFF == 0x11 and index == 1:
+            out.append(("order_number", _text(record[2:22])))
+        elif szl & 0xFF == 0x1C and index in _COMPONENTS:
+            out.append((_COMPONENTS[index], _text(record[2:34])))
+    return tuple((k, v) for k, v in out if v)
 
 
 def parse_s7plus(pdu: bytes, frame: int, ts_ns: int) -> Message:

@@ -18,7 +18,7 @@ from otsentry.collectors.ics.iec104_names import TYPES, U_FUNCTIONS
 from otsentry.collectors.ics.s7_names import FUNCTIONS as S7_FUNCTIONS
 from otsentry.collectors.ics.s7comm import parse_s7comm, parse_s7plus, split_cotp
 from otsentry.contracts.events import OPERATION_CLASSES
-from tests.unit.collectors.ics.build import apdu_i, cip_rr, enip, s7_job
+from otsentry.synth.ics_frames import apdu_i, cip_rr, enip, s7_job
 
 # icsnpp-dnp3-dnp3_example.pcap frame 16: master 100 -> outstation 5, READ class 0 (g60v1, all objects)
 DNP3_READ_CLASS0 = bytes.fromhex("05640bc4050064006f36d5c8013c0106fe85")

@@ -12,7 +12,7 @@ from otsentry.collectors.ics.framing import FRAMES, StreamFramer
 from otsentry.collectors.ics.iec104 import parse_apdu
 from otsentry.collectors.ics.s7comm import parse_s7comm, parse_s7plus, split_cotp
 from otsentry.contracts.events import OPERATION_CLASSES
-from tests.unit.collectors.ics.build import apdu_i, apdu_u, dnp3_frames, enip, tpkt_dt
+from otsentry.synth.ics_frames import apdu_i, apdu_u, dnp3_frames, enip, tpkt_dt
 
 junk = st.binary(max_size=600)
 

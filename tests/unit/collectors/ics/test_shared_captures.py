@@ -12,7 +12,7 @@ import pytest
 
 from otsentry.collectors.collector import CollectorConfig
 from otsentry.collectors.source import decode_capture
-from tests.helpers import SHARED_ICS_PCAPS, capture_params, require_tool, shared_ics_pcaps
+from tests.helpers import SHARED_ICS_PCAPS, capture_params, require_tool, shared_ics_pcaps, shared_pcaps
 
 # protocol -> the tshark field that occurs once per message (``-E occurrence=a`` counts every occurrence)
 TSHARK_FIELDS = {"dnp3": "dnp3.al.func", "iec104": "iec60870_104.apdulen", "s7comm": "s7comm.header.rosctr",
@@ -24,6 +24,7 @@ KNOWN = {("icsnpp-dnp3-dnp3_example.pcap", "dnp3"): 4}
 # S7comm-plus: tshark 4.0 has no dissector; the README counts the COTP payloads that start with 0x72.
 S7PLUS = {"icsnpp-s7commplus-s7comm_plus.pcap": 121, "iti-s7commplus-S7-1200-Uploading-OB1-TIAV12.pcap": 88,
           "iti-s7commplus-s7-1200-hmi.pcap": 24}
+ZEEK_DNP3 = sorted(p for p in SHARED_ICS_PCAPS.glob("*.pcap") if Path(f"{p}.dnp3.log").exists())
 
 
 @lru_cache(maxsize=None)
@@ -46,8 +47,9 @@ def tshark_counts(path: Path) -> dict[str, int]:
     return counts
 
 
-@pytest.mark.parametrize("path", capture_params(shared_ics_pcaps()))
+@pytest.mark.parametrize("path", capture_params(shared_ics_pcaps() + shared_pcaps()))
 def test_every_capture_is_read_and_counts_agree_with_tshark(path: Path) -> None:
+    """The Modbus captures too: two of them carry S7comm, S7comm-plus and EtherNet/IP traffic."""
     stats, operations = decoded(path)
     assert stats.packets > 0
     theirs = tshark_counts(path)
@@ -107,3 +109,27 @@ def test_iec104_commands_pair_with_their_confirmations() -> None:
 def test_cip_stop_is_a_control_operation() -> None:
     _, operations = decoded(SHARED_ICS_PCAPS / "iti-enip-cip_stop_plc.pcap")
     assert [(op.operation_name, op.operation_class) for op in operations] == [("Stop", "control")]
+
+
+def _rows(log: Path) -> list[list[str]]:
+    """A Zeek log's rows without ts and uid (btest masks them)."""
+    return [line.split("\t")[2:] for line in log.read_text().splitlines() if line and not line.startswith("#")]
+
+
+@pytest.mark.parametrize("path", capture_params(ZEEK_DNP3))
+def test_zeek_dir_dnp3_log_reproduces_zeek(tmp_path: Path, path: Path) -> None:
+    """``inspect --zeek-dir`` writes Zeek's dnp3.log rows, in Zeek's order; the only difference: a request never
+    answered is written when Zeek removes its connection (mid-capture), by otsentry at the end."""
+    from click.testing import CliRunner
+
+    from otsentry.cli import main
+
+    result = CliRunner().invoke(main, ["inspect", "--summary", "--zeek-dir", str(tmp_path), str(path)])
+    assert result.exit_code == 0, result.output
+    ours, zeek = _rows(tmp_path / "dnp3.log"), _rows(Path(f"{path}.dnp3.log"))
+    if path.name == "zeek-dnp3-dnp3.pcap":
+        unanswered = [r for r in zeek if r[5] == "-"]
+        assert len(unanswered) == 2 and ours[-2:] == unanswered and sorted(ours) == sorted(zeek)
+    else:
+        assert ours == zeek
+    assert (tmp_path / "modbus.log").read_text().startswith("#separator")

@@ -1,4 +1,6 @@
-"""Byte builders for the OT protocol tests: frames written the way the standards lay them out."""
+"""OT protocol units built the way the standards lay them out: DNP3 link frames (with CRCs) and transport
+segments, IEC 104 APDUs, TPKT/COTP/S7 PDUs, EtherNet/IP encapsulation. The tests' golden and property inputs,
+and the benchmark's traffic (``otsentry.synth.ics_traffic``)."""
 
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ def dnp3_frames(fragment: bytes, dst: int = 4, src: int = 3, from_master: bool =
 def apdu_i(type_id: int, cause: int, ca: int, objects: bytes, count: int = 1, negative: bool = False,
            tx: int = 0, rx: int = 0) -> bytes:
     asdu = bytes([type_id, count, cause | (0x40 if negative else 0), 0]) + struct.pack("<H", ca) + objects
-    return bytes([0x68, 4 + len(asdu)]) + struct.pack("<HH", tx << 1, rx << 1) + asdu
+    return bytes([0x68, 4 + len(asdu)]) + struct.pack("<HH", (tx & 0x7FFF) << 1, (rx & 0x7FFF) << 1) + asdu
 
 
 def apdu_u(function: int) -> bytes:
