@@ -102,8 +102,9 @@ def train_cmd(captures, output, window, learn_for, false_alarm_rate, config_path
 @click.option("--es-incidents-index", "es_incident_prefix", default="otsentry-incidents", show_default=True,
               help="Alias and daily-index prefix of the incidents for --es.")
 @click.option("--filter", "bpf", default=None, metavar="BPF",
-              help="With --iface: BPF capture filter. Default: TCP on the --ports (so conversations on other ports "
-                   "are not seen: '' captures everything, for new talkers and services).")
+              help="With --iface: BPF capture filter. Default: TCP on the --ports and on the DNP3, IEC 104, S7 and "
+                   "EtherNet/IP ports, UDP on DNP3's and EtherNet/IP's (so conversations on other ports are not "
+                   "seen: '' captures everything, for new talkers and services).")
 @click.option("--pcap-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="With --iface: also keep a rolling capture of what was seen here, for `otsentry pcap extract "
                    "--pcap-dir`.")

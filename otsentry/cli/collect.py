@@ -28,8 +28,9 @@ def collect() -> None:
 @collect.command("live")
 @click.option("--iface", "-i", required=True, help="Interface to capture on (e.g. the SPAN/mirror port).")
 @click.option("--filter", "bpf", default=None, metavar="BPF",
-              help="BPF capture filter. Default: TCP on the --ports. '' captures everything, so non-Modbus flows "
-                   "on the segment are reported too.")
+              help="BPF capture filter. Default: TCP on the --ports and on the DNP3, IEC 104, S7 and EtherNet/IP "
+                   "ports, UDP on DNP3's and EtherNet/IP's. '' captures everything, so other flows on the segment "
+                   "are reported too.")
 @collector_options
 @click.option("--count", type=click.IntRange(min=1), default=None, help="Stop after this many packets.")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from otsentry.collectors.chunks import Chunk
 from otsentry.collectors.collector import CollectedBatch, Collector, CollectorConfig
 from otsentry.collectors.events import ModbusBatch
+from otsentry.collectors.ics.ports import DECODED_TCP, DECODED_UDP
 from otsentry.collectors.ring import (LiveCaptureError, PacketRing, RawBlock, RingConfig, blocks_to_chunk,
                                       interface_drops, interface_names, privilege_message)
 
@@ -30,14 +31,18 @@ MAX_BLOCKS = 32  # ring blocks decoded as one chunk
 IDLE_BATCH_S = 1.0  # an empty batch this often on a quiet link, so that windows close on the wall clock
 
 
-def default_filter(ports: Iterable[int]) -> str:
-    """The BPF filter for the configured Modbus server ports: the kernel drops everything else."""
+def default_filter(ports: Iterable[int], ot_protocols: bool = True) -> str:
+    """The BPF filter for the configured Modbus server ports and (``ot_protocols``) the ports of the other decoded
+    OT protocols (DNP3, IEC 104, S7, EtherNet/IP, over TCP and UDP): the kernel drops everything else."""
     ps = sorted(set(ports))
     if not ps:
         raise ValueError("at least one server port is needed")
-    if len(ps) == 1:
-        return f"tcp port {ps[0]}"
-    return "tcp and (" + " or ".join(f"port {p}" for p in ps) + ")"
+    tcp = sorted(set(ps) | (set(DECODED_TCP) if ot_protocols else set()))
+    tcp_part = f"tcp port {tcp[0]}" if len(tcp) == 1 else "tcp and (" + " or ".join(f"port {p}" for p in tcp) + ")"
+    if not ot_protocols:
+        return tcp_part
+    udp = sorted(DECODED_UDP)
+    return f"({tcp_part}) or (udp and (" + " or ".join(f"port {p}" for p in udp) + "))"
 
 
 def list_interfaces() -> list[str]:

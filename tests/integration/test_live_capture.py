@@ -462,8 +462,10 @@ def test_cli_unknown_interface_real_list():
 
 
 def test_default_filter():
-    assert live.default_filter([502]) == "tcp port 502"
-    assert live.default_filter([5020, 502]) == "tcp and (port 502 or port 5020)"
+    assert live.default_filter([502], ot_protocols=False) == "tcp port 502"
+    assert live.default_filter([5020, 502], ot_protocols=False) == "tcp and (port 502 or port 5020)"
+    assert live.default_filter([502]) == ("(tcp and (port 102 or port 502 or port 2404 or port 20000 or port 44818))"
+                                          " or (udp and (port 2222 or port 20000 or port 44818))")
 
 
 def test_importing_the_cli_does_not_import_scapy():

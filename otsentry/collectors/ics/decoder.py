@@ -60,7 +60,10 @@ class IcsDecoder:
         udp = (p.proto == 17) & (_UDP[p.sport] | _UDP[p.dport])
         rows = np.flatnonzero(p.l4_ok & (tcp | udp))
         out: list[OperationEvent] = []
+        if len(p):
+            self._last = (int(p.frame[-1]), int(p.ts_ns.max()))
         if len(rows) == 0:
+            self._pairer.expire(self._last[1], self.counts, out)  # requests left unanswered still come out
             return out
         buf, snapped = chunk.buf, chunk.caplen < chunk.wirelen
         cols = [getattr(p, n)[rows].tolist() for n in ("proto", "src_hi", "src_lo", "sport", "dst_hi", "dst_lo",
@@ -89,7 +92,6 @@ class IcsDecoder:
                 units = self._segment(sid, name, seq, flags, payload, frame, ts, plen < wire and short, wire)
             self._transport_of[cid] = "tcp" if proto == 6 else "udp"
             self._decode(name, cid, sid, from_client, units, out)
-        self._last = (int(p.frame[-1]), int(p.ts_ns.max()))
         self._pairer.expire(self._last[1], self.counts, out)
         return out
 
