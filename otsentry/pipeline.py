@@ -102,7 +102,9 @@ def fit_bundle(windows: Sequence[FeatureWindow], window_s: float, captures: Iter
         raise PipelineError("no traffic to learn from: the learning captures hold no Modbus or IP conversation")
     policy = PolicyBaseline().fit(windows)
     detectors = {}
-    for kind in ("pair", "flow"):
+    for kind in ("pair", "flow", "ot"):
+        if kind == "ot" and not any(w.kind == "ot" for w in windows):
+            continue  # no DNP3, IEC 104, S7 or EtherNet/IP traffic: nothing to warn about
         detector = AnomalyWindowDetector(kind=kind, false_alarm_rate=false_alarm_rate)
         try:
             detectors[kind] = detector.fit(windows)

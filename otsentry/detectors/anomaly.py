@@ -17,15 +17,16 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from otsentry.contracts.schema import FEATURE_SCHEMA_VERSION, FLOW_FEATURES, PAIR_FEATURES
+from otsentry.contracts.schema import FEATURE_SCHEMA_VERSION, FLOW_FEATURES, OT_FEATURES, OT_SCHEMA_VERSION, PAIR_FEATURES
 from otsentry.detectors.base import BaseDetector
 from otsentry.detectors.ensemble import DEFAULT_MEMBERS, EnsembleDetector
 from otsentry.detectors.rules import rule
 from otsentry.records import Alert, FeatureEvidence, FeatureWindow, alert_id
 
-__all__ = ["AnomalyWindowDetector", "KINDS", "explain_sentence", "function_codes", "severity_for"]
+__all__ = ["AnomalyWindowDetector", "KINDS", "SCHEMAS", "explain_sentence", "function_codes", "severity_for"]
 
-KINDS = {"pair": PAIR_FEATURES, "flow": FLOW_FEATURES}
+KINDS = {"pair": PAIR_FEATURES, "flow": FLOW_FEATURES, "ot": OT_FEATURES}
+SCHEMAS = {"pair": FEATURE_SCHEMA_VERSION, "flow": FEATURE_SCHEMA_VERSION, "ot": OT_SCHEMA_VERSION}
 
 # Features that count events in the window: their explanation says "in 10 s".
 _COUNT_PREFIXES = ("fc_", "exc_", "diag_", "tcp_", "packets", "bytes")
@@ -102,7 +103,7 @@ class AnomalyWindowDetector(BaseDetector):
             )
         X = self._matrix(selected, names)
         self.ensemble_ = ensemble.fit(X, feature_names=names)
-        self.schema_ = FEATURE_SCHEMA_VERSION
+        self.schema_ = SCHEMAS[self.kind]
         self.n_train_windows_ = len(selected)
         self.n_train_pairs_ = len(self._pairs(selected))
         self.window_s_ = float(np.median([w.window_end - w.window_start for w in selected]))
@@ -141,10 +142,11 @@ class AnomalyWindowDetector(BaseDetector):
 
     def _select(self, windows: Iterable[FeatureWindow]) -> list[FeatureWindow]:
         selected = [w for w in windows if w.kind == self.kind]
+        schema = SCHEMAS.get(self.kind, FEATURE_SCHEMA_VERSION)
         for w in selected:
-            if w.schema != FEATURE_SCHEMA_VERSION:
+            if w.schema != schema:
                 raise ValueError(
-                    f"window at {w.window_start} uses feature schema {w.schema}, this otsentry uses {FEATURE_SCHEMA_VERSION}"
+                    f"window at {w.window_start} uses feature schema {w.schema}, this otsentry uses {schema}"
                 )
         return selected
 
@@ -157,7 +159,7 @@ class AnomalyWindowDetector(BaseDetector):
         """Feature rows in schema order (``features.windows.to_matrix`` will replace this once it lands)."""
         X = np.array([w.values for w in windows], dtype=float).reshape(len(windows), -1)
         if X.shape[1] != len(names):
-            raise ValueError(f"{X.shape[1]} feature values per window, the {FEATURE_SCHEMA_VERSION} schema has {len(names)}")
+            raise ValueError(f"{X.shape[1]} feature values per window, the schema has {len(names)}")
         return X
 
     def _alert(self, w: FeatureWindow, score: float, evidence: list[FeatureEvidence]) -> Alert:
@@ -186,10 +188,11 @@ class AnomalyWindowDetector(BaseDetector):
             evidence=tuple(evidence),
             function_codes=function_codes(w) if self.kind == "pair" else (),
             server_port=w.port,
-            transport=w.transport or "tcp",
+            transport=(w.transport.partition("/")[0] if self.kind == "ot" else w.transport) or "tcp",
             technique_id=technique_id,
             first_frame=w.first_frame,
             last_frame=w.last_frame,
+            protocol=w.transport.partition("/")[2] if self.kind == "ot" else "",
         )
 
 

@@ -188,6 +188,10 @@ _DECLARED = (
          "A conversation whose volume, timing or flags no learned conversation explains.", "action",
          "T0869", "Unusual volume or timing on a known service is how a channel hidden in an application protocol "
          "looks.", "held unusual conversations with {targets}"),
+    Rule("anomaly.ot_ensemble", "Anomalous DNP3/IEC 104/S7/CIP traffic for a pair",
+         "A window of DNP3, IEC 104, S7 or EtherNet/IP operations that no learned pattern of the pair explains.",
+         "action", "T0855", "Operations unlike anything the pair did (mix, rate, errors, latency) are commands the "
+         "plant did not expect.", "exchanged unusual OT operations with {targets}"),
     Rule("sensor.packet_loss", "Sensor packet loss",
          "Packets the sensor never saw: kernel or interface drops, or a stream hole never filled.", "health",
          None, "The sensor's own blindness, not an adversary's action.", "lost packets towards {targets}"),

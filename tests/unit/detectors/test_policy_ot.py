@@ -117,3 +117,22 @@ def test_s7_and_cip_actions_alert_with_any_baseline(tmp_path: Path, name: str, r
     assert ot
     b = PolicyBaseline().fit([w for w in windows([op(t) for t in range(0, 60, 5)])])
     assert rule in {a.rule_id for a in b.detect(ot)}
+
+
+def test_ot_anomaly_ensemble_learns_polling_and_flags_a_flood() -> None:
+    """The ensemble learns per window kind, ``ot`` included: steady DNP3 polling is quiet, a burst of failing
+    operations with long latencies is not."""
+    import random
+
+    from otsentry.detectors.anomaly import AnomalyWindowDetector
+
+    rng = random.Random(3)
+    learn = windows([op(t + rng.random(), latency=0.01 + rng.random() / 100) for t in range(0, 3000, 2)])
+    detector = AnomalyWindowDetector(kind="ot").fit(learn)
+    assert detector.schema_ == "ot-v1" and detector.n_train_windows_ == len(learn)
+    quiet = windows([op(4000 + t + rng.random(), latency=0.01 + rng.random() / 100) for t in range(0, 600, 2)])
+    assert len(detector.detect(quiet)) <= 1
+    flood = windows([op(5000 + i / 50, status="object_unknown", latency=0.5) for i in range(400)])
+    [alert] = detector.detect(flood)[:1]
+    assert (alert.rule_id, alert.protocol, alert.transport, alert.technique_id) == (
+        "anomaly.ot_ensemble", "dnp3", "tcp", "T0855")
