@@ -35,7 +35,8 @@ class KibanaError(ServiceError, RuntimeError):
     """Kibana refused the import or could not be reached: a one-line message (never with credentials)."""
 
 
-ALERT_COLUMNS = ["otsentry.severity", "source.ip", "destination.ip", "otsentry.unit_id", "rule.id", "message"]
+ALERT_COLUMNS = ["otsentry.severity", "source.ip", "destination.ip", "network.protocol", "otsentry.unit_id", "rule.id",
+                 "message"]
 
 
 def saved_objects(prefix: str = DEFAULT_PREFIX) -> list[dict[str, Any]]:
@@ -61,11 +62,15 @@ def saved_objects(prefix: str = DEFAULT_PREFIX) -> list[dict[str, Any]]:
         visualization(f"{dv}-function-codes", dv, "otsentry: function-code mix of alerted windows", "pie",
                       pie("otsentry: function-code mix"),
                       [count_metric(), terms("2", "otsentry.function_codes", 25, "segment", "Function code")]),
+        # a click on a slice filters the whole dashboard to one protocol (modbus, dnp3, iec104, s7comm, enip...)
+        visualization(f"{dv}-protocols", dv, "otsentry: alerts by protocol", "pie", pie("otsentry: alerts by protocol"),
+                      [count_metric(), terms("2", "network.protocol", 8, "segment", "Protocol")]),
     ]
     table = search(f"{dv}-table", dv, "otsentry: alerts", "Every alert with its explanation, newest first.",
                    ALERT_COLUMNS)
-    layout = [(0, 0, 32, 12), (0, 12, 24, 15), (24, 12, 24, 15), (32, 0, 16, 12), (0, 27, 48, 20)]
-    board = dashboard(f"{dv}-dashboard", "otsentry: Modbus/TCP alerts", "Alerts raised by otsentry on the OT network.",
+    layout = [(0, 0, 32, 12), (0, 12, 24, 15), (24, 12, 24, 15), (32, 0, 8, 12), (40, 0, 8, 12), (0, 27, 48, 20)]
+    board = dashboard(f"{dv}-dashboard", "otsentry: OT alerts (Modbus, DNP3, IEC 104, S7, EtherNet/IP)",
+                      "Alerts raised by otsentry on the OT network; the protocol pie filters by network.protocol.",
                       [*vis, table], layout)
     return [view, *vis, table, board]
 

@@ -68,7 +68,7 @@ def test_incident_and_asset_dashboards_use_fields_their_templates_map(objects, m
 def test_everything_shipped_has_unique_ids_and_resolvable_references():
     objects = soc_objects()
     keys = {(o["type"], o["id"]) for o in objects}
-    assert len(keys) == len(objects) == 22
+    assert len(keys) == len(objects) == 23
     for obj in objects:
         for ref in obj["references"]:
             assert (ref["type"], ref["id"]) in keys, f"{obj['id']} references a missing {ref}"
@@ -84,7 +84,7 @@ def test_references_are_consistent():
     (dashboard,) = [o for o in objects if o["type"] == "dashboard"]
     panels = json.loads(dashboard["attributes"]["panelsJSON"])
     assert {p["panelRefName"] for p in panels} == {r["name"] for r in dashboard["references"]}
-    assert len(panels) == 5 and {p["type"] for p in panels} == {"visualization", "search"}
+    assert len(panels) == 6 and {p["type"] for p in panels} == {"visualization", "search"}
     cells = set()
     for p in panels:  # no two panels overlap on Kibana's 48-column grid
         g = p["gridData"]
