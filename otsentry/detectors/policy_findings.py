@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Hashable, Iterable, Mapping, Protocol
 
+from otsentry.collectors.ics.ports import service_name as ot_service_name
 from otsentry.collectors.modbus_names import ZEEK_FUNCTION_CODES
 from otsentry.detectors.policy_profiles import OTHER_FUNCTION_CODE, PairProfile, Range, measured_range, write_codes
 from otsentry.records import FeatureEvidence, FeatureWindow
@@ -113,7 +114,7 @@ def names(ips: Iterable[str]) -> str:
 def service_label(port: int, transport: str) -> str:
     if port == 0:
         return transport.upper() or "a portless protocol"
-    name = SERVICE_NAMES.get(port)
+    name = SERVICE_NAMES.get(port) or ot_service_name(transport, port)  # then the OT protocols named by port
     return f"{port}/{transport} ({name})" if name else f"{port}/{transport}"
 
 

@@ -191,3 +191,12 @@ def test_every_enip_command(command: int) -> None:
 def test_cip_error_status() -> None:
     reply = parse_encapsulation(enip(0x006F, cip_rr(bytes([0x8E, 0, 0x08, 0]))), False, 2, 0)
     assert reply.status == "Service not supported" and not reply.request
+
+
+def test_other_ot_protocols_are_named_by_port_in_alert_wording() -> None:
+    from otsentry.collectors.ics.ports import NAMED_PORTS
+    from otsentry.detectors.policy_findings import service_label
+
+    assert service_label(47808, "udp") == "47808/udp (BACnet)" and service_label(9600, "udp") == "9600/udp (omron-fins)"
+    assert service_label(1911, "tcp") == "1911/tcp (niagara-fox)" and service_label(40000, "tcp") == "40000/tcp"
+    assert all(name and transport in ("tcp", "udp") and 0 < port < 65536 for (transport, port), name in NAMED_PORTS.items())
