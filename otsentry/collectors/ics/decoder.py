@@ -54,6 +54,7 @@ class IcsDecoder:
         self._pairer = OperationPairer(pairing_timeout_s)
         self._udp_framers = {name: StreamFramer(spec) for name, spec in FRAMES.items()}
         self._last = (0, 0)
+        self._routes: dict[tuple, tuple[int, bool, str]] = {}  # sender 7-tuple -> (conn id, from client, framer)
 
     def process(self, chunk: Chunk, p: Packets) -> list[OperationEvent]:
         tcp = (p.proto == 6) & (_TCP[p.sport] | _TCP[p.dport])
@@ -72,14 +73,10 @@ class IcsDecoder:
         cut = snapped[rows].tolist()
         for (proto, shi, slo, sport, dhi, dlo, dport, seq, flags, off, plen, wire, frame, ts), short in \
                 zip(zip(*cols), cut):
-            table = DECODED_TCP if proto == 6 else DECODED_UDP
-            from_client = dport in table
-            if from_client and sport in table and self.conns.get((proto, dhi, dlo, dport, shi, slo, sport)) is not None:
-                from_client = False  # both ends on the protocol's port (DNP3 20000 <-> 20000): first sender is client
-            name = table[dport] if from_client else table[sport]
-            cli, srv = ((shi, slo, sport), (dhi, dlo, dport)) if from_client else ((dhi, dlo, dport), (shi, slo, sport))
-            cid = self.conns.intern((proto, *cli, *srv), lambda c=cli, s=srv: Conn(
-                addr_to_str(c[0], c[1]), c[2], addr_to_str(s[0], s[1]), s[2]))
+            route = self._routes.get((proto, shi, slo, sport, dhi, dlo, dport))
+            if route is None:
+                route = self._route(proto, shi, slo, sport, dhi, dlo, dport)
+            cid, from_client, name = route
             sid = cid * 2 + (0 if from_client else 1)
             payload = buf[off : off + plen]
             if proto == 17:
@@ -99,6 +96,20 @@ class IcsDecoder:
         """The messages decoded since the last call (``keep_messages``), in decoding order."""
         out, self._messages = tuple(self._messages), []
         return out
+
+    def _route(self, proto: int, shi: int, slo: int, sport: int, dhi: int, dlo: int,
+               dport: int) -> tuple[int, bool, str]:
+        """(connection id, sent by the client, framer) of a sender's packets, computed once per sender."""
+        table = DECODED_TCP if proto == 6 else DECODED_UDP
+        from_client = dport in table
+        if from_client and sport in table and self.conns.get((proto, dhi, dlo, dport, shi, slo, sport)) is not None:
+            from_client = False  # both ends on the protocol's port (DNP3 20000 <-> 20000): first sender is client
+        name = table[dport] if from_client else table[sport]
+        cli, srv = ((shi, slo, sport), (dhi, dlo, dport)) if from_client else ((dhi, dlo, dport), (shi, slo, sport))
+        cid = self.conns.intern((proto, *cli, *srv), lambda: Conn(addr_to_str(cli[0], cli[1]), cli[2],
+                                                                addr_to_str(srv[0], srv[1]), srv[2]))
+        route = self._routes[(proto, shi, slo, sport, dhi, dlo, dport)] = (cid, from_client, name)
+        return route
 
     def finish(self) -> list[OperationEvent]:
         out: list[OperationEvent] = []

@@ -51,6 +51,25 @@ def _layouts() -> dict[tuple[int, int], tuple[int, struct.Struct]]:
 _LAYOUTS = _layouts()
 
 
+def _runs() -> dict[tuple[int, int], struct.Struct]:
+    """Per object kind with a value layout, a struct that reads the value of one whole object (padding around)."""
+    out = {}
+    for gv, (off, packer) in _LAYOUTS.items():
+        size = OBJECT_SIZES.get(gv)
+        if size is not None and off + packer.size <= size:
+            out[gv] = struct.Struct(f"<{off}x{packer.format[1:]}{size - off - packer.size}x")
+    return out
+
+
+_RUNS = _runs()
+
+
+def _integral(v: int | float) -> int | None:
+    if isinstance(v, float):
+        return int(round(v)) if v == v and abs(v) < 1 << 62 else None  # NaN and infinities: no value
+    return v
+
+
 def _value(data: bytes, at: int, size: int, gv: tuple[int, int]) -> int | None:
     if gv in _FLAG_STATE:
         return data[at] >> 7 & 1
@@ -132,6 +151,14 @@ def _bodies(data: bytes, pos: int, g: int, v: int, prefix: int, count: int, valu
     size = OBJECT_SIZES.get(gv)
     if size is None and g in (110, 111, 112, 113):  # octet strings: the variation is the length
         size = v
+    if prefix == 0 and size:  # a packed run of fixed-size objects (most responses): one C-level unpack
+        end = pos + count * size
+        run = _RUNS.get(gv)
+        if run is not None and end <= len(data):
+            room = max(0, MAX_VALUES - len(values))
+            take = data[pos : pos + min(count, room) * size]
+            values.extend(v for v in (_integral(x[0]) for x in run.iter_unpack(take)) if v is not None)
+            return end
     pbytes = _PREFIX_BYTES[prefix]
     for _ in range(count):
         if pos + pbytes > len(data):
