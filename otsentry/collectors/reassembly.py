@@ -153,6 +153,8 @@ def feed_segment(
     if syn:
         if state.held or state.buffer:  # a new connection on the same ports: what was pending is lost
             out.extend(_drop_held(state, frame, ts_ns))
+        if state.framer is not None:  # another protocol's partial unit belongs to the old connection too
+            out.extend(state.framer.flush(frame, ts_ns))
         state.tentative = False
         state.next_seq = (seq + 1) % SEQ_MOD
         state.saw_syn = True

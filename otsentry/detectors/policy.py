@@ -348,6 +348,8 @@ class PolicyBaseline:
 
 def _to_alert(w: FeatureWindow, f: Finding) -> Alert:
     key_rule = f.rule_id if w.kind == "pair" else f"{f.rule_id}@{w.port}/{w.transport}"
+    if w.kind == "ot" and f.variant:  # two findings of one rule in one window (a stop and a start) are two alerts
+        key_rule = f"{f.rule_id}:{f.variant}@{w.port}/{w.transport}"
     transport, protocol = ot_protocol(w.transport) if w.kind == "ot" else (w.transport or "tcp", "")
     declared = rule(f.rule_id)
     tech = declared.technique_for(f.variant)

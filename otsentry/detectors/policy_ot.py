@@ -121,8 +121,9 @@ def effect_findings(profiles: Mapping[OtKey, OtProfile], w: FeatureWindow) -> li
             " (never seen while learning)"
         text = f"{w.client_ip} sent {int(n)} {label} {effect.replace('_', ' ')} operation(s) ({names}) to " \
                f"{target}{history}"
+        # the variant names the effect when the rule has no variant for it: stop and start are two alerts
         out.append(Finding(rule_id, severity, text, ((rule_id, *ot_key(w), effect),),
-                           (evidence(effect, n, (0.0, float(seen))),), variant=variant))
+                           (evidence(effect, n, (0.0, float(seen))),), variant=variant or effect))
     return out
 
 

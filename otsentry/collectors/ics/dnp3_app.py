@@ -7,10 +7,12 @@ from otsentry.collectors.ics.dnp3_names import (ERROR_IIN_MASK, FUNCTIONS, RESPO
 from otsentry.collectors.ics.dnp3_objects import walk_objects
 from otsentry.collectors.ics.message import Message
 
-__all__ = ["HEADERS_ONLY", "parse_fragment"]
+__all__ = ["HEADERS_ONLY", "UNPAIRED", "parse_fragment"]
 
 # Requests whose object headers carry no object bodies (reads, freezes, class assignment, unsolicited control).
 HEADERS_ONLY = frozenset({0x01, 0x07, 0x08, 0x09, 0x0A, 0x14, 0x15, 0x16, 0x1E})
+# Never answered by a response of their own: confirms, unsolicited responses and the "no response" (_NR) requests.
+UNPAIRED = frozenset({0x00, 0x06, 0x08, 0x0A, 0x0C, 0x82})
 
 
 def parse_fragment(fragment: bytes, master: int, outstation: int, frame: int, ts_ns: int) -> Message:
@@ -45,7 +47,7 @@ def parse_fragment(fragment: bytes, master: int, outstation: int, frame: int, ts
     if walk.undecoded:
         flags.append("objects_undecoded")
     # Unsolicited responses are not answers to a request: unpaired. Confirms pair with nothing either.
-    key = None if fc in (0x00, 0x82) else (outstation, master, seq)
+    key = None if fc in UNPAIRED else (outstation, master, seq)
     return Message("dnp3", frame, ts_ns, not response, fc, function_name(fc), function_class(fc), outstation,
                    walk.objects, walk.values, status, key, tuple(flags), detail or "",
                    fragment[2] << 8 | fragment[3] if response else None)

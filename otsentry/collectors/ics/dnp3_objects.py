@@ -71,6 +71,8 @@ def _integral(v: int | float) -> int | None:
 
 
 def _value(data: bytes, at: int, size: int, gv: tuple[int, int]) -> int | None:
+    if size <= 0 or at + size > len(data):
+        return None
     if gv in _FLAG_STATE:
         return data[at] >> 7 & 1
     if gv == (50, 1):
@@ -160,6 +162,8 @@ def _bodies(data: bytes, pos: int, g: int, v: int, prefix: int, count: int, valu
             values.extend(v for v in (_integral(x[0]) for x in run.iter_unpack(take)) if v is not None)
             return end
     pbytes = _PREFIX_BYTES[prefix]
+    if pbytes == 0 and not size:  # objects without a body (class data g60): nothing to walk, whatever the count
+        return pos
     for _ in range(count):
         if pos + pbytes > len(data):
             return len(data) + 1

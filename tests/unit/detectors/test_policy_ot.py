@@ -136,3 +136,11 @@ def test_ot_anomaly_ensemble_learns_polling_and_flags_a_flood() -> None:
     [alert] = detector.detect(flood)[:1]
     assert (alert.rule_id, alert.protocol, alert.transport, alert.technique_id) == (
         "anomaly.ot_ensemble", "dnp3", "tcp", "T0855")
+
+
+def test_a_stop_and_a_start_in_one_window_are_two_alerts_with_two_ids() -> None:
+    alerts = baseline().detect(windows([op(400, "STOP_APPL", "program", "stop"),
+                                        op(401, "START_APPL", "program", "start")]))
+    mode = [a for a in alerts if a.rule_id == "policy.ot_mode_change"]
+    assert len(mode) == 2 and len({a.id for a in mode}) == 2 and {a.severity for a in mode} == {"critical", "high"}
+    assert {a.technique_id for a in mode} == {"T0858"}

@@ -200,3 +200,20 @@ def test_other_ot_protocols_are_named_by_port_in_alert_wording() -> None:
     assert service_label(47808, "udp") == "47808/udp (BACnet)" and service_label(9600, "udp") == "9600/udp (omron-fins)"
     assert service_label(1911, "tcp") == "1911/tcp (niagara-fox)" and service_label(40000, "tcp") == "40000/tcp"
     assert all(name and transport in ("tcp", "udp") and 0 < port < 65536 for (transport, port), name in NAMED_PORTS.items())
+
+
+def test_review_cases_a_huge_count_of_bodiless_objects_and_an_empty_sized_object() -> None:
+    """A WRITE of g60v1 with a 4-byte count of 2^32-1 (no bodies: returns at once, not after 2^32 steps), and a
+    g1v2 with a size prefix of 0 at the fragment's end (no value, no IndexError)."""
+    import time
+
+    started = time.perf_counter()
+    msg = parse_fragment(bytes.fromhex("c0023c0109ffffffff"), 1, 10, 1, 0)
+    assert time.perf_counter() - started < 1.0 and msg.operation_name == "WRITE"
+    msg = parse_fragment(bytes.fromhex("c00201024701" + "00"), 1, 10, 1, 0)
+    assert msg.operation_name == "WRITE" and msg.values == ()
+
+
+def test_no_response_functions_are_not_left_unanswered() -> None:
+    for code in (0x06, 0x08, 0x0A, 0x0C):
+        assert parse_fragment(bytes([0xC0, code]), 1, 10, 1, 0).key is None

@@ -110,3 +110,18 @@ def test_dnp3_transport_memory_is_bounded() -> None:
         reassembler.feed((0, 3, 4), bytes([head | i & 0x3F]) + bytes(249))
         head = 0
     assert reassembler.counts.too_long == 1 and reassembler.pending_bytes <= MAX_FRAGMENT
+
+
+def test_a_new_connection_drops_the_old_partial_unit() -> None:
+    """A SYN on the same ports: the framer's partial TPKT of the old connection is not glued to the new bytes."""
+    from otsentry.collectors.reassembly import StreamState, feed_segment
+    from otsentry.synth.ics_frames import s7_job
+
+    state = StreamState(framer=StreamFramer(FRAMES["tpkt"]))
+    job = tpkt_dt(s7_job(bytes([0x29, 0, 0, 0, 0, 0, 9]) + b"P_PROGRAM", ref=7))
+    assert feed_segment(state, 100, True, b"", 1, 0) == []
+    partial = feed_segment(state, 101, False, job[:10], 2, 0)
+    assert partial == []
+    out = feed_segment(state, 5000, True, b"", 3, 0) + feed_segment(state, 5001, False, job, 4, 0)
+    whole = [u for u in out if not u.truncated]
+    assert [u.data for u in whole] == [job] and all(u.data == job[:10] for u in out if u.truncated)
