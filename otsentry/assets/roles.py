@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from otsentry.collectors.ics.ports import PROTOCOL_LABELS
 from otsentry.contracts.events import OperationEvent
 from otsentry.records import FlowEvent, ModbusEvent
 
@@ -30,8 +31,6 @@ WRITE_CODES = frozenset({5, 6, 15, 16, 21, 22, 23})
 MAX_LISTED = 4
 OT_WRITE_CLASSES = frozenset({"write", "control"})
 OT_ENGINEERING_CLASSES = frozenset({"program", "file"})
-OT_LABELS = {"dnp3": "DNP3", "iec104": "IEC 104", "s7comm": "S7comm", "s7commplus": "S7comm-plus",
-             "enip": "EtherNet/IP"}
 
 
 @dataclass
@@ -123,7 +122,7 @@ def infer_roles(f: HostFacts, identity: tuple[tuple[str, str], ...] = (), *, mac
         for protocol, clients in sorted(f.ot_served.items()):
             stations = f.ot_stations.get(protocol)
             where = f" (station {_names(stations)})" if stations else ""
-            parts.append(f"answers {OT_LABELS.get(protocol, protocol)} requests from {_names(clients)}{where}")
+            parts.append(f"answers {PROTOCOL_LABELS.get(protocol, protocol)} requests from {_names(clients)}{where}")
         roles.append(("plc", "; ".join(parts) + (f"; identifies as {said}" if said else "")))
     if f.clients:
         what = f"answers Modbus/TCP requests from {_names(f.clients)} (unit {_names(f.units_served)}; " \
@@ -138,7 +137,7 @@ def infer_roles(f: HostFacts, identity: tuple[tuple[str, str], ...] = (), *, mac
     engineering = f.codes_used & ENGINEERING_CODES
     tools = sorted((r, p, t) for r, p, t in f.opened if p in ENGINEERING_PORTS and r in modbus_servers)
     poller = False
-    ot_engineering = sorted(f"{OT_LABELS.get(p, p)} {c}" for p, cs in f.ot_used.items()
+    ot_engineering = sorted(f"{PROTOCOL_LABELS.get(p, p)} {c}" for p, cs in f.ot_used.items()
                             for c in cs & OT_ENGINEERING_CLASSES)
     if f.servers:
         if f.written or f.ot_written:
@@ -147,7 +146,7 @@ def infer_roles(f: HostFacts, identity: tuple[tuple[str, str], ...] = (), *, mac
                 roles.append(("hmi", f"reads from and writes (FC {_names(f.codes_used & WRITE_CODES)}) to "
                                      f"{_names(f.written)}"))
             else:
-                protocols = _names({OT_LABELS.get(p, p) for p, cs in f.ot_used.items() if cs & OT_WRITE_CLASSES})
+                protocols = _names({PROTOCOL_LABELS.get(p, p) for p, cs in f.ot_used.items() if cs & OT_WRITE_CLASSES})
                 roles.append(("hmi", f"sends {protocols} controls or writes to {_names(f.ot_written)}"))
         elif len(f.servers) >= 2 and not engineering:
             poller = True

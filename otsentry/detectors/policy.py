@@ -188,15 +188,15 @@ class PolicyBaseline:
                 continue
             if w.kind == "ot":  # DNP3, IEC 104, S7, EtherNet/IP: learned by policy_ot
                 ot.append(w)
-                continue
-            check_window(w)
-            talkers.update((w.client_ip, w.server_ip))
-            if w.kind == "pair":
-                stats["pair_windows"] += 1
-                pair_profiles.setdefault(w.pair, []).append(profile_of(w))
             else:
-                stats["flow_windows"] += 1
-                conversations.add((w.client_ip, w.server_ip, int(w.port), w.transport))
+                check_window(w)
+                talkers.update((w.client_ip, w.server_ip))
+                if w.kind == "pair":
+                    stats["pair_windows"] += 1
+                    pair_profiles.setdefault(w.pair, []).append(profile_of(w))
+                else:
+                    stats["flow_windows"] += 1
+                    conversations.add((w.client_ip, w.server_ip, int(w.port), w.transport))
             stats["start"] = w.window_start if stats["start"] is None else min(stats["start"], w.window_start)
             stats["end"] = w.window_end if stats["end"] is None else max(stats["end"], w.window_end)
         if not stats["pair_windows"] and not stats["flow_windows"] and not ot:
@@ -204,8 +204,6 @@ class PolicyBaseline:
         pairs = {pair: merge_all(ps) for pair, ps in pair_profiles.items()}
         if ot:
             stats["ot_windows"] = len(ot)
-            stats["start"] = min([w.window_start for w in ot] + ([stats["start"]] if stats["start"] is not None else []))
-            stats["end"] = max([w.window_end for w in ot] + ([stats["end"]] if stats["end"] is not None else []))
         self._set_learned(frozenset(talkers), pairs, frozenset(conversations), stats, ot=ot_profiles(ot))
         return self
 

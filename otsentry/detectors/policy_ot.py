@@ -16,18 +16,17 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from otsentry.collectors.ics.effects import operations_with
+from otsentry.collectors.ics.ports import PROTOCOL_LABELS
 from otsentry.contracts.events import OPERATION_CLASSES, OPERATION_EFFECTS
 from otsentry.contracts.schema import OT_FEATURES, OT_SCHEMA_VERSION
 from otsentry.detectors.policy_findings import Finding, evidence
 from otsentry.features.otwin import ot_protocol
 from otsentry.records import FeatureWindow
 
-__all__ = ["OT_RULES", "OtKey", "OtProfile", "check_ot_window", "ot_findings", "ot_profiles"]
+__all__ = ["OtKey", "OtProfile", "check_ot_window", "ot_findings", "ot_profiles"]
 
 OtKey = tuple[str, str, int, int, str]  # client, server, station, server port, "transport/protocol"
 _INDEX = {name: i for i, name in enumerate(OT_FEATURES)}
-PROTOCOL_LABELS = {"dnp3": "DNP3", "iec104": "IEC 104", "s7comm": "S7comm", "s7commplus": "S7comm-plus",
-                   "enip": "EtherNet/IP"}
 STATION_LABELS = {"dnp3": "outstation", "iec104": "common address"}
 # effect -> (rule, severity, variant)
 EFFECT_RULES: Mapping[str, tuple[str, str, str]] = {
@@ -191,7 +190,3 @@ def ot_findings(profiles: Mapping[OtKey, OtProfile], masters: Mapping[tuple, fro
             found.append(f)
     return found + bursts(profiles, w)
 
-
-OT_RULES = ("policy.ot_restart", "policy.ot_mode_change", "policy.ot_reporting_disabled", "policy.ot_time_set",
-            "policy.ot_program", "policy.ot_new_operation", "policy.ot_new_master", "policy.ot_error_burst",
-            "policy.ot_no_response")

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["PROTOCOL_NAMES", "ProtocolCounts", "merge_counts"]
-
-PROTOCOL_NAMES = ("dnp3", "iec104", "s7comm", "s7commplus", "enip", "cotp")
+__all__ = ["ProtocolCounts", "merge_counts"]
 
 
 @dataclass

@@ -9,7 +9,11 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Mapping
 
-__all__ = ["DECODED_TCP", "DECODED_UDP", "NAMED_PORTS", "service_name"]
+__all__ = ["DECODED_TCP", "DECODED_UDP", "NAMED_PORTS", "PROTOCOL_LABELS", "service_name"]
+
+# The decoded protocols' names as people write them (alert wording, asset roles).
+PROTOCOL_LABELS: Mapping[str, str] = MappingProxyType({
+    "dnp3": "DNP3", "iec104": "IEC 104", "s7comm": "S7comm", "s7commplus": "S7comm-plus", "enip": "EtherNet/IP"})
 
 # port -> framer name (``framing.FRAMES``); the framer fixes the protocol (TPKT carries S7comm and S7comm-plus).
 DECODED_TCP: Mapping[int, str] = MappingProxyType({20000: "dnp3", 2404: "iec104", 102: "tpkt", 44818: "enip"})
