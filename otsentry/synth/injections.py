@@ -20,7 +20,10 @@ from otsentry.synth.attacks import (AddressSweep, AttackLog, CovertChannel, Diag
                                     FreezeResponses, FunctionCodeSweep, ListenOnly, QueryFlood, ReplayOldResponses,
                                     SetpointChange, SilencedPoller, Target, UnitIdSweep, WriteFromNewHost,
                                     attacker_host)
+from otsentry.synth.attacks.ot import (CipReset, Dnp3ColdRestart, Dnp3DirectOperate, Dnp3DisableUnsolicited,
+                                       Iec104Command, InterrogationFlood, S7BlockDownload, S7PlcStop)
 from otsentry.synth.campaign import ListenOnlyPeriods, RepeatedCampaign
+from otsentry.synth.ot_plant import OtPlant
 from otsentry.synth.plant import Host
 from otsentry.synth.polling import Plant, Poller
 from otsentry.synth.sessions import RdpSession, SmbLateralMovement
@@ -34,6 +37,7 @@ REPLAY_RECORD_BEFORE_S = 90.0
 REPLAY_S = 60.0
 
 Addresses = tuple[str | None, str | None, int | None]
+OT_UNITS = {"rtu1": 10, "rtu2": 7}  # the truth's target unit: DNP3 outstation address, IEC 104 common address
 
 
 @dataclass
@@ -48,6 +52,7 @@ class Injection:
     start_ns: int
     at_ns: int
     learn_end_ns: int
+    ot: OtPlant | None = None  # the substation, crane and yard (specs with ``plant: port``)
     poller: Poller = field(init=False)
     taken: list[str] = field(init=False)
 
@@ -74,6 +79,21 @@ class Injection:
     def pollers_of(self, plc: Host) -> list[Poller]:
         """The pollers of a PLC: the HMI's and the historian's."""
         return [p for p in self.plant.pollers if p.plc is plc]
+
+    def ot_attack(self, cls: type, device: str, client: Host, **kwargs: object) -> Addresses:
+        """Add an attack session of ``cls`` from ``client`` to an OT device of the port plant."""
+        if self.ot is None:
+            raise ValueError("this scenario attacks the port's OT systems: its spec needs `plant: port`")
+        dev = self.ot.devices[device]
+        if kwargs.pop("victim", False):  # the attack changes the device its normal session talks to
+            kwargs["victim"] = self.ot.sessions[device]
+        self.add(cls(self.sim, self.log, self.rng, client, dev, **kwargs))
+        return client.ip, dev.host.ip, OT_UNITS.get(device)
+
+    def ot_host(self, name: str) -> Host:
+        """A host of the port plant (OT systems first, then the Modbus plant's control room)."""
+        assert self.ot is not None
+        return self.ot.hosts.get(name) or self.plant.hosts[name]
 
 
 INJECTIONS: dict[str, Callable[[Injection], Addresses] | None] = {"normal": None}
@@ -200,6 +220,48 @@ def _repeat_campaign(ctx: Injection) -> Addresses:
     for p in ctx.pollers_of(target.plc):
         ctx.wrap(p, SilencedPoller(p, state, ctx.log, ctx.rng))
     return host.ip, target.plc.ip, target.unit
+
+
+# -- the port's OT systems (specs with ``plant: port``) ----------------------------------------------------------
+
+@injection("dnp3_cold_restart")
+def _dnp3_cold_restart(ctx: Injection) -> Addresses:
+    return ctx.ot_attack(Dnp3ColdRestart, "rtu1", ctx.ot_host("eng"), victim=True)
+
+
+@injection("dnp3_disable_unsolicited")
+def _dnp3_disable_unsolicited(ctx: Injection) -> Addresses:
+    return ctx.ot_attack(Dnp3DisableUnsolicited, "rtu1", ctx.ot_host("scada"))
+
+
+@injection("dnp3_direct_operate")
+def _dnp3_direct_operate(ctx: Injection) -> Addresses:
+    return ctx.ot_attack(Dnp3DirectOperate, "rtu1", ctx.new_host())
+
+
+@injection("iec104_new_station_command")
+def _iec104_new_station_command(ctx: Injection) -> Addresses:
+    return ctx.ot_attack(Iec104Command, "rtu2", ctx.new_host())
+
+
+@injection("iec104_interrogation_flood")
+def _iec104_interrogation_flood(ctx: Injection) -> Addresses:
+    return ctx.ot_attack(InterrogationFlood, "rtu2", ctx.ot_host("scada"))
+
+
+@injection("s7_plc_stop")
+def _s7_plc_stop(ctx: Injection) -> Addresses:
+    return ctx.ot_attack(S7PlcStop, "crane_plc", ctx.ot_host("eng"))
+
+
+@injection("s7_block_download")
+def _s7_block_download(ctx: Injection) -> Addresses:
+    return ctx.ot_attack(S7BlockDownload, "crane_plc", ctx.ot_host("eng"))
+
+
+@injection("cip_reset")
+def _cip_reset(ctx: Injection) -> Addresses:
+    return ctx.ot_attack(CipReset, "yard_plc", ctx.new_host(), victim=True)
 
 
 SCENARIO_NAMES: tuple[str, ...] = tuple(INJECTIONS)

@@ -25,6 +25,7 @@ import sys
 import time
 
 from otsentry.synth.injections import REPLAY_RECORD_BEFORE_S, REPLAY_S, SCENARIO_NAMES, Injection, inject
+from otsentry.synth.ot_plant import build_ot_plant
 from otsentry.synth.polling import DEFAULT_START_NS, PollingOptions, build_plant
 from otsentry.synth.sim import Actor, GroundTruth, Sim
 from otsentry.synth.specs import scenario_spec
@@ -88,13 +89,16 @@ def generate_scenario(path: str | os.PathLike[str], name: str, seed: int, learn_
     end_ns = start_ns + int(total_s * 1e9)
     actors: list[tuple[int, Actor]] = list(plant.actors)
     log = AttackLog()
+    ot = build_ot_plant(sim, seed, plant.hosts["hmi"], start_ns, log) if spec.plant == "port" else None
+    if ot is not None:
+        actors.extend(ot.actors)
     attacker_ip = target_ip = target_unit = None
     if attack_at_s is not None:
         # The attack's own RNG: drawing from the plant's would change the normal traffic before the attack.
         rng = random.Random(f"otsentry-scenario:{name}:{seed}")
         at_ns = start_ns + int(attack_at_s * 1e9)
         attacker_ip, target_ip, target_unit = inject(name, Injection(sim, plant, actors, log, rng, start_ns, at_ns,
-                                                                     start_ns + int(learn_s * 1e9)))
+                                                                     start_ns + int(learn_s * 1e9), ot))
     counts = GroundTruth(seed=seed)
     with LabellingWriter(path, log) as writer:
         sim.run(writer, [(t, _Until(actor, end_ns)) for t, actor in actors], sys.maxsize, counts)

@@ -2,7 +2,8 @@
 
 A spec says what students read (title, description, ATT&CK for ICS technique), when things happen (``timeline``:
 seconds from the capture's start, ``duration_s`` the attack's longest length), the seed of the reference capture,
-and what otsentry is expected to raise (``expected.rules``; ``expected.notes``). ``read_specs`` validates them:
+and what otsentry is expected to raise (``expected.rules``; ``expected.notes``); ``plant: port`` adds the port's
+substation, crane and yard (``otsentry.synth.ot_plant``) to the Modbus plant. ``read_specs`` validates them:
 unknown keys are rejected with the key's name, and an attack time is given exactly when there is a technique.
 The generator (``scenarios``) takes description, technique and duration from here.
 """
@@ -20,12 +21,13 @@ import yaml
 
 from otsentry.errors import InputError
 
-__all__ = ["SPEC_DIR", "ScenarioSpec", "SpecError", "read_specs", "scenario_spec"]
+__all__ = ["PLANTS", "SPEC_DIR", "ScenarioSpec", "SpecError", "read_specs", "scenario_spec"]
 
 SPEC_DIR = Path(__file__).resolve().parent / "specs"
 
 _TOP_KEYS = {"name": True, "title": True, "description": True, "technique": True, "timeline": True, "seed": True,
-             "expected": True}  # key -> required
+             "expected": True, "plant": False}  # key -> required
+PLANTS = ("modbus", "port")  # the Modbus plant alone; with the port's substation, crane and yard (ot_plant)
 _TECHNIQUE_KEYS = {"id": True, "name": True, "tactic": True}
 _TIMELINE_KEYS = {"learn_s": True, "attack_at_s": True, "duration_s": True, "total_s": True}
 _EXPECTED_KEYS = {"rules": True, "notes": False}
@@ -44,11 +46,13 @@ class ScenarioSpec:
     technique_name: str | None = None
     tactic: str | None = None
     duration_s: float = 0.0  # upper bound of the attack's length, to check it fits before total_s
+    plant: str = "modbus"  # one of PLANTS
 
     @classmethod
     def of(cls, spec: Mapping[str, Any]) -> "ScenarioSpec":
         t = spec["technique"] or {}
-        return cls(spec["description"], t.get("id"), t.get("name"), t.get("tactic"), spec["timeline"]["duration_s"])
+        return cls(spec["description"], t.get("id"), t.get("name"), t.get("tactic"), spec["timeline"]["duration_s"],
+                   spec.get("plant", "modbus"))
 
 
 def read_specs(directory: str | os.PathLike[str] | None = None) -> dict[str, dict[str, Any]]:
@@ -87,6 +91,8 @@ def _load_one(path: Path) -> dict[str, Any]:
         raise SpecError(f"{where}: name {name!r} does not match the file name (expected {path.stem!r})")
     _text(data, "title", where)
     data["description"] = " ".join(_text(data, "description", where).split())
+    if data.setdefault("plant", "modbus") not in PLANTS:
+        raise SpecError(f"{where}: plant must be one of {', '.join(PLANTS)}, got {data['plant']!r}")
     seed = data["seed"]
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise SpecError(f"{where}: seed must be a non-negative integer, got {seed!r}")
