@@ -172,7 +172,7 @@ class Collector:
                                 self.config.flow_active_timeout_s)
         self._pairer = Pairer(self.config.pairing_timeout_s)
         self._ics = IcsDecoder(self.conns, self.config.pairing_timeout_s, self.config.reassembly,
-                               self.config.keep_messages)
+                               self.config.keep_messages, self.config.max_held_total_bytes)
         self.stats.protocols = self._ics.counts
         self._last_frame = 0
         self._last_ts_ns = 0
@@ -200,6 +200,7 @@ class Collector:
             self._count_halves(part)
         events = self._pairer.push(parts, self._last_ts_ns)
         operations = tuple(self._ics.process(chunk, p))
+        self._take_ics_notes()
         return self._account(CollectedBatch(events, flows, self._drain_notes(), operations=operations,
                                             messages=self._ics.drain_messages()))
 
@@ -220,8 +221,7 @@ class Collector:
         batch = ModbusBatch.concat([self._pairer.push(halves, self._last_ts_ns), self._pairer.flush()]) \
             if len(halves) else self._pairer.flush()
         operations = tuple(self._ics.finish())
-        for sid, state in self._ics.streams.items():
-            self._take_notes(sid, state)
+        self._take_ics_notes()
         return self._account(CollectedBatch(batch, self._flows.flush(), self._drain_notes(), operations=operations,
                                             messages=self._ics.drain_messages()))
 
@@ -251,6 +251,12 @@ class Collector:
     def _drain_notes(self) -> tuple[EvasionNote, ...]:
         notes, self.notes = tuple(self.notes), []
         return notes
+
+    def _take_ics_notes(self) -> None:
+        """Evasion notes of OT streams, taken after every batch (as the Modbus path's after every segment)."""
+        for sid in sorted(self._ics.noted):
+            self._take_notes(sid, self._ics.streams[sid])
+        self._ics.noted.clear()
 
     def _take_notes(self, sid: int, state: StreamState) -> None:
         if state.notes:

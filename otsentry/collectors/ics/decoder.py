@@ -2,7 +2,9 @@
 
 TCP streams go through the same reassembly as Modbus (``collectors.reassembly``: segments in sequence order,
 first bytes win on overlaps, holes end as gaps after a timeout or at the end of the capture), with the
-protocol's framer; UDP datagrams are framed one by one. Framed units become messages (``units``), requests
+protocol's framer; UDP datagrams are framed one by one. Out-of-order bytes are bounded as on the Modbus path:
+a hole open longer than the timeout is given up at the end of each batch even when its stream is quiet, and the
+oldest holes are given up while the streams hold more than ``max_held_total_bytes`` between them. Framed units become messages (``units``), requests
 and responses are paired into ``OperationEvent``s (``pairing``), and every protocol is counted.
 """
 
@@ -20,7 +22,7 @@ from otsentry.collectors.ics.ports import DECODED_TCP, DECODED_UDP
 from otsentry.collectors.ics.units import UnitDecoder
 from otsentry.collectors.packets import Packets, addr_to_str
 from otsentry.collectors.reassembly import LIMITS, SEQ_MOD, ReassemblyLimits, StreamState, feed_segment, \
-    finish_stream, flush
+    finish_stream, flush, skip_gap
 from otsentry.collectors.types import Conn
 from otsentry.contracts.events import OperationEvent
 from otsentry.contracts.network import SYN
@@ -41,8 +43,12 @@ class IcsDecoder:
     """Stateful over one capture, beside the Modbus path of ``Collector`` (sharing its connection table)."""
 
     def __init__(self, conns: ConnTable, pairing_timeout_s: float = 5.0,
-                 limits: ReassemblyLimits = LIMITS, keep_messages: bool = False) -> None:
+                 limits: ReassemblyLimits = LIMITS, keep_messages: bool = False,
+                 max_held_total_bytes: int = 64 << 20) -> None:
         self.conns = conns
+        self.max_held_total_bytes = max_held_total_bytes
+        self._holding: set[int] = set()  # streams with out-of-order bytes held
+        self.noted: set[int] = set()  # streams with evasion notes for the collector to take
         self.keep_messages = keep_messages
         self._messages: list[tuple[Conn, Message]] = []
         self.limits = limits
@@ -64,6 +70,8 @@ class IcsDecoder:
         if len(p):
             self._last = (int(p.frame[-1]), int(p.ts_ns.max()))
         if len(rows) == 0:
+            if self._holding:  # a quiet stream's hole still times out
+                self._sweep_held(out)
             self._pairer.expire(self._last[1], self.counts, out)  # requests left unanswered still come out
             return out
         buf, snapped = chunk.buf, chunk.caplen < chunk.wirelen
@@ -89,8 +97,32 @@ class IcsDecoder:
                 units = self._segment(sid, name, seq, flags, payload, frame, ts, plen < wire and short, wire)
             self._transport_of[cid] = "tcp" if proto == 6 else "udp"
             self._decode(name, cid, sid, from_client, units, out)
+        if self._holding:
+            self._sweep_held(out)
         self._pairer.expire(self._last[1], self.counts, out)
         return out
+
+    def _sweep_held(self, out: list[OperationEvent]) -> None:
+        """Holes open longer than the timeout, and the memory bound over all OT streams: give up on the oldest."""
+        limit_ns = self.limits.ooo_timeout_s * 1e9
+        now = self._last[1]
+        for sid in sorted(self._holding):
+            state = self.streams[sid]
+            if not state.held or now - state.held_since_ns > limit_ns:
+                self._give_up(sid, state, out)
+        while self._holding and sum(self.streams[s].held_bytes for s in self._holding) > self.max_held_total_bytes:
+            sid = min(self._holding, key=lambda s: (self.streams[s].held_since_ns, s))
+            self._give_up(sid, self.streams[sid], out)
+
+    def _give_up(self, sid: int, state: StreamState, out: list[OperationEvent]) -> None:
+        frame, ts = self._last
+        units: list = []
+        while state.held:
+            skip_gap(state, frame, ts, units)
+        self._holding.discard(sid)
+        if state.notes:
+            self.noted.add(sid)
+        self._decode(self._framer_of[sid // 2], sid // 2, sid, sid % 2 == 0, units, out)
 
     def drain_messages(self) -> tuple[tuple[Conn, Message], ...]:
         """The messages decoded since the last call (``keep_messages``), in decoding order."""
@@ -116,6 +148,9 @@ class IcsDecoder:
         frame, ts = self._last
         for sid, state in self.streams.items():
             self._decode(self._framer_of[sid // 2], sid // 2, sid, sid % 2 == 0, finish_stream(state, frame, ts), out)
+            if state.notes:
+                self.noted.add(sid)
+        self._holding.clear()
         self._units.close()
         self._pairer.flush(self.counts, out)
         return out
@@ -131,6 +166,10 @@ class IcsDecoder:
         if cut:  # the capture cut this segment short: what is pending can never complete
             units.extend(flush(state, frame, ts))
             state.next_seq = (seq + (1 if syn else 0) + wire) % SEQ_MOD
+        if state.held:
+            self._holding.add(sid)
+        if state.notes:
+            self.noted.add(sid)
         return units
 
     def _decode(self, name: str, cid: int, sid: int, from_client: bool, units: list, out: list) -> None:

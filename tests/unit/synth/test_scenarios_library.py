@@ -40,7 +40,7 @@ HMI, HISTORIAN, ENG = "10.10.1.10", "10.10.1.11", "10.10.1.20"
 ICS_TACTICS = {"Initial Access", "Execution", "Persistence", "Privilege Escalation", "Evasion", "Discovery",
                "Lateral Movement", "Collection", "Command and Control", "Inhibit Response Function",
                "Impair Process Control", "Impact"}
-ANOMALY_RULES = {"anomaly.pair_ensemble", "anomaly.flow_ensemble"}
+ANOMALY_RULES = {"anomaly.pair_ensemble", "anomaly.flow_ensemble", "anomaly.ot_ensemble"}
 
 
 def total_s(name: str) -> float:
@@ -175,7 +175,7 @@ def test_timeline_overrides_keep_the_attack_inside_the_capture():
 # Cheap scenarios that exercise the newer rules (values replayed/frozen, no response, a write just outside the
 # learned range): each is cut to the attack plus a minute, after the spec's full 10 minutes of learning.
 FIRING = ["fc_sweep", "setpoint_change", "replay_old_responses", "spoofed_freeze", "diag_restart", "covert_channel",
-          "repeat_campaign"]
+          "repeat_campaign", *(name for name, spec in load_specs().items() if spec["plant"] == "port")]
 
 
 @pytest.mark.parametrize("name", FIRING)
