@@ -2,7 +2,9 @@
 
 The controlling station (the TCP client) sends commands with cause "act"; the controlled station answers
 "actcon" (negative when P/N is set) and "actterm", and sends monitor data spontaneously or when interrogated.
-Commands pair with their confirmation by (type id, common address, first IOA); monitor data is not paired.
+Commands pair with their confirmation by (type id, common address, first IOA), and so do the controlled station's
+refusals (the activation mirrored with cause 44-47: unknown type, cause, common address or IOA); a read command
+(C_RD_NA_1) pairs with the monitor data it requested (cause 5, "req"); other monitor data is not paired.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ __all__ = ["MAX_OBJECTS", "parse_apdu"]
 
 MAX_OBJECTS = 64  # IOAs named per ASDU
 _CONFIRMS = frozenset({7, 9})  # actcon, deactcon (actterm follows the confirmation: not paired)
+_REFUSALS = frozenset({44, 45, 46, 47})  # unknown type id, cause, common address, information object address
+READ, REQUESTED = 102, 5  # C_RD_NA_1 and the cause of the data it asks for
 
 
 def parse_apdu(pdu: bytes, from_client: bool, frame: int, ts_ns: int) -> Message:
@@ -60,7 +64,11 @@ def _asdu(apdu: bytes, from_client: bool, frame: int, ts_ns: int, flags: list[st
     # A command's activation (act/deact) is the request; its confirmations and monitor data are not.
     request = tid >= 45 and cause in (5, 6, 8)
     first = objects[0] if objects else ""
-    key = (tid, ca, first) if request or cause in _CONFIRMS else None
+    key = None
+    if request or cause in _CONFIRMS or (cause in _REFUSALS and not from_client):
+        key = (tid, ca, first)
+    elif cause == REQUESTED and tid < 45 and not from_client:
+        key = (READ, ca, first.split("-")[0])
     return Message("iec104", frame, ts_ns, request, tid, type_name(tid), klass, ca, objects, values, status, key,
                    tuple(flags), f"cot={cause_name(cause)}" + (" negative" if negative else ""))
 

@@ -2,11 +2,15 @@
 
 A response pairs with the oldest open request of the same key; a request left open longer than the timeout is
 reported unanswered, a response without a request is counted as an orphan (its operation is not invented).
+A request sent to a broadcast or multicast address (EtherNet/IP ListIdentity over UDP) is answered by devices
+from their own addresses: each answer to the same client, protocol and key pairs with it, as an operation of that
+device, and the request is only reported unanswered when no device answered it.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from ipaddress import ip_address
 
 from otsentry.collectors.ics.counts import ProtocolCounts
 from otsentry.collectors.ics.effects import effect_of
@@ -17,6 +21,15 @@ from otsentry.contracts.events import OperationEvent
 __all__ = ["MAX_PENDING", "OperationPairer"]
 
 MAX_PENDING = 65536  # open requests kept over all connections (the oldest are reported unanswered first)
+
+
+def _group(ip: str) -> bool:
+    """A broadcast or multicast destination (a /24's .255 counts: the subnet's mask is not on the wire)."""
+    try:
+        addr = ip_address(ip)
+    except ValueError:
+        return False
+    return addr.is_multicast or ip.endswith(".255")
 
 
 def _event(conn: Conn, req: Message, resp: Message | None, flags: tuple[str, ...] = (),
@@ -38,6 +51,8 @@ class OperationPairer:
     def __init__(self, timeout_s: float = 5.0) -> None:
         self.timeout_ns = int(timeout_s * 1e9)
         self._open: OrderedDict[tuple, tuple[Conn, Message, str]] = OrderedDict()
+        self._groups: dict[tuple, tuple] = {}  # (protocol, key, client) -> key in _open of a request to a group
+        self._answered: set[tuple] = set()  # keys in _open of group requests some device answered
 
     def push(self, cid: int, conn: Conn, msg: Message, counts: ProtocolCounts, out: list[OperationEvent],
              transport: str = "tcp") -> None:
@@ -47,19 +62,36 @@ class OperationPairer:
         if msg.request:
             old = self._open.pop(key, None)
             if old is not None:  # the same key again before an answer: the first went unanswered
-                counts.unanswered += 1
-                out.append(_event(old[0], old[1], None, ("unanswered",), old[2]))
+                self._forget(key, old[0], old[1], counts, out, old[2])
             self._open[key] = (conn, msg, transport)
+            if _group(conn.server_ip):
+                self._groups[(msg.protocol, msg.key, conn.client_ip, conn.client_port)] = key
             while len(self._open) > MAX_PENDING:
-                _, (c, m, t) = self._open.popitem(last=False)
-                counts.unanswered += 1
-                out.append(_event(c, m, None, ("unanswered",), t))
+                old_key, (c, m, t) = self._open.popitem(last=False)
+                self._forget(old_key, c, m, counts, out, t)
             return
         req = self._open.pop(key, None)
         if req is None:
-            counts.orphan_responses += 1
+            group_key = self._groups.get((msg.protocol, msg.key, conn.client_ip, conn.client_port))
+            group = self._open.get(group_key) if group_key is not None else None
+            if group is None:
+                counts.orphan_responses += 1
+                return
+            self._answered.add(group_key)
+            out.append(_event(conn, group[1], msg, (), transport))  # the answering device's own operation
             return
         out.append(_event(req[0], req[1], msg, (), req[2]))
+
+    def _forget(self, key: tuple, conn: Conn, msg: Message, counts: ProtocolCounts, out: list[OperationEvent],
+                transport: str) -> None:
+        """A request leaves the open set: unanswered, unless it went to a group and some device answered."""
+        if _group(conn.server_ip):
+            self._groups.pop((msg.protocol, msg.key, conn.client_ip, conn.client_port), None)
+            if key in self._answered:
+                self._answered.discard(key)
+                return
+        counts.unanswered += 1
+        out.append(_event(conn, msg, None, ("unanswered",), transport))
 
     def expire(self, now_ns: int, counts: dict[str, ProtocolCounts], out: list[OperationEvent]) -> None:
         """Requests open longer than the timeout (capture clock), oldest first."""
@@ -68,8 +100,7 @@ class OperationPairer:
             if now_ns - msg.ts_ns <= self.timeout_ns:
                 return
             del self._open[key]
-            counts.setdefault(msg.protocol, ProtocolCounts()).unanswered += 1
-            out.append(_event(conn, msg, None, ("unanswered",), transport))
+            self._forget(key, conn, msg, counts.setdefault(msg.protocol, ProtocolCounts()), out, transport)
 
     def flush(self, counts: dict[str, ProtocolCounts], out: list[OperationEvent]) -> None:
         self.expire(1 << 62, counts, out)

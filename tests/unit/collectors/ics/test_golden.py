@@ -217,3 +217,57 @@ def test_review_cases_a_huge_count_of_bodiless_objects_and_an_empty_sized_object
 def test_no_response_functions_are_not_left_unanswered() -> None:
     for code in (0x06, 0x08, 0x0A, 0x0C):
         assert parse_fragment(bytes([0xC0, code]), 1, 10, 1, 0).key is None
+
+
+def _paired(*messages):
+    from otsentry.collectors.ics.counts import ProtocolCounts
+    from otsentry.collectors.ics.pairing import OperationPairer
+    from otsentry.collectors.types import Conn
+
+    pairer, counts, out = OperationPairer(), ProtocolCounts(), []
+    for msg in messages:
+        pairer.push(1, Conn("10.0.0.1", 40000, "10.0.0.2", 2404), msg, counts, out)
+    return out, counts
+
+
+def test_iec104_refusal_pairs_with_the_command_it_refuses() -> None:
+    """A controlled station mirrors a command it cannot execute with cause 44-47 (here 47: unknown IOA)."""
+    command = parse_apdu(apdu_i(45, 6, 1, b"\x39\x30\x00\x01"), True, 1, 0)
+    refusal = parse_apdu(apdu_i(45, 47, 1, b"\x39\x30\x00\x01", negative=True), False, 2, 1_000_000)
+    out, counts = _paired(command, refusal)
+    assert len(out) == 1 and out[0].operation_name == "C_SC_NA_1" and out[0].status == "negative"
+    assert counts.orphan_responses == 0 and out[0].objects == ("12345",)
+
+
+def test_iec104_read_pairs_with_the_data_it_requested() -> None:
+    read = parse_apdu(apdu_i(102, 5, 7, b"\xe9\x03\x00"), True, 1, 0)
+    data = parse_apdu(apdu_i(13, 5, 7, b"\xe9\x03\x00" + struct.pack("<fB", 21.5, 0)), False, 2, 2_000_000)
+    assert read.request and read.operation_name == "C_RD_NA_1"
+    out, counts = _paired(read, data)
+    assert len(out) == 1 and out[0].operation_name == "C_RD_NA_1" and out[0].latency_s == 0.002
+    assert counts.orphan_responses == 0 and counts.unanswered == 0
+
+
+def test_broadcast_list_identity_pairs_with_every_device_that_answers() -> None:
+    """ListIdentity to 255.255.255.255: two devices answer from their own addresses; each answer is that device's
+    operation with its identity, and the broadcast is not reported unanswered."""
+    from otsentry.collectors.ics.counts import ProtocolCounts
+    from otsentry.collectors.ics.pairing import OperationPairer
+    from otsentry.collectors.types import Conn
+    from otsentry.synth.ics_frames import enip_identity
+
+    pairer, counts, out = OperationPairer(timeout_s=1.0), ProtocolCounts(), []
+    ask = Conn("10.0.0.5", 50000, "255.255.255.255", 44818)
+    request = parse_encapsulation(enip(0x0063, session=0, context=b"browse01"), True, 1, 0)
+    pairer.push(1, ask, request, counts, out, "udp")
+    for i, (ip, name) in enumerate((("10.0.0.7", "1756-L71/B LOGIX5571"), ("10.0.0.8", "1769-L33ER/A"))):
+        body = enip_identity(1, 0x0E, 0x36, (20, 11), 0x100 + i, name, bytes(map(int, ip.split("."))))
+        reply = parse_encapsulation(enip(0x0063, body, session=0, context=b"browse01"), False, 2 + i, 1000 + i)
+        pairer.push(2 + i, Conn("10.0.0.5", 50000, ip, 44818), reply, counts, out, "udp")
+    pairer.expire(5 * 10**9, {"enip": counts}, out)
+    assert [(o.server_ip, dict(o.identity)["product_name"]) for o in out] == [
+        ("10.0.0.7", "1756-L71/B LOGIX5571"), ("10.0.0.8", "1769-L33ER/A")]
+    assert counts.unanswered == 0 and counts.orphan_responses == 0
+    pairer.push(1, ask, request, counts, out, "udp")  # a broadcast nobody answers is unanswered
+    pairer.expire(10 * 10**9, {"enip": counts}, out)
+    assert counts.unanswered == 1 and out[-1].flags == ("unanswered",)
