@@ -26,6 +26,7 @@ class ProtocolCounts:
     link_frames: int = 0  # framing units below the messages: DNP3 link frames, COTP TPDUs, EtherNet/IP I/O frames
     crc_errors: int = 0  # DNP3 link blocks whose CRC did not match (not decoded further)
     reassembly_drops: int = 0  # DNP3 transport segments/fragments or COTP segments abandoned
+    skipped_bytes: int = 0  # bytes on the protocol's port that framed no unit (junk before a start octet...)
     functions: dict[str, int] = field(default_factory=dict)
 
     def count(self, name: str) -> None:

@@ -92,7 +92,9 @@ class IcsDecoder:
                 if framer is None:  # EtherNet/IP class 1 I/O: counted, not decoded
                     self._units.decode(name, sid, from_client, Pdu(payload, frame, ts))
                     continue
-                units, _ = framer.datagram(payload, frame, ts)
+                units, skipped = framer.datagram(payload, frame, ts)
+                if skipped:
+                    self._units.skipped(name, skipped)
             else:
                 units = self._segment(sid, name, seq, flags, payload, frame, ts, plen < wire and short, wire)
             self._transport_of[cid] = "tcp" if proto == 6 else "udp"
@@ -162,7 +164,10 @@ class IcsDecoder:
             state = self.streams[sid] = StreamState(framer=StreamFramer(FRAMES[name]))
             self._framer_of[sid // 2] = name
         syn = bool(flags & SYN)
+        skipped = state.skipped_bytes
         units = feed_segment(state, seq, syn, payload, frame, ts, self.limits)
+        if state.skipped_bytes != skipped:
+            self._units.skipped(name, state.skipped_bytes - skipped)
         if cut:  # the capture cut this segment short: what is pending can never complete
             units.extend(flush(state, frame, ts))
             state.next_seq = (seq + (1 if syn else 0) + wire) % SEQ_MOD

@@ -23,7 +23,7 @@ FIN, FIR, SEQ = 0x80, 0x40, 0x3F
 class TransportCounts:
     segments: int = 0
     fragments: int = 0
-    dropped_segments: int = 0  # without FIR and no fragment in progress, or out of sequence
+    dropped_segments: int = 0  # without FIR and no fragment in progress (one out of sequence ends its fragment)
     dropped_fragments: int = 0  # incomplete fragments abandoned (a new FIR, a sequence break, too long)
     too_long: int = 0
     evicted: int = 0  # fragments in progress dropped for a newer one (more than MAX_OPEN sequences)
@@ -61,8 +61,7 @@ class TransportReassembler:
         elif partial is None:
             self.counts.dropped_segments += 1
             return None
-        elif seq != partial.next_seq:
-            self.counts.dropped_segments += 1
+        elif seq != partial.next_seq:  # one drop: the fragment, with the segment that broke it
             self.counts.dropped_fragments += 1
             del self._open[key]
             return None

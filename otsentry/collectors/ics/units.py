@@ -18,6 +18,8 @@ from otsentry.collectors.ics.s7comm import S7COMM, S7PLUS, CotpAssembler, parse_
 
 __all__ = ["UnitDecoder"]
 
+_COUNTED_AS = {"tpkt": "cotp", "enip_io": "enip"}  # framer -> the protocol whose counts it adds to (else itself)
+
 
 class UnitDecoder:
     """Per-connection protocol state for every OT connection of one collector run."""
@@ -49,6 +51,10 @@ class UnitDecoder:
         if framer == "enip_io":
             self._counts("enip").link_frames += 1
         return []
+
+    def skipped(self, framer: str, nbytes: int) -> None:
+        """Bytes the framer could not frame: counted, so that nothing on an OT port goes unseen."""
+        self._counts(_COUNTED_AS.get(framer, framer)).skipped_bytes += nbytes
 
     def close(self) -> None:
         for reassembler in self._transport.values():

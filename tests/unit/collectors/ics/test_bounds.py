@@ -78,3 +78,24 @@ def test_a_quiet_streams_hole_times_out_while_others_talk() -> None:
     assert [n.kind for n in batches[0].notes] == []
     assert [n.kind for n in batches[1].notes] == ["gap"] and not batches[2].notes
     assert col.stats.protocols["iec104"].messages == 100 + 1  # the held APDUs decoded after the hole
+
+
+def test_bytes_that_frame_no_unit_are_counted_per_protocol() -> None:
+    """Junk before a DNP3 start octet in a UDP datagram (the frame after it is read), and before a TPKT header in
+    an S7 stream (no sync octets to find the next unit by: the segment's rest is skipped)."""
+    from otsentry.synth.ics_frames import dnp3_app, dnp3_frames, s7_job, tpkt_dt
+
+    link = Link()
+    udp = Direction("127.0.0.5", "127.0.0.6", 40001, 20000, link)
+    frame = dnp3_frames(dnp3_app(1, 0x01, bytes([60, 1, 6])))[0]
+    tcp = Direction("127.0.0.7", "127.0.0.8", 40002, 102, link)
+    job = tpkt_dt(s7_job(bytes([0x04, 0])))
+    records = [(_S, 1, udp.udp(b"\xde\xad\xbe" + frame)),
+               (_S + 1, 1, tcp.tcp(999, 0, SYN)),
+               (_S + 2, 1, tcp.tcp(1000, 1, ACK | PSH, b"\xff\xff\xff\xff\xff" + job))]
+    col = Collector(CollectorConfig())
+    list(collect_chunks([chunk_from_packets(records, 1)], collector=col))
+    dnp3, cotp = col.stats.protocols["dnp3"], col.stats.protocols["cotp"]
+    assert (dnp3.messages, dnp3.skipped_bytes) == (1, 3)
+    assert "s7comm" not in col.stats.protocols  # TPKT has no sync octets: the segment's rest is skipped, counted
+    assert cotp.skipped_bytes == 5 + len(job)
