@@ -10,6 +10,7 @@ device, and the request is only reported unanswered when no device answered it.
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import lru_cache
 from ipaddress import ip_address
 
 from otsentry.collectors.ics.counts import ProtocolCounts
@@ -23,6 +24,7 @@ __all__ = ["MAX_PENDING", "OperationPairer"]
 MAX_PENDING = 65536  # open requests kept over all connections (the oldest are reported unanswered first)
 
 
+@lru_cache(maxsize=4096)
 def _group(ip: str) -> bool:
     """A broadcast or multicast destination (a /24's .255 counts: the subnet's mask is not on the wire)."""
     try:
