@@ -9,6 +9,7 @@ from typing import IO
 from otsentry.collectors.collector import CollectedBatch
 from otsentry.collectors.events import ConnTable
 from otsentry.collectors.formats import TableWriter, ZeekWriter
+from otsentry.collectors.zeek_enip import ZeekEnipWriter
 from otsentry.collectors.zeek_ics import ZeekDnp3Writer
 
 __all__ = ["BatchPrinter", "ZeekLogs"]
@@ -56,19 +57,23 @@ class BatchPrinter:
 
 
 class ZeekLogs:
-    """Zeek logs in a directory, one file per protocol: ``modbus.log`` and ``dnp3.log``."""
+    """Zeek logs in a directory, one file per log: ``modbus.log``, ``dnp3.log`` and ICSNPP's ``enip.log``,
+    ``cip.log`` and ``cip_identity.log``."""
 
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self._files = [open(directory / name, "w", encoding="utf-8") for name in ("modbus.log", "dnp3.log")]
-        self.modbus, self.dnp3 = ZeekWriter(self._files[0]), ZeekDnp3Writer(self._files[1])
+        names = ("modbus", "dnp3", "enip", "cip", "cip_identity")
+        self._files = {name: open(directory / f"{name}.log", "w", encoding="utf-8") for name in names}
+        self.modbus, self.dnp3 = ZeekWriter(self._files["modbus"]), ZeekDnp3Writer(self._files["dnp3"])
+        self.enip = ZeekEnipWriter({name: self._files[name] for name in names[2:]})
 
     def write(self, batch: CollectedBatch, conns: ConnTable) -> None:
         self.modbus.write(batch.modbus.events(conns))
         self.dnp3.write(batch.messages)
+        self.enip.write(batch.messages)
 
     def close(self) -> None:
-        for writer in (self.modbus, self.dnp3):
+        for writer in (self.modbus, self.dnp3, self.enip):
             writer.close()
-        for f in self._files:
+        for f in self._files.values():
             f.close()

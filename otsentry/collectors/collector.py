@@ -20,7 +20,7 @@ from otsentry.collectors.flows import FlowGroups, FlowTable, group_flows
 from otsentry.collectors.halves import HalfBatch, HalfBuilder
 from otsentry.collectors.ics.counts import ProtocolCounts, merge_counts
 from otsentry.collectors.ics.decoder import IcsDecoder
-from otsentry.collectors.ics.message import Message
+from otsentry.collectors.ics.message import KeptMessage
 from otsentry.collectors.modbus_pdu import decode_pdu_cached as decode_pdu
 from otsentry.collectors.packets import (RAW_IP, PacketFields, Packets, addr_to_str, decode_packet_py, decode_packets,
                                          network_offset)
@@ -140,7 +140,7 @@ class CollectedBatch:
     notes: tuple[EvasionNote, ...] = ()  # evasion evidence seen in this batch
     loss: PacketLoss | None = None  # packets the capture lost while this batch was read (live capture)
     operations: tuple[OperationEvent, ...] = ()  # DNP3, IEC 104, S7 and EtherNet/IP operations (collectors.ics)
-    messages: tuple[tuple[Conn, Message], ...] = ()  # their messages, with CollectorConfig.keep_messages
+    messages: tuple[KeptMessage, ...] = ()  # their messages, with CollectorConfig.keep_messages
 
     def with_loss(self, ts: float, kernel_drops: int, interface_drops: int) -> "CollectedBatch":
         return replace(self, loss=PacketLoss(ts, kernel_drops, interface_drops))

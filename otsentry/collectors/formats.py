@@ -10,7 +10,7 @@ from otsentry.collectors.modbus_pdu import exception_name, zeek_func_name
 from otsentry.records import FlowEvent, ModbusEvent
 from otsentry.contracts.events import OperationEvent
 
-__all__ = ["TableWriter", "ZeekWriter", "zeek_uid"]
+__all__ = ["TableWriter", "ZeekWriter", "zeek_close", "zeek_header", "zeek_uid"]
 
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -23,6 +23,18 @@ def zeek_uid(client_ip: str, client_port: int, server_ip: str, server_port: int)
         n, r = divmod(n, 62)
         chars.append(_B62[r])
     return "C" + "".join(chars)
+
+
+def zeek_header(path: str, fields: Iterable[str], types: Iterable[str]) -> str:
+    """The header lines Zeek's ASCII writer opens a log with."""
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d-%H-%M-%S")
+    return (f"#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\t{path}\n"
+            f"#open\t{now}\n#fields\t" + "\t".join(fields) + "\n#types\t" + "\t".join(types) + "\n")
+
+
+def zeek_close() -> str:
+    """The line Zeek's ASCII writer closes a log with."""
+    return f"#close\t{datetime.now(timezone.utc).strftime('%Y-%m-%d-%H-%M-%S')}\n"
 
 
 def _ts(t: float) -> str:
@@ -38,9 +50,7 @@ class ZeekWriter:
 
     def __init__(self, out: IO[str]) -> None:
         self.out = out
-        now = datetime.now(timezone.utc).strftime("%Y-%m-%d-%H-%M-%S")
-        out.write("#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tmodbus\n")
-        out.write(f"#open\t{now}\n#fields\t" + "\t".join(self.FIELDS) + "\n#types\t" + "\t".join(self.TYPES) + "\n")
+        out.write(zeek_header("modbus", self.FIELDS, self.TYPES))
 
     def write(self, events: Iterable[ModbusEvent], flows: Iterable[FlowEvent] = ()) -> None:
         rows = []
@@ -59,7 +69,7 @@ class ZeekWriter:
             self.out.write(f"{ts:.6f}\t{uid}\t" + "\t".join(conn) + f"\t{ev.transaction_id}\t{ev.unit_id}\t{func}\t{kind}\t{exc}\n")
 
     def close(self) -> None:
-        self.out.write(f"#close\t{datetime.now(timezone.utc).strftime('%Y-%m-%d-%H-%M-%S')}\n")
+        self.out.write(zeek_close())
 
 
 class TableWriter:

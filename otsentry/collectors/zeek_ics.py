@@ -10,11 +10,10 @@ connection is removed, so on a long capture Zeek's row comes earlier: the rows a
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import IO, Iterable
 
-from otsentry.collectors.formats import zeek_uid
-from otsentry.collectors.ics.message import Message
+from otsentry.collectors.formats import zeek_close, zeek_header, zeek_uid
+from otsentry.collectors.ics.message import KeptMessage
 from otsentry.collectors.types import Conn
 
 __all__ = ["ZeekDnp3Writer"]
@@ -27,12 +26,10 @@ class ZeekDnp3Writer:
     def __init__(self, out: IO[str]) -> None:
         self.out = out
         self._pending: dict[Conn, tuple[float, str]] = {}
-        now = datetime.now(timezone.utc).strftime("%Y-%m-%d-%H-%M-%S")
-        out.write("#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tdnp3\n")
-        out.write(f"#open\t{now}\n#fields\t" + "\t".join(self.FIELDS) + "\n#types\t" + "\t".join(self.TYPES) + "\n")
+        out.write(zeek_header("dnp3", self.FIELDS, self.TYPES))
 
-    def write(self, messages: Iterable[tuple[Conn, Message]]) -> None:
-        for conn, msg in messages:
+    def write(self, messages: Iterable[KeptMessage]) -> None:
+        for conn, msg, _, _ in messages:
             if msg.protocol != "dnp3":
                 continue
             if msg.request:
@@ -50,4 +47,4 @@ class ZeekDnp3Writer:
         for conn, (ts, request) in sorted(self._pending.items(), key=lambda kv: kv[1][0]):
             self._row(conn, ts, request, "-", "-")
         self._pending.clear()
-        self.out.write(f"#close\t{datetime.now(timezone.utc).strftime('%Y-%m-%d-%H-%M-%S')}\n")
+        self.out.write(zeek_close())

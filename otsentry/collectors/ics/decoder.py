@@ -16,7 +16,7 @@ from otsentry.collectors.chunks import Chunk
 from otsentry.collectors.events import ConnTable
 from otsentry.collectors.ics.counts import ProtocolCounts
 from otsentry.collectors.ics.framing import FRAMES, StreamFramer
-from otsentry.collectors.ics.message import Message, Pdu
+from otsentry.collectors.ics.message import KeptMessage, Pdu
 from otsentry.collectors.ics.pairing import OperationPairer
 from otsentry.collectors.ics.ports import DECODED_TCP, DECODED_UDP
 from otsentry.collectors.ics.units import UnitDecoder
@@ -50,7 +50,7 @@ class IcsDecoder:
         self._holding: set[int] = set()  # streams with out-of-order bytes held
         self.noted: set[int] = set()  # streams with evasion notes for the collector to take
         self.keep_messages = keep_messages
-        self._messages: list[tuple[Conn, Message]] = []
+        self._messages: list[KeptMessage] = []
         self.limits = limits
         self.counts: dict[str, ProtocolCounts] = {}
         self.streams: dict[int, StreamState] = {}  # sid = conn id * 2 + (0 from the client, 1 from the server)
@@ -126,7 +126,7 @@ class IcsDecoder:
             self.noted.add(sid)
         self._decode(self._framer_of[sid // 2], sid // 2, sid, sid % 2 == 0, units, out)
 
-    def drain_messages(self) -> tuple[tuple[Conn, Message], ...]:
+    def drain_messages(self) -> tuple[KeptMessage, ...]:
         """The messages decoded since the last call (``keep_messages``), in decoding order."""
         out, self._messages = tuple(self._messages), []
         return out
@@ -182,5 +182,5 @@ class IcsDecoder:
         for unit in units:
             for msg in self._units.decode(name, sid, from_client, unit):
                 if self.keep_messages:
-                    self._messages.append((conn, msg))
+                    self._messages.append(KeptMessage(conn, msg, from_client, unit.data))
                 self._pairer.push(cid, conn, msg, self.counts[msg.protocol], out, transport)

@@ -10,8 +10,11 @@ values it carries. The pairer turns requests and responses into ``OperationEvent
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
-__all__ = ["Message", "Pdu"]
+from otsentry.collectors.types import Conn
+
+__all__ = ["KeptMessage", "Message", "Pdu"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,3 +55,13 @@ class Message:
     detail: str = ""  # protocol-specific extra text for humans (IIN bits, cause of transmission, tag name)
     status_code: int | None = None  # the protocol's raw status word where it has one (DNP3 IIN, IIN1 high octet)
     identity: tuple[tuple[str, str], ...] = ()  # what a device said of itself (ListIdentity, S7 SZL records)
+
+
+class KeptMessage(NamedTuple):
+    """A message as the collector keeps it for log writers (``CollectorConfig.keep_messages``): its connection,
+    whether the client sent it, and the framed unit it came from (Zeek/ICSNPP logs print raw header fields)."""
+
+    conn: Conn
+    message: Message
+    from_client: bool
+    unit: bytes

@@ -1,0 +1,69 @@
+"""ICSNPP-ENIP's ``enip.log``, ``cip.log`` and ``cip_identity.log`` from the collector's EtherNet/IP messages
+(``CollectorConfig(keep_messages=True)``): one enip.log row per encapsulation message in either direction, a
+cip.log row per CIP message it carries (and per service of a Multiple Service Packet), a cip_identity.log row per
+identity item of a ListIdentity reply. The field values come from ``zeek_enip_rows``; ``ts`` is the message's time.
+Not written: ``cip_io.log`` (class 0/1 I/O on UDP 2222, which the collector counts but does not keep).
+"""
+
+from __future__ import annotations
+
+from typing import IO, Iterable
+
+from otsentry.collectors.formats import zeek_close, zeek_header, zeek_uid
+from otsentry.collectors.ics.message import KeptMessage
+from otsentry.collectors.zeek_enip_rows import cip_rows, enip_row, identity_rows
+
+__all__ = ["ZeekEnipWriter"]
+
+_CONN = ("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "is_orig", "source_h", "source_p",
+         "destination_h", "destination_p")
+_CONN_TYPES = ("time", "string", "addr", "port", "addr", "port", "bool", "addr", "port", "addr", "port")
+LOGS = {
+    "enip": (("enip_command_code", "enip_command", "length", "session_handle", "enip_status", "sender_context",
+              "options"), ("string", "string", "count", "string", "string", "string", "string")),
+    "cip": (("cip_sequence_count", "direction", "cip_service_code", "cip_service", "cip_status_code", "cip_status",
+             "cip_extended_status_code", "cip_extended_status", "class_id", "class_name", "instance_id",
+             "attribute_id"), ("count",) + ("string",) * 11),
+    "cip_identity": (("encapsulation_version", "socket_address", "socket_port", "vendor_id", "vendor_name",
+                      "device_type_id", "device_type_name", "product_code", "revision", "device_status",
+                      "serial_number", "product_name", "device_state"),
+                     ("count", "addr", "port", "count", "string", "count", "string", "count", "string", "string",
+                      "string", "string", "string")),
+}
+
+
+class ZeekEnipWriter:
+    """Writes the three logs to the streams given by log name (``enip``, ``cip``, ``cip_identity``)."""
+
+    def __init__(self, outs: dict[str, IO[str]]) -> None:
+        self.outs = outs
+        for name, out in outs.items():
+            fields, types = LOGS[name]
+            out.write(zeek_header(name, _CONN + fields, _CONN_TYPES + types))
+
+    def write(self, messages: Iterable[KeptMessage]) -> None:
+        for conn, msg, from_client, unit in messages:
+            if msg.protocol != "enip":
+                continue
+            row = enip_row(unit)
+            if row is None:
+                continue
+            uid = zeek_uid(conn.client_ip, conn.client_port, conn.server_ip, conn.server_port)
+            ends = ((conn.client_ip, conn.client_port), (conn.server_ip, conn.server_port))
+            (src, sport), (dst, dport) = ends if from_client else ends[::-1]
+            prefix = (f"{msg.ts_ns / 1e9:.6f}\t{uid}\t{conn.client_ip}\t{conn.client_port}\t{conn.server_ip}\t"
+                      f"{conn.server_port}\t{'T' if from_client else 'F'}\t{src}\t{sport}\t{dst}\t{dport}\t")
+            self._write("enip", prefix, [row])
+            self._write("cip", prefix, cip_rows(unit))
+            if not from_client:
+                self._write("cip_identity", prefix, identity_rows(unit))
+
+    def _write(self, name: str, prefix: str, rows: list[tuple[str, ...]]) -> None:
+        out = self.outs.get(name)
+        if out is not None:
+            for row in rows:
+                out.write(prefix + "\t".join(row) + "\n")
+
+    def close(self) -> None:
+        for out in self.outs.values():
+            out.write(zeek_close())
