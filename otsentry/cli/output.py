@@ -11,6 +11,7 @@ from otsentry.collectors.events import ConnTable
 from otsentry.collectors.formats import TableWriter, ZeekWriter
 from otsentry.collectors.zeek_enip import ZeekEnipWriter
 from otsentry.collectors.zeek_ics import ZeekDnp3Writer
+from otsentry.collectors.zeek_s7 import ZeekS7Writer
 
 __all__ = ["BatchPrinter", "ZeekLogs"]
 
@@ -58,22 +59,24 @@ class BatchPrinter:
 
 class ZeekLogs:
     """Zeek logs in a directory, one file per log: ``modbus.log``, ``dnp3.log`` and ICSNPP's ``enip.log``,
-    ``cip.log`` and ``cip_identity.log``."""
+    ``cip.log``, ``cip_identity.log``, ``s7comm.log`` and ``s7comm_plus.log``."""
 
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        names = ("modbus", "dnp3", "enip", "cip", "cip_identity")
+        names = ("modbus", "dnp3", "enip", "cip", "cip_identity", "s7comm", "s7comm_plus")
         self._files = {name: open(directory / f"{name}.log", "w", encoding="utf-8") for name in names}
         self.modbus, self.dnp3 = ZeekWriter(self._files["modbus"]), ZeekDnp3Writer(self._files["dnp3"])
-        self.enip = ZeekEnipWriter({name: self._files[name] for name in names[2:]})
+        self.enip = ZeekEnipWriter({name: self._files[name] for name in names[2:5]})
+        self.s7 = ZeekS7Writer({name: self._files[name] for name in names[5:]})
 
     def write(self, batch: CollectedBatch, conns: ConnTable) -> None:
         self.modbus.write(batch.modbus.events(conns))
         self.dnp3.write(batch.messages)
         self.enip.write(batch.messages)
+        self.s7.write(batch.messages)
 
     def close(self) -> None:
-        for writer in (self.modbus, self.dnp3, self.enip):
+        for writer in (self.modbus, self.dnp3, self.enip, self.s7):
             writer.close()
         for f in self._files.values():
             f.close()

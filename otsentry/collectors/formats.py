@@ -10,7 +10,7 @@ from otsentry.collectors.modbus_pdu import exception_name, zeek_func_name
 from otsentry.records import FlowEvent, ModbusEvent
 from otsentry.contracts.events import OperationEvent
 
-__all__ = ["TableWriter", "ZeekWriter", "zeek_close", "zeek_header", "zeek_uid"]
+__all__ = ["TableWriter", "ZeekWriter", "zeek_close", "zeek_escape", "zeek_header", "zeek_uid"]
 
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -30,6 +30,12 @@ def zeek_header(path: str, fields: Iterable[str], types: Iterable[str]) -> str:
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d-%H-%M-%S")
     return (f"#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\t{path}\n"
             f"#open\t{now}\n#fields\t" + "\t".join(fields) + "\n#types\t" + "\t".join(types) + "\n")
+
+
+def zeek_escape(raw: bytes) -> str:
+    """Bytes as Zeek's ASCII writer prints a string: outside printable ASCII (and the backslash) as ``\\xNN``,
+    so that no tab or newline of the wire breaks a log line."""
+    return "".join(chr(b) if 0x20 <= b < 0x7F and b != 0x5C else f"\\x{b:02x}" for b in raw)
 
 
 def zeek_close() -> str:

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 from typing import IO, Iterable
 
-from otsentry.collectors.formats import zeek_close, zeek_header, zeek_uid
+from otsentry.collectors.formats import zeek_close, zeek_header
 from otsentry.collectors.ics.message import KeptMessage
+from otsentry.collectors.zeek_conn import CONN_FIELDS, CONN_TYPES, conn_prefix
 from otsentry.collectors.zeek_enip_rows import cip_rows, enip_row, identity_rows
 
 __all__ = ["ZeekEnipWriter"]
 
-_CONN = ("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "is_orig", "source_h", "source_p",
-         "destination_h", "destination_p")
-_CONN_TYPES = ("time", "string", "addr", "port", "addr", "port", "bool", "addr", "port", "addr", "port")
 LOGS = {
     "enip": (("enip_command_code", "enip_command", "length", "session_handle", "enip_status", "sender_context",
               "options"), ("string", "string", "count", "string", "string", "string", "string")),
@@ -39,24 +37,20 @@ class ZeekEnipWriter:
         self.outs = outs
         for name, out in outs.items():
             fields, types = LOGS[name]
-            out.write(zeek_header(name, _CONN + fields, _CONN_TYPES + types))
+            out.write(zeek_header(name, CONN_FIELDS + fields, CONN_TYPES + types))
 
     def write(self, messages: Iterable[KeptMessage]) -> None:
-        for conn, msg, from_client, unit in messages:
-            if msg.protocol != "enip":
+        for kept in messages:
+            if kept.message.protocol != "enip":
                 continue
-            row = enip_row(unit)
+            row = enip_row(kept.unit)
             if row is None:
                 continue
-            uid = zeek_uid(conn.client_ip, conn.client_port, conn.server_ip, conn.server_port)
-            ends = ((conn.client_ip, conn.client_port), (conn.server_ip, conn.server_port))
-            (src, sport), (dst, dport) = ends if from_client else ends[::-1]
-            prefix = (f"{msg.ts_ns / 1e9:.6f}\t{uid}\t{conn.client_ip}\t{conn.client_port}\t{conn.server_ip}\t"
-                      f"{conn.server_port}\t{'T' if from_client else 'F'}\t{src}\t{sport}\t{dst}\t{dport}\t")
+            prefix = conn_prefix(kept)
             self._write("enip", prefix, [row])
-            self._write("cip", prefix, cip_rows(unit))
-            if not from_client:
-                self._write("cip_identity", prefix, identity_rows(unit))
+            self._write("cip", prefix, cip_rows(kept.unit))
+            if not kept.from_client:
+                self._write("cip_identity", prefix, identity_rows(kept.unit))
 
     def _write(self, name: str, prefix: str, rows: list[tuple[str, ...]]) -> None:
         out = self.outs.get(name)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 
+from otsentry.collectors.formats import zeek_escape
 from otsentry.collectors.zeek_enip_names import (CIP_CLASSES, CIP_DEVICE_TYPES, CIP_EXT_STATUS, CIP_SERVICES,
                                                  CIP_STATUSES, CIP_VENDORS, ENIP_COMMANDS, ENIP_STATUSES)
 
@@ -31,11 +32,6 @@ Row = tuple[str, ...]
 
 def _hex2(n: int | None) -> str:
     return UNSET if n is None else f"0x{n:02x}"
-
-
-def _escape(raw: bytes) -> str:
-    """Text as Zeek's ASCII writer prints it: bytes outside printable ASCII (and the backslash) as ``\\xNN``."""
-    return "".join(chr(b) if 0x20 <= b < 0x7F and b != 0x5C else f"\\x{b:02x}" for b in raw)
 
 
 def enip_row(unit: bytes) -> Row | None:
@@ -177,7 +173,7 @@ def identity_rows(unit: bytes) -> list[Row]:
         port, addr = struct.unpack_from(">HI", item, 4)
         vendor, device, product, major, minor, status, serial = struct.unpack_from("<HHHBBHI", item, 18)
         size = item[32]
-        name = _escape(item[33 : 33 + size])
+        name = zeek_escape(item[33 : 33 + size])
         state = item[33 + size] if len(item) > 33 + size else 0
         rows.append((str(version), str(ipaddress.IPv4Address(addr)), str(port), str(vendor),
                      CIP_VENDORS.get(vendor, f"Unknown Vendor-0x{vendor:02x}"), str(device),

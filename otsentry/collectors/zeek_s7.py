@@ -1,0 +1,52 @@
+"""ICSNPP-S7comm's ``s7comm.log`` and ``s7comm_plus.log`` from the collector's S7 messages
+(``CollectorConfig(keep_messages=True)``): one row per S7comm or S7comm-plus PDU in either direction, with the
+field values of ``zeek_s7_rows``; ``ts`` is the message's time. A PDU segmented over several COTP data TPDUs is
+read from the TPDU that completed it (the plugin reads the first; such segmentation is rare, the negotiated PDU
+size usually fits one TPDU). Not written: ``cotp.log`` (COTP connection TPDUs carry no message),
+``s7comm_read_szl.log``, ``s7comm_upload_download.log``, ``s7comm_known_devices.log``.
+"""
+
+from __future__ import annotations
+
+from typing import IO, Iterable
+
+from otsentry.collectors.formats import zeek_close, zeek_header
+from otsentry.collectors.ics.message import KeptMessage
+from otsentry.collectors.zeek_conn import CONN_FIELDS, CONN_TYPES, conn_prefix
+from otsentry.collectors.zeek_s7_rows import cotp_payload, s7comm_row, s7plus_row
+
+__all__ = ["ZeekS7Writer"]
+
+LOGS = {
+    "s7comm": (("rosctr_code", "rosctr_name", "pdu_reference", "function_code", "function_name",
+                "subfunction_code", "subfunction_name", "error_class", "error_code"),
+               ("count", "string", "count", "string", "string", "string", "string", "string", "string")),
+    "s7comm_plus": (("version", "opcode", "opcode_name", "function_code", "function_name"),
+                    ("count", "string", "string", "string", "string")),
+}
+_ROWS = {"s7comm": s7comm_row, "s7commplus": s7plus_row}
+_LOG_OF = {"s7comm": "s7comm", "s7commplus": "s7comm_plus"}
+
+
+class ZeekS7Writer:
+    """Writes the two logs to the streams given by log name (``s7comm``, ``s7comm_plus``)."""
+
+    def __init__(self, outs: dict[str, IO[str]]) -> None:
+        self.outs = outs
+        for name, out in outs.items():
+            fields, types = LOGS[name]
+            out.write(zeek_header(name, CONN_FIELDS + fields, CONN_TYPES + types))
+
+    def write(self, messages: Iterable[KeptMessage]) -> None:
+        for kept in messages:
+            rows = _ROWS.get(kept.message.protocol)
+            out = self.outs.get(_LOG_OF.get(kept.message.protocol, ""))
+            if rows is None or out is None:
+                continue
+            row = rows(cotp_payload(kept.unit))
+            if row is not None:
+                out.write(conn_prefix(kept) + "\t".join(row) + "\n")
+
+    def close(self) -> None:
+        for out in self.outs.values():
+            out.write(zeek_close())

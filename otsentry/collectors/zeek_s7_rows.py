@@ -1,0 +1,134 @@
+"""The field values of ICSNPP-S7comm's ``s7comm.log`` and ``s7comm_plus.log`` rows, from one framed TPKT unit
+(pure functions; the writer adds the connection columns).
+
+They follow that plugin's parser where it differs from Wireshark's, so that its rows are reproduced:
+
+- the PDU reference is read byte-swapped (the plugin swaps the big-endian field);
+- a User-Data message's function code is its type-and-group octet ("Request: CPU Functions" for 0x44), its
+  subfunction is named within the group; a response (method 0x12) reads an error code after the data unit
+  reference whatever its parameter length; a request has no error;
+- a Job's PLC Control (0x28) names its PI service as the subfunction;
+- an ACK-Data without parameters has no function code;
+- S7comm-plus: the fourth octet is read as a digest length (V3 framing) and the opcode follows the digest; a
+  Request's or Response's function is the low 16 bits of the next 32.
+
+A unit whose COTP payload does not start a PDU (a continuation of a segmented S7 PDU) gives no row, as in the
+plugin.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from otsentry.collectors.formats import zeek_escape
+from otsentry.collectors.zeek_s7_names import (ERROR_CLASSES, FUNCTIONS, PI_SERVICES, PLUS_FUNCTIONS, PLUS_OPCODES,
+                                               ROSCTR, USERDATA_GROUPS, USERDATA_SUBFUNCTIONS)
+
+__all__ = ["cotp_payload", "s7comm_row", "s7plus_row"]
+
+UNSET = "-"
+Row = tuple[str, ...]
+_KINDS = {0x00: "Push: ", 0x40: "Request: ", 0x80: "Response: "}
+
+
+def cotp_payload(unit: bytes) -> bytes:
+    """What follows the TPKT and COTP headers of a unit (empty for a connection TPDU or a short unit)."""
+    if len(unit) < 5:
+        return b""
+    end = min(len(unit), struct.unpack_from(">H", unit, 2)[0])
+    return unit[5 + unit[4] : end]
+
+
+def _function(rosctr: int, code: int) -> tuple[str, str]:
+    if code == 0xFF:
+        return UNSET, UNSET
+    if rosctr == 0x07:
+        group = USERDATA_GROUPS.get(code & 0x0F, "unknown")
+        return f"0x{code:02x}", _KINDS.get(code & 0xF0, "Unknown: ") + group
+    return f"0x{code:02x}", FUNCTIONS.get(code, "unknown")
+
+
+def _error(error_class: int, code: int | None) -> tuple[str, str]:
+    if code is None:
+        return UNSET, UNSET
+    if error_class != 0xFE:
+        return ERROR_CLASSES.get(error_class, f"Unknown error class-0x{error_class:02x}"), f"0x{code:02x}"
+    return ("No error" if code == 0 else "Parameter Error"), f"0x{code:02x}"
+
+
+def _pi_service(pdu: bytes) -> str | None:
+    """The PI service name of a Job's PLC Control parameters (after the 7 static octets and the parameter block)."""
+    pos = 10 + 1 + 7
+    if pos + 2 > len(pdu):
+        return None
+    pos += 2 + struct.unpack_from(">H", pdu, pos)[0]
+    if pos >= len(pdu):
+        return None
+    return zeek_escape(pdu[pos + 1 : pos + 1 + pdu[pos]])
+
+
+def s7comm_row(pdu: bytes) -> Row | None:
+    """s7comm.log's fields after the connection columns for an S7comm PDU (starting 0x32), or None."""
+    if len(pdu) < 10 or pdu[0] != 0x32:
+        return None
+    rosctr = pdu[1]
+    reference = pdu[4] | pdu[5] << 8
+    subfunction: tuple[str, str] = (UNSET, UNSET)
+    error_class, error_code = 0xFF, None
+    if rosctr == 0x01:
+        if len(pdu) < 11:
+            return None
+        code = pdu[10]
+        if code == 0x28:
+            service = _pi_service(pdu)
+            if service is None:
+                return None
+            subfunction = (service or "(empty)", PI_SERVICES.get(service, "unknown"))
+    elif rosctr in (0x02, 0x03):
+        if len(pdu) < 12:
+            return None
+        error_class, error_code = pdu[10], pdu[11]
+        params = struct.unpack_from(">H", pdu, 6)[0]
+        if rosctr == 0x02 or params:
+            if len(pdu) < 13:
+                return None
+            code = pdu[12]
+        else:
+            code = 0xFF
+        if error_code == 0xFF:
+            error_code = None
+    elif rosctr == 0x07:
+        if len(pdu) < 18:
+            return None
+        method, code, sub = pdu[14], pdu[15], pdu[16]
+        if sub != 0xFF:
+            names = USERDATA_SUBFUNCTIONS.get(code & 0x0F)
+            subfunction = (f"0x{sub:02x}", UNSET if names is None else names.get(sub, "unknown"))
+        error_class = 0xFE
+        if method == 0x12:
+            if len(pdu) < 22:
+                return None
+            error_code = struct.unpack_from(">H", pdu, 20)[0]
+            if error_code in (0xFF, 0xFFFF):  # the plugin's two "no error code" markers
+                error_code = None
+    else:
+        return None
+    return (str(rosctr), ROSCTR[rosctr], str(reference), *_function(rosctr, code), *subfunction,
+            *_error(error_class, error_code))
+
+
+def s7plus_row(pdu: bytes) -> Row | None:
+    """s7comm_plus.log's fields after the connection columns for an S7comm-plus PDU (starting 0x72), or None."""
+    if len(pdu) < 5 or pdu[0] != 0x72:
+        return None
+    version, digest = pdu[1], pdu[4]
+    pos = 5 + digest
+    if pos + 5 > len(pdu):
+        return None
+    opcode = pdu[pos]
+    function: tuple[str, str] = (UNSET, UNSET)
+    if opcode in (0x31, 0x32):
+        code = struct.unpack_from(">I", pdu, pos + 1)[0] & 0xFFFF
+        function = (f"0x{code:04x}", PLUS_FUNCTIONS.get(code, f"Unknown s7comm-plus function-0x{code:04x}"))
+    return (str(version), f"0x{opcode:02x}", PLUS_OPCODES.get(opcode, f"Unknown s7comm-plus opcode-0x{opcode:02x}"),
+            *function)
