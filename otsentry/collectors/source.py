@@ -55,6 +55,25 @@ class CaptureRun:
             collector._count_halves(halves)
             yield collector._account(CollectedBatch(pairer.push(halves), []))
         yield collector._account(CollectedBatch(pairer.flush(), []))
+        yield from self._tshark_ot()
+
+    def _tshark_ot(self) -> Iterator[CollectedBatch]:
+        """The OT protocols from Wireshark's dissectors (a second tshark pass, EK output)."""
+        import shutil
+
+        from otsentry.collectors.events import ModbusBatch
+        from otsentry.collectors.tshark_ot import TsharkOtDecoder
+
+        tshark = shutil.which("tshark")
+        if tshark is None:
+            raise CaptureError(f"{self.path}: tshark not found: install it (apt-get install tshark)")
+        decoder = TsharkOtDecoder(self.conns, self.stats.protocols, self.config.pairing_timeout_s,
+                                  self.config.keep_messages)
+        try:
+            for operations, messages in decoder.batches(tshark, self.path):
+                yield CollectedBatch(ModbusBatch.empty(), [], operations=tuple(operations), messages=tuple(messages))
+        except RuntimeError as e:
+            raise CaptureError(f"{self.path}: tshark: {e}") from None
 
 
 def decode_capture(path: Path, config: CollectorConfig, decoder: str = "native", progress: bool = False) -> CaptureRun:

@@ -48,7 +48,8 @@ CIP_STATUSES: Mapping[int, str] = MappingProxyType({
     0x2A: "Group 2 Only Server General Failure", 0x2B: "Unknown Modbus Error", 0x2C: "Attribute Not Gettable",
     0xFF: "Still Processing"})
 CIP_EXT_STATUS: Mapping[int, str] = MappingProxyType({
-    0x100: "Connection in use or duplicate Forward Open", 0x103: "Transport class and trigger combination not supported",
+    0x100: "Connection in use or duplicate Forward Open",
+    0x103: "Transport class and trigger combination not supported",
     0x106: "Ownership conflict", 0x107: "Target connection not found", 0x108: "Invalid network connection parameter",
     0x109: "Invalid connection size", 0x110: "Target for connection not configured", 0x111: "RPI not supported",
     0x112: "RPI value(s) not acceptable", 0x113: "Out of connections", 0x114: "Vendor ID or product code mismatch",
