@@ -115,6 +115,8 @@ def parse_identity(body: bytes) -> dict[str, int | str] | None:
 
 def parse_encapsulation(pdu: bytes, from_client: bool, frame: int, ts_ns: int) -> Message:
     """One encapsulation message; the session handle is the station, the sender context pairs replies."""
+    if len(pdu) < HEADER:  # shorter than the encapsulation header (the framer never yields these)
+        return Message("enip", frame, ts_ns, from_client, -1, "encapsulation", "other", flags=("malformed",))
     command, length, session, status = struct.unpack_from("<HHII", pdu, 0)
     context = pdu[12:20]
     body = pdu[HEADER : HEADER + length]

@@ -26,9 +26,8 @@ def parse_apdu(pdu: bytes, from_client: bool, frame: int, ts_ns: int) -> Message
     """One framed APDU (start octet first; any prefix before it belongs to it, as in Wireshark)."""
     start = pdu.find(b"\x68")
     flags: list[str] = [] if start == 0 else ["prefix"]
-    apdu = pdu[start:]
-    length = apdu[1]
-    if length < 4 or len(apdu) < 6:
+    apdu = pdu[start:] if start >= 0 else b""
+    if len(apdu) < 6 or apdu[1] < 4:  # no start octet, or too short for any APCI (the framer never yields these)
         return Message("iec104", frame, ts_ns, from_client, -1, "APCI", "other", flags=tuple(flags + ["malformed"]))
     c1 = apdu[2]
     if c1 & 1 == 0:

@@ -33,6 +33,17 @@ def test_dnp3_parsers_never_raise(data: bytes) -> None:
 @given(st.binary(min_size=6, max_size=300), st.booleans())
 def test_iec104_parser_never_raises(data: bytes, from_client: bool) -> None:
     _ok(parse_apdu(b"\x68" + bytes([len(data)]) + data, from_client, 1, 0))
+    _ok(parse_apdu(data, from_client, 1, 0))  # any bytes at all, start octet or not
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=24), st.booleans())
+def test_tiny_units_are_malformed_messages(data: bytes, from_client: bool) -> None:
+    """The framers never yield these, but the parsers are total: a unit too short is a malformed message."""
+    if len(data) < 6 or b"\x68" not in data:
+        assert "malformed" in parse_apdu(data, from_client, 1, 0).flags
+    if len(data) < 24:
+        assert parse_encapsulation(data, from_client, 1, 0).flags == ("malformed",)
 
 
 @settings(max_examples=300, deadline=None)
@@ -44,7 +55,7 @@ def test_s7_parsers_never_raise(data: bytes) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.binary(min_size=24, max_size=400), st.booleans())
+@given(st.binary(max_size=400), st.booleans())
 def test_enip_parser_never_raises(data: bytes, from_client: bool) -> None:
     _ok(parse_encapsulation(data, from_client, 1, 0))
     _ok(parse_encapsulation(enip(0x006F, data), from_client, 1, 0))
