@@ -7,7 +7,7 @@ the rest), decode PDUs and pair requests with responses.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
@@ -18,7 +18,6 @@ from otsentry.collectors.defrag import DefragLimits, Defragmenter, parse_fragmen
 from otsentry.collectors.events import ConnTable, ModbusBatch
 from otsentry.collectors.flows import FlowGroups, FlowTable, group_flows
 from otsentry.collectors.halves import HalfBatch, HalfBuilder
-from otsentry.collectors.ics.counts import ProtocolCounts, merge_counts
 from otsentry.collectors.ics.decoder import IcsDecoder
 from otsentry.collectors.ics.message import KeptMessage
 from otsentry.collectors.modbus_pdu import decode_pdu_cached as decode_pdu
@@ -27,6 +26,8 @@ from otsentry.collectors.packets import (RAW_IP, PacketFields, Packets, addr_to_
 from otsentry.collectors.pairing import Pairer
 from otsentry.collectors.reassembly import (LIMITS, SEQ_MOD, UNDECODED, RawAdu, ReassemblyLimits, StreamState,
                                             feed_segment, finish_stream, flush, skip_gap, skip_if_acked)
+from otsentry.collectors.stats import (DEFRAG_STATS, SUMMARY_KEYS, CollectorStats, add_stream_counts,
+                                      merge_stream_counts, stream_counts, summary)
 from otsentry.collectors.types import Conn
 from otsentry.contracts.flags import (FLAG_BAD_PROTOCOL_ID, FLAG_BITS, FLAG_MIDSTREAM, FLAG_TRUNCATED, MALFORMED_MASK,
                                       flags_to_mask)
@@ -37,9 +38,6 @@ from otsentry.records import EvasionNote, FlowEvent, PacketLoss
 __all__ = ["CollectedBatch", "Collector", "CollectorConfig", "CollectorStats", "DEFRAG_STATS", "PacketObserver",
     "STALL_BYTES", "SUMMARY_KEYS", "collect_chunks", "summary"]
 
-DEFRAG_STATS = {"fragments": "ip_fragments", "reassembled": "ip_reassembled", "expired": "ip_fragments_expired",
-                "dropped": "ip_fragments_dropped", "overlaps": "ip_fragment_overlaps",
-                "overlap_conflicts": "ip_fragment_overlap_conflicts", "tiny": "ip_tiny_fragments"}
 STALL_BYTES = 1024  # undecodable bytes on a Modbus port, without one ADU, before the stream is noted as stalled
 
 
@@ -54,83 +52,12 @@ class CollectorConfig:
     max_held_total_bytes: int = 64 << 20  # out-of-order bytes held over all streams (memory bound)
     defrag: DefragLimits = DefragLimits()
     keep_messages: bool = False  # OT protocol messages in each batch too, not only operations (Zeek logs)
-
-
-@dataclass
-class CollectorStats:
-    packets: int = 0
-    modbus_adus: int = 0
-    modbus_requests: int = 0
-    modbus_responses: int = 0
-    truncated_adus: int = 0
-    exceptions: int = 0
-    malformed: int = 0
-    unanswered: int = 0
-    orphan_responses: int = 0
-    transactions: int = 0
-    flows: int = 0
-    retransmissions: int = 0
-    non_modbus_payload_bytes: int = 0
-    tcp_out_of_order: int = 0  # segments that arrived ahead of a hole and were held
-    tcp_overlaps: int = 0  # segments overlapping earlier bytes, same content
-    tcp_overlap_conflicts: int = 0  # ... different content (an evasion attempt)
-    tcp_gaps: int = 0  # holes that never filled (framing resynchronised after each)
-    tcp_gap_bytes: int = 0
-    tcp_held_peak_bytes: int = 0  # high-water mark of one direction's out-of-order buffer
-    ip_fragments: int = 0  # IPv4/IPv6 fragments seen
-    ip_reassembled: int = 0  # datagrams rebuilt from them
-    ip_fragments_expired: int = 0  # datagrams that never completed (timeout or end of capture)
-    ip_fragments_dropped: int = 0  # datagrams dropped by the memory bounds or for exceeding 65,535 bytes
-    ip_fragment_overlaps: int = 0
-    ip_fragment_overlap_conflicts: int = 0  # overlapping fragments whose bytes differ (an evasion attempt)
-    ip_tiny_fragments: int = 0  # non-last fragments too small for any real MTU (an evasion attempt)
-    first_ts: float | None = None
-    last_ts: float | None = None
-    protocols: dict[str, ProtocolCounts] = field(default_factory=dict)  # the other OT protocols (collectors.ics)
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def duration_s(self) -> float:
-        if self.first_ts is None or self.last_ts is None:
-            return 0.0
-        return round(self.last_ts - self.first_ts, 6)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["duration_s"] = self.duration_s
-        d["protocols"] = {name: c.to_dict() for name, c in sorted(self.protocols.items())}
-        return d
-
-    def add(self, other: "CollectorStats") -> None:
-        """Sum another run's counts into this one (several captures in one command)."""
-        for name in (
-            "packets", "modbus_adus", "modbus_requests", "modbus_responses", "truncated_adus", "exceptions", "malformed",
-            "unanswered", "orphan_responses", "transactions", "flows", "retransmissions", "non_modbus_payload_bytes",
-            "tcp_out_of_order", "tcp_overlaps", "tcp_overlap_conflicts", "tcp_gaps", "tcp_gap_bytes",
-            *DEFRAG_STATS.values(),
-        ):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        if other.first_ts is not None:
-            self.first_ts = other.first_ts if self.first_ts is None else min(self.first_ts, other.first_ts)
-            self.last_ts = other.last_ts if self.last_ts is None else max(self.last_ts, other.last_ts)
-        self.tcp_held_peak_bytes = max(self.tcp_held_peak_bytes, other.tcp_held_peak_bytes)
-        merge_counts(self.protocols, other.protocols)
-        self.warnings.extend(other.warnings)
-
-
-# The counts ``inspect --summary`` prints (and ``collect live --summary``, with the capture's drops): what was
-# decoded, then the parser's health: bytes it could not decode, holes, reordering, fragments, evasion evidence.
-SUMMARY_KEYS = (
-    "packets", "modbus_adus", "modbus_requests", "modbus_responses", "truncated_adus", "exceptions", "malformed",
-    "unanswered", "orphan_responses", "transactions", "flows", "retransmissions", "duration_s",
-    "non_modbus_payload_bytes", "tcp_out_of_order", "tcp_overlaps", "tcp_overlap_conflicts", "tcp_gaps",
-    "tcp_gap_bytes", "tcp_held_peak_bytes", *DEFRAG_STATS.values(), "protocols",
-)
-
-
-def summary(stats: CollectorStats, captures: int) -> dict:
-    d = stats.to_dict()
-    return {"captures": captures, **{k: d[k] for k in SUMMARY_KEYS}}
+    # A conversation's decoder state (reassembly, framing, connection id) is released this long after it closed
+    # (RST, or FIN both ways; late retransmissions still find it) or without a packet (Suricata's TCP "closed" and
+    # "established" defaults): a sensor's memory follows the connections alive, not every one it ever saw. One
+    # that comes back after that is a new connection, picked up mid-stream.
+    stream_closed_timeout_s: float = 60.0
+    stream_idle_timeout_s: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -169,7 +96,11 @@ class Collector:
         self._defrag = Defragmenter(self.config.defrag)
         self.notes: list[EvasionNote] = []  # evasion evidence, in the order seen (consumers drain it)
         self._flows = FlowTable(self.config.server_ports, self.config.flow_idle_timeout_s,
-                                self.config.flow_active_timeout_s)
+                                self.config.flow_active_timeout_s, self.config.stream_idle_timeout_s,
+                                self.config.stream_closed_timeout_s)
+        self._ended_counts = stream_counts()  # reassembly counts of the streams released
+        # Released connections stay resolvable past the pairing timeout (their unanswered requests) and a minute.
+        self._conn_grace_ns = int((self.config.pairing_timeout_s + 60.0) * 1e9)
         self._pairer = Pairer(self.config.pairing_timeout_s)
         self._ics = IcsDecoder(self.conns, self.config.pairing_timeout_s, self.config.reassembly,
                                self.config.keep_messages, self.config.max_held_total_bytes)
@@ -186,6 +117,7 @@ class Collector:
         if len(odd):
             chunk, p = self._fragments(chunk, p, odd)
         self.stats.packets += n
+        self.conns.drop_due(self._last_ts_ns)  # the previous batches are done with: their ended connections go
         t0, t1 = float(p.ts_ns.min()) / 1e9, float(p.ts_ns.max()) / 1e9
         self.stats.first_ts = t0 if self.stats.first_ts is None else min(self.stats.first_ts, t0)
         self.stats.last_ts = t1 if self.stats.last_ts is None else max(self.stats.last_ts, t1)
@@ -196,13 +128,46 @@ class Collector:
             observer.observe(p, groups)
         flows = self._flows.update(p, groups)
         parts = self._modbus_halves(chunk, p, groups)
+        ended = self._flows.drain_ended()  # conversations closed or long idle: their state goes below
+        modbus_ended = self._ended_ids(ended, 6)
+        if modbus_ended:
+            part = self._end_modbus(list(modbus_ended.values()))
+            if len(part):
+                parts.append(part)
         for part in parts:
             self._count_halves(part)
         events = self._pairer.push(parts, self._last_ts_ns)
-        operations = tuple(self._ics.process(chunk, p))
+        operations = self._ics.process(chunk, p)
+        ot_ended = self._ended_ids(ended, 7)  # after decoding: the OT decoder interns its connections as it goes
+        if ot_ended:
+            operations.extend(self._ics.end(list(ot_ended.values())))
         self._take_ics_notes()
-        return self._account(CollectedBatch(events, flows, self._drain_notes(), operations=operations,
+        for key in (*modbus_ended, *ot_ended):
+            self.conns.release(key, self._last_ts_ns + self._conn_grace_ns)
+        return self._account(CollectedBatch(events, flows, self._drain_notes(), operations=tuple(operations),
                                             messages=self._ics.drain_messages()))
+
+    def _ended_ids(self, ended: list[tuple], size: int) -> dict[tuple, int]:
+        """Connection-table key -> id of the ended conversations' connections, of one kind of key (6: Modbus,
+        7: the OT decoder's, see ``_conn_keys``)."""
+        return {k: cid for key in ended for k in _conn_keys(key) if len(k) == size
+                and (cid := self.conns.get(k)) is not None}
+
+    def _end_modbus(self, cids: list[int]) -> HalfBatch:
+        """Release the Modbus streams of ended connections: what they still held comes out as at the end of a
+        capture (partial ADUs truncated, held bytes past their holes), their counts are kept."""
+        builder = HalfBuilder()
+        for cid in cids:
+            for sid in (2 * cid, 2 * cid + 1):
+                state = self._streams.pop(sid, None)
+                if state is None:
+                    continue
+                for adu in finish_stream(state, self._last_frame, self._last_ts_ns):
+                    self._add_adu(builder, sid, state, adu)
+                self._take_notes(sid, state)
+                self._holding.discard(sid)
+                add_stream_counts(self._ended_counts, state)
+        return builder.build()
 
     def finish(self) -> CollectedBatch:
         """End of capture: flush partial ADUs, unanswered requests and open flows."""
@@ -227,21 +192,19 @@ class Collector:
 
     def reassembly_counts(self) -> dict[str, int]:
         """Stream-level counts so far (summed into ``stats`` by ``finish``; a live sensor reads them as it goes)."""
-        c = dict.fromkeys(("retransmissions", "non_modbus_payload_bytes", "tcp_out_of_order", "tcp_overlaps",
-                           "tcp_overlap_conflicts", "tcp_gaps", "tcp_gap_bytes", "tcp_held_peak_bytes"), 0)
-        ics = self._ics.streams.values()
-        for st in (*self._streams.values(), *ics):
-            c["retransmissions"] += st.retransmissions
-            c["non_modbus_payload_bytes"] += 0 if st.framer is not None else st.skipped_bytes
-            c["tcp_out_of_order"] += st.out_of_order
-            c["tcp_overlaps"] += st.overlaps
-            c["tcp_overlap_conflicts"] += st.overlap_conflicts
-            c["tcp_gaps"] += st.gaps
-            c["tcp_gap_bytes"] += st.gap_bytes
-            c["tcp_held_peak_bytes"] = max(c["tcp_held_peak_bytes"], st.held_peak)
+        c = dict(self._ended_counts)
+        merge_stream_counts(c, self._ics.ended_counts)
+        for st in (*self._streams.values(), *self._ics.streams.values()):
+            add_stream_counts(c, st)
         for name, value in self._defrag.stats.to_dict().items():
             c[DEFRAG_STATS[name]] = value
         return c
+
+    @property
+    def open_streams(self) -> int:
+        """Stream directions whose reassembly state is kept (Modbus and the other OT protocols): the ones of the
+        connections alive, and of those ended less than ``stream_closed_timeout_s`` / ``stream_idle_timeout_s`` ago."""
+        return len(self._streams) + len(self._ics.streams)
 
     @property
     def fragments_pending(self) -> int:
@@ -255,7 +218,7 @@ class Collector:
     def _take_ics_notes(self) -> None:
         """Evasion notes of OT streams, taken after every batch (as the Modbus path's after every segment)."""
         for sid in sorted(self._ics.noted):
-            self._take_notes(sid, self._ics.streams[sid])
+            self._take_notes(sid, self._ics.stream(sid))
         self._ics.noted.clear()
 
     def _take_notes(self, sid: int, state: StreamState) -> None:
@@ -478,6 +441,14 @@ class Collector:
         builder.add(adu.frame, adu.ts_ns, sid // 2, from_client, adu.transaction_id, adu.unit_id,
                     pdu.function_code, pdu.exception_code, pdu.sub_function, pdu.start_address, pdu.quantity,
                     pdu.values, mask)
+
+
+def _conn_keys(key: tuple) -> tuple[tuple, ...]:
+    """The connection-table keys a conversation (a flow key) may have: the OT decoder's (protocol, client,
+    server) and, on TCP, the Modbus path's (client, server); the flow key does not say which end is the client."""
+    proto, a, b = key[0], key[1:4], key[4:7]
+    ot = ((proto, *a, *b), (proto, *b, *a))
+    return ot + ((*a, *b), (*b, *a)) if proto == 6 else ot
 
 
 def collect_chunks(chunks: Iterable[Chunk], config: CollectorConfig | None = None,

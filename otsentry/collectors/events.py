@@ -6,6 +6,7 @@ records. Counting and feature extraction read the columns; only display and JSON
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, fields
 from typing import Iterator
 
@@ -21,27 +22,61 @@ __all__ = ["ConnTable", "ModbusBatch"]
 
 
 class ConnTable:
-    """Interns connections: id -> Conn, shared by every batch of one collector run."""
+    """Interns connections: id -> Conn, shared by every batch of one collector run.
+
+    Ids only grow. A connection that ended (closed, or idle long enough, see ``Collector``) is ``release``d: its
+    key is forgotten at once (the same addresses and ports later are a new connection with a new id), and its
+    ``Conn`` stays resolvable until a due time the releaser picks (past the pairing timeout, so that a request it
+    left unanswered still resolves) and then until the next ``drop_due``: a batch's ids resolve while the batch is
+    current. This keeps a sensor's memory bounded by the connections alive, not by all it ever saw.
+    """
 
     def __init__(self) -> None:
-        self.conns: list[Conn] = []
+        self.conns: dict[int, Conn] = {}
         self._ids: dict[tuple, int] = {}
+        self._next = 0
+        self._dying: deque[tuple[int, int]] = deque()  # (due ns, id), in release order
 
     def __len__(self) -> int:
+        """Connections still resolvable."""
         return len(self.conns)
 
+    def __contains__(self, cid: object) -> bool:
+        return cid in self.conns
+
+    @property
+    def issued(self) -> int:
+        """Ids handed out so far (the next connection gets this one)."""
+        return self._next
+
     def get(self, key: tuple) -> int | None:
-        """Id of ``key`` if it was interned already."""
+        """Id of ``key`` if it was interned already (and not released)."""
         return self._ids.get(key)
 
     def intern(self, key: tuple, make) -> int:
         """Id of ``key``; ``make()`` builds the Conn the first time the key is seen."""
         cid = self._ids.get(key)
         if cid is None:
-            cid = len(self.conns)
+            cid = self._next
+            self._next += 1
             self._ids[key] = cid
-            self.conns.append(make())
+            self.conns[cid] = make()
         return cid
+
+    def release(self, key: tuple, due_ns: int) -> int | None:
+        """Forget ``key``; its Conn is dropped by the first ``drop_due`` at or after ``due_ns``. Returns its id."""
+        cid = self._ids.pop(key, None)
+        if cid is not None:
+            self._dying.append((due_ns, cid))
+        return cid
+
+    def drop_due(self, now_ns: int) -> int:
+        """Drop the released connections due by ``now_ns``; returns how many."""
+        dropped = 0
+        while self._dying and self._dying[0][0] <= now_ns:
+            self.conns.pop(self._dying.popleft()[1], None)
+            dropped += 1
+        return dropped
 
 
 @dataclass(frozen=True)

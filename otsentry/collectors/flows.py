@@ -93,11 +93,24 @@ class FlowTable:
         modbus_ports: frozenset[int],
         idle_timeout_s: float = 120.0,
         active_timeout_s: float = 300.0,
+        end_idle_s: float = 600.0,
+        end_closed_s: float = 60.0,
     ) -> None:
         self.modbus_ports = modbus_ports
         self.idle_ns = int(idle_timeout_s * 1e9)
         self.active_ns = int(active_timeout_s * 1e9)
+        self.end_idle_ns = max(int(end_idle_s * 1e9), self.idle_ns)
+        self.end_closed_ns = int(end_closed_s * 1e9)
         self._flows: dict[tuple, _Flow] = {}
+        self._quiet: dict[tuple, int] = {}  # flows reported (closed or idle), not yet ended: key -> when they end
+        self._ended: list[tuple] = []
+
+    def drain_ended(self) -> list[tuple]:
+        """Keys of the conversations that ended since the last call: ``end_closed_s`` after they closed (RST, or
+        FIN both ways: late retransmissions still belong to them), or ``end_idle_s`` without a packet. A packet in
+        between makes them go on. Their decoders' state can go (see ``Collector``)."""
+        out, self._ended = self._ended, []
+        return out
 
     def __len__(self) -> int:
         return len(self._flows)
@@ -140,6 +153,8 @@ class FlowTable:
                 opener = syn_first[j] if syn_first[j] >= 0 else first[j]
                 flow = _Flow(key, bool(a_is_src[opener]), int(first_ts[j]), 0, int(first_ts[j]), [0, 0], [0, 0])
                 self._flows[key] = flow
+                if self._quiet:
+                    self._quiet.pop(key, None)  # back from idle: the same conversation goes on
             flow.last_ns = max(flow.last_ns, int(last_ts[j]))
             flow.pkts[0] += int(pkts[j, 0])
             flow.pkts[1] += int(pkts[j, 1])
@@ -176,15 +191,23 @@ class FlowTable:
             if closed or now_ns - flow.last_ns > self.idle_ns:
                 out.append(self._event(flow))
                 del self._flows[key]
+                self._quiet[key] = flow.last_ns + (self.end_closed_ns if closed else self.end_idle_ns)
             elif now_ns - flow.report_start_ns > self.active_ns:
                 out.append(self._event(flow))
                 self._flows[key] = _Flow(key, flow.orig_is_a, flow.last_ns, flow.last_ns, now_ns, [0, 0], [0, 0])
+        if self._quiet:
+            gone = [key for key, end in self._quiet.items() if now_ns > end]
+            for key in gone:
+                del self._quiet[key]
+            self._ended.extend(gone)
         return out
 
     def flush(self) -> list[FlowEvent]:
         """End of capture: report every flow still open."""
         out = [self._event(f) for f in self._flows.values() if f.pkts[0] + f.pkts[1]]
         self._flows.clear()
+        self._quiet.clear()
+        self._ended.clear()
         return out
 
     def _event(self, f: _Flow) -> FlowEvent:

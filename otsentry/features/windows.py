@@ -94,7 +94,7 @@ class Windower:
         self._open_from: int | None = None  # windows below this index are closed
         self._max_ts: int | None = None
         self._warned = False
-        self._conn_pair = np.empty(0, dtype=np.int64)  # connection id -> ip pair id
+        self._conn_pair: dict[int, int] = {}  # connection id -> ip pair id (ended connections pruned)
         self._pair_ids: dict[tuple[str, str], int] = {}
         self._pairs: list[tuple[str, str, tuple[int, int], tuple[int, int]]] = []  # ip pair id -> names, numbers
         self._addr_table = np.empty((0, 4), dtype=np.uint64)
@@ -152,8 +152,7 @@ class Windower:
     def _add_modbus(self, batch: ModbusBatch, conns: ConnTable) -> None:
         if not len(batch):
             return
-        self._map_conns(conns)
-        pk = (self._conn_pair[batch.conn] << 8) | (batch.unit & 0xFF)
+        pk = (self._pair_of(batch.conn, conns) << 8) | (batch.unit & 0xFF)
         tx, pool = extract(batch, pk, self.window_ns)
         self._see(int(batch.ts_ns.max()))
         late = self._late_mask(tx)
@@ -194,20 +193,25 @@ class Windower:
         log.log(level, "%s older than the closed windows dropped (lateness %.3g s); see Windower.stats",
                 what, self.lateness_s)
 
-    def _map_conns(self, conns: ConnTable) -> None:
-        """Extend the connection -> (client ip, server ip) map with the connections added since the last batch."""
-        start = len(self._conn_pair)
-        if len(conns) == start:
-            return
-        new = np.empty(len(conns) - start, dtype=np.int64)
-        for i, c in enumerate(conns.conns[start:]):
-            key = (c.client_ip, c.server_ip)
-            pid = self._pair_ids.get(key)
+    def _pair_of(self, conn: np.ndarray, conns: ConnTable) -> np.ndarray:
+        """The (client ip, server ip) pair id of each row's connection."""
+        ids, inv = np.unique(conn, return_inverse=True)
+        pids = np.empty(len(ids), dtype=np.int64)
+        for i, cid in enumerate(ids.tolist()):
+            pid = self._conn_pair.get(cid)
             if pid is None:
-                pid = self._pair_ids[key] = len(self._pairs)
-                self._pairs.append((c.client_ip, c.server_ip, addr_from_str(c.client_ip), addr_from_str(c.server_ip)))
-            new[i] = pid
-        self._conn_pair = np.concatenate([self._conn_pair, new])
+                c = conns.conns[cid]
+                key = (c.client_ip, c.server_ip)
+                pid = self._pair_ids.get(key)
+                if pid is None:
+                    pid = self._pair_ids[key] = len(self._pairs)
+                    self._pairs.append((c.client_ip, c.server_ip, addr_from_str(c.client_ip),
+                                        addr_from_str(c.server_ip)))
+                self._conn_pair[cid] = pid
+            pids[i] = pid
+        if len(self._conn_pair) > 2 * len(conns) + 4096:  # connections ended: forget them as the table did
+            self._conn_pair = {cid: pid for cid, pid in self._conn_pair.items() if cid in conns}
+        return pids[inv]
 
     # -- output --------------------------------------------------------------------------------------------------
 

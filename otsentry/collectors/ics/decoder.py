@@ -21,6 +21,7 @@ from otsentry.collectors.ics.pairing import OperationPairer
 from otsentry.collectors.ics.ports import DECODED_TCP, DECODED_UDP
 from otsentry.collectors.ics.units import UnitDecoder
 from otsentry.collectors.packets import Packets, addr_to_str
+from otsentry.collectors.stats import add_stream_counts, stream_counts
 from otsentry.collectors.reassembly import LIMITS, SEQ_MOD, ReassemblyLimits, StreamState, feed_segment, \
     finish_stream, flush, skip_gap
 from otsentry.collectors.types import Conn
@@ -61,6 +62,9 @@ class IcsDecoder:
         self._udp_framers = {name: StreamFramer(spec) for name, spec in FRAMES.items()}
         self._last = (0, 0)
         self._routes: dict[tuple, tuple[int, bool, str]] = {}  # sender 7-tuple -> (conn id, from client, framer)
+        self._senders: dict[int, list[tuple]] = {}  # conn id -> its keys in _routes
+        self._ending: dict[int, StreamState] = {}  # streams ended with notes not yet taken (see stream)
+        self.ended_counts = stream_counts()  # reassembly counts of the streams ended
 
     def process(self, chunk: Chunk, p: Packets) -> list[OperationEvent]:
         tcp = (p.proto == 6) & (_TCP[p.sport] | _TCP[p.dport])
@@ -142,8 +146,40 @@ class IcsDecoder:
         cli, srv = ((shi, slo, sport), (dhi, dlo, dport)) if from_client else ((dhi, dlo, dport), (shi, slo, sport))
         cid = self.conns.intern((proto, *cli, *srv), lambda: Conn(addr_to_str(cli[0], cli[1]), cli[2],
                                                                 addr_to_str(srv[0], srv[1]), srv[2]))
-        route = self._routes[(proto, shi, slo, sport, dhi, dlo, dport)] = (cid, from_client, name)
+        sender = (proto, shi, slo, sport, dhi, dlo, dport)
+        route = self._routes[sender] = (cid, from_client, name)
+        self._senders.setdefault(cid, []).append(sender)
         return route
+
+    def end(self, cids: list[int]) -> list[OperationEvent]:
+        """Release the state of ended connections (closed or long idle): their streams are finished as at the end
+        of a capture (partial units truncated, held bytes past their holes), their counts kept; open requests
+        stay with the pairer, which reports them unanswered after its timeout."""
+        out: list[OperationEvent] = []
+        frame, ts = self._last
+        for cid in cids:
+            name = self._framer_of.get(cid)
+            for sid in (2 * cid, 2 * cid + 1):
+                state = self.streams.pop(sid, None)
+                if state is None:
+                    continue
+                self._decode(name, cid, sid, sid % 2 == 0, finish_stream(state, frame, ts), out)
+                if state.notes:
+                    self.noted.add(sid)
+                    self._ending[sid] = state
+                self._holding.discard(sid)
+                add_stream_counts(self.ended_counts, state)
+            self._units.end(cid)
+            self._framer_of.pop(cid, None)
+            self._transport_of.pop(cid, None)
+            for sender in self._senders.pop(cid, ()):
+                self._routes.pop(sender, None)
+        return out
+
+    def stream(self, sid: int) -> StreamState:
+        """A stream with notes to take (``noted``): live, or ended by ``end`` since the notes were last taken."""
+        state = self.streams.get(sid)
+        return state if state is not None else self._ending.pop(sid)
 
     def finish(self) -> list[OperationEvent]:
         out: list[OperationEvent] = []

@@ -56,6 +56,18 @@ class UnitDecoder:
         """Bytes the framer could not frame: counted, so that nothing on an OT port goes unseen."""
         self._counts(_COUNTED_AS.get(framer, framer)).skipped_bytes += nbytes
 
+    def end(self, conn: int) -> None:
+        """Release one connection's state (it ended): what it held is dropped and counted, as by ``close``."""
+        reassembler = self._transport.pop(conn, None)
+        if reassembler is not None:
+            reassembler.close()
+            self._counts("dnp3").reassembly_drops += (reassembler.counts.dropped_fragments
+                                                      + reassembler.counts.dropped_segments)
+        for sid in (2 * conn, 2 * conn + 1):
+            assembler = self._cotp.pop(sid, None)
+            if assembler is not None and assembler.overflows:
+                self._counts("cotp").reassembly_drops += assembler.overflows
+
     def close(self) -> None:
         for reassembler in self._transport.values():
             reassembler.close()
