@@ -129,7 +129,7 @@ class Collector:
         flows = self._flows.update(p, groups)
         parts = self._modbus_halves(chunk, p, groups)
         ended = self._flows.drain_ended()  # conversations closed or long idle: their state goes below
-        modbus_ended = self._ended_ids(ended, 6)
+        modbus_ended = self._ended_ids(ended, ot=False)
         if modbus_ended:
             part = self._end_modbus(list(modbus_ended.values()))
             if len(part):
@@ -138,7 +138,7 @@ class Collector:
             self._count_halves(part)
         events = self._pairer.push(parts, self._last_ts_ns)
         operations = self._ics.process(chunk, p)
-        ot_ended = self._ended_ids(ended, 7)  # after decoding: the OT decoder interns its connections as it goes
+        ot_ended = self._ended_ids(ended, ot=True)  # after decoding: the OT decoder interns its connections as it goes
         if ot_ended:
             operations.extend(self._ics.end(list(ot_ended.values())))
         self._take_ics_notes()
@@ -147,11 +147,11 @@ class Collector:
         return self._account(CollectedBatch(events, flows, self._drain_notes(), operations=tuple(operations),
                                             messages=self._ics.drain_messages()))
 
-    def _ended_ids(self, ended: list[tuple], size: int) -> dict[tuple, int]:
-        """Connection-table key -> id of the ended conversations' connections, of one kind of key (6: Modbus,
-        7: the OT decoder's, see ``_conn_keys``)."""
-        return {k: cid for key in ended for k in _conn_keys(key) if len(k) == size
-                and (cid := self.conns.get(k)) is not None}
+    def _ended_ids(self, ended: list[tuple], ot: bool) -> dict[tuple, int]:
+        """Connection-table key -> id of the ended conversations' connections: the Modbus path's, or with ``ot``
+        the OT decoder's (see ``_conn_keys``)."""
+        get = self.conns.get
+        return {k: cid for key in ended for k in _conn_keys(key, ot) if (cid := get(k)) is not None}
 
     def _end_modbus(self, cids: list[int]) -> HalfBatch:
         """Release the Modbus streams of ended connections: what they still held comes out as at the end of a
@@ -443,12 +443,13 @@ class Collector:
                     pdu.values, mask)
 
 
-def _conn_keys(key: tuple) -> tuple[tuple, ...]:
+def _conn_keys(key: tuple, ot: bool) -> tuple[tuple, ...]:
     """The connection-table keys a conversation (a flow key) may have: the OT decoder's (protocol, client,
-    server) and, on TCP, the Modbus path's (client, server); the flow key does not say which end is the client."""
-    proto, a, b = key[0], key[1:4], key[4:7]
-    ot = ((proto, *a, *b), (proto, *b, *a))
-    return ot + ((*a, *b), (*b, *a)) if proto == 6 else ot
+    server), or the Modbus path's (client, server), TCP only; the flow key does not say which end is the client."""
+    proto, ahi, alo, aport, bhi, blo, bport = key
+    if ot:
+        return (key, (proto, bhi, blo, bport, ahi, alo, aport))
+    return ((ahi, alo, aport, bhi, blo, bport), (bhi, blo, bport, ahi, alo, aport)) if proto == 6 else ()
 
 
 def collect_chunks(chunks: Iterable[Chunk], config: CollectorConfig | None = None,
