@@ -113,6 +113,7 @@ class FlowEvent:
     fin: int = 0
     retransmissions: int = 0
     modbus: bool = False
+    service: str = ""  # the OT protocol its payload was recognised as, whatever the port ("" when none)
 
     kind: ClassVar[str] = "flow"
 

@@ -98,7 +98,7 @@ class Inventory:
                 roles=infer_roles(f, identity, mac_shared=bool(mac) and int(mac.replace(":", ""), 16) in shared,
                                   modbus_servers=servers),
                 unit_ids=tuple(sorted(f.units_served)), served_function_codes=tuple(sorted(f.codes_served)),
-                used_function_codes=tuple(sorted(f.codes_used)), services=tuple(sorted(f.services, key=_svc_key)),
+                used_function_codes=tuple(sorted(f.codes_used)), services=_services(f),
                 peers=tuple(sorted(f.peers, key=ip_sort_key)), first_seen=h.first if h.first != float("inf") else 0.0,
                 last_seen=h.last if h.last != float("-inf") else 0.0, identity=identity,
                 transactions=f.transactions,
@@ -115,6 +115,11 @@ def ip_sort_key(ip: str) -> tuple[int, ...]:
     except ValueError:
         return (9, 0)
     return (addr.version, int(addr))
+
+
+def _services(f: HostFacts) -> tuple[str, ...]:
+    """'port/transport', with the protocol its payload showed when one did: ``20001/tcp (dnp3)``."""
+    return tuple(f"{s} ({f.service_names[s]})" if s in f.service_names else s for s in sorted(f.services, key=_svc_key))
 
 
 def _svc_key(s: str) -> tuple[str, int]:

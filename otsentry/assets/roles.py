@@ -46,6 +46,7 @@ class HostFacts:
     codes_used: set[int] = field(default_factory=set)
     gateway_exceptions: set[int] = field(default_factory=set)
     services: set[str] = field(default_factory=set)  # port/transport it accepted connections on
+    service_names: dict[str, str] = field(default_factory=dict)  # port/transport -> protocol its payload showed
     opened: set[tuple[str, int, str]] = field(default_factory=set)  # (responder, port, transport) it connected to
     peers: set[str] = field(default_factory=set)
     ot_served: dict[str, set[str]] = field(default_factory=dict)  # DNP3/IEC 104/S7/CIP: protocol -> its clients
@@ -102,7 +103,10 @@ class HostFacts:
         self.peers.add(originator)
         if f.packets_resp > 0 and (f.transport != "tcp" or "S" not in f.tcp_flags or "R" not in f.tcp_flags
                                    or f.packets_resp > 1):
-            self.services.add(f"{f.resp_port}/{f.transport}" if f.resp_port else f.transport)
+            service = f"{f.resp_port}/{f.transport}" if f.resp_port else f.transport
+            self.services.add(service)
+            if f.service:
+                self.service_names.setdefault(service, f.service)
 
 
 def _names(items, limit: int = MAX_LISTED) -> str:

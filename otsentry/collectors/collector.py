@@ -126,7 +126,7 @@ class Collector:
         groups = group_flows(p)
         for observer in self.observers:
             observer.observe(p, groups)
-        flows = self._flows.update(p, groups)
+        flows = self._flows.update(p, groups, chunk.buf)
         parts = self._modbus_halves(chunk, p, groups)
         ended = self._flows.drain_ended()  # conversations closed or long idle: their state goes below
         modbus_ended = self._ended_ids(ended, ot=False)

@@ -14,11 +14,13 @@ import numpy as np
 
 from otsentry.collectors.grouping import group_columns
 from otsentry.collectors.packets import Packets, addr_to_str
+from otsentry.collectors.ics.signatures import WEAK, guess_protocol
 from otsentry.contracts.network import ACK, FIN, PSH, RST, SYN, URG, transport_name
 from otsentry.records import FlowEvent
 
 __all__ = ["FlowGroups", "FlowTable", "group_flows"]
 
+LOOKS = 8  # payloads of a flow tested against the signatures before it is left unnamed
 _FLAG_LETTERS = ((SYN, "S"), (ACK, "A"), (FIN, "F"), (RST, "R"), (PSH, "P"), (URG, "U"))
 
 
@@ -37,6 +39,8 @@ class _Flow:
     fin_dirs: int = 0  # bit 0: a sent FIN, bit 1: b sent FIN
     fin: int = 0
     retrans: int = 0
+    service: str = ""  # what its payload was recognised as (ics.signatures)
+    looked: int = 0  # payloads tested so far
 
 
 @dataclass(frozen=True)
@@ -115,8 +119,10 @@ class FlowTable:
     def __len__(self) -> int:
         return len(self._flows)
 
-    def update(self, p: Packets, g: "FlowGroups | None" = None) -> list[FlowEvent]:
-        """Account one chunk of packets; return the flows that closed or timed out by its end."""
+    def update(self, p: Packets, g: "FlowGroups | None" = None, buf: bytes | None = None) -> list[FlowEvent]:
+        """Account one chunk of packets; return the flows that closed or timed out by its end. With the chunk's
+        ``buf``, the first payloads of each flow (``LOOKS``, the first of each direction per chunk) are tested
+        against the OT protocols' signatures, whatever the port."""
         g = g or group_flows(p)
         if g is None or len(g.inv) == 0:
             return []
@@ -146,6 +152,7 @@ class FlowTable:
         retrans = self._retransmissions(p, m, inv, dir_b, k)
 
         key_rows = g.key_rows
+        unnamed: list[tuple[int, _Flow]] = []  # flows still to be recognised by their payload
         for j in range(k):
             key = tuple(int(x) for x in key_rows[j])
             flow = self._flows.get(key)
@@ -166,7 +173,49 @@ class FlowTable:
             flow.fin += int(fin[j, 0] + fin[j, 1])
             flow.fin_dirs |= (fin[j, 0] > 0) | ((fin[j, 1] > 0) << 1)
             flow.retrans += int(retrans[j])
+            if flow.looked < LOOKS and (not flow.service or flow.service in WEAK):
+                unnamed.append((j, flow))
+        if unnamed and buf is not None:
+            wanted = np.zeros(k, dtype=bool)
+            wanted[[j for j, _ in unnamed]] = True
+            firsts = self._first_payloads(p, m, inv, dir_b, wanted)
+            for j, flow in unnamed:
+                if j in firsts:
+                    self._recognise(flow, p, buf, firsts[j])
         return self._expire(int(ts.max()))
+
+    @staticmethod
+    def _first_payloads(p: Packets, m: np.ndarray, inv: np.ndarray, dir_b: np.ndarray,
+                        wanted: np.ndarray) -> dict[int, list[int]]:
+        """Group -> the packets (chunk rows, in capture order) carrying its first two payloads in each direction
+        (a connection request and its data, a request and its answer), for the ``wanted`` groups."""
+        rows = np.flatnonzero(p.l4_ok[m] & (p.payload_len[m] > 0) & wanted[inv])
+        if not len(rows):
+            return {}
+        slot = inv[rows] * 2 + dir_b[rows]
+        order = np.argsort(slot, kind="stable")
+        ordered = slot[order]
+        pos = np.arange(len(order))
+        starts = np.maximum.accumulate(np.where(np.r_[True, ordered[1:] != ordered[:-1]], pos, 0))
+        keep = np.sort(order[pos - starts < 2])
+        out: dict[int, list[int]] = {}
+        for group, row in zip((slot[keep] // 2).tolist(), np.flatnonzero(m)[rows[keep]].tolist()):
+            out.setdefault(group, []).append(row)
+        return out
+
+    @staticmethod
+    def _recognise(flow: _Flow, p: Packets, buf: bytes, rows: list[int]) -> None:
+        transport = transport_name(flow.key[0])
+        for row in rows:
+            if flow.looked >= LOOKS:
+                return
+            flow.looked += 1
+            off = int(p.payload_off[row])
+            name = guess_protocol(transport, buf[off : off + int(p.payload_len[row])])
+            if name is not None and (not flow.service or flow.service in WEAK):
+                flow.service = name
+                if name not in WEAK:
+                    return
 
     @staticmethod
     def _retransmissions(p: Packets, m: np.ndarray, inv: np.ndarray, dir_b: np.ndarray, k: int) -> np.ndarray:
@@ -194,7 +243,8 @@ class FlowTable:
                 self._quiet[key] = flow.last_ns + (self.end_closed_ns if closed else self.end_idle_ns)
             elif now_ns - flow.report_start_ns > self.active_ns:
                 out.append(self._event(flow))
-                self._flows[key] = _Flow(key, flow.orig_is_a, flow.last_ns, flow.last_ns, now_ns, [0, 0], [0, 0])
+                self._flows[key] = _Flow(key, flow.orig_is_a, flow.last_ns, flow.last_ns, now_ns, [0, 0], [0, 0],
+                                         service=flow.service, looked=flow.looked)
         if self._quiet:
             gone = [key for key, end in self._quiet.items() if now_ns > end]
             for key in gone:
@@ -233,4 +283,5 @@ class FlowTable:
             fin=f.fin,
             retransmissions=f.retrans,
             modbus=proto == 6 and (aport in self.modbus_ports or bport in self.modbus_ports),
+            service=f.service,
         )

@@ -137,7 +137,8 @@ class TableWriter:
             self._header()
             self.out.write(
                 f"{_ts(fl.ts_first):23} {fl.orig_ip + ':' + str(fl.orig_port):>21} -> "
-                f"{fl.resp_ip + ':' + str(fl.resp_port):21} FLOW {fl.transport} {'modbus' if fl.modbus else 'other'}"
+                f"{fl.resp_ip + ':' + str(fl.resp_port):21} FLOW {fl.transport} "
+                f"{fl.service or ('modbus' if fl.modbus else 'other')}"
                 f" packets={fl.packets} bytes={fl.bytes_orig + fl.bytes_resp} flags={fl.tcp_flags or '-'}"
                 f" duration={fl.ts_last - fl.ts_first:.1f}s\n"
             )
