@@ -127,6 +127,8 @@ class Collector:
         for observer in self.observers:
             observer.observe(p, groups)
         flows = self._flows.update(p, groups, chunk.buf)
+        for key, orig_is_a, service in self._flows.drain_named():
+            self._ics.decode_as(key, orig_is_a, service)
         parts = self._modbus_halves(chunk, p, groups)
         ended = self._flows.drain_ended()  # conversations closed or long idle: their state goes below
         modbus_ended = self._ended_ids(ended, ot=False)

@@ -108,6 +108,12 @@ class FlowTable:
         self._flows: dict[tuple, _Flow] = {}
         self._quiet: dict[tuple, int] = {}  # flows reported (closed or idle), not yet ended: key -> when they end
         self._ended: list[tuple] = []
+        self._named: list[tuple[tuple, bool, str]] = []  # (key, originator is a, service) named since drained
+
+    def drain_named(self) -> list[tuple[tuple, bool, str]]:
+        """(key, originator is a, service) of the flows their payload named since the last call."""
+        out, self._named = self._named, []
+        return out
 
     def drain_ended(self) -> list[tuple]:
         """Keys of the conversations that ended since the last call: ``end_closed_s`` after they closed (RST, or
@@ -203,8 +209,7 @@ class FlowTable:
             out.setdefault(group, []).append(row)
         return out
 
-    @staticmethod
-    def _recognise(flow: _Flow, p: Packets, buf: bytes, rows: list[int]) -> None:
+    def _recognise(self, flow: _Flow, p: Packets, buf: bytes, rows: list[int]) -> None:
         transport = transport_name(flow.key[0])
         for row in rows:
             if flow.looked >= LOOKS:
@@ -214,6 +219,7 @@ class FlowTable:
             name = guess_protocol(transport, buf[off : off + int(p.payload_len[row])])
             if name is not None and (not flow.service or flow.service in WEAK):
                 flow.service = name
+                self._named.append((flow.key, flow.orig_is_a, name))
                 if name not in WEAK:
                     return
 

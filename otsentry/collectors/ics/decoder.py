@@ -15,6 +15,7 @@ import numpy as np
 from otsentry.collectors.chunks import Chunk
 from otsentry.collectors.events import ConnTable
 from otsentry.collectors.ics.counts import ProtocolCounts
+from otsentry.collectors.ics.found import FRAMER_OF_SERVICE, FoundServers
 from otsentry.collectors.ics.framing import FRAMES, StreamFramer
 from otsentry.collectors.ics.message import KeptMessage, Pdu
 from otsentry.collectors.ics.pairing import OperationPairer
@@ -65,10 +66,14 @@ class IcsDecoder:
         self._senders: dict[int, list[tuple]] = {}  # conn id -> its keys in _routes
         self._ending: dict[int, StreamState] = {}  # streams ended with notes not yet taken (see stream)
         self.ended_counts = stream_counts()  # reassembly counts of the streams ended
+        self.found = FoundServers()  # servers of a decoded protocol on another port (``decode_as``)
 
     def process(self, chunk: Chunk, p: Packets) -> list[OperationEvent]:
-        tcp = (p.proto == 6) & (_TCP[p.sport] | _TCP[p.dport])
-        udp = (p.proto == 17) & (_UDP[p.sport] | _UDP[p.dport])
+        tcp_ports, udp_ports = _TCP[p.sport] | _TCP[p.dport], _UDP[p.sport] | _UDP[p.dport]
+        if len(self.found):
+            tcp_ports |= self.found.tcp_ports[p.sport] | self.found.tcp_ports[p.dport]
+            udp_ports |= self.found.udp_ports[p.sport] | self.found.udp_ports[p.dport]
+        tcp, udp = (p.proto == 6) & tcp_ports, (p.proto == 17) & udp_ports
         rows = np.flatnonzero(p.l4_ok & (tcp | udp))
         out: list[OperationEvent] = []
         if len(p):
@@ -88,6 +93,8 @@ class IcsDecoder:
             route = self._routes.get((proto, shi, slo, sport, dhi, dlo, dport))
             if route is None:
                 route = self._route(proto, shi, slo, sport, dhi, dlo, dport)
+                if route is None:  # on a found server's port number, but another host
+                    continue
             cid, from_client, name = route
             sid = cid * 2 + (0 if from_client else 1)
             payload = buf[off : off + plen]
@@ -135,14 +142,34 @@ class IcsDecoder:
         out, self._messages = tuple(self._messages), []
         return out
 
+    def decode_as(self, key: tuple, orig_is_a: bool, service: str) -> bool:
+        """A flow (its FlowTable key and originator) was named ``service`` by its payload: when that is a decoded
+        protocol away from its port, decode its server from now on. True when the server is new."""
+        framer = FRAMER_OF_SERVICE.get(service)
+        proto, a, b = key[0], key[1:4], key[4:7]
+        table = DECODED_TCP if proto == 6 else DECODED_UDP if proto == 17 else None
+        if framer is None or table is None or table.get(a[2]) == framer or table.get(b[2]) == framer:
+            return False
+        server = b if orig_is_a else a
+        return self.found.add((proto, *server), framer)
+
     def _route(self, proto: int, shi: int, slo: int, sport: int, dhi: int, dlo: int,
-               dport: int) -> tuple[int, bool, str]:
-        """(connection id, sent by the client, framer) of a sender's packets, computed once per sender."""
+               dport: int) -> tuple[int, bool, str] | None:
+        """(connection id, sent by the client, framer) of a sender's packets, computed once per sender; None
+        for a packet that only shares a found server's port number."""
         table = DECODED_TCP if proto == 6 else DECODED_UDP
-        from_client = dport in table
-        if from_client and sport in table and self.conns.get((proto, dhi, dlo, dport, shi, slo, sport)) is not None:
-            from_client = False  # both ends on the protocol's port (DNP3 20000 <-> 20000): first sender is client
-        name = table[dport] if from_client else table[sport]
+        to_found = self.found.get((proto, dhi, dlo, dport)) if len(self.found) else None
+        from_found = self.found.get((proto, shi, slo, sport)) if len(self.found) and to_found is None else None
+        if to_found is not None or from_found is not None:
+            from_client, name = to_found is not None, to_found or from_found
+        elif dport in table or sport in table:
+            from_client = dport in table
+            if from_client and sport in table and \
+                    self.conns.get((proto, dhi, dlo, dport, shi, slo, sport)) is not None:
+                from_client = False  # both ends on the protocol's port (DNP3 20000 <-> 20000): first sender is client
+            name = table[dport] if from_client else table[sport]
+        else:
+            return None
         cli, srv = ((shi, slo, sport), (dhi, dlo, dport)) if from_client else ((dhi, dlo, dport), (shi, slo, sport))
         cid = self.conns.intern((proto, *cli, *srv), lambda: Conn(addr_to_str(cli[0], cli[1]), cli[2],
                                                                 addr_to_str(srv[0], srv[1]), srv[2]))
