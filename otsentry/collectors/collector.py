@@ -19,6 +19,7 @@ from otsentry.collectors.events import ConnTable, ModbusBatch
 from otsentry.collectors.flows import FlowGroups, FlowTable, group_flows
 from otsentry.collectors.halves import HalfBatch, HalfBuilder
 from otsentry.collectors.ics.decoder import IcsDecoder
+from otsentry.collectors.ics.link import count_link_protocols
 from otsentry.collectors.ics.message import KeptMessage
 from otsentry.collectors.modbus_pdu import decode_pdu_cached as decode_pdu
 from otsentry.collectors.packets import (RAW_IP, PacketFields, Packets, addr_to_str, decode_packet_py, decode_packets,
@@ -117,6 +118,9 @@ class Collector:
         if len(odd):
             chunk, p = self._fragments(chunk, p, odd)
         self.stats.packets += n
+        not_ip = np.flatnonzero(p.ipver == 0)
+        if len(not_ip):  # GOOSE, SV, PROFINET RT...: counted by EtherType
+            count_link_protocols(chunk, not_ip, self._ics.counts)
         self.conns.drop_due(self._last_ts_ns)  # the previous batches are done with: their ended connections go
         t0, t1 = float(p.ts_ns.min()) / 1e9, float(p.ts_ns.max()) / 1e9
         self.stats.first_ts = t0 if self.stats.first_ts is None else min(self.stats.first_ts, t0)
