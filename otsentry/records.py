@@ -171,6 +171,7 @@ class FeatureWindow:
     transport: str = ""
     first_frame: int = 0  # frame numbers covered, for labels in frame;label form
     last_frame: int = 0
+    operations: tuple[str, ...] = ()  # "ot" windows: the distinct operations, "class/name" ("control/SELECT")
 
     @property
     def pair(self) -> tuple[str, str, int]:
@@ -199,7 +200,8 @@ class FeatureWindow:
         missing = [n for n in tmp.feature_names() if n not in named]
         if missing:
             raise SchemaError(f"FeatureWindow: missing feature(s) {', '.join(missing[:5])}")
-        return cls(**{**d, "values": tuple(float(named[n]) for n in tmp.feature_names())})
+        return cls(**{**d, "values": tuple(float(named[n]) for n in tmp.feature_names()),
+                      "operations": tuple(d.get("operations", ()))})
 
 
 @dataclass(frozen=True, slots=True)

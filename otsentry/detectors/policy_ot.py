@@ -5,7 +5,8 @@ Rules, worded in each protocol's own names (``collectors.ics.effects`` says whic
 
 * an operation with an effect (restart, stop/start, reporting disabled, program download/upload/delete, time set,
   configuration) alerts in every window that holds it, learned or not: it takes the process somewhere;
-* the first operation of a class the pair never used (a first control, write or program operation...);
+* the first operation of a class the pair never used (a first control, write or program operation...), and an
+  operation it never sent within a class it used (DIRECT_OPERATE from a master that always selected first);
 * a new master: a client never seen speaking this protocol to this server and station;
 * an error burst (far more error answers than learned) and a device that stopped answering.
 """
@@ -64,10 +65,13 @@ class OtProfile:
     effects: dict[str, int] = field(default_factory=dict)
     max_errors: float = 0.0
     max_unanswered: float = 0.0
+    operations: set[str] = field(default_factory=set)  # "class/name" it sent
+    names_learned: bool = True  # False for a bundle made before operations were named: judged by class only
 
     def learn(self, w: FeatureWindow) -> None:
         self.windows += 1
         self.classes.update(c for c in OPERATION_CLASSES if value(w, c) > 0)
+        self.operations.update(w.operations)
         for e in OPERATION_EFFECTS:
             if value(w, e) > 0:
                 self.effects[e] = self.effects.get(e, 0) + int(value(w, e))
@@ -75,13 +79,16 @@ class OtProfile:
         self.max_unanswered = max(self.max_unanswered, value(w, "unanswered"))
 
     def to_state(self) -> dict[str, Any]:
-        return {"windows": self.windows, "classes": sorted(self.classes), "effects": dict(sorted(self.effects.items())),
-                "max_errors": self.max_errors, "max_unanswered": self.max_unanswered}
+        state = {"windows": self.windows, "classes": sorted(self.classes),
+                 "effects": dict(sorted(self.effects.items())), "max_errors": self.max_errors,
+                 "max_unanswered": self.max_unanswered}
+        return {**state, "operations": sorted(self.operations)} if self.names_learned else state
 
     @classmethod
     def from_state(cls, s: Mapping[str, Any]) -> "OtProfile":
         return cls(int(s["windows"]), set(s["classes"]), {k: int(v) for k, v in s["effects"].items()},
-                   float(s["max_errors"]), float(s["max_unanswered"]))
+                   float(s["max_errors"]), float(s["max_unanswered"]), set(s.get("operations", ())),
+                   "operations" in s)
 
 
 def ot_key(w: FeatureWindow) -> OtKey:
@@ -131,16 +138,31 @@ def new_class(profiles: Mapping[OtKey, OtProfile], w: FeatureWindow) -> Finding 
     if learned is None:
         return None  # a new master: its own rule
     new = [c for c in OPERATION_CLASSES if value(w, c) > 0 and c not in learned.classes and c != "other"]
-    if not new:
+    # operations never sent, in a class the pair did use (a class new to it is said as a class)
+    names = sorted(op for op in w.operations if op not in learned.operations
+                   and op.partition("/")[0] in learned.classes and not op.startswith("other/")) \
+        if learned.names_learned else []
+    if not new and not names:
         return None
     label, target = _where(w)
-    worst = min(new, key=lambda c: ["critical", "high", "medium", "low"].index(CLASS_SEVERITY[c]))
-    text = f"{w.client_ip} sent {label} {', '.join(new)} operations to {target}, which it never did while learning " \
-           f"(it only sent {', '.join(sorted(learned.classes)) or 'nothing'})"
+    worst = min(new + [op.partition("/")[0] for op in names],
+                key=lambda c: ["critical", "high", "medium", "low"].index(CLASS_SEVERITY[c]))
+    said = []
+    if new:
+        said.append(f"{label} {', '.join(new)} operations to {target}, which it never did while learning "
+                    f"(it only sent {', '.join(sorted(learned.classes)) or 'nothing'})")
+    if names:
+        sent = sorted({op.partition('/')[2] for op in learned.operations}) or ["nothing by name"]
+        listed = ", ".join(f"{op.partition('/')[2]} ({op.partition('/')[0]})" for op in names)
+        said.append(f"{label} {listed} to {target}, operation(s) it never sent while learning "
+                    f"(it sent {', '.join(sent)})" if not new else
+                    f"and {listed}, never sent while learning either")
+    text = f"{w.client_ip} sent " + "; ".join(said)
     variant = worst if worst in ("read", "diagnostic") else ""
     return Finding("policy.ot_new_operation", CLASS_SEVERITY[worst], text,
-                   tuple(("policy.ot_new_operation", *ot_key(w), c) for c in new),
-                   tuple(evidence(c, value(w, c)) for c in new), variant=variant)
+                   tuple(("policy.ot_new_operation", *ot_key(w), c) for c in new + names),
+                   tuple(evidence(c, value(w, c)) for c in new) +
+                   tuple(evidence(op, 1.0) for op in names), variant=variant)
 
 
 def new_master(masters: Mapping[tuple, frozenset[str]], profiles: Mapping[OtKey, OtProfile],

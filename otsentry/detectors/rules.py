@@ -159,9 +159,10 @@ _DECLARED = (
          {"upload": ("T0845", "uploaded a program from {targets}"),
           "delete": ("T0809", "deleted a program or file on {targets}"),
           "configuration": ("T0836", "changed the configuration of {targets}")}),
-    Rule("policy.ot_new_operation", "New class of OT operation for a pair",
+    Rule("policy.ot_new_operation", "New OT operation for a pair",
          "A client sending a class of DNP3/IEC 104/S7/CIP operation (control, write, program...) it never sent to "
-         "that device while learning.", "action",
+         "that device while learning, or an operation it never sent within a class it used (DIRECT_OPERATE from "
+         "a master that always selected before operating).", "action",
          "T0855", "A first control or write from a client that only read is an unauthorised command message; first "
          "reads (variant read) map the device's points; first diagnostics (variant diagnostic) ask who it is.",
          "sent new kinds of operations to {targets}",

@@ -74,7 +74,7 @@ class OtWindows:
                 v[_INDEX["malformed"]] += 1
             if op.effect:
                 v[_INDEX[op.effect]] += 1
-            cell.operations.add(op.operation_name)
+            cell.operations.add(f"{op.operation_class}/{op.operation_name}")
             cell.objects.update(op.objects)
             frame = op.request_frame or 0
             cell.first = frame if not cell.first else min(cell.first, frame)
@@ -94,7 +94,7 @@ class OtWindows:
                 v[_INDEX["latency_max_ms"]] = max(cell.latency)
             out.append(FeatureWindow(widx * self.window_ns / 1e9, (widx + 1) * self.window_ns / 1e9, "ot", client,
                                      server, station, tuple(v), OT_SCHEMA_VERSION, port, transport, cell.first,
-                                     cell.last))
+                                     cell.last, tuple(sorted(cell.operations))))
         return out
 
     def max_widx(self) -> int | None:

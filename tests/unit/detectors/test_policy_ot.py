@@ -3,6 +3,7 @@ windows built here."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -144,3 +145,43 @@ def test_a_stop_and_a_start_in_one_window_are_two_alerts_with_two_ids() -> None:
     mode = [a for a in alerts if a.rule_id == "policy.ot_mode_change"]
     assert len(mode) == 2 and len({a.id for a in mode}) == 2 and {a.severity for a in mode} == {"critical", "high"}
     assert {a.technique_id for a in mode} == {"T0858"}
+
+
+def test_a_new_operation_within_a_learned_class() -> None:
+    """A master that always selected before operating sends DIRECT_OPERATE: the class (control) is learned, the
+    operation is not; a learned SELECT/OPERATE stays quiet."""
+    learn = [op(t, "READ") for t in range(0, 300, 5)] + \
+        [op(t + 1, "SELECT", "control") for t in range(0, 300, 60)] + [op(t + 2, "OPERATE", "control")
+                                                                        for t in range(0, 300, 60)]
+    b = PolicyBaseline().fit(windows(learn))
+    assert rules_of(b, [op(400, "SELECT", "control"), op(401, "OPERATE", "control"), op(402)]) == []
+    [a] = b.detect(windows([op(400, "DIRECT_OPERATE", "control"), op(402)]))
+    assert (a.rule_id, a.severity, a.technique_id) == ("policy.ot_new_operation", "high", "T0855")
+    assert "DIRECT_OPERATE (control)" in a.explanation and "it sent OPERATE, READ, SELECT" in a.explanation
+    [read] = b.detect(windows([op(400, "READ_DEVICE_ATTRIBUTES", "read")]))  # a new read: low, its own variant
+    assert (read.rule_id, read.severity) == ("policy.ot_new_operation", "low")
+
+
+def test_a_bundle_without_operation_names_judges_by_class_only() -> None:
+    b = PolicyBaseline().fit(windows([op(t) for t in range(0, 300, 5)] + [op(7, "SELECT", "control")]))
+    old = PolicyBaseline.from_state(_drop_operation_names(b.to_state()))
+    assert rules_of(old, [op(400, "DIRECT_OPERATE", "control")]) == []  # control was learned: no names to judge
+    assert rules_of(b, [op(400, "DIRECT_OPERATE", "control")]) == ["policy.ot_new_operation"]
+
+
+def _drop_operation_names(state: dict) -> dict:
+    """A bundle state as the release before named operations wrote it."""
+    state = copy.deepcopy(state)
+    found = 0
+    stack = [state]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if "classes" in node and "operations" in node and "max_unanswered" in node:
+                del node["operations"]
+                found += 1
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    assert found
+    return state
