@@ -1,9 +1,9 @@
-"""ICSNPP-S7comm's ``s7comm.log`` and ``s7comm_plus.log`` from the collector's S7 messages
-(``CollectorConfig(keep_messages=True)``): one row per S7comm or S7comm-plus PDU in either direction, with the
-field values of ``zeek_s7_rows``; ``ts`` is the message's time. A PDU segmented over several COTP data TPDUs is
-read from the TPDU that completed it (the plugin reads the first; such segmentation is rare, the negotiated PDU
-size usually fits one TPDU). Not written: ``cotp.log`` (COTP connection TPDUs carry no message),
-``s7comm_read_szl.log``, ``s7comm_upload_download.log``, ``s7comm_known_devices.log``.
+"""ICSNPP-S7comm's ``cotp.log``, ``s7comm.log`` and ``s7comm_plus.log`` from the collector's S7 messages
+(``CollectorConfig(keep_messages=True)``): one row per COTP TPDU, and one per S7comm or S7comm-plus PDU in either
+direction (and one per Read SZL in ``s7comm_read_szl.log``), with the field values of ``zeek_s7_rows``; ``ts`` is the message's time. A PDU segmented over several
+COTP data TPDUs is read from the TPDU that completed it (the plugin reads the first; such segmentation is rare,
+the negotiated PDU size usually fits one TPDU). Not written: ``s7comm_upload_download.log``,
+``s7comm_known_devices.log``.
 """
 
 from __future__ import annotations
@@ -13,11 +13,15 @@ from typing import IO, Iterable
 from otsentry.collectors.formats import zeek_close, zeek_header
 from otsentry.collectors.ics.message import KeptMessage
 from otsentry.collectors.zeek_conn import CONN_FIELDS, CONN_TYPES, conn_prefix
-from otsentry.collectors.zeek_s7_rows import cotp_payload, s7comm_row, s7plus_row
+from otsentry.collectors.zeek_s7_names import COTP_PDU_TYPES
+from otsentry.collectors.zeek_s7_rows import cotp_payload, read_szl_row, s7comm_row, s7plus_row
 
 __all__ = ["ZeekS7Writer"]
 
 LOGS = {
+    "cotp": (("pdu_code", "pdu_name"), ("string", "string")),
+    "s7comm_read_szl": (("pdu_reference", "method", "szl_id", "szl_id_name", "szl_index", "return_code",
+                         "return_code_name"), ("count", "string", "string", "string", "string", "string", "string")),
     "s7comm": (("rosctr_code", "rosctr_name", "pdu_reference", "function_code", "function_name",
                 "subfunction_code", "subfunction_name", "error_class", "error_code"),
                ("count", "string", "count", "string", "string", "string", "string", "string", "string")),
@@ -29,7 +33,7 @@ _LOG_OF = {"s7comm": "s7comm", "s7commplus": "s7comm_plus"}
 
 
 class ZeekS7Writer:
-    """Writes the two logs to the streams given by log name (``s7comm``, ``s7comm_plus``)."""
+    """Writes the logs to the streams given by log name (``cotp``, ``s7comm``, ``s7comm_plus``)."""
 
     def __init__(self, outs: dict[str, IO[str]]) -> None:
         self.outs = outs
@@ -39,13 +43,20 @@ class ZeekS7Writer:
 
     def write(self, messages: Iterable[KeptMessage]) -> None:
         for kept in messages:
-            rows = _ROWS.get(kept.message.protocol)
-            out = self.outs.get(_LOG_OF.get(kept.message.protocol, ""))
-            if rows is None or out is None:
-                continue
-            row = rows(cotp_payload(kept.unit))
-            if row is not None:
-                out.write(conn_prefix(kept) + "\t".join(row) + "\n")
+            protocol = kept.message.protocol
+            if protocol == "cotp":
+                code = kept.message.operation >> 4
+                self._put("cotp", kept, (f"0x{code:02x}", COTP_PDU_TYPES.get(code, f"Unknown COTP PDU-0x{code:02x}")))
+            elif protocol in _ROWS:
+                payload = cotp_payload(kept.unit)
+                self._put(_LOG_OF[protocol], kept, _ROWS[protocol](payload))
+                if protocol == "s7comm":
+                    self._put("s7comm_read_szl", kept, read_szl_row(payload))
+
+    def _put(self, log: str, kept: KeptMessage, row: tuple[str, ...] | None) -> None:
+        out = self.outs.get(log)
+        if out is not None and row is not None:
+            out.write(conn_prefix(kept) + "\t".join(row) + "\n")
 
     def close(self) -> None:
         for out in self.outs.values():

@@ -1,4 +1,4 @@
-"""The names ICSNPP-S7comm (Zeek) prints in ``s7comm.log`` and ``s7comm_plus.log``, declared as data.
+"""The names ICSNPP-S7comm (Zeek) prints in ``cotp.log``, ``s7comm.log`` and ``s7comm_plus.log``, declared as data.
 
 They are the plugin's spellings (typos included, as "No ressources available error"); a code not listed prints as
 the plugin's default (``unknown`` or ``Unknown ...-0x..``).
@@ -9,9 +9,14 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Mapping
 
-__all__ = ["ERROR_CLASSES", "FUNCTIONS", "PI_SERVICES", "PLUS_FUNCTIONS", "PLUS_OPCODES", "ROSCTR",
-           "USERDATA_GROUPS", "USERDATA_SUBFUNCTIONS"]
+__all__ = ["COTP_PDU_TYPES", "ERROR_CLASSES", "FUNCTIONS", "PI_SERVICES", "PLUS_FUNCTIONS", "PLUS_OPCODES", "ROSCTR",
+           "SZL_IDS", "USERDATA_GROUPS", "USERDATA_METHODS", "USERDATA_RETURN_CODES", "USERDATA_SUBFUNCTIONS"]
 
+# COTP TPDU type (the high nibble of the TPDU code) -> name
+COTP_PDU_TYPES: Mapping[int, str] = MappingProxyType({
+    0x1: "ED Expedited Data", 0x2: "EA Expedited Data Acknowledgement", 0x5: "RJ Reject",
+    0x6: "AK Data Acknowledgement", 0x7: "ER TPDU Error", 0x8: "DR Disconnect Request", 0xC: "DC Disconnect Confirm",
+    0xD: "CC Connection Confirm", 0xE: "CR Connection Request", 0xF: "DT Data"})
 ROSCTR: Mapping[int, str] = MappingProxyType({0x01: "Job-Request", 0x02: "ACK", 0x03: "ACK-Data",
                                               0x07: "User-Data"})
 ERROR_CLASSES: Mapping[int, str] = MappingProxyType({
@@ -85,3 +90,24 @@ PLUS_FUNCTIONS: Mapping[int, str] = MappingProxyType({
     0x04BB: "Explore", 0x04CA: "Create Object", 0x04D4: "Delete Object", 0x04F2: "Set Variable",
     0x0524: "Get Link", 0x0542: "Set Multi Variables", 0x054C: "Get Multi Variables", 0x0556: "Begin Sequence",
     0x0560: "End Sequence", 0x056B: "Invoke", 0x0586: "Get Variable Sub Streamed"})
+USERDATA_METHODS: Mapping[int, str] = MappingProxyType({0x11: "Request", 0x12: "Response"})
+USERDATA_RETURN_CODES: Mapping[int, str] = MappingProxyType({
+    0x00: "Reserved", 0x01: "Hardware error", 0x03: "Accessing the bbject not allowed", 0x05: "Invalid address",
+    0x06: "Data type not supported", 0x07: "Data type inconsistent", 0x0A: "Object does not exist", 0xFF: "Success"})
+# SZL id's low octet -> what the list holds
+SZL_IDS: Mapping[int, str] = MappingProxyType({
+    0x00: "List of all the SZL-IDs of a module", 0x11: "Module identification", 0x12: "CPU characteristics",
+    0x13: "User memory areas", 0x14: "System areas", 0x15: "Block types", 0x16: "Priority classes",
+    0x17: "List of the permitted SDBs with a number < 1000", 0x18: "Maximum S7-300 I/O configuration",
+    0x19: "Status of the module LEDs", 0x1C: "Component Identification", 0x21: "Interrupt / error assignment",
+    0x22: "Interrupt status", 0x23: "Priority classes", 0x24: "Modes",
+    0x25: "Assignment between process image partitions and OBs", 0x31: "Communication capability parameters",
+    0x32: "Communication status data", 0x33: "Diagnostics: device logon list", 0x37: "Ethernet - Details of a Module",
+    0x71: "H CPU group information", 0x74: "Status of the module LEDs", 0x75: "Switched DP slaves in the H-system",
+    0x81: "Start information list", 0x82: "Start event list", 0x91: "Module status information",
+    0x92: "Rack / station status information", 0x94: "Rack / station status information",
+    0x95: "Extended DP master system information",
+    0x96: "Module status information, PROFINET IO and PROFIBUS DP", 0xA0: "Diagnostic buffer of the CPU",
+    0xB1: "Module diagnostic information (data record 0)",
+    0xB2: "Module diagnostic information (data record 1), geographical address",
+    0xB3: "Module diagnostic information (data record 1), logical address", 0xB4: "Diagnostic data of a DP slave"})

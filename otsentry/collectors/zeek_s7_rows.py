@@ -1,4 +1,5 @@
-"""The field values of ICSNPP-S7comm's ``s7comm.log`` and ``s7comm_plus.log`` rows, from one framed TPKT unit
+"""The field values of ICSNPP-S7comm's ``s7comm.log``, ``s7comm_read_szl.log`` and ``s7comm_plus.log`` rows, from one
+framed TPKT unit
 (pure functions; the writer adds the connection columns).
 
 They follow that plugin's parser where it differs from Wireshark's, so that its rows are reproduced:
@@ -22,9 +23,10 @@ import struct
 
 from otsentry.collectors.formats import zeek_escape
 from otsentry.collectors.zeek_s7_names import (ERROR_CLASSES, FUNCTIONS, PI_SERVICES, PLUS_FUNCTIONS, PLUS_OPCODES,
-                                               ROSCTR, USERDATA_GROUPS, USERDATA_SUBFUNCTIONS)
+                                               ROSCTR, SZL_IDS, USERDATA_GROUPS, USERDATA_METHODS,
+                                               USERDATA_RETURN_CODES, USERDATA_SUBFUNCTIONS)
 
-__all__ = ["cotp_payload", "s7comm_row", "s7plus_row"]
+__all__ = ["cotp_payload", "read_szl_row", "s7comm_row", "s7plus_row"]
 
 UNSET = "-"
 Row = tuple[str, ...]
@@ -115,6 +117,30 @@ def s7comm_row(pdu: bytes) -> Row | None:
         return None
     return (str(rosctr), ROSCTR[rosctr], str(reference), *_function(rosctr, code), *subfunction,
             *_error(error_class, error_code))
+
+
+def read_szl_row(pdu: bytes) -> Row | None:
+    """s7comm_read_szl.log's fields for a User-Data Read SZL (CPU functions, subfunction 1), or None.
+
+    As the plugin: the SZL id and index are read from the data unit, named by the id's low octet; a request without
+    them (asking for the next part of an answer) and an answer part that holds fewer records than its count say
+    (the first of several parts) give no row: the plugin's record does not parse them."""
+    if len(pdu) < 18 or pdu[0] != 0x32 or pdu[1] != 0x07 or pdu[15] & 0x0F != 0x04 or pdu[16] != 0x01:
+        return None
+    params, length = struct.unpack_from(">HH", pdu, 6)
+    data = pdu[10 + params : 10 + params + length]
+    if len(data) < 8:
+        return None
+    szl_id, index = struct.unpack_from(">HH", data, 4)
+    if pdu[14] == 0x12:
+        if len(data) < 12:
+            return None
+        size, count = struct.unpack_from(">HH", data, 8)
+        if 12 + size * count > len(data):
+            return None
+    return (str(pdu[4] | pdu[5] << 8), USERDATA_METHODS.get(pdu[14], "Unknown"), f"0x{szl_id:04x}",
+            SZL_IDS.get(szl_id & 0xFF, "Unknown"), f"0x{index:04x}", f"0x{data[0]:02x}",
+            USERDATA_RETURN_CODES.get(data[0], "Unknown"))
 
 
 def s7plus_row(pdu: bytes) -> Row | None:

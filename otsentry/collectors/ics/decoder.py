@@ -20,6 +20,7 @@ from otsentry.collectors.ics.framing import FRAMES, StreamFramer
 from otsentry.collectors.ics.message import KeptMessage, Pdu
 from otsentry.collectors.ics.pairing import OperationPairer
 from otsentry.collectors.ics.ports import DECODED_TCP, DECODED_UDP
+from otsentry.collectors.ics.s7comm import cotp_message
 from otsentry.collectors.ics.units import UnitDecoder
 from otsentry.collectors.packets import Packets, addr_to_str
 from otsentry.collectors.stats import add_stream_counts, stream_counts
@@ -243,6 +244,10 @@ class IcsDecoder:
     def _decode(self, name: str, cid: int, sid: int, from_client: bool, units: list, out: list) -> None:
         conn, transport = self.conns.conns[cid], self._transport_of.get(cid, "tcp")
         for unit in units:
+            if self.keep_messages and name == "tpkt":  # every COTP TPDU, for cotp.log
+                tpdu = cotp_message(unit.data, from_client, unit.frame, unit.ts_ns)
+                if tpdu is not None:
+                    self._messages.append(KeptMessage(conn, tpdu, from_client, unit.data))
             for msg in self._units.decode(name, sid, from_client, unit):
                 if self.keep_messages:
                     self._messages.append(KeptMessage(conn, msg, from_client, unit.data))

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from otsentry.collectors.ics.message import Message
-from otsentry.collectors.ics.s7_names import (AREAS, FUNCTIONS, PLUS_FUNCTIONS, PLUS_OPCODES, RETURN_CODES,
+from otsentry.collectors.ics.s7_names import (AREAS, COTP_TYPES, FUNCTIONS, PLUS_FUNCTIONS, PLUS_OPCODES, RETURN_CODES,
                                                USERDATA_GROUPS, USERDATA_SUBFUNCTIONS)
 
-__all__ = ["COTP_MAX", "CotpAssembler", "parse_s7comm", "parse_s7plus", "split_cotp", "szl_identity"]
+__all__ = ["COTP_MAX", "CotpAssembler", "cotp_message", "parse_s7comm", "parse_s7plus", "split_cotp", "szl_identity"]
 
 COTP_MAX = 65536  # bytes of one segmented TSDU kept (memory bound per direction)
 S7COMM, S7PLUS = 0x32, 0x72
@@ -31,6 +31,15 @@ def split_cotp(pdu: bytes) -> tuple[int, bool, bytes] | None:
     if kind == 0xF0:
         return kind, bool(pdu[6] & 0x80) if li >= 2 else True, pdu[5 + li :]
     return kind, True, b""
+
+
+def cotp_message(pdu: bytes, from_client: bool, frame: int, ts_ns: int) -> Message | None:
+    """The COTP TPDU of one TPKT unit as a ``cotp`` message, for logs that list every TPDU (ICSNPP's cotp.log);
+    not paired, not counted as a message. None when the unit is too short for a TPDU type."""
+    if len(pdu) < 6:
+        return None
+    kind = pdu[5] & 0xF0
+    return Message("cotp", frame, ts_ns, from_client, kind, COTP_TYPES.get(kind, f"type-0x{kind:02x}"), "other")
 
 
 @dataclass

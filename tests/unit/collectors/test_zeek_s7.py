@@ -1,4 +1,4 @@
-"""ICSNPP-S7comm's s7comm.log and s7comm_plus.log: the plugin's btest baselines reproduced row for row (ts and uid
+"""ICSNPP-S7comm's cotp.log, s7comm.log, s7comm_read_szl.log and s7comm_plus.log: the plugin's btest baselines reproduced row for row (ts and uid
 aside), with the one difference explained; the plugin's parsing choices pinned on built bytes; arbitrary bytes
 never raising."""
 
@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings, strategies as st
 
 from otsentry.cli import main
-from otsentry.collectors.zeek_s7_rows import cotp_payload, s7comm_row, s7plus_row
+from otsentry.collectors.zeek_s7_rows import cotp_payload, read_szl_row, s7comm_row, s7plus_row
 from tests.helpers import SHARED_ICS_PCAPS, capture_params
 
 BASELINES = sorted(p for p in SHARED_ICS_PCAPS.glob("icsnpp-s7comm*.pcap") if Path(f"{p}.s7comm.log").exists())
@@ -40,6 +40,11 @@ def test_zeek_dir_reproduces_icsnpp_s7comm_logs(tmp_path: Path, path: Path) -> N
     assert [r for r in ours if r[4:] not in extra] == theirs and theirs
     plus = Path(f"{path}.s7comm_plus.log")
     assert _rows(tmp_path / "s7comm_plus.log") == (_rows(plus) if plus.exists() else [])
+    cotp = _rows(Path(f"{path}.cotp.log"))  # every COTP TPDU: connection, data, segments
+    assert _rows(tmp_path / "cotp.log") == cotp and len(cotp) >= 24
+    szl = Path(f"{path}.s7comm_read_szl.log")  # snap7 only: the plugin's other tests do not write this log
+    if szl.exists():
+        assert _rows(tmp_path / "s7comm_read_szl.log") == _rows(szl) and len(_rows(szl)) == 9
 
 
 def test_baselines_present() -> None:
@@ -110,3 +115,23 @@ def test_arbitrary_s7plus_and_units_never_raise(data: bytes) -> None:
     row = s7plus_row(b"\x72" + data)
     assert row is None or len(row) == 5
     cotp_payload(data)
+
+
+def test_read_szl_rows() -> None:
+    """A request names the list by its id's low octet; the follow-up request and a partial answer give no row."""
+    params = bytes([0x00, 0x01, 0x12, 0x04, 0x11, 0x44, 0x01, 0x00])
+    request = _pdu(7, b"\x05\x00", params, bytes([0xFF, 0x09, 0x00, 0x04, 0x04, 0x24, 0x00, 0x00]))
+    assert read_szl_row(request) == ("5", "Request", "0x0424", "Modes", "0x0000", "0xff", "Success")
+    assert read_szl_row(_pdu(7, b"\x05\x00", params, bytes([0xFF, 0x09, 0x00, 0x00]))) is None
+    answer = bytes([0x00, 0x01, 0x12, 0x08, 0x12, 0x84, 0x01, 0x01, 0x00, 0x00, 0x00, 0x00])
+    records = bytes([0xFF, 0x09, 0x00, 0x0C, 0x00, 0x11, 0x00, 0x00, 0x00, 0x02, 0x00, 0x02]) + b"\x01\x02" * 2
+    assert read_szl_row(_pdu(7, b"\x01\x00", answer, records))[:2] == ("1", "Response")
+    assert read_szl_row(_pdu(7, b"\x01\x00", answer, records[:-2])) is None  # one record of two: a first part
+    assert read_szl_row(_pdu(1, b"\x01\x00", params)) is None  # not User-Data
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=80))
+def test_read_szl_row_never_raises(data: bytes) -> None:
+    row = read_szl_row(b"\x32\x07" + data)
+    assert row is None or len(row) == 7
