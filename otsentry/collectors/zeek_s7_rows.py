@@ -122,9 +122,10 @@ def s7comm_row(pdu: bytes) -> Row | None:
 def read_szl_row(pdu: bytes) -> Row | None:
     """s7comm_read_szl.log's fields for a User-Data Read SZL (CPU functions, subfunction 1), or None.
 
-    As the plugin: the SZL id and index are read from the data unit, named by the id's low octet; a request without
-    them (asking for the next part of an answer) and an answer part that holds fewer records than its count say
-    (the first of several parts) give no row: the plugin's record does not parse them."""
+    As the plugin at the baselines' commit: the SZL id and index are read from the data unit, named by the id's low
+    octet; a request without them (asking for the next part of an answer) and an answer part that holds fewer
+    records than its header counts (a part of a multi-part answer) give no row: the plugin's record does not parse
+    them (the length field alone does not explain it: the first part's is exact)."""
     if len(pdu) < 18 or pdu[0] != 0x32 or pdu[1] != 0x07 or pdu[15] & 0x0F != 0x04 or pdu[16] != 0x01:
         return None
     params, length = struct.unpack_from(">HH", pdu, 6)
