@@ -1,9 +1,9 @@
 """ICSNPP-S7comm's ``cotp.log``, ``s7comm.log`` and ``s7comm_plus.log`` from the collector's S7 messages
 (``CollectorConfig(keep_messages=True)``): one row per COTP TPDU, and one per S7comm or S7comm-plus PDU in either
-direction (and one per Read SZL in ``s7comm_read_szl.log``), with the field values of ``zeek_s7_rows``; ``ts`` is the message's time. A PDU segmented over several
+direction (and one per Read SZL in ``s7comm_read_szl.log``, per block upload or download step in
+``s7comm_upload_download.log``), with the field values of ``zeek_s7_rows``; ``ts`` is the message's time. A PDU segmented over several
 COTP data TPDUs is read from the TPDU that completed it (the plugin reads the first; such segmentation is rare,
-the negotiated PDU size usually fits one TPDU). Not written: ``s7comm_upload_download.log``,
-``s7comm_known_devices.log``.
+the negotiated PDU size usually fits one TPDU). Not written: ``s7comm_known_devices.log``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from otsentry.collectors.formats import zeek_close, zeek_header
 from otsentry.collectors.ics.message import KeptMessage
 from otsentry.collectors.zeek_conn import CONN_FIELDS, CONN_TYPES, conn_prefix
 from otsentry.collectors.zeek_s7_names import COTP_PDU_TYPES
-from otsentry.collectors.zeek_s7_rows import cotp_payload, read_szl_row, s7comm_row, s7plus_row
+from otsentry.collectors.zeek_s7_rows import cotp_payload, read_szl_row, s7comm_row, s7plus_row, upload_download_row
 
 __all__ = ["ZeekS7Writer"]
 
@@ -22,6 +22,10 @@ LOGS = {
     "cotp": (("pdu_code", "pdu_name"), ("string", "string")),
     "s7comm_read_szl": (("pdu_reference", "method", "szl_id", "szl_id_name", "szl_index", "return_code",
                          "return_code_name"), ("count", "string", "string", "string", "string", "string", "string")),
+    "s7comm_upload_download": (("rosctr", "pdu_reference", "function_name", "function_status", "session_id",
+                                "blocklength", "filename", "block_type", "block_number", "destination_filesystem"),
+                               ("string", "count", "string", "string", "count", "count", "string", "string",
+                                "string", "string")),
     "s7comm": (("rosctr_code", "rosctr_name", "pdu_reference", "function_code", "function_name",
                 "subfunction_code", "subfunction_name", "error_class", "error_code"),
                ("count", "string", "count", "string", "string", "string", "string", "string", "string")),
@@ -52,6 +56,7 @@ class ZeekS7Writer:
                 self._put(_LOG_OF[protocol], kept, _ROWS[protocol](payload))
                 if protocol == "s7comm":
                     self._put("s7comm_read_szl", kept, read_szl_row(payload))
+                    self._put("s7comm_upload_download", kept, upload_download_row(payload))
 
     def _put(self, log: str, kept: KeptMessage, row: tuple[str, ...] | None) -> None:
         out = self.outs.get(log)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Mapping
 
-__all__ = ["COTP_PDU_TYPES", "ERROR_CLASSES", "FUNCTIONS", "PI_SERVICES", "PLUS_FUNCTIONS", "PLUS_OPCODES", "ROSCTR",
+__all__ = ["BLOCK_TYPES", "COTP_PDU_TYPES", "FILESYSTEMS", "ERROR_CLASSES", "FUNCTIONS", "PI_SERVICES", "PLUS_FUNCTIONS", "PLUS_OPCODES", "ROSCTR",
            "SZL_IDS", "USERDATA_GROUPS", "USERDATA_METHODS", "USERDATA_RETURN_CODES", "USERDATA_SUBFUNCTIONS"]
 
 # COTP TPDU type (the high nibble of the TPDU code) -> name
@@ -111,3 +111,8 @@ SZL_IDS: Mapping[int, str] = MappingProxyType({
     0xB1: "Module diagnostic information (data record 0)",
     0xB2: "Module diagnostic information (data record 1), geographical address",
     0xB3: "Module diagnostic information (data record 1), logical address", 0xB4: "Diagnostic data of a DP slave"})
+# a block file name's type (its 2nd and 3rd characters) and file system (its 9th)
+BLOCK_TYPES: Mapping[str, str] = MappingProxyType({
+    "08": "Organization Block", "0A": "Data Block", "0B": "System Data Block", "0C": "Function",
+    "0D": "System Function", "0E": "Function Block", "0F": "System Function Block"})
+FILESYSTEMS: Mapping[str, str] = MappingProxyType({"P": "Passive", "A": "Active"})

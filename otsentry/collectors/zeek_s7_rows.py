@@ -1,5 +1,5 @@
-"""The field values of ICSNPP-S7comm's ``s7comm.log``, ``s7comm_read_szl.log`` and ``s7comm_plus.log`` rows, from one
-framed TPKT unit
+"""The field values of ICSNPP-S7comm's ``s7comm.log``, ``s7comm_read_szl.log``, ``s7comm_upload_download.log`` and
+``s7comm_plus.log`` rows, from one framed TPKT unit
 (pure functions; the writer adds the connection columns).
 
 They follow that plugin's parser where it differs from Wireshark's, so that its rows are reproduced:
@@ -22,11 +22,11 @@ from __future__ import annotations
 import struct
 
 from otsentry.collectors.formats import zeek_escape
-from otsentry.collectors.zeek_s7_names import (ERROR_CLASSES, FUNCTIONS, PI_SERVICES, PLUS_FUNCTIONS, PLUS_OPCODES,
-                                               ROSCTR, SZL_IDS, USERDATA_GROUPS, USERDATA_METHODS,
-                                               USERDATA_RETURN_CODES, USERDATA_SUBFUNCTIONS)
+from otsentry.collectors.zeek_s7_names import (BLOCK_TYPES, ERROR_CLASSES, FILESYSTEMS, FUNCTIONS, PI_SERVICES,
+                                               PLUS_FUNCTIONS, PLUS_OPCODES, ROSCTR, SZL_IDS, USERDATA_GROUPS,
+                                               USERDATA_METHODS, USERDATA_RETURN_CODES, USERDATA_SUBFUNCTIONS)
 
-__all__ = ["cotp_payload", "read_szl_row", "s7comm_row", "s7plus_row"]
+__all__ = ["cotp_payload", "read_szl_row", "s7comm_row", "s7plus_row", "upload_download_row"]
 
 UNSET = "-"
 Row = tuple[str, ...]
@@ -142,6 +142,66 @@ def read_szl_row(pdu: bytes) -> Row | None:
     return (str(pdu[4] | pdu[5] << 8), USERDATA_METHODS.get(pdu[14], "Unknown"), f"0x{szl_id:04x}",
             SZL_IDS.get(szl_id & 0xFF, "Unknown"), f"0x{index:04x}", f"0x{data[0]:02x}",
             USERDATA_RETURN_CODES.get(data[0], "Unknown"))
+
+
+_JOB_FILENAME = frozenset({0x1D, 0x1A, 0x1B, 0x1C})  # Job functions naming a block file
+_ACK_UNSET = frozenset({0x1F, 0x1A, 0x1C})  # ACK-Data functions the plugin logs with no field set
+
+
+def _atoi(text: bytes) -> int:
+    """C's atoi: the leading decimal digits (0 when there are none)."""
+    digits = text.lstrip(b" ")
+    n = 0
+    for b in digits:
+        if not 0x30 <= b <= 0x39:
+            break
+        n = n * 10 + b - 0x30
+    return n
+
+
+def upload_download_row(pdu: bytes) -> Row | None:
+    """s7comm_upload_download.log's fields for a Job or ACK-Data of a block upload or download (0x1A-0x1F), or None.
+
+    As the plugin: a Job's session id and function status are read after two reserved octets, its file name
+    ``_TTNNNNNF`` gives block type, number and file system; an ACK-Data's block length is ASCII in Start Upload and
+    the data unit's length in Upload and Download Block (whose bytes must all be there); End Upload, Request
+    Download and Download Ended acknowledgements carry nothing else."""
+    if len(pdu) < 12 or pdu[0] != 0x32 or pdu[1] not in (0x01, 0x03):
+        return None
+    rosctr, reference = pdu[1], str(pdu[4] | pdu[5] << 8)
+    status = session = blocklength = UNSET
+    name: tuple[str, ...] = (UNSET,) * 4
+    if rosctr == 0x01:
+        code = pdu[10] if len(pdu) > 10 else 0
+        if not 0x1A <= code <= 0x1F or len(pdu) < 18:
+            return None
+        status, session = f"0x{pdu[11]:02x}", str(struct.unpack_from(">I", pdu, 14)[0])
+        if code in _JOB_FILENAME:
+            if len(pdu) < 19 or len(pdu) < 19 + pdu[18]:
+                return None
+            filename = pdu[19 : 19 + pdu[18]]
+            if code == 0x1A and (len(pdu) < 20 + pdu[18] or len(pdu) < 20 + pdu[18] + pdu[19 + pdu[18]]):
+                return None  # its parameter block must be there too
+            if filename:
+                name = (zeek_escape(filename), BLOCK_TYPES.get(filename[1:3].decode("latin-1"), "Unknown"),
+                        zeek_escape(filename[3:8]), FILESYSTEMS.get(filename[8:9].decode("latin-1"), "Unknown"))
+    else:
+        if struct.unpack_from(">H", pdu, 6)[0] == 0 or len(pdu) < 13:
+            return None
+        code = pdu[12]
+        if not 0x1A <= code <= 0x1F:
+            return None
+        if code == 0x1D:
+            if len(pdu) < 21 or len(pdu) < 21 + pdu[20]:
+                return None
+            status, session = f"0x{pdu[13]:02x}", str(struct.unpack_from(">I", pdu, 16)[0])
+            blocklength = str(_atoi(pdu[21 : 21 + pdu[20]]))
+        elif code in (0x1E, 0x1B):
+            if len(pdu) < 18 or len(pdu) < 18 + struct.unpack_from(">H", pdu, 14)[0]:
+                return None
+            status = f"0x{pdu[13]:02x}" if code == 0x1E else UNSET
+            blocklength = str(struct.unpack_from(">H", pdu, 14)[0])
+    return (ROSCTR[rosctr], reference, FUNCTIONS.get(code, "unknown"), status, session, blocklength, *name)
 
 
 def s7plus_row(pdu: bytes) -> Row | None:

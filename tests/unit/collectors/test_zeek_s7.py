@@ -1,4 +1,5 @@
-"""ICSNPP-S7comm's cotp.log, s7comm.log, s7comm_read_szl.log and s7comm_plus.log: the plugin's btest baselines reproduced row for row (ts and uid
+"""ICSNPP-S7comm's cotp.log, s7comm.log, s7comm_read_szl.log, s7comm_upload_download.log and s7comm_plus.log: the
+plugin's btest baselines reproduced row for row (ts and uid
 aside), with the one difference explained; the plugin's parsing choices pinned on built bytes; arbitrary bytes
 never raising."""
 
@@ -11,7 +12,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings, strategies as st
 
 from otsentry.cli import main
-from otsentry.collectors.zeek_s7_rows import cotp_payload, read_szl_row, s7comm_row, s7plus_row
+from otsentry.collectors.zeek_s7_rows import cotp_payload, read_szl_row, s7comm_row, s7plus_row, upload_download_row
 from tests.helpers import SHARED_ICS_PCAPS, capture_params
 
 BASELINES = sorted(p for p in SHARED_ICS_PCAPS.glob("icsnpp-s7comm*.pcap") if Path(f"{p}.s7comm.log").exists())
@@ -45,6 +46,9 @@ def test_zeek_dir_reproduces_icsnpp_s7comm_logs(tmp_path: Path, path: Path) -> N
     szl = Path(f"{path}.s7comm_read_szl.log")  # snap7 only: the plugin's other tests do not write this log
     if szl.exists():
         assert _rows(tmp_path / "s7comm_read_szl.log") == _rows(szl) and len(_rows(szl)) == 9
+    updown = Path(f"{path}.s7comm_upload_download.log")  # snap7 only, as above
+    if updown.exists():
+        assert _rows(tmp_path / "s7comm_upload_download.log") == _rows(updown) and len(_rows(updown)) == 25
 
 
 def test_baselines_present() -> None:
@@ -135,3 +139,33 @@ def test_read_szl_rows() -> None:
 def test_read_szl_row_never_raises(data: bytes) -> None:
     row = read_szl_row(b"\x32\x07" + data)
     assert row is None or len(row) == 7
+
+
+def test_block_download_rows(tmp_path: Path) -> None:
+    """A DB1 download (no baseline upstream): read as the plugin's parser reads the upload it was tested on — the
+    Job names the block file, the Download Block acknowledgements their data lengths, the others nothing."""
+    path = SHARED_ICS_PCAPS / "iti-s7comm-s7comm_downloading_block_db1.pcap"
+    result = CliRunner().invoke(main, ["inspect", "--summary", "--zeek-dir", str(tmp_path), str(path)])
+    assert result.exit_code == 0, result.output
+    rows = [r[9:] for r in _rows(tmp_path / "s7comm_upload_download.log")]
+    assert rows[:2] == [["Job-Request", "14", "Request Download", "0x00", "0", "-", "_0A00001P", "Data Block", "00001",
+                         "Passive"], ["ACK-Data", "14", "Request Download"] + ["-"] * 7]
+    assert [r[2] for r in rows].count("Download Block") == 6 and rows[-1][2] == "Download Ended"
+    assert [r[5] for r in rows if r[0] == "ACK-Data" and r[2] == "Download Block"] == ["222", "222", "56"]
+
+
+def test_upload_download_row_golden() -> None:
+    start = _pdu(1, b"\x08\x00", bytes([0x1D, 0x00, 0x00, 0x00, 0, 0, 0, 0, 9]) + b"_0B00000A")
+    assert upload_download_row(start) == ("Job-Request", "8", "Start Upload", "0x00", "0", "-", "_0B00000A",
+                                          "System Data Block", "00000", "Active")
+    ack = bytes([0x32, 3, 0, 0, 8, 0, 0, 16, 0, 0, 0, 0, 0x1D, 0x00, 0x01, 0x00, 0, 0, 0, 7, 7]) + b"0000216"
+    assert upload_download_row(ack)[3:6] == ("0x00", "7", "216")  # the block length is ASCII
+    assert upload_download_row(_pdu(1, b"\x08\x00", bytes([0x04, 1]))) is None  # a read: not this log
+    assert upload_download_row(start[:-3]) is None  # the file name cut short
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([b"\x32\x01", b"\x32\x03"]), st.binary(max_size=60))
+def test_upload_download_row_never_raises(head: bytes, data: bytes) -> None:
+    row = upload_download_row(head + data)
+    assert row is None or len(row) == 10
