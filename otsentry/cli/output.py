@@ -60,12 +60,12 @@ class BatchPrinter:
 class ZeekLogs:
     """Zeek logs in a directory, one file per log: ``modbus.log``, ``dnp3.log`` and ICSNPP's ``enip.log``,
     ``cip.log``, ``cip_identity.log``, ``cotp.log``, ``s7comm.log``, ``s7comm_read_szl.log``,
-    ``s7comm_upload_download.log`` and ``s7comm_plus.log``."""
+    ``s7comm_upload_download.log``, ``s7comm_known_devices.log`` and ``s7comm_plus.log``."""
 
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         names = ("modbus", "dnp3", "enip", "cip", "cip_identity", "cotp", "s7comm", "s7comm_read_szl",
-                 "s7comm_upload_download", "s7comm_plus")
+                 "s7comm_upload_download", "s7comm_known_devices", "s7comm_plus")
         self._files = {name: open(directory / f"{name}.log", "w", encoding="utf-8") for name in names}
         self.modbus, self.dnp3 = ZeekWriter(self._files["modbus"]), ZeekDnp3Writer(self._files["dnp3"])
         self.enip = ZeekEnipWriter({name: self._files[name] for name in names[2:5]})

@@ -3,14 +3,15 @@
 direction (and one per Read SZL in ``s7comm_read_szl.log``, per block upload or download step in
 ``s7comm_upload_download.log``), with the field values of ``zeek_s7_rows``; ``ts`` is the message's time. A PDU segmented over several
 COTP data TPDUs is read from the TPDU that completed it (the plugin reads the first; such segmentation is rare,
-the negotiated PDU size usually fits one TPDU). Not written: ``s7comm_known_devices.log``.
+the negotiated PDU size usually fits one TPDU). ``s7comm_known_devices.log`` has one row per device whose component
+identification (SZL 0x001c) was read, with the names it gave.
 """
 
 from __future__ import annotations
 
 from typing import IO, Iterable
 
-from otsentry.collectors.formats import zeek_close, zeek_header
+from otsentry.collectors.formats import zeek_close, zeek_escape, zeek_header, zeek_uid
 from otsentry.collectors.ics.message import KeptMessage
 from otsentry.collectors.zeek_conn import CONN_FIELDS, CONN_TYPES, conn_prefix
 from otsentry.collectors.zeek_s7_names import COTP_PDU_TYPES
@@ -22,6 +23,8 @@ LOGS = {
     "cotp": (("pdu_code", "pdu_name"), ("string", "string")),
     "s7comm_read_szl": (("pdu_reference", "method", "szl_id", "szl_id_name", "szl_index", "return_code",
                          "return_code_name"), ("count", "string", "string", "string", "string", "string", "string")),
+    "s7comm_known_devices": (("automation_system_name", "module_name", "plant_name", "module_serial"),
+                             ("string", "string", "string", "string")),
     "s7comm_upload_download": (("rosctr", "pdu_reference", "function_name", "function_status", "session_id",
                                 "blocklength", "filename", "block_type", "block_number", "destination_filesystem"),
                                ("string", "count", "string", "string", "count", "count", "string", "string",
@@ -41,6 +44,7 @@ class ZeekS7Writer:
 
     def __init__(self, outs: dict[str, IO[str]]) -> None:
         self.outs = outs
+        self._known: set[str] = set()  # devices written to s7comm_known_devices.log
         for name, out in outs.items():
             fields, types = LOGS[name]
             out.write(zeek_header(name, CONN_FIELDS + fields, CONN_TYPES + types))
@@ -55,8 +59,23 @@ class ZeekS7Writer:
                 payload = cotp_payload(kept.unit)
                 self._put(_LOG_OF[protocol], kept, _ROWS[protocol](payload))
                 if protocol == "s7comm":
+                    self._known_device(kept)
                     self._put("s7comm_read_szl", kept, read_szl_row(payload))
                     self._put("s7comm_upload_download", kept, upload_download_row(payload))
+
+    def _known_device(self, kept: KeptMessage) -> None:
+        """A CPU's component identification (SZL 0x001c answer), once per device, as the plugin's known devices."""
+        said = dict(kept.message.identity)
+        out = self.outs.get("s7comm_known_devices")
+        if out is None or not ("system_name" in said or "module_name" in said) or kept.conn.server_ip in self._known:
+            return
+        self._known.add(kept.conn.server_ip)
+        conn = kept.conn
+        uid = zeek_uid(conn.client_ip, conn.client_port, conn.server_ip, conn.server_port)
+        fields = (zeek_escape(said.get(k, "").encode("latin-1")) or "(empty)"
+                  for k in ("system_name", "module_name", "plant_id", "serial"))
+        out.write(f"{kept.message.ts_ns / 1e9:.6f}\t{uid}\t{conn.client_ip}\t{conn.client_port}\t{conn.server_ip}\t"
+                  f"{conn.server_port}\t-\t-\t-\t-\t-\t" + "\t".join(fields) + "\n")
 
     def _put(self, log: str, kept: KeptMessage, row: tuple[str, ...] | None) -> None:
         out = self.outs.get(log)

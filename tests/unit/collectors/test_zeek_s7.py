@@ -1,5 +1,5 @@
-"""ICSNPP-S7comm's cotp.log, s7comm.log, s7comm_read_szl.log, s7comm_upload_download.log and s7comm_plus.log: the
-plugin's btest baselines reproduced row for row (ts and uid
+"""ICSNPP-S7comm's cotp.log, s7comm.log, s7comm_read_szl.log, s7comm_upload_download.log, s7comm_known_devices.log
+and s7comm_plus.log: the plugin's btest baselines reproduced row for row (ts and uid
 aside), with the one difference explained; the plugin's parsing choices pinned on built bytes; arbitrary bytes
 never raising."""
 
@@ -46,6 +46,9 @@ def test_zeek_dir_reproduces_icsnpp_s7comm_logs(tmp_path: Path, path: Path) -> N
     szl = Path(f"{path}.s7comm_read_szl.log")  # snap7 only: the plugin's other tests do not write this log
     if szl.exists():
         assert _rows(tmp_path / "s7comm_read_szl.log") == _rows(szl) and len(_rows(szl)) == 9
+    known = Path(f"{path}.s7comm_known_devices.log")  # s7ident only: the CPU its tool identified
+    if known.exists():
+        assert _rows(tmp_path / "s7comm_known_devices.log") == _rows(known) and len(_rows(known)) == 1
     updown = Path(f"{path}.s7comm_upload_download.log")  # snap7 only, as above
     if updown.exists():
         assert _rows(tmp_path / "s7comm_upload_download.log") == _rows(updown) and len(_rows(updown)) == 25
