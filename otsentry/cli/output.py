@@ -59,17 +59,17 @@ class BatchPrinter:
 
 class ZeekLogs:
     """Zeek logs in a directory, one file per log: ``modbus.log``, ``dnp3.log`` and ICSNPP's ``enip.log``,
-    ``cip.log``, ``cip_identity.log``, ``cotp.log``, ``s7comm.log``, ``s7comm_read_szl.log``,
+    ``cip.log``, ``cip_identity.log``, ``cip_io.log``, ``cotp.log``, ``s7comm.log``, ``s7comm_read_szl.log``,
     ``s7comm_upload_download.log``, ``s7comm_known_devices.log`` and ``s7comm_plus.log``."""
 
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        names = ("modbus", "dnp3", "enip", "cip", "cip_identity", "cotp", "s7comm", "s7comm_read_szl",
+        names = ("modbus", "dnp3", "enip", "cip", "cip_identity", "cip_io", "cotp", "s7comm", "s7comm_read_szl",
                  "s7comm_upload_download", "s7comm_known_devices", "s7comm_plus")
         self._files = {name: open(directory / f"{name}.log", "w", encoding="utf-8") for name in names}
         self.modbus, self.dnp3 = ZeekWriter(self._files["modbus"]), ZeekDnp3Writer(self._files["dnp3"])
-        self.enip = ZeekEnipWriter({name: self._files[name] for name in names[2:5]})
-        self.s7 = ZeekS7Writer({name: self._files[name] for name in names[5:]})
+        self.enip = ZeekEnipWriter({name: self._files[name] for name in names[2:6]})
+        self.s7 = ZeekS7Writer({name: self._files[name] for name in names[6:]})
 
     def write(self, batch: CollectedBatch, conns: ConnTable) -> None:
         self.modbus.write(batch.modbus.events(conns))

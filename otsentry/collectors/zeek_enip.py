@@ -1,8 +1,8 @@
 """ICSNPP-ENIP's ``enip.log``, ``cip.log`` and ``cip_identity.log`` from the collector's EtherNet/IP messages
 (``CollectorConfig(keep_messages=True)``): one enip.log row per encapsulation message in either direction, a
 cip.log row per CIP message it carries (and per service of a Multiple Service Packet), a cip_identity.log row per
-identity item of a ListIdentity reply. The field values come from ``zeek_enip_rows``; ``ts`` is the message's time.
-Not written: ``cip_io.log`` (class 0/1 I/O on UDP 2222, which the collector counts but does not keep).
+identity item of a ListIdentity reply, a cip_io.log row per class 0/1 I/O datagram (UDP 2222). The field values
+come from ``zeek_enip_rows``; ``ts`` is the message's time.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import IO, Iterable
 from otsentry.collectors.formats import zeek_close, zeek_header
 from otsentry.collectors.ics.message import KeptMessage
 from otsentry.collectors.zeek_conn import CONN_FIELDS, CONN_TYPES, conn_prefix
-from otsentry.collectors.zeek_enip_rows import cip_rows, enip_row, identity_rows
+from otsentry.collectors.zeek_enip_rows import cip_io_row, cip_rows, enip_row, identity_rows
 
 __all__ = ["ZeekEnipWriter"]
 
@@ -22,6 +22,7 @@ LOGS = {
     "cip": (("cip_sequence_count", "direction", "cip_service_code", "cip_service", "cip_status_code", "cip_status",
              "cip_extended_status_code", "cip_extended_status", "class_id", "class_name", "instance_id",
              "attribute_id"), ("count",) + ("string",) * 11),
+    "cip_io": (("connection_id", "sequence_number", "data_length", "data"), ("string", "count", "count", "string")),
     "cip_identity": (("encapsulation_version", "socket_address", "socket_port", "vendor_id", "vendor_name",
                       "device_type_id", "device_type_name", "product_code", "revision", "device_status",
                       "serial_number", "product_name", "device_state"),
@@ -31,7 +32,7 @@ LOGS = {
 
 
 class ZeekEnipWriter:
-    """Writes the three logs to the streams given by log name (``enip``, ``cip``, ``cip_identity``)."""
+    """Writes the logs to the streams given by log name (``enip``, ``cip``, ``cip_identity``, ``cip_io``)."""
 
     def __init__(self, outs: dict[str, IO[str]]) -> None:
         self.outs = outs
@@ -41,6 +42,10 @@ class ZeekEnipWriter:
 
     def write(self, messages: Iterable[KeptMessage]) -> None:
         for kept in messages:
+            if kept.message.protocol == "cip_io":
+                row = cip_io_row(kept.unit)
+                self._write("cip_io", conn_prefix(kept), [row] if row is not None else [])
+                continue
             if kept.message.protocol != "enip":
                 continue
             row = enip_row(kept.unit)

@@ -22,7 +22,7 @@ from otsentry.collectors.formats import zeek_escape
 from otsentry.collectors.zeek_enip_names import (CIP_CLASSES, CIP_DEVICE_TYPES, CIP_EXT_STATUS, CIP_SERVICES,
                                                  CIP_STATUSES, CIP_VENDORS, ENIP_COMMANDS, ENIP_STATUSES)
 
-__all__ = ["cip_rows", "enip_row", "identity_rows"]
+__all__ = ["cip_io_row", "cip_rows", "enip_row", "identity_rows"]
 
 HEADER = 24
 MULTIPLE_SERVICE = 0x0A
@@ -159,6 +159,17 @@ def cip_rows(unit: bytes) -> list[Row]:
         elif kind == 0xB1 and len(data) >= 2:
             rows += _cip(data[2:], data[0] | data[1] << 8)
     return rows
+
+
+def cip_io_row(datagram: bytes) -> Row | None:
+    """cip_io.log's fields for a class 0/1 I/O datagram (UDP 2222): a sequenced address item (connection id,
+    sequence number) and a connected data item, printed in hex with its length (the CIP sequence count included)."""
+    items = dict(_items(datagram, 0))
+    address, data = items.get(0x8002), items.get(0x00B1)
+    if address is None or len(address) < 8 or data is None:
+        return None
+    connection, sequence = struct.unpack_from("<II", address, 0)
+    return f"0x{connection:08x}", str(sequence), str(len(data)), data.hex() or "(empty)"
 
 
 def identity_rows(unit: bytes) -> list[Row]:

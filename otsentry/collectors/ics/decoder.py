@@ -17,7 +17,7 @@ from otsentry.collectors.events import ConnTable
 from otsentry.collectors.ics.counts import ProtocolCounts
 from otsentry.collectors.ics.found import FRAMER_OF_SERVICE, FoundServers
 from otsentry.collectors.ics.framing import FRAMES, StreamFramer
-from otsentry.collectors.ics.message import KeptMessage, Pdu
+from otsentry.collectors.ics.message import KeptMessage, Message, Pdu
 from otsentry.collectors.ics.pairing import OperationPairer
 from otsentry.collectors.ics.ports import DECODED_TCP, DECODED_UDP
 from otsentry.collectors.ics.s7comm import cotp_message
@@ -101,8 +101,11 @@ class IcsDecoder:
             payload = buf[off : off + plen]
             if proto == 17:
                 framer = self._udp_framers.get(name)
-                if framer is None:  # EtherNet/IP class 1 I/O: counted, not decoded
+                if framer is None:  # EtherNet/IP class 1 I/O: counted, not decoded (kept for cip_io.log)
                     self._units.decode(name, sid, from_client, Pdu(payload, frame, ts))
+                    if self.keep_messages:
+                        io = Message("cip_io", frame, ts, from_client, 0, "io", "other")
+                        self._messages.append(KeptMessage(self.conns.conns[cid], io, from_client, bytes(payload)))
                     continue
                 units, skipped = framer.datagram(payload, frame, ts)
                 if skipped:

@@ -1,4 +1,4 @@
-"""ICSNPP-ENIP's enip.log, cip.log and cip_identity.log: the plugin's btest baselines reproduced row for row (ts
+"""ICSNPP-ENIP's enip.log, cip.log, cip_identity.log and cip_io.log: the plugin's btest baselines reproduced row for row (ts
 and uid aside, as btest masks them), the plugin's parsing quirks pinned on built bytes, and arbitrary bytes never
 raising."""
 
@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings, strategies as st
 
 from otsentry.cli import main
-from otsentry.collectors.zeek_enip_rows import cip_rows, enip_row, identity_rows
+from otsentry.collectors.zeek_enip_rows import cip_io_row, cip_rows, enip_row, identity_rows
 from tests.helpers import SHARED_ICS_PCAPS, capture_params
 
 LOGS = ("enip", "cip", "cip_identity")
@@ -46,6 +46,7 @@ def test_enip_cip_example_counts() -> None:
     assert len(BASELINES) == 3
     example = SHARED_ICS_PCAPS / "icsnpp-enip-enip_cip_example.pcap"
     assert len(_rows(Path(f"{example}.cip.log"))) == 1158 and len(_rows(Path(f"{example}.enip.log"))) == 269
+    assert len(_rows(Path(f"{example}.cip_io.log"))) == 398  # class 1 I/O on UDP 2222, both directions
 
 
 def _unit(command: int, body: bytes, status: int = 0) -> bytes:
@@ -136,3 +137,17 @@ def test_arbitrary_bodies_never_raise(command: int, body: bytes) -> None:
 def test_arbitrary_cip_never_raises(cip: bytes, connected: int | None) -> None:
     for row in cip_rows(_rr(cip, connected)):
         assert row[1] in ("request", "response") and len(row) == 12
+
+
+def test_cip_io_row() -> None:
+    datagram = bytes.fromhex("0200" "0280" "0800" "03064b00" "db943f00" "b100" "0600" "a587e80f0300")
+    assert cip_io_row(datagram) == ("0x004b0603", "4166875", "6", "a587e80f0300")
+    assert cip_io_row(datagram[:12]) is None  # no connected data item
+    assert cip_io_row(b"") is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=60))
+def test_arbitrary_io_datagrams_never_raise(data: bytes) -> None:
+    row = cip_io_row(data)
+    assert row is None or len(row) == 4
