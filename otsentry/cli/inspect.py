@@ -24,8 +24,8 @@ __all__ = ["inspect_cmd"]
 @click.option("--table", "fmt", flag_value="table", default=True, help="A readable table (the default).")
 @click.option("--zeek-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write Zeek logs into this directory: modbus.log, dnp3.log (one row per DNP3 reply, as Zeek) and "
-                   "ICSNPP's enip.log, cip.log, cip_identity.log, cip_io.log, cotp.log, s7comm.log, s7comm_read_szl.log, "
-                   "s7comm_upload_download.log, s7comm_known_devices.log and s7comm_plus.log.")
+                   "ICSNPP's logs: dnp3_control, dnp3_objects, enip, cip, cip_identity, cip_io, cotp, s7comm, "
+                   "s7comm_read_szl, s7comm_upload_download, s7comm_known_devices and s7comm_plus.")
 @click.option("--summary", is_flag=True, help="Only print counts, as one JSON object (fastest).")
 @click.option("--decoder", type=click.Choice(["native", "tshark"]), default="native", show_default=True,
               help="native: otsentry's own decoder; tshark: Wireshark's dissectors, for cross-checks (Modbus from "

@@ -9,6 +9,7 @@ from typing import IO
 from otsentry.collectors.collector import CollectedBatch
 from otsentry.collectors.events import ConnTable
 from otsentry.collectors.formats import TableWriter, ZeekWriter
+from otsentry.collectors.zeek_dnp3_ext import ZeekDnp3ExtendedWriter
 from otsentry.collectors.zeek_enip import ZeekEnipWriter
 from otsentry.collectors.zeek_ics import ZeekDnp3Writer
 from otsentry.collectors.zeek_s7 import ZeekS7Writer
@@ -58,27 +59,28 @@ class BatchPrinter:
 
 
 class ZeekLogs:
-    """Zeek logs in a directory, one file per log: ``modbus.log``, ``dnp3.log`` and ICSNPP's ``enip.log``,
-    ``cip.log``, ``cip_identity.log``, ``cip_io.log``, ``cotp.log``, ``s7comm.log``, ``s7comm_read_szl.log``,
-    ``s7comm_upload_download.log``, ``s7comm_known_devices.log`` and ``s7comm_plus.log``."""
+    """Zeek logs in a directory, one file per log: ``modbus.log``, ``dnp3.log`` and ICSNPP's DNP3 (``dnp3_control``,
+    ``dnp3_objects``), ENIP/CIP (``enip``, ``cip``, ``cip_identity``, ``cip_io``) and S7comm logs (``cotp``,
+    ``s7comm``, ``s7comm_read_szl``, ``s7comm_upload_download``, ``s7comm_known_devices``, ``s7comm_plus``)."""
 
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        names = ("modbus", "dnp3", "enip", "cip", "cip_identity", "cip_io", "cotp", "s7comm", "s7comm_read_szl",
-                 "s7comm_upload_download", "s7comm_known_devices", "s7comm_plus")
+        groups = {ZeekDnp3ExtendedWriter: ("dnp3_control", "dnp3_objects"),
+                  ZeekEnipWriter: ("enip", "cip", "cip_identity", "cip_io"),
+                  ZeekS7Writer: ("cotp", "s7comm", "s7comm_read_szl", "s7comm_upload_download",
+                                 "s7comm_known_devices", "s7comm_plus")}
+        names = ("modbus", "dnp3", *(n for logs in groups.values() for n in logs))
         self._files = {name: open(directory / f"{name}.log", "w", encoding="utf-8") for name in names}
         self.modbus, self.dnp3 = ZeekWriter(self._files["modbus"]), ZeekDnp3Writer(self._files["dnp3"])
-        self.enip = ZeekEnipWriter({name: self._files[name] for name in names[2:6]})
-        self.s7 = ZeekS7Writer({name: self._files[name] for name in names[6:]})
+        self._ot = [writer({n: self._files[n] for n in logs}) for writer, logs in groups.items()]
 
     def write(self, batch: CollectedBatch, conns: ConnTable) -> None:
         self.modbus.write(batch.modbus.events(conns))
-        self.dnp3.write(batch.messages)
-        self.enip.write(batch.messages)
-        self.s7.write(batch.messages)
+        for writer in (self.dnp3, *self._ot):
+            writer.write(batch.messages)
 
     def close(self) -> None:
-        for writer in (self.modbus, self.dnp3, self.enip, self.s7):
+        for writer in (self.modbus, self.dnp3, *self._ot):
             writer.close()
         for f in self._files.values():
             f.close()

@@ -252,6 +252,7 @@ class IcsDecoder:
                 if tpdu is not None:
                     self._messages.append(KeptMessage(conn, tpdu, from_client, unit.data))
             for msg in self._units.decode(name, sid, from_client, unit):
-                if self.keep_messages:
-                    self._messages.append(KeptMessage(conn, msg, from_client, unit.data))
+                if self.keep_messages:  # DNP3 logs read the application fragment, the others the framed unit
+                    data = self._units.fragment if name == "dnp3" else unit.data
+                    self._messages.append(KeptMessage(conn, msg, from_client, data))
                 self._pairer.push(cid, conn, msg, self.counts[msg.protocol], out, transport)

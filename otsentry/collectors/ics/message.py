@@ -59,7 +59,8 @@ class Message:
 
 class KeptMessage(NamedTuple):
     """A message as the collector keeps it for log writers (``CollectorConfig.keep_messages``): its connection,
-    whether the client sent it, and the framed unit it came from (Zeek/ICSNPP logs print raw header fields)."""
+    whether the client sent it, and the framed unit it came from (Zeek/ICSNPP logs print raw header fields; for
+    DNP3 the transport-reassembled application fragment)."""
 
     conn: Conn
     message: Message

@@ -28,6 +28,7 @@ class UnitDecoder:
         self.counts = counts
         self._transport: dict[int, TransportReassembler] = {}
         self._cotp: dict[int, CotpAssembler] = {}
+        self.fragment = b""  # the DNP3 application fragment of the last DNP3 message returned (for logs)
 
     def _counts(self, protocol: str) -> ProtocolCounts:
         c = self.counts.get(protocol)
@@ -115,6 +116,7 @@ class UnitDecoder:
         if fragment is None:
             return []
         master, outstation = (link.source, link.destination) if link.from_master else (link.destination, link.source)
+        self.fragment = fragment
         return [self._count(parse_fragment(fragment, master, outstation, pdu.frame, pdu.ts_ns))]
 
     def _tpkt(self, sid: int, pdu: Pdu) -> list[Message]:
