@@ -19,6 +19,7 @@ from otsentry.collectors.events import ConnTable, ModbusBatch
 from otsentry.collectors.flows import FlowGroups, FlowTable, group_flows
 from otsentry.collectors.halves import HalfBatch, HalfBuilder
 from otsentry.collectors.ics.decoder import IcsDecoder
+from otsentry.collectors.ics.found import FoundServers
 from otsentry.collectors.ics.link import count_link_protocols
 from otsentry.collectors.ics.message import KeptMessage
 from otsentry.collectors.modbus_pdu import decode_pdu_cached as decode_pdu
@@ -100,6 +101,7 @@ class Collector:
                                 self.config.flow_active_timeout_s, self.config.stream_idle_timeout_s,
                                 self.config.stream_closed_timeout_s)
         self._ended_counts = stream_counts()  # reassembly counts of the streams released
+        self._found_modbus = FoundServers()  # Modbus/TCP servers found by their payload off the configured ports
         # Released connections stay resolvable past the pairing timeout (their unanswered requests) and a minute.
         self._conn_grace_ns = int((self.config.pairing_timeout_s + 60.0) * 1e9)
         self._pairer = Pairer(self.config.pairing_timeout_s)
@@ -132,7 +134,10 @@ class Collector:
             observer.observe(p, groups)
         flows = self._flows.update(p, groups, chunk.buf)
         for key, orig_is_a, service in self._flows.drain_named():
-            self._ics.decode_as(key, orig_is_a, service)
+            if service == "modbus":
+                self._modbus_found(key, orig_is_a)
+            else:
+                self._ics.decode_as(key, orig_is_a, service)
         parts = self._modbus_halves(chunk, p, groups)
         ended = self._flows.drain_ended()  # conversations closed or long idle: their state goes below
         modbus_ended = self._ended_ids(ended, ot=False)
@@ -321,12 +326,30 @@ class Collector:
         self.stats.exceptions += int((h.exc >= 0).sum())
         self.stats.malformed += int(((h.flags & MALFORMED_MASK) > 0).sum())
 
+    def _modbus_found(self, key: tuple, orig_is_a: bool) -> None:
+        """A flow's payload is Modbus/TCP: off the configured ports, decode its server from now on."""
+        proto, a, b = key[0], key[1:4], key[4:7]
+        if proto == 6 and a[2] not in self.config.server_ports and b[2] not in self.config.server_ports:
+            self._found_modbus.add((6, *(b if orig_is_a else a)), "modbus")
+
+    def _not_found(self, p: Packets, rows: np.ndarray) -> np.ndarray:
+        """Of ``rows`` (on a found server's port number, no configured port), those not to or from a found server."""
+        cols = np.stack([p.src_hi[rows], p.src_lo[rows], p.sport[rows].astype(np.uint64), p.dst_hi[rows],
+                         p.dst_lo[rows], p.dport[rows].astype(np.uint64)], axis=1)
+        ends, inv = np.unique(cols, axis=0, return_inverse=True)
+        get = self._found_modbus.get
+        ours = np.array([get((6, d_hi, d_lo, dport)) is not None or get((6, s_hi, s_lo, sport)) is not None
+                         for s_hi, s_lo, sport, d_hi, d_lo, dport in ends.tolist()], dtype=bool)
+        return rows[~ours[inv.reshape(-1)]]
+
     def _conn_ids(self, g: FlowGroups, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Connection id and direction (True = client to server) of the IP packets at ``rows`` (over g.mask).
 
-        The client is the sender when the receiver's port is a Modbus server port, else the receiver.
+        The client is the sender when the receiver's port is a Modbus server port (or the receiver a server found
+        by its payload), else the receiver.
         """
         ports = self.config.server_ports
+        found = self._found_modbus.get if len(self._found_modbus) else None
         a_to_b = g.a_is_src[rows]
         grp = g.inv[rows]
         used = np.unique(grp)
@@ -335,7 +358,8 @@ class Collector:
         for j, (_, ahi, alo, aport, bhi, blo, bport) in zip(used.tolist(), key_rows):
             for sent_by_a in (0, 1):
                 src, dst = ((ahi, alo, aport), (bhi, blo, bport)) if sent_by_a else ((bhi, blo, bport), (ahi, alo, aport))
-                from_client = dst[2] in ports
+                from_client = dst[2] in ports or (found is not None and found((6, *dst)) is not None
+                                                  and src[2] not in ports)
                 cli, srv = (src, dst) if from_client else (dst, src)
                 key = (*cli, *srv)
                 cid = self.conns.intern(
@@ -350,6 +374,12 @@ class Collector:
         concatenates them once, with the requests carried over from the previous chunk."""
         on_port = self._port_table[p.sport] | self._port_table[p.dport]
         modbus = p.l4_ok & (p.proto == 6) & on_port
+        if len(self._found_modbus):
+            found = self._found_modbus.tcp_ports
+            extra = np.flatnonzero(p.l4_ok & (p.proto == 6) & ~on_port & (found[p.sport] | found[p.dport]))
+            if len(extra):
+                modbus[extra] = True
+                modbus[self._not_found(p, extra)] = False
         idx = np.flatnonzero(modbus)
         if len(idx) == 0:
             if not self._holding:

@@ -1,9 +1,11 @@
-"""A decoded protocol on another port is decoded once its payload names it: the same operations as on its own
+"""A decoded protocol (DNP3, IEC 104, S7comm, EtherNet/IP, Modbus/TCP) on another port is decoded once its payload
+names it: the same operations as on its own
 port, from the flow's first chunk on; other hosts on the same port number are left alone; the registry is bounded."""
 
 from __future__ import annotations
 
 import random
+import struct
 from dataclasses import replace
 
 import pytest
@@ -78,3 +80,43 @@ def test_the_registry_is_bounded() -> None:
     found.add((17, 0, 3, 20003), "dnp3")
     assert len(found) == 2 and found.get((6, 0, 1, 20001)) is None
     assert not found.tcp_ports[20001] and found.tcp_ports[20002] and found.udp_ports[20003]
+
+
+def _write_modbus(path, port: int, stranger: bool = False) -> None:
+    link = Link()
+    out, back = Direction("10.0.0.8", "10.0.0.3", 40000, port, link), Direction("10.0.0.3", "10.0.0.8", port, 40000, link)
+    c, s, ts = 1000, 5000, 1_700_000_000 * 10**9
+    with PcapWriter(path) as w:
+        w.write(ts, out.tcp(c - 1, 0, SYN))
+        w.write(ts + 1000, back.tcp(s - 1, c, SYN | ACK))
+        for i in range(40):
+            req = struct.pack("!HHHBBHH", i, 0, 6, 1, 16 if i % 10 == 0 else 3, 100, 2)
+            req += b"\x04\x00\x07\x00\x08" if i % 10 == 0 else b""
+            req = req[:4] + struct.pack("!H", len(req) - 6) + req[6:]
+            resp = struct.pack("!HHHBBHH", i, 0, 6, 1, 16, 100, 2) if i % 10 == 0 else \
+                struct.pack("!HHHBBB", i, 0, 7, 1, 3, 4) + b"\x00\x07\x00\x08"
+            w.write(ts + 2000, out.tcp(c, s, ACK | PSH, req))
+            c += len(req)
+            w.write(ts + 3000, back.tcp(s, c, ACK | PSH, resp))
+            s += len(resp)
+            if stranger:
+                w.write(ts + 4000, Direction("10.0.0.9", "10.0.0.4", 40001, port, link).tcp(7 + 5 * i, 1, ACK | PSH,
+                                                                                               b"hello"))
+            ts += 50_000_000
+
+
+def _transactions(path):
+    run = CaptureRun(path, CollectorConfig())
+    run.chunk_bytes = 4096
+    return [e for b in run for e in b.modbus.events(run.conns)], run.stats
+
+
+def test_modbus_on_another_port_gives_the_same_transactions(tmp_path) -> None:
+    _write_modbus(tmp_path / "usual.pcap", 502, stranger=True)
+    _write_modbus(tmp_path / "other.pcap", 5020, stranger=True)
+    usual, usual_stats = _transactions(tmp_path / "usual.pcap")
+    other, stats = _transactions(tmp_path / "other.pcap")
+    assert len(usual) == 40 and [e.function_code for e in usual].count(16) == 4
+    assert other == [replace(e, server_port=5020) for e in usual]
+    # the stranger's "hello"s: on 502 a Modbus port's undecodable bytes; on 5020 another host's, left alone
+    assert usual_stats.non_modbus_payload_bytes == 200 and stats.non_modbus_payload_bytes == 0
