@@ -172,6 +172,7 @@ class FeatureWindow:
     first_frame: int = 0  # frame numbers covered, for labels in frame;label form
     last_frame: int = 0
     operations: tuple[str, ...] = ()  # "ot" windows: the distinct operations, "class/name" ("control/SELECT")
+    service: str = ""  # "flow" windows: the protocol the responder's payload showed (collectors.ics.signatures)
 
     @property
     def pair(self) -> tuple[str, str, int]:

@@ -34,7 +34,7 @@ from otsentry.collectors.types import Conn
 from otsentry.contracts.flags import (FLAG_BAD_PROTOCOL_ID, FLAG_BITS, FLAG_MIDSTREAM, FLAG_TRUNCATED, MALFORMED_MASK,
                                       flags_to_mask)
 from otsentry.contracts.events import OperationEvent
-from otsentry.contracts.network import ACK, SYN
+from otsentry.contracts.network import ACK, SYN, transport_name
 from otsentry.records import EvasionNote, FlowEvent, PacketLoss
 
 __all__ = ["CollectedBatch", "Collector", "CollectorConfig", "CollectorStats", "DEFRAG_STATS", "PacketObserver",
@@ -70,6 +70,7 @@ class CollectedBatch:
     loss: PacketLoss | None = None  # packets the capture lost while this batch was read (live capture)
     operations: tuple[OperationEvent, ...] = ()  # DNP3, IEC 104, S7 and EtherNet/IP operations (collectors.ics)
     messages: tuple[KeptMessage, ...] = ()  # their messages, with CollectorConfig.keep_messages
+    services: tuple[tuple[str, int, str, str], ...] = ()  # (server ip, port, transport, protocol) named by payload
 
     def with_loss(self, ts: float, kernel_drops: int, interface_drops: int) -> "CollectedBatch":
         return replace(self, loss=PacketLoss(ts, kernel_drops, interface_drops))
@@ -133,11 +134,14 @@ class Collector:
         for observer in self.observers:
             observer.observe(p, groups)
         flows = self._flows.update(p, groups, chunk.buf)
+        services = []
         for key, orig_is_a, service in self._flows.drain_named():
             if service == "modbus":
                 self._modbus_found(key, orig_is_a)
             else:
                 self._ics.decode_as(key, orig_is_a, service)
+            proto, hi, lo, port = (key[0], *key[4:7]) if orig_is_a else key[:4]
+            services.append((addr_to_str(hi, lo), port, transport_name(proto), service))
         parts = self._modbus_halves(chunk, p, groups)
         ended = self._flows.drain_ended()  # conversations closed or long idle: their state goes below
         modbus_ended = self._ended_ids(ended, ot=False)
@@ -156,7 +160,7 @@ class Collector:
         for key in (*modbus_ended, *ot_ended):
             self.conns.release(key, self._last_ts_ns + self._conn_grace_ns)
         return self._account(CollectedBatch(events, flows, self._drain_notes(), operations=tuple(operations),
-                                            messages=self._ics.drain_messages()))
+                                            messages=self._ics.drain_messages(), services=tuple(services)))
 
     def _ended_ids(self, ended: list[tuple], ot: bool) -> dict[tuple, int]:
         """Connection-table key -> id of the ended conversations' connections: the Modbus path's, or with ``ot``

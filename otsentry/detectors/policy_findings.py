@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Hashable, Iterable, Mapping, Protocol
 
-from otsentry.collectors.ics.ports import service_name as ot_service_name
+from otsentry.collectors.ics.ports import PROTOCOL_LABELS, service_name as ot_service_name
 from otsentry.collectors.modbus_names import ZEEK_FUNCTION_CODES
 from otsentry.detectors.policy_profiles import OTHER_FUNCTION_CODE, PairProfile, Range, measured_range, write_codes
 from otsentry.records import FeatureEvidence, FeatureWindow
@@ -111,10 +111,18 @@ def names(ips: Iterable[str]) -> str:
     return ips[0] if len(ips) == 1 else ", ".join(ips[:-1]) + " and " + ips[-1]
 
 
-def service_label(port: int, transport: str) -> str:
+def service_label(port: int, transport: str, service: str = "") -> str:
+    """'502/tcp (modbus)': the port's usual protocol, or what the payload showed (``service``) when it differs:
+    '20001/tcp (dnp3, by its payload)', '502/tcp (rdp by its payload, on modbus's port)'."""
     if port == 0:
         return transport.upper() or "a portless protocol"
-    name = SERVICE_NAMES.get(port) or ot_service_name(transport, port)  # then the OT protocols named by port
+    usual = (SERVICE_NAMES.get(port), ot_service_name(transport, port))  # then the OT protocols named by port
+    name = usual[0] or usual[1]
+    label = PROTOCOL_LABELS.get(service, service)
+    said = [bool(n) and any(x.lower().replace("-", "") in n.lower().replace("-", "") for x in (service, label))
+            for n in usual] if service else []
+    if said and not said[0]:
+        name = label if said[1] else f"{label} by its payload, on {name}'s port" if name else f"{label}, by its payload"
     return f"{port}/{transport} ({name})" if name else f"{port}/{transport}"
 
 

@@ -18,7 +18,7 @@ def new_talker_flow(b: PolicyView, w: FeatureWindow) -> Finding | None:
            and not (discovery and (ip == w.server_ip or is_provisional(ip)))]
     if not new:
         return None
-    svc = service_label(w.port, w.transport)
+    svc = service_label(w.port, w.transport, w.service)
     if len(new) == 2:
         text = f"{w.client_ip} and {w.server_ip} were never seen on the OT network while learning; the first " \
                f"connects to the second on {svc}"
@@ -43,7 +43,7 @@ def new_service(b: PolicyView, w: FeatureWindow) -> Finding | None:
         return None
     if (w.port, w.transport) in b.client_services_.get(w.client_ip, frozenset()):
         return None
-    svc = service_label(w.port, w.transport)
+    svc = service_label(w.port, w.transport, w.service)
     offered = sorted((p, t) for ip, p, t in b.services_ if ip == w.server_ip)
     context = (f" (it only offered {', '.join(service_label(p, t) for p, t in offered)})" if offered else "")
     text = f"{w.client_ip} connected to {w.server_ip} on {svc}, a service never seen on that host while learning" \

@@ -32,6 +32,7 @@ class FlowBlock:
     window_ns: int
     keys: dict[str, np.ndarray]  # widx, orig_hi, orig_lo, resp_hi, resp_lo, resp_port, proto, first/last_frame
     values: np.ndarray  # (rows, FLOW_FEATURES)
+    services: tuple[str, ...] = ()  # per row: the protocol the responder's payload showed ("" none; () for all)
 
     def __len__(self) -> int:
         return len(self.values)
@@ -44,10 +45,13 @@ class FlowBlock:
         cols = [self.keys[k].tolist() for k in ("widx", "orig_hi", "orig_lo", "resp_hi", "resp_lo", "resp_port",
                                                 "proto", "first_frame", "last_frame")]
         out = []
-        for (w, ohi, olo, rhi, rlo, port, proto, ff, lf), values in zip(zip(*cols), self.values.tolist()):
+        services = self.services or ("",) * len(self.values)
+        for (w, ohi, olo, rhi, rlo, port, proto, ff, lf), values, service in zip(zip(*cols), self.values.tolist(),
+                                                                                services):
             start, end = _bounds(w, self.window_ns)
             out.append(FeatureWindow(start, end, "flow", addr_to_str(ohi, olo), addr_to_str(rhi, rlo), -1,
-                                     tuple(values), FEATURE_SCHEMA_VERSION, port, transport_name(proto), ff, lf))
+                                     tuple(values), FEATURE_SCHEMA_VERSION, port, transport_name(proto), ff, lf,
+                                     service=service))
         return out
 
 

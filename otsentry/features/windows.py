@@ -29,6 +29,7 @@ then unit id / responder port and IP protocol number).
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -37,6 +38,7 @@ import numpy as np
 from otsentry.collectors.collector import CollectedBatch
 from otsentry.collectors.events import ConnTable, ModbusBatch
 from otsentry.collectors.packets import addr_from_str
+from otsentry.contracts.network import transport_name
 from otsentry.contracts.schema import FLOW_FEATURES, PAIR_FEATURES
 from otsentry.features.closed import ClosedWindows, FlowBlock, PairBlock
 from otsentry.features.columns import Cols, hash_rows, lookup
@@ -52,6 +54,7 @@ __all__ = ["Windower", "WindowerStats", "to_matrix"]
 log = logging.getLogger(__name__)
 
 _TCP_COLS = [COL[name] for name in PAIR_TCP]
+MAX_SERVICES = 65536  # responders whose payload-named protocol is remembered (the oldest forgotten first)
 
 
 @dataclass
@@ -99,6 +102,7 @@ class Windower:
         self._pairs: list[tuple[str, str, tuple[int, int], tuple[int, int]]] = []  # ip pair id -> names, numbers
         self._addr_table = np.empty((0, 4), dtype=np.uint64)
         self._sensor = SensorWindows(self.window_ns)
+        self._services: OrderedDict[tuple[int, int, int, str], str] = OrderedDict()  # responder -> payload's protocol
         self._ot = OtWindows(self.window_ns)
 
     @property
@@ -127,6 +131,10 @@ class Windower:
     def push_closed(self, batch: CollectedBatch, conns: ConnTable) -> ClosedWindows:
         """``push``, with the closed windows still as columns (``.windows()`` makes the objects)."""
         self._add_modbus(batch.modbus, conns)
+        for ip, port, transport, service in batch.services:
+            self._services[(*addr_from_str(ip), port, transport)] = service
+            if len(self._services) > MAX_SERVICES:
+                self._services.popitem(last=False)
         self._add_cells()
         if batch.notes or batch.loss is not None:
             self._sensor.add(batch.notes, batch.loss, self._open_from)
@@ -238,7 +246,7 @@ class Windower:
         closed = ClosedWindows()
         if cells is not None:
             keys, matrix = flow_rows(cells, self.server_ports)
-            closed.flows = FlowBlock(self.window_ns, keys, matrix)
+            closed.flows = FlowBlock(self.window_ns, keys, matrix, self._named(keys))
             self.stats.flow_windows += len(closed.flows)
         if txs is not None:
             closed.pairs = self._pair_block(*txs, cells, upto * self.window_ns)
@@ -250,6 +258,13 @@ class Windower:
             closed.ot = self._ot.take(upto)
             self.stats.ot_windows += len(closed.ot)
         return closed
+
+    def _named(self, keys: dict[str, np.ndarray]) -> tuple[str, ...]:
+        """The payload-named protocol of each flow row's responder ("" where none), or () when nothing is named."""
+        if not self._services or not len(keys["resp_port"]):
+            return ()
+        cols = [keys[k].tolist() for k in ("resp_hi", "resp_lo", "resp_port", "proto")]
+        return tuple(self._services.get((hi, lo, port, transport_name(proto)), "") for hi, lo, port, proto in zip(*cols))
 
     def _pair_block(self, tx: Cols, pool: np.ndarray, cells: Cols | None, frontier_ns: int) -> PairBlock:
         """Pair windows sorted by (window, client address, server address, unit id)."""

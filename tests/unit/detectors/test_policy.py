@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 
 import pytest
 
 from otsentry.detectors.base import NotFittedError, WindowDetector
 from otsentry.detectors.policy import AlertSuppressor, PolicyBaseline
+from otsentry.detectors.policy_findings import service_label
 from otsentry.contracts.schema import ABSENT, FLOW_FEATURES, PAIR_FEATURES, FEATURE_SCHEMA_VERSION
 from otsentry.records import Alert, FeatureWindow
 
@@ -328,6 +330,16 @@ def test_new_service(baseline: PolicyBaseline) -> None:
     known = [flow_window(AFTER, HMI, PLC1, 502), flow_window(AFTER, HMI, DNS, 53, "udp"),
              flow_window(AFTER, ENG, PLC1, 80), flow_window(AFTER, ENG, PLC2, 80)]
     assert baseline.detect(known) == []
+
+
+def test_new_service_names_what_its_payload_showed(baseline: PolicyBaseline) -> None:
+    """Remote Desktop moved onto the PLC's Modbus port, DNP3 on a port of its own: the payload says what it is."""
+    rdp = replace(flow_window(AFTER, HMI, PLC2, 503), service="rdp")
+    alert = only(baseline.detect([rdp]), "policy.new_service")
+    assert alert.explanation.startswith(f"{HMI} connected to {PLC2} on 503/tcp (rdp, by its payload)")
+    assert service_label(502, "tcp", "rdp") == "502/tcp (rdp by its payload, on Modbus's port)"
+    assert service_label(20001, "tcp", "dnp3") == "20001/tcp (DNP3, by its payload)"
+    assert service_label(502, "tcp", "modbus") == service_label(502, "tcp") == "502/tcp (Modbus)"
 
 
 def test_new_talker_on_a_flow_is_reported_once_with_its_pair_window(baseline: PolicyBaseline) -> None:

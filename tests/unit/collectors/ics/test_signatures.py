@@ -130,3 +130,20 @@ def test_a_protocol_on_another_port_is_named_in_flows_and_assets(tmp_path) -> No
     assert _services(path) == {("tcp", 40000, 20001): "dnp3"}
     (asset,) = [a for a in inventory_from_captures([path]) if a.ip == "10.0.0.3"]
     assert asset.services == ("20001/tcp (dnp3)",)
+
+
+def test_flow_windows_carry_the_payloads_name(tmp_path) -> None:
+    from otsentry.features.from_capture import windows_from_capture
+
+    path, link = tmp_path / "p20001.pcap", Link()
+    out, back = Direction("10.0.0.8", "10.0.0.3", 40000, 20001, link), Direction("10.0.0.3", "10.0.0.8", 20001, 40000, link)
+    req, resp = dnp3_frames(bytes([0xC0, 0x01, 60, 2, 0x06]))[0], dnp3_frames(bytes([0xC0, 0x81, 0, 0]), dst=3, src=4,
+                                                                            from_master=False)[0]
+    ts = 1_700_000_000 * 10**9
+    with PcapWriter(path) as w:
+        w.write(ts, out.tcp(999, 0, SYN))
+        w.write(ts + 1000, back.tcp(4999, 1000, SYN | ACK))
+        w.write(ts + 2000, out.tcp(1000, 5000, ACK | PSH, req))
+        w.write(ts + 3000, back.tcp(5000, 1000 + len(req), ACK | PSH, resp))
+    flows = [w for w in windows_from_capture(path) if w.kind == "flow"]
+    assert [(w.server_ip, w.port, w.service) for w in flows] == [("10.0.0.3", 20001, "dnp3")]
