@@ -181,6 +181,7 @@ class PolicyBaseline:
         pair_profiles: dict[Pair, list[PairProfile]] = {}
         talkers: set[str] = set()
         conversations: set[Conversation] = set()
+        named: dict[tuple[str, int, str], set[str]] = {}  # responder service -> protocols its payload showed
         stats = {"pair_windows": 0, "flow_windows": 0, "start": None, "end": None}
         ot: list[FeatureWindow] = []
         for w in windows:
@@ -197,6 +198,8 @@ class PolicyBaseline:
                 else:
                     stats["flow_windows"] += 1
                     conversations.add((w.client_ip, w.server_ip, int(w.port), w.transport))
+                    if w.service:
+                        named.setdefault((w.server_ip, int(w.port), w.transport), set()).add(w.service)
             stats["start"] = w.window_start if stats["start"] is None else min(stats["start"], w.window_start)
             stats["end"] = w.window_end if stats["end"] is None else max(stats["end"], w.window_end)
         if not stats["pair_windows"] and not stats["flow_windows"] and not ot:
@@ -204,14 +207,17 @@ class PolicyBaseline:
         pairs = {pair: merge_all(ps) for pair, ps in pair_profiles.items()}
         if ot:
             stats["ot_windows"] = len(ot)
-        self._set_learned(frozenset(talkers), pairs, frozenset(conversations), stats, ot=ot_profiles(ot))
+        self._set_learned(frozenset(talkers), pairs, frozenset(conversations), stats, ot=ot_profiles(ot),
+                          service_names={k: frozenset(v) for k, v in named.items()})
         return self
 
     def _set_learned(self, talkers: frozenset[str], pairs: Mapping[Pair, PairProfile],
                      conversations: frozenset[Conversation], stats: Mapping[str, Any],
-                     accepted: Accepted | None = None, ot: Mapping[tuple, OtProfile] | None = None) -> None:
+                     accepted: Accepted | None = None, ot: Mapping[tuple, OtProfile] | None = None,
+                     service_names: Mapping[tuple[str, int, str], frozenset[str]] | None = None) -> None:
         """Store what was learned and derive the lookups the rules use (shared by fit and from_state)."""
         self.accepted_ = accepted or Accepted()
+        self.service_names_ = dict(sorted((service_names or {}).items()))
         self.ot_profiles_ = dict(sorted((ot or {}).items()))
         masters: dict[tuple, set[str]] = {}
         for client, server, station, port, transport in self.ot_profiles_:
@@ -321,6 +327,8 @@ class PolicyBaseline:
             **({"accepted": self.accepted_.to_state()} if self.accepted_ else {}),
             **({"ot": [{"client": c, "server": s, "station": u, "port": p, "transport": t, **prof.to_state()}
                        for (c, s, u, p, t), prof in self.ot_profiles_.items()]} if self.ot_profiles_ else {}),
+            **({"service_names": [{"responder": r, "port": p, "transport": t, "names": sorted(names)}
+                                  for (r, p, t), names in self.service_names_.items()]} if self.service_names_ else {}),
         }
 
     @classmethod
@@ -339,8 +347,10 @@ class PolicyBaseline:
                                   for c in state["conversations"])
         ot = {(o["client"], o["server"], int(o["station"]), int(o["port"]), o["transport"]): OtProfile.from_state(o)
               for o in state.get("ot", ())}
+        names = {(n["responder"], int(n["port"]), n["transport"]): frozenset(n["names"])
+                 for n in state.get("service_names", ())}  # absent from bundles made before payloads were named
         baseline._set_learned(frozenset(state["talkers"]), pairs, conversations, state["training_stats"],
-                              Accepted.from_state(state.get("accepted", ())), ot)
+                              Accepted.from_state(state.get("accepted", ())), ot, names)
         return baseline
 
 

@@ -43,6 +43,7 @@ class PolicyView(Protocol):
     writer_profiles_: Mapping[str, PairProfile]
     write_histories_: dict[tuple[str, str, int], PairProfile | None]
     services_: frozenset[tuple[str, int, str]]
+    service_names_: Mapping[tuple[str, int, str], frozenset[str]]
     client_services_: Mapping[str, frozenset[tuple[int, str]]]
 
 SERVICE_NAMES = {
@@ -58,6 +59,8 @@ WRITE_FAMILIES = (frozenset({5, 15}), frozenset({6, 16}))
 IDENTIFICATION_CODES = frozenset({17, 43})
 # Remote access, file sharing and lateral-movement services: high severity when they appear.
 REMOTE_ACCESS_PORTS = frozenset({21, 22, 23, 69, 135, 139, 445, 3389, 5900, 5985, 5986})
+# What a payload names as remote access (collectors.ics.signatures), whatever the port.
+REMOTE_ACCESS_SERVICES = frozenset({"rdp", "ssh"})
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from otsentry.detectors.discovery import is_discovery, is_group, is_provisional
-from otsentry.detectors.policy_findings import REMOTE_ACCESS_PORTS, Finding, PolicyView, evidence, service_label
+from otsentry.detectors.policy_findings import (REMOTE_ACCESS_PORTS, REMOTE_ACCESS_SERVICES, Finding, PolicyView,
+                                                evidence, service_label)
 from otsentry.detectors.policy_profiles import count
 from otsentry.records import FeatureWindow
 
@@ -39,8 +40,10 @@ def new_service(b: PolicyView, w: FeatureWindow) -> Finding | None:
     The exception keeps an engineering station that browses one PLC's web page after another from alerting on
     each PLC it had not reached during learning, while RDP or SMB that nobody used still alerts.
     """
-    if (w.server_ip, w.port, w.transport) in b.services_ or is_discovery(w):
+    if is_discovery(w):
         return None
+    if (w.server_ip, w.port, w.transport) in b.services_:
+        return _new_protocol(b, w)
     if (w.port, w.transport) in b.client_services_.get(w.client_ip, frozenset()):
         return None
     svc = service_label(w.port, w.transport, w.service)
@@ -48,11 +51,26 @@ def new_service(b: PolicyView, w: FeatureWindow) -> Finding | None:
     context = (f" (it only offered {', '.join(service_label(p, t) for p, t in offered)})" if offered else "")
     text = f"{w.client_ip} connected to {w.server_ip} on {svc}, a service never seen on that host while learning" \
            f"{context}"
-    severity = "high" if w.port in REMOTE_ACCESS_PORTS else "medium"
-    return Finding("policy.new_service", severity, text,
+    remote = w.port in REMOTE_ACCESS_PORTS or w.service in REMOTE_ACCESS_SERVICES
+    return Finding("policy.new_service", "high" if remote else "medium", text,
                    (("policy.new_service", w.client_ip, w.server_ip, w.port, w.transport),),
                    (evidence("packets", count(w, "packets")), evidence("connections", count(w, "connections"))),
-                   variant="remote_access" if w.port in REMOTE_ACCESS_PORTS else "")
+                   variant="remote_access" if remote else "")
+
+
+def _new_protocol(b: PolicyView, w: FeatureWindow) -> Finding | None:
+    """A learned service whose payload now shows another protocol than every one it showed while learning (Remote
+    Desktop tunnelled through a PLC's Modbus port). Judged only where learning named it."""
+    learned = b.service_names_.get((w.server_ip, w.port, w.transport))
+    if not w.service or not learned or w.service in learned:
+        return None
+    text = f"{w.client_ip} connected to {w.server_ip} on {service_label(w.port, w.transport, w.service)}: that " \
+           f"service spoke {', '.join(sorted(learned))} while learning, never {w.service}"
+    remote = w.service in REMOTE_ACCESS_SERVICES
+    return Finding("policy.new_service", "high", text,
+                   (("policy.new_service", w.client_ip, w.server_ip, w.port, w.transport),),
+                   (evidence("packets", count(w, "packets")), evidence("connections", count(w, "connections"))),
+                   variant="remote_access" if remote else "")
 
 
 FLOW_RULES = (new_talker_flow, new_service)

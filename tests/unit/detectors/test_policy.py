@@ -337,6 +337,18 @@ def test_new_service_names_what_its_payload_showed(baseline: PolicyBaseline) -> 
     rdp = replace(flow_window(AFTER, HMI, PLC2, 503), service="rdp")
     alert = only(baseline.detect([rdp]), "policy.new_service")
     assert alert.explanation.startswith(f"{HMI} connected to {PLC2} on 503/tcp (rdp, by its payload)")
+    learned = PolicyBaseline().fit([replace(flow_window(t, HMI, PLC1, 502), service="modbus") for t in (0, 10, 20)])
+    [swap] = learned.detect([replace(flow_window(AFTER, HMI, PLC1, 502), service="rdp")])
+    assert (swap.rule_id, swap.severity, swap.technique_id) == ("policy.new_service", "high", "T0886")
+    assert swap.explanation.endswith("on 502/tcp (rdp by its payload, on Modbus's port): that service spoke modbus "
+                                     "while learning, never rdp")
+    assert learned.detect([replace(flow_window(AFTER, HMI, PLC1, 502), service="modbus")]) == []
+    assert PolicyBaseline.from_state(learned.to_state()).detect([swap_window := replace(
+        flow_window(AFTER, HMI, PLC1, 502), service="rdp")])[0].id == swap.id
+    accepted = learned.accept([swap])
+    assert accepted.detect([swap_window]) == []
+    unnamed = PolicyBaseline().fit([flow_window(t, HMI, PLC1, 502) for t in (0, 10, 20)])
+    assert unnamed.detect([swap_window]) == []  # learning named nothing there: nothing to compare with
     assert service_label(502, "tcp", "rdp") == "502/tcp (rdp by its payload, on Modbus's port)"
     assert service_label(20001, "tcp", "dnp3") == "20001/tcp (DNP3, by its payload)"
     assert service_label(502, "tcp", "modbus") == service_label(502, "tcp") == "502/tcp (Modbus)"
