@@ -57,7 +57,8 @@ class CollectorConfig:
     # A conversation's decoder state (reassembly, framing, connection id) is released this long after it closed
     # (RST, or FIN both ways; late retransmissions still find it) or without a packet (Suricata's TCP "closed" and
     # "established" defaults): a sensor's memory follows the connections alive, not every one it ever saw. One
-    # that comes back after that is a new connection, picked up mid-stream.
+    # that comes back after that is a new connection, picked up mid-stream. One that never carried payload (a scan,
+    # a SYN flood) holds nothing worth keeping: it is released as soon as its flow is reported (closed or idle).
     stream_closed_timeout_s: float = 60.0
     stream_idle_timeout_s: float = 600.0
 

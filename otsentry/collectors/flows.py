@@ -41,6 +41,7 @@ class _Flow:
     retrans: int = 0
     service: str = ""  # what its payload was recognised as (ics.signatures)
     looked: int = 0  # payloads tested so far
+    data: bool = False  # it carried payload (else no decoder holds anything of it: a scan, a SYN flood)
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,7 @@ class FlowTable:
             ids, idx = np.unique(inv[pure_syn], return_index=True)
             syn_first[ids] = np.flatnonzero(pure_syn)[idx]
         retrans = self._retransmissions(p, m, inv, dir_b, k)
+        data = np.bincount(inv, weights=p.payload_len[m] > 0, minlength=k) > 0
 
         key_rows = g.key_rows
         unnamed: list[tuple[int, _Flow]] = []  # flows still to be recognised by their payload
@@ -179,6 +181,7 @@ class FlowTable:
             flow.fin += int(fin[j, 0] + fin[j, 1])
             flow.fin_dirs |= (fin[j, 0] > 0) | ((fin[j, 1] > 0) << 1)
             flow.retrans += int(retrans[j])
+            flow.data = flow.data or bool(data[j])
             if flow.looked < LOOKS and (not flow.service or flow.service in WEAK):
                 unnamed.append((j, flow))
         if unnamed and buf is not None:
@@ -246,11 +249,14 @@ class FlowTable:
             if closed or now_ns - flow.last_ns > self.idle_ns:
                 out.append(self._event(flow))
                 del self._flows[key]
-                self._quiet[key] = flow.last_ns + (self.end_closed_ns if closed else self.end_idle_ns)
+                if flow.data:
+                    self._quiet[key] = flow.last_ns + (self.end_closed_ns if closed else self.end_idle_ns)
+                else:  # nothing was decoded of it: its state (a connection id, an empty stream) can go now
+                    self._ended.append(key)
             elif now_ns - flow.report_start_ns > self.active_ns:
                 out.append(self._event(flow))
                 self._flows[key] = _Flow(key, flow.orig_is_a, flow.last_ns, flow.last_ns, now_ns, [0, 0], [0, 0],
-                                         service=flow.service, looked=flow.looked)
+                                         service=flow.service, looked=flow.looked, data=flow.data)
         if self._quiet:
             gone = [key for key, end in self._quiet.items() if now_ns > end]
             for key in gone:

@@ -143,3 +143,23 @@ def test_an_idle_connection_is_released_and_picked_up_again(tmp_path):
     assert [("midstream" in e.flags) for e in events] == [False] * 10 + [True] * 100
     kept, _, _, _, _ = _run(path, KEEP_ALL)
     assert not any("midstream" in e.flags for e in kept)
+
+
+def test_a_spoofed_syn_flood_leaves_no_state_behind(tmp_path):
+    """SYNs from random addresses carry nothing to decode: their state goes at the flow's idle timeout, not the
+    stream's, so a flood's memory follows its last two minutes."""
+    path, rng, link = tmp_path / "flood.pcap", random.Random(2), Link()
+    ts = 1_700_000_000 * 10**9
+    with PcapWriter(path) as w:
+        for i in range(3000):  # one SYN every 0.5 s for 25 minutes
+            src = f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+            w.write(ts, Direction(src, "10.0.0.3", 40000 + i % 20000, 502, link).tcp(i, 0, SYN))
+            ts += 500_000_000
+    run = CaptureRun(path, CollectorConfig())
+    run.chunk_bytes = 16_384
+    peak_conns = peak_streams = 0
+    for _ in run:
+        peak_conns = max(peak_conns, len(run.conns))
+        peak_streams = max(peak_streams, run.collector.open_streams)
+    assert run.conns.issued == 3000 and run.stats.packets == 3000 and run.stats.flows == 3000
+    assert peak_conns < 800 and peak_streams < 800, (peak_conns, peak_streams)  # ~2 min + a minute of ids + a chunk
