@@ -61,6 +61,9 @@ class CollectorConfig:
     # a SYN flood) holds nothing worth keeping: it is released as soon as its flow is reported (closed or idle).
     stream_closed_timeout_s: float = 60.0
     stream_idle_timeout_s: float = 600.0
+    # Name flows by their first payloads and decode a protocol found off its port (Zeek's dynamic protocol
+    # detection, ``ics.signatures``); False: by port only (``server_ports`` and the OT protocols' ports).
+    payload_detection: bool = True
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,7 @@ class Collector:
         groups = group_flows(p)
         for observer in self.observers:
             observer.observe(p, groups)
-        flows = self._flows.update(p, groups, chunk.buf)
+        flows = self._flows.update(p, groups, chunk.buf if self.config.payload_detection else None)
         services = []
         for key, orig_is_a, service in self._flows.drain_named():
             if service == "modbus":

@@ -88,11 +88,16 @@ def test_table_output(runner):
 
 def test_config_file_and_override(runner, tmp_path):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("collector:\n  server_ports: [5020]\n")
-    # With only port 5020 configured, nothing on 502 is Modbus ...
+    cfg.write_text("collector:\n  server_ports: [5020]\n  payload_detection: false\n")
+    # With only port 5020 configured and no payload detection, nothing on 502 is Modbus ...
     res = runner.invoke(main, ["inspect", "--summary", "--config", str(cfg), str(SMALL)])
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["modbus_adus"] == 0
+    # ... with it (the default), its payload shows Modbus/TCP and it is decoded anyway ...
+    cfg.write_text("collector:\n  server_ports: [5020]\n")
+    res = runner.invoke(main, ["inspect", "--summary", "--config", str(cfg), str(SMALL)])
+    assert json.loads(res.output)["modbus_adus"] == 12
+    cfg.write_text("collector:\n  server_ports: [5020]\n  payload_detection: false\n")
     # ... and the command line wins over the file.
     res = runner.invoke(main, ["inspect", "--summary", "--config", str(cfg), "--ports", "502", str(SMALL)])
     assert json.loads(res.output)["modbus_adus"] == 12
