@@ -3,10 +3,12 @@ message (``is_orig``) and the message's own source and destination."""
 
 from __future__ import annotations
 
-from otsentry.collectors.formats import zeek_uid
+from typing import IO, Mapping
+
+from otsentry.collectors.formats import zeek_close, zeek_header, zeek_uid
 from otsentry.collectors.ics.message import KeptMessage
 
-__all__ = ["CONN_FIELDS", "CONN_TYPES", "conn_prefix"]
+__all__ = ["CONN_FIELDS", "CONN_TYPES", "close_logs", "conn_prefix", "open_logs"]
 
 CONN_FIELDS = ("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "is_orig", "source_h", "source_p",
                "destination_h", "destination_p")
@@ -21,3 +23,15 @@ def conn_prefix(kept: KeptMessage) -> str:
     (src, sport), (dst, dport) = ends if kept.from_client else ends[::-1]
     return (f"{kept.message.ts_ns / 1e9:.6f}\t{uid}\t{conn.client_ip}\t{conn.client_port}\t{conn.server_ip}\t"
             f"{conn.server_port}\t{'T' if kept.from_client else 'F'}\t{src}\t{sport}\t{dst}\t{dport}\t")
+
+
+def open_logs(outs: Mapping[str, IO[str]], logs: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]) -> None:
+    """Write the header of each ICSNPP log in ``outs``: the connection columns, then its own (``logs[name]``)."""
+    for name, out in outs.items():
+        fields, types = logs[name]
+        out.write(zeek_header(name, CONN_FIELDS + fields, CONN_TYPES + types))
+
+
+def close_logs(outs: Mapping[str, IO[str]]) -> None:
+    for out in outs.values():
+        out.write(zeek_close())

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from typing import IO, Iterable
 
-from otsentry.collectors.formats import zeek_close, zeek_header
 from otsentry.collectors.ics.message import KeptMessage
-from otsentry.collectors.zeek_conn import CONN_FIELDS, CONN_TYPES, conn_prefix
+from otsentry.collectors.zeek_conn import close_logs, conn_prefix, open_logs
 from otsentry.collectors.zeek_dnp3_rows import dnp3_extended_rows
 
 __all__ = ["ZeekDnp3ExtendedWriter"]
@@ -28,9 +27,7 @@ class ZeekDnp3ExtendedWriter:
 
     def __init__(self, outs: dict[str, IO[str]]) -> None:
         self.outs = outs
-        for name, out in outs.items():
-            fields, types = LOGS[name]
-            out.write(zeek_header(name, CONN_FIELDS + fields, CONN_TYPES + types))
+        open_logs(outs, LOGS)
 
     def write(self, messages: Iterable[KeptMessage]) -> None:
         for kept in messages:
@@ -45,5 +42,4 @@ class ZeekDnp3ExtendedWriter:
                         out.writelines(prefix + "\t".join(row) + "\n" for row in found)
 
     def close(self) -> None:
-        for out in self.outs.values():
-            out.write(zeek_close())
+        close_logs(self.outs)

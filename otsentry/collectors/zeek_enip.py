@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import IO, Iterable
 
-from otsentry.collectors.formats import zeek_close, zeek_header
 from otsentry.collectors.ics.message import KeptMessage
-from otsentry.collectors.zeek_conn import CONN_FIELDS, CONN_TYPES, conn_prefix
+from otsentry.collectors.zeek_conn import close_logs, conn_prefix, open_logs
 from otsentry.collectors.zeek_enip_rows import cip_io_row, cip_rows, enip_row, identity_rows
 
 __all__ = ["ZeekEnipWriter"]
@@ -36,9 +35,7 @@ class ZeekEnipWriter:
 
     def __init__(self, outs: dict[str, IO[str]]) -> None:
         self.outs = outs
-        for name, out in outs.items():
-            fields, types = LOGS[name]
-            out.write(zeek_header(name, CONN_FIELDS + fields, CONN_TYPES + types))
+        open_logs(outs, LOGS)
 
     def write(self, messages: Iterable[KeptMessage]) -> None:
         for kept in messages:
@@ -64,5 +61,4 @@ class ZeekEnipWriter:
                 out.write(prefix + "\t".join(row) + "\n")
 
     def close(self) -> None:
-        for out in self.outs.values():
-            out.write(zeek_close())
+        close_logs(self.outs)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import IO, Iterable
 
-from otsentry.collectors.formats import zeek_close, zeek_escape, zeek_header, zeek_uid
+from otsentry.collectors.formats import zeek_escape, zeek_uid
 from otsentry.collectors.ics.message import KeptMessage
-from otsentry.collectors.zeek_conn import CONN_FIELDS, CONN_TYPES, conn_prefix
+from otsentry.collectors.zeek_conn import close_logs, conn_prefix, open_logs
 from otsentry.collectors.zeek_s7_names import COTP_PDU_TYPES
 from otsentry.collectors.zeek_s7_rows import cotp_payload, read_szl_row, s7comm_row, s7plus_row, upload_download_row
 
@@ -45,9 +45,7 @@ class ZeekS7Writer:
     def __init__(self, outs: dict[str, IO[str]]) -> None:
         self.outs = outs
         self._known: set[str] = set()  # devices written to s7comm_known_devices.log
-        for name, out in outs.items():
-            fields, types = LOGS[name]
-            out.write(zeek_header(name, CONN_FIELDS + fields, CONN_TYPES + types))
+        open_logs(outs, LOGS)
 
     def write(self, messages: Iterable[KeptMessage]) -> None:
         for kept in messages:
@@ -83,5 +81,4 @@ class ZeekS7Writer:
             out.write(conn_prefix(kept) + "\t".join(row) + "\n")
 
     def close(self) -> None:
-        for out in self.outs.values():
-            out.write(zeek_close())
+        close_logs(self.outs)

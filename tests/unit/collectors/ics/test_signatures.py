@@ -4,6 +4,7 @@ the shared captures' conversations named as their dissectors name them, and Flow
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -13,6 +14,7 @@ from otsentry.collectors.collector import CollectorConfig
 from otsentry.collectors.ics.signatures import SIGNATURES, guess_protocol
 from otsentry.collectors.source import CaptureRun
 from otsentry.contracts.network import ACK, PSH, SYN
+from otsentry.features.from_capture import windows_from_capture
 from otsentry.synth.frames import Direction, Link
 from otsentry.synth.ics_frames import apdu_i, apdu_u, cotp_connect, dnp3_frames, enip, s7_job, tpkt_dt
 from otsentry.synth.pcapwriter import PcapWriter
@@ -116,8 +118,9 @@ def test_no_decoded_protocol_named_off_its_ports_in_the_shared_captures() -> Non
     assert named > 300
 
 
-def test_a_protocol_on_another_port_is_named_in_flows_and_assets(tmp_path) -> None:
-    path, link = tmp_path / "p20001.pcap", Link()
+def _dnp3_on_20001(path: Path) -> Path:
+    """One DNP3 read and its answer, the outstation on port 20001."""
+    link = Link()
     out, back = Direction("10.0.0.8", "10.0.0.3", 40000, 20001, link), Direction("10.0.0.3", "10.0.0.8", 20001, 40000, link)
     req, resp = dnp3_frames(bytes([0xC0, 0x01, 60, 2, 0x06]))[0], dnp3_frames(bytes([0xC0, 0x81, 0, 0]), dst=3, src=4,
                                                                             from_master=False)[0]
@@ -127,23 +130,16 @@ def test_a_protocol_on_another_port_is_named_in_flows_and_assets(tmp_path) -> No
         w.write(ts + 1000, back.tcp(4999, 1000, SYN | ACK))
         w.write(ts + 2000, out.tcp(1000, 5000, ACK | PSH, req))
         w.write(ts + 3000, back.tcp(5000, 1000 + len(req), ACK | PSH, resp))
+    return path
+
+
+def test_a_protocol_on_another_port_is_named_in_flows_and_assets(tmp_path) -> None:
+    path = _dnp3_on_20001(tmp_path / "p20001.pcap")
     assert _services(path) == {("tcp", 40000, 20001): "dnp3"}
     (asset,) = [a for a in inventory_from_captures([path]) if a.ip == "10.0.0.3"]
     assert asset.services == ("20001/tcp (dnp3)",)
 
 
 def test_flow_windows_carry_the_payloads_name(tmp_path) -> None:
-    from otsentry.features.from_capture import windows_from_capture
-
-    path, link = tmp_path / "p20001.pcap", Link()
-    out, back = Direction("10.0.0.8", "10.0.0.3", 40000, 20001, link), Direction("10.0.0.3", "10.0.0.8", 20001, 40000, link)
-    req, resp = dnp3_frames(bytes([0xC0, 0x01, 60, 2, 0x06]))[0], dnp3_frames(bytes([0xC0, 0x81, 0, 0]), dst=3, src=4,
-                                                                            from_master=False)[0]
-    ts = 1_700_000_000 * 10**9
-    with PcapWriter(path) as w:
-        w.write(ts, out.tcp(999, 0, SYN))
-        w.write(ts + 1000, back.tcp(4999, 1000, SYN | ACK))
-        w.write(ts + 2000, out.tcp(1000, 5000, ACK | PSH, req))
-        w.write(ts + 3000, back.tcp(5000, 1000 + len(req), ACK | PSH, resp))
-    flows = [w for w in windows_from_capture(path) if w.kind == "flow"]
+    flows = [w for w in windows_from_capture(_dnp3_on_20001(tmp_path / "p20001.pcap")) if w.kind == "flow"]
     assert [(w.server_ip, w.port, w.service) for w in flows] == [("10.0.0.3", 20001, "dnp3")]
