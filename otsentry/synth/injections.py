@@ -239,6 +239,11 @@ def _dnp3_direct_operate(ctx: Injection) -> Addresses:
     return ctx.ot_attack(Dnp3DirectOperate, "rtu1", ctx.new_host())
 
 
+@injection("dnp3_master_direct_operate")
+def _dnp3_master_direct_operate(ctx: Injection) -> Addresses:
+    return ctx.ot_attack(Dnp3DirectOperate, "rtu1", ctx.ot_host("scada"))
+
+
 @injection("iec104_new_station_command")
 def _iec104_new_station_command(ctx: Injection) -> Addresses:
     return ctx.ot_attack(Iec104Command, "rtu2", ctx.new_host())
