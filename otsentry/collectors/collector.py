@@ -159,12 +159,18 @@ class Collector:
         operations = self._ics.process(chunk, p)
         ot_ended = self._ended_ids(ended, ot=True)  # after decoding: the OT decoder interns its connections as it goes
         if ot_ended:
-            operations.extend(self._ics.end(list(ot_ended.values())))
+            operations.extend(self._ics.end(ot_ended))
         self._take_ics_notes()
         for key in (*modbus_ended, *ot_ended):
             self.conns.release(key, self._last_ts_ns + self._conn_grace_ns)
         return self._account(CollectedBatch(events, flows, self._drain_notes(), operations=tuple(operations),
                                             messages=self._ics.drain_messages(), services=tuple(services)))
+
+    def _finish_stream(self, builder: HalfBuilder, sid: int, state: StreamState) -> None:
+        """What a stream still holds comes out (held bytes past their holes, a partial ADU as truncated)."""
+        for adu in finish_stream(state, self._last_frame, self._last_ts_ns):
+            self._add_adu(builder, sid, state, adu)
+        self._take_notes(sid, state)
 
     def _ended_ids(self, ended: list[tuple], ot: bool) -> dict[tuple, int]:
         """Connection-table key -> id of the ended conversations' connections: the Modbus path's, or with ``ot``
@@ -181,9 +187,7 @@ class Collector:
                 state = self._streams.pop(sid, None)
                 if state is None:
                     continue
-                for adu in finish_stream(state, self._last_frame, self._last_ts_ns):
-                    self._add_adu(builder, sid, state, adu)
-                self._take_notes(sid, state)
+                self._finish_stream(builder, sid, state)
                 self._holding.discard(sid)
                 add_stream_counts(self._ended_counts, state)
         return builder.build()
@@ -192,9 +196,7 @@ class Collector:
         """End of capture: flush partial ADUs, unanswered requests and open flows."""
         builder = HalfBuilder()
         for sid, state in self._streams.items():
-            for adu in finish_stream(state, self._last_frame, self._last_ts_ns):
-                self._add_adu(builder, sid, state, adu)
-            self._take_notes(sid, state)
+            self._finish_stream(builder, sid, state)
         self._holding.clear()
         self._defrag.close()
         for name, value in self.reassembly_counts().items():

@@ -15,14 +15,16 @@ CONN_FIELDS = ("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", 
 CONN_TYPES = ("time", "string", "addr", "port", "addr", "port", "bool", "addr", "port", "addr", "port")
 
 
-def conn_prefix(kept: KeptMessage) -> str:
-    """The connection columns of a kept message's rows, tab-separated and ending in a tab."""
+def conn_prefix(kept: KeptMessage, directed: bool = True) -> str:
+    """The connection columns of a kept message's rows, tab-separated and ending in a tab; without ``directed``
+    the sender columns are unset (a row about a device, not a message: s7comm_known_devices.log)."""
     conn = kept.conn
     uid = zeek_uid(conn.client_ip, conn.client_port, conn.server_ip, conn.server_port)
     ends = ((conn.client_ip, conn.client_port), (conn.server_ip, conn.server_port))
     (src, sport), (dst, dport) = ends if kept.from_client else ends[::-1]
+    sender = f"{'T' if kept.from_client else 'F'}\t{src}\t{sport}\t{dst}\t{dport}\t" if directed else "-\t" * 5
     return (f"{kept.message.ts_ns / 1e9:.6f}\t{uid}\t{conn.client_ip}\t{conn.client_port}\t{conn.server_ip}\t"
-            f"{conn.server_port}\t{'T' if kept.from_client else 'F'}\t{src}\t{sport}\t{dst}\t{dport}\t")
+            f"{conn.server_port}\t{sender}")
 
 
 def open_logs(outs: Mapping[str, IO[str]], logs: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]) -> None:

@@ -6,16 +6,13 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Mapping
 
+from otsentry.collectors.ics.dnp3_names import FUNCTIONS as ZEEK_FUNCTIONS
+
 __all__ = ["CONTROL_STATUS", "OBJECT_NAMES", "OPERATION_TYPES", "TRIP_CODES", "function_name"]
 
-_FUNCTIONS = (
-    "CONFIRM READ WRITE SELECT OPERATE DIRECT_OPERATE DIRECT_OPERATE_NR IMMED_FREEZE IMMED_FREEZE_NR FREEZE_CLEAR "
-    "FREEZE_CLEAR_NR FREEZE_AT_TIME FREEZE_AT_TIME_NR COLD_RESTART WARM_RESTART INITIALIZE_DATA INITIALIZE_APPL "
-    "START_APPL STOP_APPL SAVE_CONFIG ENABLE_UNSOLICITED DISABLE_UNSOLICITED ASSIGN_CLASS DELAY_MEASURE "
-    "RECORD_CURRENT_TIME OPEN_FILE CLOSE_FILE DELETE_FILE GET_FILE_INFO AUTHENTICATE_FILE ABORT_FILE "
-    "ACTIVATE_CONFIG AUTHENTICATE_REQ AUTHENTICATE_REQ_NR").split()
-FUNCTIONS: Mapping[int, str] = MappingProxyType({**dict(enumerate(_FUNCTIONS)), 0x81: "RESPONSE",
-                                                 0x82: "UNSOLICITED_RESPONSE", 0x83: "AUTHENTICATE_RESP"})
+# Zeek's function names (ics.dnp3_names), but for 0x21, which ICSNPP spells AUTHENTICATE_REQ_NR
+FUNCTIONS: Mapping[int, str] = MappingProxyType({**{code: name for code, (name, _) in ZEEK_FUNCTIONS.items()},
+                                                 0x21: "AUTHENTICATE_REQ_NR"})
 TRIP_CODES: Mapping[int, str] = MappingProxyType({0: "Nul", 1: "Close", 2: "Trip"})
 OPERATION_TYPES: Mapping[int, str] = MappingProxyType({0: "Nul", 1: "Pulse On", 2: "Pulse Off", 3: "Latch On",
                                                        4: "Latch Off"})

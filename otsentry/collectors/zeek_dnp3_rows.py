@@ -20,6 +20,7 @@ import struct
 from typing import NamedTuple
 
 from otsentry.collectors.ics.dnp3_names import OBJECT_SIZES
+from otsentry.collectors.ics.dnp3_objects import COUNT_BYTES, INT_FORMATS, PREFIX_BYTES, RANGE_BYTES
 from otsentry.collectors.zeek_dnp3_names import CONTROL_STATUS, OBJECT_NAMES, OPERATION_TYPES, TRIP_CODES, \
     function_name
 
@@ -33,8 +34,6 @@ _REQUEST_OBJECTS = frozenset({0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x
 _RESPONSE_OBJECTS = frozenset({0x81, 0x82, 0x83})
 _REQUEST_DATA_GROUPS = frozenset({12, 50, 51, 52, 70, 80, 120})
 _PACKED = frozenset({0x0101, 0x0301, 0x0A01, 0x0C03})
-_PREFIX = {0: 0, 1: 1, 2: 2, 3: 4, 4: 1, 5: 2, 6: 4}
-_INT = {1: "<B", 2: "<H", 4: "<I"}
 
 
 class ExtendedRows(NamedTuple):
@@ -44,8 +43,8 @@ class ExtendedRows(NamedTuple):
 
 def _range(data: bytes, pos: int, code: int) -> tuple[int, int, int, int] | None:
     """(items, low, high, position after) of an object header's range field, as Zeek's grammar reads it."""
-    if code in (0, 1, 2, 3, 4, 5):
-        size = {0: 1, 1: 2, 2: 4, 3: 1, 4: 2, 5: 4}[code]
+    if code in RANGE_BYTES:
+        size = RANGE_BYTES[code]
         if pos + 2 * size > len(data):
             return None
         order = "<" if code in (1, 2) else ">"  # virtual-address ranges inherit the message's big-endian order
@@ -55,10 +54,10 @@ def _range(data: bytes, pos: int, code: int) -> tuple[int, int, int, int] | None
         return items, low, high, pos + 2 * size
     if code == 6:
         return 0, 0xFFFF, 0xFFFF, pos
-    if code in (7, 0xB):
+    if COUNT_BYTES.get(code) == 1:
         return (data[pos], data[pos], 0, pos + 1) if pos < len(data) else None
-    if code in (8, 9):
-        size = 2 if code == 8 else 4
+    if code in COUNT_BYTES:
+        size = COUNT_BYTES[code]
         if pos + size > len(data):
             return None
         raw = data[pos : pos + size]
@@ -90,7 +89,7 @@ def dnp3_extended_rows(fragment: bytes, is_orig: bool) -> ExtendedRows:
             out.objects.append((name, label) + ((UNSET,) * 3 if is_orig else (str(items), str(low), str(high))))
         if is_orig and group not in _REQUEST_DATA_GROUPS:
             continue  # Zeek reads no data after such a request header
-        prefix = _PREFIX.get((qualifier >> 4) & 0x07)
+        prefix = PREFIX_BYTES.get((qualifier >> 4) & 0x07)
         if kind in _PACKED:
             count, size, prefix = (items + 7) // 8, 1, 0
         else:
@@ -101,7 +100,7 @@ def dnp3_extended_rows(fragment: bytes, is_orig: bool) -> ExtendedRows:
             if pos + prefix + size > len(fragment):
                 return out
             if prefix:
-                index = struct.unpack_from(_INT[prefix], fragment, pos)[0]
+                index = struct.unpack_from(INT_FORMATS[prefix], fragment, pos)[0]
                 pos += prefix
             if group == 12 and variation in (1, 2):
                 code, times, on, off, status = struct.unpack_from("<BBIIB", fragment, pos)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import IO, Iterable
 
-from otsentry.collectors.formats import zeek_escape, zeek_uid
+from otsentry.collectors.formats import zeek_escape
 from otsentry.collectors.ics.message import KeptMessage
 from otsentry.collectors.zeek_conn import close_logs, conn_prefix, open_logs
 from otsentry.collectors.zeek_s7_names import COTP_PDU_TYPES
@@ -68,12 +68,9 @@ class ZeekS7Writer:
         if out is None or not ("system_name" in said or "module_name" in said) or kept.conn.server_ip in self._known:
             return
         self._known.add(kept.conn.server_ip)
-        conn = kept.conn
-        uid = zeek_uid(conn.client_ip, conn.client_port, conn.server_ip, conn.server_port)
         fields = (zeek_escape(said.get(k, "").encode("latin-1")) or "(empty)"
                   for k in ("system_name", "module_name", "plant_id", "serial"))
-        out.write(f"{kept.message.ts_ns / 1e9:.6f}\t{uid}\t{conn.client_ip}\t{conn.client_port}\t{conn.server_ip}\t"
-                  f"{conn.server_port}\t-\t-\t-\t-\t-\t" + "\t".join(fields) + "\n")
+        out.write(conn_prefix(kept, directed=False) + "\t".join(fields) + "\n")
 
     def _put(self, log: str, kept: KeptMessage, row: tuple[str, ...] | None) -> None:
         out = self.outs.get(log)

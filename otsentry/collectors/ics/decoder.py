@@ -64,7 +64,6 @@ class IcsDecoder:
         self._udp_framers = {name: StreamFramer(spec) for name, spec in FRAMES.items()}
         self._last = (0, 0)
         self._routes: dict[tuple, tuple[int, bool, str]] = {}  # sender 7-tuple -> (conn id, from client, framer)
-        self._senders: dict[int, list[tuple]] = {}  # conn id -> its keys in _routes
         self._ending: dict[int, StreamState] = {}  # streams ended with notes not yet taken (see stream)
         self.ended_counts = stream_counts()  # reassembly counts of the streams ended
         self.found = FoundServers()  # servers of a decoded protocol on another port (``decode_as``)
@@ -177,35 +176,37 @@ class IcsDecoder:
         cli, srv = ((shi, slo, sport), (dhi, dlo, dport)) if from_client else ((dhi, dlo, dport), (shi, slo, sport))
         cid = self.conns.intern((proto, *cli, *srv), lambda: Conn(addr_to_str(cli[0], cli[1]), cli[2],
                                                                 addr_to_str(srv[0], srv[1]), srv[2]))
-        sender = (proto, shi, slo, sport, dhi, dlo, dport)
-        route = self._routes[sender] = (cid, from_client, name)
-        self._senders.setdefault(cid, []).append(sender)
+        route = self._routes[(proto, shi, slo, sport, dhi, dlo, dport)] = (cid, from_client, name)
         return route
 
-    def end(self, cids: list[int]) -> list[OperationEvent]:
-        """Release the state of ended connections (closed or long idle): their streams are finished as at the end
-        of a capture (partial units truncated, held bytes past their holes), their counts kept; open requests
-        stay with the pairer, which reports them unanswered after its timeout."""
+    def end(self, ended: dict[tuple, int]) -> list[OperationEvent]:
+        """Release the state of ended connections (connection-table key -> id; closed or long idle): their streams
+        are finished as at the end of a capture (partial units truncated, held bytes past their holes), their
+        counts kept; open requests stay with the pairer, which reports them unanswered after its timeout."""
         out: list[OperationEvent] = []
-        frame, ts = self._last
-        for cid in cids:
-            name = self._framer_of.get(cid)
+        for (proto, chi, clo, cport, shi, slo, sport), cid in ended.items():
             for sid in (2 * cid, 2 * cid + 1):
                 state = self.streams.pop(sid, None)
                 if state is None:
                     continue
-                self._decode(name, cid, sid, sid % 2 == 0, finish_stream(state, frame, ts), out)
+                self._finish_stream(sid, state, out)
                 if state.notes:
-                    self.noted.add(sid)
                     self._ending[sid] = state
                 self._holding.discard(sid)
                 add_stream_counts(self.ended_counts, state)
             self._units.end(cid)
             self._framer_of.pop(cid, None)
             self._transport_of.pop(cid, None)
-            for sender in self._senders.pop(cid, ()):
-                self._routes.pop(sender, None)
+            # a connection's routes are its two senders: the key itself, and the key's ends swapped
+            self._routes.pop((proto, chi, clo, cport, shi, slo, sport), None)
+            self._routes.pop((proto, shi, slo, sport, chi, clo, cport), None)
         return out
+
+    def _finish_stream(self, sid: int, state: StreamState, out: list[OperationEvent]) -> None:
+        frame, ts = self._last
+        self._decode(self._framer_of[sid // 2], sid // 2, sid, sid % 2 == 0, finish_stream(state, frame, ts), out)
+        if state.notes:
+            self.noted.add(sid)
 
     def stream(self, sid: int) -> StreamState:
         """A stream with notes to take (``noted``): live, or ended by ``end`` since the notes were last taken."""
@@ -214,11 +215,8 @@ class IcsDecoder:
 
     def finish(self) -> list[OperationEvent]:
         out: list[OperationEvent] = []
-        frame, ts = self._last
         for sid, state in self.streams.items():
-            self._decode(self._framer_of[sid // 2], sid // 2, sid, sid % 2 == 0, finish_stream(state, frame, ts), out)
-            if state.notes:
-                self.noted.add(sid)
+            self._finish_stream(sid, state, out)
         self._holding.clear()
         self._units.close()
         self._pairer.flush(self.counts, out)

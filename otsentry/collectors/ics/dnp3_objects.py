@@ -13,13 +13,15 @@ from typing import Mapping, NamedTuple
 
 from otsentry.collectors.ics.dnp3_names import OBJECT_SIZES, PACKED_BITS
 
-__all__ = ["MAX_VALUES", "ObjectWalk", "VALUE_LAYOUT", "walk_objects"]
+__all__ = ["COUNT_BYTES", "INT_FORMATS", "MAX_VALUES", "ObjectWalk", "PREFIX_BYTES", "RANGE_BYTES", "VALUE_LAYOUT",
+           "walk_objects"]
 
 MAX_VALUES = 256  # values kept per fragment (a response may carry thousands of points)
-_RANGE_BYTES = {0: 1, 1: 2, 2: 4, 3: 1, 4: 2, 5: 4}  # start/stop of this many bytes each
-_COUNT_BYTES = {7: 1, 8: 2, 9: 4, 0xB: 1}
-_PREFIX_BYTES = {0: 0, 1: 1, 2: 2, 3: 4, 4: 1, 5: 2, 6: 4}
-_INT = {1: "<B", 2: "<H", 4: "<I"}
+# qualifier code (low nibble) -> octets of each range bound / of the count; prefix code (bits 4-6) -> prefix octets
+RANGE_BYTES: Mapping[int, int] = MappingProxyType({0: 1, 1: 2, 2: 4, 3: 1, 4: 2, 5: 4})
+COUNT_BYTES: Mapping[int, int] = MappingProxyType({7: 1, 8: 2, 9: 4, 0xB: 1})
+PREFIX_BYTES: Mapping[int, int] = MappingProxyType({0: 0, 1: 1, 2: 2, 3: 4, 4: 1, 5: 2, 6: 4})
+INT_FORMATS: Mapping[int, str] = MappingProxyType({1: "<B", 2: "<H", 4: "<I"})  # little-endian unsigned by size
 
 # (group, variation) -> (offset in the object, struct format) of the value worth keeping; a flag octet first.
 VALUE_LAYOUT: Mapping[tuple[int, int], tuple[int, str]] = MappingProxyType({
@@ -101,8 +103,8 @@ def walk_objects(data: bytes, pos: int, with_data: bool) -> ObjectWalk:
         g, v, q = data[pos], data[pos + 1], data[pos + 2]
         pos += 3
         prefix, rng = q >> 4 & 7, q & 0x0F
-        if rng in _RANGE_BYTES:
-            w = _RANGE_BYTES[rng]
+        if rng in RANGE_BYTES:
+            w = RANGE_BYTES[rng]
             if pos + 2 * w > n:
                 return ObjectWalk(tuple(objects), tuple(values), True, False)
             start = int.from_bytes(data[pos : pos + w], "little")
@@ -112,8 +114,8 @@ def walk_objects(data: bytes, pos: int, with_data: bool) -> ObjectWalk:
                 objects.append(f"g{g}v{v}")
                 return ObjectWalk(tuple(objects), tuple(values), True, False)
             count, label = stop - start + 1, f"g{g}v{v}:{start}-{stop}" if stop > start else f"g{g}v{v}:{start}"
-        elif rng in _COUNT_BYTES:
-            w = _COUNT_BYTES[rng]
+        elif rng in COUNT_BYTES:
+            w = COUNT_BYTES[rng]
             if pos + w > n:
                 return ObjectWalk(tuple(objects), tuple(values), True, False)
             count = int.from_bytes(data[pos : pos + w], "little")
@@ -161,7 +163,7 @@ def _bodies(data: bytes, pos: int, g: int, v: int, prefix: int, count: int, valu
             take = data[pos : pos + min(count, room) * size]
             values.extend(v for v in (_integral(x[0]) for x in run.iter_unpack(take)) if v is not None)
             return end
-    pbytes = _PREFIX_BYTES[prefix]
+    pbytes = PREFIX_BYTES[prefix]
     if pbytes == 0 and not size:  # objects without a body (class data g60): nothing to walk, whatever the count
         return pos
     for _ in range(count):
