@@ -72,7 +72,8 @@ class CollectedBatch:
     flows: list[FlowEvent]
     notes: tuple[EvasionNote, ...] = ()  # evasion evidence seen in this batch
     loss: PacketLoss | None = None  # packets the capture lost while this batch was read (live capture)
-    operations: tuple[OperationEvent, ...] = ()  # DNP3, IEC 104, S7 and EtherNet/IP operations (collectors.ics)
+    # DNP3, IEC 104, S7 and EtherNet/IP operations (collectors.ics), in the order they completed; built when read
+    operations: Sequence[OperationEvent] = ()
     messages: tuple[KeptMessage, ...] = ()  # their messages, with CollectorConfig.keep_messages
     services: tuple[tuple[str, int, str, str], ...] = ()  # (server ip, port, transport, protocol) named by payload
 
@@ -111,7 +112,7 @@ class Collector:
         self._conn_grace_ns = int((self.config.pairing_timeout_s + 60.0) * 1e9)
         self._pairer = Pairer(self.config.pairing_timeout_s)
         self._ics = IcsDecoder(self.conns, self.config.pairing_timeout_s, self.config.reassembly,
-                               self.config.keep_messages, self.config.max_held_total_bytes)
+                               self.config.keep_messages, self.config.max_held_total_bytes, self.config.fast_path)
         self.stats.protocols = self._ics.counts
         self._last_frame = 0
         self._last_ts_ns = 0
@@ -159,11 +160,11 @@ class Collector:
         operations = self._ics.process(chunk, p)
         ot_ended = self._ended_ids(ended, ot=True)  # after decoding: the OT decoder interns its connections as it goes
         if ot_ended:
-            operations.extend(self._ics.end(ot_ended))
+            operations = operations.plus(self._ics.end(ot_ended))
         self._take_ics_notes()
         for key in (*modbus_ended, *ot_ended):
             self.conns.release(key, self._last_ts_ns + self._conn_grace_ns)
-        return self._account(CollectedBatch(events, flows, self._drain_notes(), operations=tuple(operations),
+        return self._account(CollectedBatch(events, flows, self._drain_notes(), operations=operations,
                                             messages=self._ics.drain_messages(), services=tuple(services)))
 
     def _finish_stream(self, builder: HalfBuilder, sid: int, state: StreamState) -> None:

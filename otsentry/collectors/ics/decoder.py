@@ -14,23 +14,36 @@ import numpy as np
 
 from otsentry.collectors.chunks import Chunk
 from otsentry.collectors.events import ConnTable
+from otsentry.collectors.grouping import group_columns
 from otsentry.collectors.ics.counts import ProtocolCounts
+from otsentry.collectors.ics.fastpair import pair
+from otsentry.collectors.ics.fastpath import FAST_FRAMERS, frame_segments, stream_breaks
+from otsentry.collectors.ics.fastunits import FRAMER_PROTOCOL, NAMES, PROTOCOLS, classify, key_columns, message_of
 from otsentry.collectors.ics.found import FRAMER_OF_SERVICE, FoundServers
 from otsentry.collectors.ics.framing import FRAMES, StreamFramer
+from otsentry.collectors.ics.lazy import LazyOperations, Operations
 from otsentry.collectors.ics.message import KeptMessage, Message, Pdu
-from otsentry.collectors.ics.pairing import OperationPairer
+from otsentry.collectors.ics.pairing import OperationPairer, operation_event, to_group
 from otsentry.collectors.ics.ports import DECODED_TCP, DECODED_UDP
 from otsentry.collectors.ics.s7comm import cotp_message
 from otsentry.collectors.ics.units import UnitDecoder
 from otsentry.collectors.packets import Packets, addr_to_str
 from otsentry.collectors.stats import add_stream_counts, stream_counts
-from otsentry.collectors.reassembly import LIMITS, SEQ_MOD, ReassemblyLimits, StreamState, feed_segment, \
+from otsentry.collectors.reassembly import LIMITS, SEQ_MOD, TAIL_BYTES, ReassemblyLimits, StreamState, feed_segment, \
     finish_stream, flush, skip_gap
 from otsentry.collectors.types import Conn
 from otsentry.contracts.events import OperationEvent
 from otsentry.contracts.network import SYN
 
 __all__ = ["IcsDecoder"]
+
+
+def _aligned(state: StreamState, seq: int | None) -> bool:
+    """Nothing pending in this direction and its next segment starts at ``seq`` (None: a SYN, which restarts
+    the stream wherever it was): the fast path may go on."""
+    return (not state.held and not state.buffer and not state.tentative
+            and (state.framer is None or not state.framer.buffer)
+            and (seq is None or state.next_seq is None or state.next_seq == seq))
 
 
 def _table(ports) -> np.ndarray:
@@ -47,8 +60,9 @@ class IcsDecoder:
 
     def __init__(self, conns: ConnTable, pairing_timeout_s: float = 5.0,
                  limits: ReassemblyLimits = LIMITS, keep_messages: bool = False,
-                 max_held_total_bytes: int = 64 << 20) -> None:
+                 max_held_total_bytes: int = 64 << 20, fast_path: bool = True) -> None:
         self.conns = conns
+        self.fast_path = fast_path  # connections in the common case framed, read and paired over arrays
         self.max_held_total_bytes = max_held_total_bytes
         self._holding: set[int] = set()  # streams with out-of-order bytes held
         self.noted: set[int] = set()  # streams with evasion notes for the collector to take
@@ -68,7 +82,7 @@ class IcsDecoder:
         self.ended_counts = stream_counts()  # reassembly counts of the streams ended
         self.found = FoundServers()  # servers of a decoded protocol on another port (``decode_as``)
 
-    def process(self, chunk: Chunk, p: Packets) -> list[OperationEvent]:
+    def process(self, chunk: Chunk, p: Packets) -> Operations:
         tcp_ports, udp_ports = _TCP[p.sport] | _TCP[p.dport], _UDP[p.sport] | _UDP[p.dport]
         if len(self.found):
             tcp_ports |= self.found.tcp_ports[p.sport] | self.found.tcp_ports[p.dport]
@@ -82,7 +96,10 @@ class IcsDecoder:
             if self._holding:  # a quiet stream's hole still times out
                 self._sweep_held(out)
             self._pairer.expire(self._last[1], self.counts, out)  # requests left unanswered still come out
-            return out
+            return Operations(out)
+        lazy: list[LazyOperations] = []
+        if self.fast_path and not self.keep_messages and not self._pairer.has_groups:
+            rows = self._fast(chunk, p, rows, out, lazy)
         buf, snapped = chunk.buf, chunk.caplen < chunk.wirelen
         cols = [getattr(p, n)[rows].tolist() for n in ("proto", "src_hi", "src_lo", "sport", "dst_hi", "dst_lo",
                                                          "dport", "seq", "tcp_flags", "payload_off", "payload_len",
@@ -116,7 +133,205 @@ class IcsDecoder:
         if self._holding:
             self._sweep_held(out)
         self._pairer.expire(self._last[1], self.counts, out)
-        return out
+        return Operations(out, lazy)
+
+    def _fast(self, chunk: Chunk, p: Packets, rows: np.ndarray, out: list[OperationEvent],
+              lazy: list[LazyOperations]) -> np.ndarray:
+        """Take the TCP connections in the common case (``fastpath``) over arrays; return the rows left for the
+        general path: every row of every other connection, in capture order."""
+        cand = rows[p.proto[rows] == 6]
+        if not len(cand):
+            return rows
+        cid, from_client, fid = self._tcp_routes(p, cand)
+        known = cid >= 0
+        plen, wire = p.payload_len[cand].astype(np.int64), p.payload_wire_len[cand].astype(np.int64)
+        syn = (p.tcp_flags[cand] & SYN) > 0
+        data = (plen > 0) | (wire > 0) | syn
+        seq = p.seq[cand].astype(np.int64)
+        u8 = np.frombuffer(chunk.buf, dtype=np.uint8)
+        good = ~data  # pure acknowledgments change nothing
+        framed = []
+        for f, framer in enumerate(FAST_FRAMERS):
+            sel = np.flatnonzero(known & (fid == f) & data & ~syn & (plen == wire))
+            if len(sel):
+                whole, seg, off, size = frame_segments(framer, u8, p.payload_off[cand[sel]].astype(np.int64),
+                                                       plen[sel])
+                good[sel[whole]] = True
+                units = classify(framer, u8, off, size, from_client[sel[seg]])
+                good[sel[seg[~units.ok]]] = False
+                framed.append((sel[seg], off, size, units, framer))
+        opening = syn & (plen == 0) & (wire == 0)  # a handshake segment: fast when it starts its stream's run
+        good |= opening
+        sid = cid * 2 + ~from_client
+        bad = set(cid[known & ~(good & (fid >= 0))].tolist())
+        d = np.flatnonzero(known & data)
+        broken, firsts = stream_breaks(sid[d], seq[d], plen[d] + syn[d])  # a SYN takes one sequence number
+        bad.update((broken // 2).tolist())
+        later = np.ones(len(d), dtype=bool)
+        later[firsts] = False
+        bad.update((sid[d[later & opening[d]]] // 2).tolist())  # a SYN after data: a new connection, general path
+        for s, first_seq, starts in zip(sid[d[firsts]].tolist(), seq[d[firsts]].tolist(),
+                                        opening[d[firsts]].tolist()):
+            state = self.streams.get(s)
+            if state is not None and not _aligned(state, None if starts else first_seq):
+                bad.add(s // 2)
+        conns = self.conns.conns
+        cids = {c for c in np.unique(cid[known]).tolist()
+                if c not in bad and self._units.idle(c) and not to_group(conns[c].server_ip)}
+        carried, back = [], []
+        for key, entry in self._pairer.take(cids):
+            cols = key_columns(entry[1].protocol, entry[1].key) if entry[1].protocol in PROTOCOLS else None
+            if cols is None:
+                cids.discard(key[0])
+            carried.append((key, entry, cols))
+        back = [(key, entry) for key, entry, _ in carried if key[0] not in cids]
+        carried = [c for c in carried if c[0][0] in cids]
+        self._pairer.put_back(back, self.counts, out)
+        if not cids:
+            return rows
+        fast = known & np.isin(cid, np.fromiter(cids, dtype=np.int64, count=len(cids)))
+        self._fast_streams(p, cand, fast, sid, fid, data, syn, seq, plen, u8)
+        parts = [(seg[m], off[m], size[m], units, m, framer) for seg, off, size, units, framer in framed
+                 if (m := fast[seg]).any()]
+        if parts:
+            self._fast_units(p, cand, cid, from_client, parts, carried, u8, out, lazy)
+        elif carried:
+            self._pairer.put_back([(key, entry) for key, entry, _ in carried], self.counts, out)
+        return rows[~np.isin(rows, cand[fast], assume_unique=True)]
+
+    def _tcp_routes(self, p: Packets, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Connection id (-1: not ours), sent by the client, and fast framer (index, -1: none) of each row; routes
+        are made in the order senders first appear, as the general path makes them."""
+        cols = [getattr(p, n)[cand] for n in ("src_hi", "src_lo", "sport", "dst_hi", "dst_lo", "dport")]
+        first, group = group_columns([c.astype(np.uint64) for c in cols])
+        table = np.full((len(first), 3), -1, dtype=np.int64)
+        framers = {name: f for f, name in enumerate(FAST_FRAMERS)}
+        keys = zip(*(c[first].tolist() for c in cols))
+        for j, key in sorted(zip(range(len(first)), keys), key=lambda jk: int(first[jk[0]])):
+            route = self._routes.get((6, *key))
+            if route is None:
+                route = self._route(6, *key)
+            if route is not None:
+                table[j] = route[0], route[1], framers.get(route[2], -1)
+        per_row = table[group]
+        return per_row[:, 0], per_row[:, 1] == 1, per_row[:, 2]
+
+    def _fast_streams(self, p: Packets, cand: np.ndarray, fast: np.ndarray, sid: np.ndarray, fid: np.ndarray,
+                      data: np.ndarray, syn: np.ndarray, seq: np.ndarray, plen: np.ndarray, u8: np.ndarray) -> None:
+        """The fast streams' reassembly state, as the general path leaves it: next byte expected, last bytes."""
+        names = list(FAST_FRAMERS)
+        rows = np.flatnonzero(fast)
+        order = rows[np.argsort(sid[rows], kind="stable")]
+        s = sid[order]
+        cut = np.flatnonzero(np.append(s[1:] != s[:-1], True))
+        start = 0
+        for end in cut.tolist():
+            run = order[start : end + 1]
+            start = end + 1
+            stream = int(s[end])
+            state = self.streams.get(stream)
+            if state is None:
+                name = names[int(fid[run[0]])]
+                state = self.streams[stream] = StreamState(framer=StreamFramer(FRAMES[name]))
+                self._framer_of[stream // 2] = name
+            self._transport_of[stream // 2] = "tcp"
+            run = run[data[run]]
+            if not len(run):
+                continue
+            if syn[run[0]]:  # the stream starts (again) here: only its SYN is a first row (see _fast)
+                state.saw_syn, state.tail, state.tail_end = True, b"", -1
+                state.next_seq = (int(seq[run[0]]) + 1) % SEQ_MOD
+                run = run[1:]
+                if not len(run):
+                    continue
+            first_seq, last = int(seq[run[0]]), int(run[-1])
+            tail, kept = [], 0
+            for k in run[::-1].tolist():
+                off = int(p.payload_off[cand[k]])
+                tail.append(u8[off : off + int(plen[k])].tobytes())
+                kept += int(plen[k])
+                if kept >= TAIL_BYTES:
+                    break
+            if kept < TAIL_BYTES and state.tail_end == first_seq:
+                tail.append(state.tail)
+            state.tail = b"".join(reversed(tail))[-TAIL_BYTES:]
+            state.next_seq = state.tail_end = (int(seq[last]) + int(plen[last])) % SEQ_MOD
+
+    def _fast_units(self, p: Packets, cand: np.ndarray, cid: np.ndarray, from_client: np.ndarray, parts: list,
+                    carried: list, u8: np.ndarray, out: list[OperationEvent], lazy: list[LazyOperations]) -> None:
+        """Count, pair and keep (for reading later) the units of the fast connections."""
+        seg = np.concatenate([part[0] for part in parts])
+        off = np.concatenate([part[1] for part in parts])
+        size = np.concatenate([part[2] for part in parts])
+        fields = {name: np.concatenate([getattr(part[3], name)[part[4]] for part in parts])
+                  for name in ("protocol", "request", "error", "name", "keyed", "key")}
+        for _, _, _, units, m, framer in parts:
+            if framer == "tpkt":  # every TPKT unit is a COTP TPDU
+                self.counts.setdefault("cotp", ProtocolCounts()).link_frames += int(m.sum())
+        order = np.lexsort((off, seg))
+        seg, off, size = seg[order], off[order], size[order]
+        proto, request, error, name, keyed, key = (fields[n][order] for n in ("protocol", "request", "error",
+                                                                                 "name", "keyed", "key"))
+        for pi, protocol in enumerate(PROTOCOLS):
+            m = proto == pi
+            n = int(m.sum())
+            if not n:
+                continue
+            c = self.counts.setdefault(protocol, ProtocolCounts())
+            req = int(request[m].sum())
+            c.messages += n
+            c.requests += req
+            c.responses += n - req
+            c.errors += int((error[m] & ~request[m]).sum())
+            ids, counts = np.unique(name[m], return_counts=True)
+            for i, k in zip(ids.tolist(), counts.tolist()):
+                c.functions[NAMES[i]] = c.functions.get(NAMES[i], 0) + k
+        ucid, ufc = cid[seg], from_client[seg]
+        rows = cand[seg]
+        frame, ts = p.frame[rows], p.ts_ns[rows]
+        ref = np.flatnonzero(keyed)
+        u64 = np.uint64
+        carried_cols = [np.array(col, dtype=u64) for col in zip(*(
+            (key_[0], PROTOCOLS.index(entry[1].protocol), *cols) for key_, entry, cols in carried))] \
+            if carried else []
+        res = pair(ref, request[ref], [ucid[ref].astype(u64), proto[ref].astype(u64), *key[ref].T], carried_cols)
+
+        def message(i: int) -> Message:
+            start = int(off[i])
+            return message_of(int(proto[i]), u8[start : start + int(size[i])].tobytes(), bool(ufc[i]),
+                              int(frame[i]), int(ts[i]))
+
+        for pi, protocol in enumerate(PROTOCOLS):  # unanswered and orphans, per protocol
+            lost = int((proto[res.unanswered[res.unanswered >= 0]] == pi).sum()) + sum(
+                1 for r in res.unanswered[res.unanswered < 0].tolist() if carried[-1 - r][1][1].protocol == protocol)
+            orphans = int((proto[res.orphans] == pi).sum())
+            if lost or orphans:
+                c = self.counts.setdefault(protocol, ProtocolCounts())
+                c.unanswered += lost
+                c.orphan_responses += orphans
+        for r, s in zip(res.request.tolist(), res.response.tolist()):
+            if r < 0:  # a request of an earlier chunk, answered in this one
+                conn, msg, transport = carried[-1 - r][1]
+                out.append(operation_event(conn, msg, message(s), (), transport))
+        for r in res.unanswered[res.unanswered < 0].tolist():
+            conn, msg, transport = carried[-1 - r][1]
+            out.append(operation_event(conn, msg, None, ("unanswered",), transport))
+        left = []
+        for r in res.open.tolist():
+            if r < 0:
+                left.append(carried[-1 - r][:2])
+            else:
+                msg = message(r)
+                left.append(((int(ucid[r]), msg.protocol, msg.key), (self.conns.conns[int(ucid[r])], msg, "tcp")))
+        self._pairer.put_back(left, self.counts, out)
+        answered = res.request >= 0
+        req = np.concatenate([res.request[answered], res.unanswered[res.unanswered >= 0]])
+        resp = np.concatenate([res.response[answered], np.full(int((res.unanswered >= 0).sum()), -1, np.int64)])
+        if len(req):
+            used = np.unique(ucid[req])
+            conn_list = [self.conns.conns[c] for c in used.tolist()]
+            lazy.append(LazyOperations(u8, off, size, frame, ts, ufc, proto, conn_list,
+                                       np.searchsorted(used, ucid[req]), req, resp))
 
     def _sweep_held(self, out: list[OperationEvent]) -> None:
         """Holes open longer than the timeout, and the memory bound over all OT streams: give up on the oldest."""

@@ -79,6 +79,11 @@ class TransportReassembler:
         return None
 
     @property
+    def in_progress(self) -> int:
+        """Fragments started and not yet complete."""
+        return len(self._open)
+
+    @property
     def pending_bytes(self) -> int:
         """Bytes held in fragments not yet complete (at most ``MAX_FRAGMENT`` for each of ``MAX_OPEN`` sequences)."""
         return sum(len(p.data) for p in self._open.values())

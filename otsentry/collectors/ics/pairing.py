@@ -19,13 +19,13 @@ from otsentry.collectors.ics.message import Message
 from otsentry.collectors.types import Conn
 from otsentry.contracts.events import OperationEvent
 
-__all__ = ["MAX_PENDING", "OperationPairer"]
+__all__ = ["MAX_PENDING", "OperationPairer", "operation_event", "to_group"]
 
 MAX_PENDING = 65536  # open requests kept over all connections (the oldest are reported unanswered first)
 
 
 @lru_cache(maxsize=4096)
-def _group(ip: str) -> bool:
+def to_group(ip: str) -> bool:
     """A broadcast or multicast destination (a /24's .255 counts: the subnet's mask is not on the wire)."""
     try:
         addr = ip_address(ip)
@@ -34,8 +34,9 @@ def _group(ip: str) -> bool:
     return addr.is_multicast or ip.endswith(".255")
 
 
-def _event(conn: Conn, req: Message, resp: Message | None, flags: tuple[str, ...] = (),
-           transport: str = "tcp") -> OperationEvent:
+def operation_event(conn: Conn, req: Message, resp: Message | None, flags: tuple[str, ...] = (),
+                    transport: str = "tcp") -> OperationEvent:
+    """The operation of a request and its response (None: unanswered) on one connection."""
     return OperationEvent(
         protocol=req.protocol, ts=req.ts_ns / 1e9, client_ip=conn.client_ip, client_port=conn.client_port,
         server_ip=conn.server_ip, server_port=conn.server_port, station=req.station, operation=req.operation,
@@ -66,7 +67,7 @@ class OperationPairer:
             if old is not None:  # the same key again before an answer: the first went unanswered
                 self._forget(key, old[0], old[1], counts, out, old[2])
             self._open[key] = (conn, msg, transport)
-            if _group(conn.server_ip):
+            if to_group(conn.server_ip):
                 self._groups[(msg.protocol, msg.key, conn.client_ip, conn.client_port)] = key
             while len(self._open) > MAX_PENDING:
                 old_key, (c, m, t) = self._open.popitem(last=False)
@@ -80,20 +81,20 @@ class OperationPairer:
                 counts.orphan_responses += 1
                 return
             self._answered.add(group_key)
-            out.append(_event(conn, group[1], msg, (), transport))  # the answering device's own operation
+            out.append(operation_event(conn, group[1], msg, (), transport))  # the answering device's own operation
             return
-        out.append(_event(req[0], req[1], msg, (), req[2]))
+        out.append(operation_event(req[0], req[1], msg, (), req[2]))
 
     def _forget(self, key: tuple, conn: Conn, msg: Message, counts: ProtocolCounts, out: list[OperationEvent],
                 transport: str) -> None:
         """A request leaves the open set: unanswered, unless it went to a group and some device answered."""
-        if _group(conn.server_ip):
+        if to_group(conn.server_ip):
             self._groups.pop((msg.protocol, msg.key, conn.client_ip, conn.client_port), None)
             if key in self._answered:
                 self._answered.discard(key)
                 return
         counts.unanswered += 1
-        out.append(_event(conn, msg, None, ("unanswered",), transport))
+        out.append(operation_event(conn, msg, None, ("unanswered",), transport))
 
     def expire(self, now_ns: int, counts: dict[str, ProtocolCounts], out: list[OperationEvent]) -> None:
         """Requests open longer than the timeout (capture clock), oldest first."""
@@ -106,3 +107,28 @@ class OperationPairer:
 
     def flush(self, counts: dict[str, ProtocolCounts], out: list[OperationEvent]) -> None:
         self.expire(1 << 62, counts, out)
+
+    @property
+    def has_groups(self) -> bool:
+        """Requests to a broadcast or multicast address are open (answers may come from any device)."""
+        return bool(self._groups)
+
+    def take(self, cids: set[int]) -> list[tuple[tuple, tuple[Conn, Message, str]]]:
+        """Remove and return the open requests of these connections, oldest first (the fast path pairs them)."""
+        taken = [(key, entry) for key, entry in self._open.items() if key[0] in cids]
+        for key, _ in taken:
+            del self._open[key]
+        return taken
+
+    def put_back(self, entries: list[tuple[tuple, tuple[Conn, Message, str]]],
+                 counts: dict[str, ProtocolCounts], out: list[OperationEvent]) -> None:
+        """Requests left open by the fast path: kept in request order, as ``push`` keeps them, and bounded."""
+        if not entries:
+            return
+        self._open.update(entries)
+        frames = [entry[1].frame for entry in self._open.values()]
+        if any(a > b for a, b in zip(frames, frames[1:])):
+            self._open = OrderedDict(sorted(self._open.items(), key=lambda kv: kv[1][1].frame))
+        while len(self._open) > MAX_PENDING:
+            old_key, (c, m, t) = self._open.popitem(last=False)
+            self._forget(old_key, c, m, counts.setdefault(m.protocol, ProtocolCounts()), out, t)

@@ -57,6 +57,13 @@ class UnitDecoder:
         """Bytes the framer could not frame: counted, so that nothing on an OT port goes unseen."""
         self._counts(_COUNTED_AS.get(framer, framer)).skipped_bytes += nbytes
 
+    def idle(self, conn: int) -> bool:
+        """Nothing of this connection is in progress: no DNP3 fragment, no COTP segment in either direction."""
+        reassembler = self._transport.get(conn)
+        if reassembler is not None and reassembler.in_progress:
+            return False
+        return not any(self._cotp[sid].pending for sid in (2 * conn, 2 * conn + 1) if sid in self._cotp)
+
     def end(self, conn: int) -> None:
         """Release one connection's state (it ended): what it held is dropped and counted, as by ``close``."""
         reassembler = self._transport.pop(conn, None)

@@ -1,0 +1,124 @@
+"""A batch's OT operations, built when first read: counting needs none of them, so ``inspect --summary`` builds none.
+
+The fast path (``ics.fastpath``) keeps the bytes of the units its operations come from; reading the operations
+runs the protocol's parser on them and pairs the messages as the pairer does, so an operation read is the same
+object, field for field, as the general path makes. ``Operations`` is what ``CollectedBatch.operations`` holds:
+a sequence of ``OperationEvent``s, in the order they completed (by the frame of the answer, or of the request of
+an unanswered one), whichever path made them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Iterable, Iterator, overload
+
+import numpy as np
+
+from otsentry.arrays import ranges
+from otsentry.collectors.ics.fastunits import message_of
+from otsentry.collectors.ics.message import Message
+from otsentry.collectors.ics.pairing import operation_event
+from otsentry.collectors.types import Conn
+from otsentry.contracts.events import OperationEvent
+
+__all__ = ["LazyOperations", "Operations"]
+
+
+class LazyOperations:
+    """Operations of fast-path units, each a request (an index in the unit table) and its response or -1."""
+
+    __slots__ = ("_blob", "_start", "_size", "_frame", "_ts", "_from_client", "_protocol", "_conns", "_conn",
+                 "_request", "_response")
+
+    def __init__(self, u8: np.ndarray, off: np.ndarray, size: np.ndarray, frame: np.ndarray, ts: np.ndarray,
+                 from_client: np.ndarray, protocol: np.ndarray, conns: list[Conn], conn: np.ndarray,
+                 request: np.ndarray, response: np.ndarray) -> None:
+        """Units by index (``off``/``size`` in ``u8``, the chunk's buffer: only the units used are copied);
+        ``conn`` indexes ``conns`` per operation."""
+        used = np.unique(np.concatenate([request, response[response >= 0]]))
+        self._blob = u8[ranges(off[used], size[used])].tobytes()
+        self._size = size[used]
+        self._start = np.cumsum(self._size) - self._size
+        self._frame, self._ts, self._from_client, self._protocol = frame[used], ts[used], from_client[used], \
+            protocol[used]
+        self._conns, self._conn = conns, conn
+        self._request = np.searchsorted(used, request)
+        self._response = np.where(response >= 0, np.searchsorted(used, response), -1)
+
+    def __len__(self) -> int:
+        return len(self._request)
+
+    def build(self) -> list[OperationEvent]:
+        blob, conns = self._blob, self._conns
+        units = list(zip(self._protocol.tolist(), self._start.tolist(), (self._start + self._size).tolist(),
+                         self._from_client.tolist(), self._frame.tolist(), self._ts.tolist()))
+
+        def message(i: int) -> Message:
+            protocol, start, end, from_client, frame, ts = units[i]
+            return message_of(protocol, blob[start:end], from_client, frame, ts)
+
+        out = []
+        for conn, req, resp in zip(self._conn.tolist(), self._request.tolist(), self._response.tolist()):
+            if resp < 0:
+                out.append(operation_event(conns[conn], message(req), None, ("unanswered",)))
+            else:
+                out.append(operation_event(conns[conn], message(req), message(resp)))
+        return out
+
+
+def _completion(op: OperationEvent) -> tuple[int, int]:
+    return (op.request_frame if op.response_frame is None else op.response_frame), op.request_frame
+
+
+class Operations(Sequence):
+    """OperationEvents made ready by the decoder plus lazily built ones; built and ordered on first read."""
+
+    __slots__ = ("_ready", "_lazy", "_events")
+
+    def __init__(self, ready: Iterable[OperationEvent] = (), lazy: Iterable[LazyOperations] = ()) -> None:
+        self._ready = list(ready)
+        self._lazy = tuple(part for part in lazy if len(part))
+        self._events: tuple[OperationEvent, ...] | None = None
+
+    def plus(self, more: Iterable[OperationEvent]) -> "Operations":
+        more = list(more)
+        if not more:
+            return self
+        if self._events is not None:
+            return Operations([*self._events, *more])
+        return Operations([*self._ready, *more], self._lazy)
+
+    def _all(self) -> tuple[OperationEvent, ...]:
+        if self._events is None:
+            events = self._ready + [op for part in self._lazy for op in part.build()]
+            events.sort(key=_completion)
+            self._events, self._ready, self._lazy = tuple(events), [], ()
+        return self._events
+
+    def __len__(self) -> int:
+        if self._events is not None:
+            return len(self._events)
+        return len(self._ready) + sum(len(part) for part in self._lazy)
+
+    @overload
+    def __getitem__(self, i: int) -> OperationEvent: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> tuple[OperationEvent, ...]: ...
+
+    def __getitem__(self, i):
+        return self._all()[i]
+
+    def __iter__(self) -> Iterator[OperationEvent]:
+        return iter(self._all())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (Operations, tuple, list)):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._all())
+
+    def __repr__(self) -> str:
+        return f"Operations({len(self)})"
