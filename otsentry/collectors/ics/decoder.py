@@ -18,7 +18,7 @@ from otsentry.collectors.grouping import group_columns
 from otsentry.collectors.ics.counts import ProtocolCounts
 from otsentry.collectors.ics.fastpair import pair
 from otsentry.collectors.ics.fastpath import FAST_FRAMERS, frame_segments, stream_breaks
-from otsentry.collectors.ics.fastunits import FRAMER_PROTOCOL, NAMES, PROTOCOLS, classify, key_columns, message_of
+from otsentry.collectors.ics.fastunits import LINK_COUNTS, NAMES, PROTOCOLS, classify, key_columns, message_of
 from otsentry.collectors.ics.found import FRAMER_OF_SERVICE, FoundServers
 from otsentry.collectors.ics.framing import FRAMES, StreamFramer
 from otsentry.collectors.ics.lazy import LazyOperations, Operations
@@ -260,18 +260,38 @@ class IcsDecoder:
     def _fast_units(self, p: Packets, cand: np.ndarray, cid: np.ndarray, from_client: np.ndarray, parts: list,
                     carried: list, u8: np.ndarray, out: list[OperationEvent], lazy: list[LazyOperations]) -> None:
         """Count, pair and keep (for reading later) the units of the fast connections."""
-        seg = np.concatenate([part[0] for part in parts])
-        off = np.concatenate([part[1] for part in parts])
-        size = np.concatenate([part[2] for part in parts])
-        fields = {name: np.concatenate([getattr(part[3], name)[part[4]] for part in parts])
-                  for name in ("protocol", "request", "error", "name", "keyed", "key")}
-        for _, _, _, units, m, framer in parts:
-            if framer == "tpkt":  # every TPKT unit is a COTP TPDU
-                self.counts.setdefault("cotp", ProtocolCounts()).link_frames += int(m.sum())
-        order = np.lexsort((off, seg))
-        seg, off, size = seg[order], off[order], size[order]
-        proto, request, error, name, keyed, key = (fields[n][order] for n in ("protocol", "request", "error",
-                                                                                 "name", "keyed", "key"))
+        buffers, base = [u8], len(u8)
+        fields: dict[str, list[np.ndarray]] = {n: [] for n in ("seg", "unit", "at", "size", "protocol", "request",
+                                                              "error", "name", "keyed", "key", "malformed")}
+        for seg, off, size, units, m, framer in parts:
+            if framer in LINK_COUNTS:  # every TPKT unit is a COTP TPDU, every DNP3 unit a link frame
+                self.counts.setdefault(LINK_COUNTS[framer], ProtocolCounts()).link_frames += len(seg)
+            if units.crc_errors is not None:
+                self.counts.setdefault("dnp3", ProtocolCounts()).crc_errors += int(units.crc_errors[m].sum())
+            mm = m if units.message is None else m & units.message
+            keep = mm[m]  # of the units kept (seg, off, size are already the fast connections')
+            fields["seg"].append(seg[keep])
+            fields["unit"].append(off[keep])
+            if units.buf is None:
+                fields["at"].append(off[keep])
+                fields["size"].append(size[keep])
+            else:
+                fields["at"].append(units.at[mm] + base)
+                fields["size"].append(units.length[mm])
+                buffers.append(units.buf)
+                base += len(units.buf)
+            for name in ("protocol", "request", "error", "name", "keyed", "key"):
+                fields[name].append(getattr(units, name)[mm])
+            fields["malformed"].append(np.zeros(int(mm.sum()), dtype=bool) if units.malformed is None
+                                     else units.malformed[mm])
+        if len(buffers) > 1:
+            u8 = np.concatenate(buffers)
+        seg, unit, off, size, proto, request, error, name, keyed, key, malformed = (
+            np.concatenate(fields[n]) for n in ("seg", "unit", "at", "size", "protocol", "request", "error", "name",
+                                              "keyed", "key", "malformed"))
+        order = np.lexsort((unit, seg))
+        seg, off, size, proto, request, error, name, keyed, key, malformed = (
+            x[order] for x in (seg, off, size, proto, request, error, name, keyed, key, malformed))
         for pi, protocol in enumerate(PROTOCOLS):
             m = proto == pi
             n = int(m.sum())
@@ -283,6 +303,7 @@ class IcsDecoder:
             c.requests += req
             c.responses += n - req
             c.errors += int((error[m] & ~request[m]).sum())
+            c.malformed += int(malformed[m].sum())
             ids, counts = np.unique(name[m], return_counts=True)
             for i, k in zip(ids.tolist(), counts.tolist()):
                 c.functions[NAMES[i]] = c.functions.get(NAMES[i], 0) + k

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-__all__ = ["HEADER", "LinkFrame", "MIN_LEN", "START", "crc16", "frame_size", "parse_link"]
+__all__ = ["BLOCK", "CRC_TABLE", "HEADER", "LinkFrame", "MIN_LEN", "START", "crc16", "frame_size", "parse_link"]
 
 START = b"\x05\x64"
 HEADER = 10
@@ -28,7 +28,7 @@ def _table() -> tuple[int, ...]:
     return tuple(out)
 
 
-_TABLE = _table()
+CRC_TABLE = _table()  # CRC-16/DNP, one step per byte
 
 
 @lru_cache(maxsize=1 << 14)
@@ -38,7 +38,7 @@ def crc16(data: bytes) -> int:
     Cached: a master polls with the same headers and requests over and over (a bounded cache of 16,384 blocks)."""
     crc = 0
     for b in data:
-        crc = (crc >> 8) ^ _TABLE[(crc ^ b) & 0xFF]
+        crc = (crc >> 8) ^ CRC_TABLE[(crc ^ b) & 0xFF]
     return ~crc & 0xFFFF
 
 

@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 
+from otsentry.collectors.ics.dnp3_link import BLOCK, HEADER, MIN_LEN
 from otsentry.collectors.ics.enip_names import COMMANDS as ENIP_COMMANDS
 from otsentry.collectors.reassembly import SEQ_MOD
 
@@ -44,9 +45,16 @@ def _enip(u8: np.ndarray, pos: np.ndarray) -> np.ndarray:
     return np.where(_ENIP_KNOWN[command] & (options == 0), 24 + (_gather(u8, pos, 2) | _gather(u8, pos, 3) << 8), -1)
 
 
+def _dnp3(u8: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    length = _gather(u8, pos, 2)
+    data = length - MIN_LEN
+    size = HEADER + data + 2 * ((data + BLOCK - 1) // BLOCK)
+    return np.where((_gather(u8, pos, 0) == 0x05) & (_gather(u8, pos, 1) == 0x64) & (length >= MIN_LEN), size, -1)
+
+
 # framer -> (bytes a size needs, size of the unit starting at each position or -1)
 FAST_FRAMERS: dict[str, tuple[int, Callable[[np.ndarray, np.ndarray], np.ndarray]]] = {
-    "tpkt": (4, _tpkt), "iec104": (2, _iec104), "enip": (24, _enip)}
+    "tpkt": (4, _tpkt), "iec104": (2, _iec104), "enip": (24, _enip), "dnp3": (3, _dnp3)}
 
 
 def frame_segments(framer: str, u8: np.ndarray, base: np.ndarray,

@@ -7,7 +7,7 @@ name and pairing key, the key as integer columns (``key_columns`` encodes a pars
 requests carried over from an earlier chunk). Objects, values and details are the parser's: ``message_of`` runs
 it on the unit when an operation is read. Kinds read here: S7comm job/ack-data PDUs in one COTP DT TPDU,
 IEC 104 I/S/U APDUs with known type ids and whole objects, EtherNet/IP commands with SendRRData/SendUnitData
-carrying one well-formed CIP message in the usual two-item CPF.
+carrying one well-formed CIP message in the usual two-item CPF, DNP3 link frames (``fast_dnp3``).
 """
 
 from __future__ import annotations
@@ -17,24 +17,28 @@ from typing import Callable
 
 import numpy as np
 
+from otsentry.collectors.ics.dnp3_app import parse_fragment
+from otsentry.collectors.ics.dnp3_names import FUNCTIONS as DNP3_FUNCTIONS
 from otsentry.collectors.ics.enip import parse_encapsulation
 from otsentry.collectors.ics.enip_names import COMMANDS, SERVICES
+from otsentry.collectors.ics.fast_dnp3 import ADDRESSES, read_frames
 from otsentry.collectors.ics.iec104 import parse_apdu
 from otsentry.collectors.ics.iec104_names import TYPES, U_FUNCTIONS
 from otsentry.collectors.ics.message import Message
 from otsentry.collectors.ics.s7_names import FUNCTIONS as S7_FUNCTIONS
 from otsentry.collectors.ics.s7comm import parse_s7comm
 
-__all__ = ["ABSENT", "FRAMER_PROTOCOL", "NAMES", "PROTOCOLS", "UnitClasses", "classify", "key_columns",
+__all__ = ["ABSENT", "LINK_COUNTS", "NAMES", "PROTOCOLS", "UnitClasses", "classify", "key_columns",
            "message_of"]
 
-PROTOCOLS = ("s7comm", "iec104", "enip")
-FRAMER_PROTOCOL = {"tpkt": 0, "iec104": 1, "enip": 2}  # framer -> index in PROTOCOLS of the messages it frames
+PROTOCOLS = ("s7comm", "iec104", "enip", "dnp3")
+LINK_COUNTS = {"tpkt": "cotp", "dnp3": "dnp3"}  # framer -> the protocol whose link_frames count its units
 ABSENT = np.uint64(2**64 - 1)  # a key field the parser's key does not have
 _S7_HEAD = 7  # TPKT (4) and a COTP DT header of length indicator 2 (3)
 
 
-def _names() -> tuple[list[str], dict[int, int], dict[int, int], dict[int, int], dict[int, int], dict[int, int]]:
+def _names() -> tuple[list[str], dict[int, int], dict[int, int], dict[int, int], dict[int, int], dict[int, int],
+                      dict[int, int]]:
     names: list[str] = []
 
     def ids(table: dict[int, str]) -> dict[int, int]:
@@ -49,10 +53,11 @@ def _names() -> tuple[list[str], dict[int, int], dict[int, int], dict[int, int],
     u = ids({c1: f"U ({name})" for c1, name in U_FUNCTIONS.items()})
     commands = ids(dict(COMMANDS))
     services = ids({s: n for s, (n, _) in SERVICES.items()})
-    return names, s7, types, u, commands, services
+    dnp3 = ids({fc: n for fc, (n, _) in DNP3_FUNCTIONS.items()})
+    return names, s7, types, u, commands, services, dnp3
 
 
-NAMES, _S7_IDS, _TYPE_IDS, _U_IDS, _COMMAND_IDS, _SERVICE_IDS = _names()
+NAMES, _S7_IDS, _TYPE_IDS, _U_IDS, _COMMAND_IDS, _SERVICE_IDS, _DNP3_IDS = _names()
 _S_ID = len(NAMES)
 NAMES.append("S")
 
@@ -66,6 +71,7 @@ def _lookup(ids: dict[int, int], size: int) -> np.ndarray:
 
 _S7_NAME, _TYPE_NAME, _U_NAME = _lookup(_S7_IDS, 256), _lookup(_TYPE_IDS, 256), _lookup(_U_IDS, 256)
 _COMMAND_NAME, _SERVICE_NAME = _lookup(_COMMAND_IDS, 65536), _lookup(_SERVICE_IDS, 128)
+_DNP3_NAME = _lookup(_DNP3_IDS, 256)
 _OBJECT_SIZE = np.full(256, -1, dtype=np.int64)  # IEC 104 element size per type id (-1: objects not read)
 for _tid, _entry in TYPES.items():
     if _entry[2] is not None:
@@ -83,6 +89,12 @@ class UnitClasses:
     name: np.ndarray  # index in NAMES
     keyed: np.ndarray  # bool: paired by key
     key: np.ndarray  # (n, 4) uint64, ABSENT where the key has no such field
+    message: np.ndarray | None = None  # bool: the unit completes a message (None: every unit does)
+    malformed: np.ndarray | None = None  # bool: the message is flagged malformed (None: none is)
+    crc_errors: np.ndarray | None = None  # blocks with a wrong CRC (DNP3)
+    buf: np.ndarray | None = None  # where the message bytes are (None: the unit itself, in the chunk's buffer)
+    at: np.ndarray | None = None
+    length: np.ndarray | None = None
 
 
 class _Bytes:
@@ -190,10 +202,19 @@ _CLASSIFIERS: dict[str, Callable[[_Bytes, np.ndarray, np.ndarray], UnitClasses]]
     "tpkt": _s7, "iec104": _iec104, "enip": _enip}
 
 
+def _dnp3(u8: np.ndarray, off: np.ndarray, size: np.ndarray) -> UnitClasses:
+    f = read_frames(u8, off, size)
+    name = _DNP3_NAME[f.function]
+    return UnitClasses(f.ok, np.full(len(off), 3, dtype=np.int64), f.request, f.error, name, f.keyed,
+                       _key(*f.key.T), f.message, f.malformed, f.crc_errors, f.buf, f.at, f.length)
+
+
 def classify(framer: str, u8: np.ndarray, off: np.ndarray, size: np.ndarray,
              from_client: np.ndarray) -> UnitClasses:
     """The units ``framer`` cut at ``off`` (``size`` bytes each) in ``u8``, read as their parser reads them."""
     with np.errstate(over="ignore"):
+        if framer == "dnp3":
+            return _dnp3(u8, off, size)
         return _CLASSIFIERS[framer](_Bytes(u8, off), size, from_client)
 
 
@@ -212,6 +233,8 @@ def key_columns(protocol: str, key: tuple) -> tuple[int, int, int, int] | None:
         return key[0], 0, int.from_bytes(key[1], "little"), 0
     if protocol == "enip" and len(key) == 3:
         return key[0], 1, key[1], key[2]
+    if protocol == "dnp3" and len(key) == 3:
+        return key[0], key[1], key[2], absent
     return None
 
 
@@ -221,4 +244,6 @@ def message_of(protocol: int, unit: bytes, from_client: bool, frame: int, ts_ns:
         return parse_s7comm(unit[_S7_HEAD:], frame, ts_ns)
     if protocol == 1:
         return parse_apdu(unit, from_client, frame, ts_ns)
-    return parse_encapsulation(unit, from_client, frame, ts_ns)
+    if protocol == 2:
+        return parse_encapsulation(unit, from_client, frame, ts_ns)
+    return parse_fragment(unit[ADDRESSES:], unit[0] | unit[1] << 8, unit[2] | unit[3] << 8, frame, ts_ns)
