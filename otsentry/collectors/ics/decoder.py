@@ -260,9 +260,10 @@ class IcsDecoder:
     def _fast_units(self, p: Packets, cand: np.ndarray, cid: np.ndarray, from_client: np.ndarray, parts: list,
                     carried: list, u8: np.ndarray, out: list[OperationEvent], lazy: list[LazyOperations]) -> None:
         """Count, pair and keep (for reading later) the units of the fast connections."""
-        buffers, base = [u8], len(u8)
-        fields: dict[str, list[np.ndarray]] = {n: [] for n in ("seg", "unit", "at", "size", "protocol", "request",
-                                                              "error", "name", "keyed", "key", "malformed")}
+        buffers = [u8]  # where message bytes are: the chunk's buffer, DNP3 fragments without their CRCs
+        fields: dict[str, list[np.ndarray]] = {n: [] for n in ("seg", "unit", "at", "size", "buffer", "protocol",
+                                                              "request", "error", "name", "keyed", "key",
+                                                              "malformed", "stations")}
         for seg, off, size, units, m, framer in parts:
             if framer in LINK_COUNTS:  # every TPKT unit is a COTP TPDU, every DNP3 unit a link frame
                 self.counts.setdefault(LINK_COUNTS[framer], ProtocolCounts()).link_frames += len(seg)
@@ -276,22 +277,22 @@ class IcsDecoder:
                 fields["at"].append(off[keep])
                 fields["size"].append(size[keep])
             else:
-                fields["at"].append(units.at[mm] + base)
+                fields["at"].append(units.at[mm])
                 fields["size"].append(units.length[mm])
                 buffers.append(units.buf)
-                base += len(units.buf)
+            fields["buffer"].append(np.full(int(keep.sum()), len(buffers) - 1, dtype=np.int64))
             for name in ("protocol", "request", "error", "name", "keyed", "key"):
                 fields[name].append(getattr(units, name)[mm])
             fields["malformed"].append(np.zeros(int(mm.sum()), dtype=bool) if units.malformed is None
                                      else units.malformed[mm])
-        if len(buffers) > 1:
-            u8 = np.concatenate(buffers)
-        seg, unit, off, size, proto, request, error, name, keyed, key, malformed = (
-            np.concatenate(fields[n]) for n in ("seg", "unit", "at", "size", "protocol", "request", "error", "name",
-                                              "keyed", "key", "malformed"))
+            fields["stations"].append(np.zeros((int(mm.sum()), 2), dtype=np.int64) if units.stations is None
+                                      else units.stations[mm])
+        seg, unit, off, size, which, proto, request, error, name, keyed, key, malformed, stations = (
+            np.concatenate(fields[n]) for n in ("seg", "unit", "at", "size", "buffer", "protocol", "request",
+                                                "error", "name", "keyed", "key", "malformed", "stations"))
         order = np.lexsort((unit, seg))
-        seg, off, size, proto, request, error, name, keyed, key, malformed = (
-            x[order] for x in (seg, off, size, proto, request, error, name, keyed, key, malformed))
+        seg, off, size, which, proto, request, error, name, keyed, key, malformed, stations = (
+            x[order] for x in (seg, off, size, which, proto, request, error, name, keyed, key, malformed, stations))
         for pi, protocol in enumerate(PROTOCOLS):
             m = proto == pi
             n = int(m.sum())
@@ -319,8 +320,8 @@ class IcsDecoder:
 
         def message(i: int) -> Message:
             start = int(off[i])
-            return message_of(int(proto[i]), u8[start : start + int(size[i])].tobytes(), bool(ufc[i]),
-                              int(frame[i]), int(ts[i]))
+            return message_of(int(proto[i]), buffers[int(which[i])][start : start + int(size[i])].tobytes(),
+                              bool(ufc[i]), int(frame[i]), int(ts[i]), int(stations[i, 0]), int(stations[i, 1]))
 
         for pi, protocol in enumerate(PROTOCOLS):  # unanswered and orphans, per protocol
             lost = int((proto[res.unanswered[res.unanswered >= 0]] == pi).sum()) + sum(
@@ -351,7 +352,7 @@ class IcsDecoder:
         if len(req):
             used = np.unique(ucid[req])
             conn_list = [self.conns.conns[c] for c in used.tolist()]
-            lazy.append(LazyOperations(u8, off, size, frame, ts, ufc, proto, conn_list,
+            lazy.append(LazyOperations(buffers, which, off, size, frame, ts, ufc, proto, stations, conn_list,
                                        np.searchsorted(used, ucid[req]), req, resp))
 
     def _sweep_held(self, out: list[OperationEvent]) -> None:

@@ -13,14 +13,14 @@ from __future__ import annotations
 import numpy as np
 
 from otsentry.arrays import ranges
+from otsentry.collectors.chunks import view_as
 from otsentry.collectors.ics.dnp3_app import HEADERS_ONLY, UNPAIRED
 from otsentry.collectors.ics.dnp3_link import BLOCK, CRC_TABLE, HEADER, MIN_LEN
 from otsentry.collectors.ics.dnp3_names import ERROR_IIN_MASK, FUNCTIONS, OBJECT_SIZES, PACKED_BITS, RESPONSE_CODES
 from otsentry.collectors.ics.dnp3_objects import COUNT_BYTES, PREFIX_BYTES, RANGE_BYTES
 
-__all__ = ["ADDRESSES", "DnpFrames", "MAX_HEADERS", "crc_errors", "read_frames", "walk_malformed"]
+__all__ = ["DnpFrames", "MAX_HEADERS", "crc_errors", "read_frames", "walk_malformed"]
 
-ADDRESSES = 4  # the message bytes kept per fragment start with the master's and the outstation's link address
 MAX_HEADERS = 32  # object headers walked per fragment over arrays; more (rare) goes to the general path
 _CRC = np.array(CRC_TABLE, dtype=np.int64)
 
@@ -47,13 +47,41 @@ _HEADERS_ONLY = _table({fc: 1 for fc in HEADERS_ONLY}, 256).astype(bool)
 _UNPAIRED = _table({fc: 1 for fc in UNPAIRED}, 256).astype(bool)
 
 
-def _crc(u8: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
-    """CRC-16/DNP of ``length`` (at most 16) bytes at each ``start``."""
+def _word_table() -> np.ndarray:
+    """Two bytes at a time: a 16-bit register XORed with the next two bytes is shifted out entirely."""
+    x = np.arange(65536, dtype=np.int64)
+    c = (x >> 8) ^ _CRC[x & 0xFF]  # the low byte
+    return (c >> 8) ^ _CRC[c & 0xFF]  # the high byte (already XORed into the register)
+
+
+_CRC2 = _word_table()
+
+
+def _crc(u8: np.ndarray, words: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """CRC-16/DNP of ``length`` (at most 16) bytes at each ``start``: two bytes per step (``words`` reads the
+    little-endian 16-bit word at every byte offset of ``u8``), a last odd byte alone; blocks of one length
+    (16, most of them) step without masks."""
     crc = np.zeros(len(start), dtype=np.int64)
-    last = len(u8) - 1
-    for j in range(int(length.max()) if len(length) else 0):
-        byte = u8[np.minimum(start + j, last)].astype(np.int64)
-        crc = np.where(j < length, (crc >> 8) ^ _CRC[(crc ^ byte) & 0xFF], crc)
+    if not len(start):
+        return crc
+    top = int(length.max())
+    full = np.flatnonzero(length == top)
+    part = np.flatnonzero(length != top)
+    c = np.zeros(len(full), dtype=np.int64)
+    at = start[full]
+    for j in range(0, top - 1, 2):  # within each block: no clipping (a fancy index of a strided view is fast)
+        c = _CRC2[c ^ words[at + j]]
+    crc[full] = c
+    if len(part):
+        c, at, n = crc[part], start[part], length[part]
+        last = len(words) - 1
+        for j in range(0, top - 1, 2):
+            c = np.where(j + 2 <= n, _CRC2[c ^ words[np.minimum(at + j, last)]], c)
+        crc[part] = c
+    odd = np.flatnonzero(length & 1)
+    if len(odd):
+        byte = u8.take(start[odd] + length[odd] - 1, mode="clip").astype(np.int64)
+        crc[odd] = (crc[odd] >> 8) ^ _CRC[(crc[odd] ^ byte) & 0xFF]
     return ~crc & 0xFFFF
 
 
@@ -66,17 +94,18 @@ def _le(u8: np.ndarray, at: np.ndarray, width: np.ndarray) -> np.ndarray:
     return out
 
 
-def crc_errors(u8: np.ndarray, off: np.ndarray, data_len: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Blocks with a wrong CRC per frame (header included), and each frame's data blocks (frame, start, length)."""
-    stored = lambda at: u8[at].astype(np.int64) | u8[at + 1].astype(np.int64) << 8  # noqa: E731
-    errors = (_crc(u8, off, np.full(len(off), 8)) != stored(off + 8)).astype(np.int64)
+def crc_errors(u8: np.ndarray, off: np.ndarray, data_len: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Blocks with a wrong CRC per frame (header included), and each frame's data blocks (frame, start, length).
+    Frames are whole in ``u8`` (the framer cut them), so their blocks and CRCs are read unclipped."""
+    words = view_as(u8, "<u2")
+    errors = (_crc(u8, words, off, np.full(len(off), 8)) != words[off + 8]).astype(np.int64)
     blocks = (data_len + BLOCK - 1) // BLOCK
     frame = np.repeat(np.arange(len(off)), blocks)
     k = np.arange(len(frame)) - np.repeat(np.cumsum(blocks) - blocks, blocks)
     start = off[frame] + HEADER + (BLOCK + 2) * k
     length = np.minimum(BLOCK, data_len[frame] - BLOCK * k)
     if len(frame):
-        errors += np.bincount(frame, weights=_crc(u8, start, length) != stored(start + length),
+        errors += np.bincount(frame, weights=_crc(u8, words, start, length) != words[start + length],
                               minlength=len(off)).astype(np.int64)
     return errors, np.stack([frame, start, length]) if len(frame) else np.zeros((3, 0), dtype=np.int64)
 
@@ -134,15 +163,15 @@ def walk_malformed(u8: np.ndarray, base: np.ndarray, n: np.ndarray, pos: np.ndar
 class DnpFrames:
     """What the decoder makes of each DNP3 link frame of the fast path, over arrays.
 
-    ``ok`` frames are read here; ``message`` ones complete an application fragment, whose message bytes (link
-    addresses, then the fragment: ``fastunits.message_of`` reads them) are at ``at``/``length`` in ``buf``."""
+    ``ok`` frames are read here; ``message`` ones complete an application fragment, whose bytes are at
+    ``at``/``length`` in ``buf``, sent between ``stations`` (master, outstation link addresses)."""
 
     __slots__ = ("ok", "message", "crc_errors", "malformed", "request", "error", "function", "keyed", "key",
-                 "buf", "at", "length")
+                 "buf", "at", "length", "stations")
 
     def __init__(self, u8: np.ndarray, off: np.ndarray, size: np.ndarray) -> None:
         m = len(off)
-        g = lambda k: u8[np.minimum(off + k, len(u8) - 1)].astype(np.int64)  # noqa: E731
+        g = lambda k: u8.take(off + k, mode="clip").astype(np.int64)  # noqa: E731
         length, control = g(2), g(3)
         destination, source = g(4) | g(5) << 8, g(6) | g(7) << 8
         data_len = length - MIN_LEN
@@ -152,30 +181,25 @@ class DnpFrames:
         # user data without the CRCs, frame after frame (only the frames that carry some)
         sel = carries[blocks[0]]
         ud = u8[ranges(blocks[1][sel], blocks[2][sel])]
+        if not len(ud):
+            ud = np.zeros(1, dtype=np.uint8)  # nothing carries data: a byte to gather from, never read
         ud_len = np.where(carries, data_len, 0)
         ud_at = np.cumsum(ud_len) - ud_len
-        transport = ud[np.minimum(ud_at, max(len(ud) - 1, 0))].astype(np.int64) if len(ud) else np.zeros(m, np.int64)
+        transport = ud.take(ud_at, mode="clip").astype(np.int64)
         whole = carries & (transport & 0xC0 == 0xC0)  # FIR and FIN: the fragment is this segment's body
         self.ok = ~carries | whole
         self.message = whole.copy()
         from_master = control & 0x80 > 0
         master, outstation = np.where(from_master, source, destination), np.where(from_master, destination, source)
-        frag_len = np.where(whole, data_len - 1, 0)
-        self.length = np.where(whole, ADDRESSES + frag_len, 0)
-        self.at = np.cumsum(self.length) - self.length
-        buf = np.zeros(int(self.length.sum()) + 8, dtype=np.uint8)  # padded: gathers below read a few bytes on
-        w = np.flatnonzero(whole)
-        for k, value in enumerate((master & 0xFF, master >> 8, outstation & 0xFF, outstation >> 8)):
-            buf[self.at[w] + k] = value[w]
-        if len(w):
-            buf[ranges(self.at[w] + ADDRESSES, frag_len[w])] = ud[ranges(ud_at[w] + 1, frag_len[w])]
-        self.buf = buf
-        fa = self.at + ADDRESSES
-        b = lambda k: buf[np.minimum(fa + k, len(buf) - 1)].astype(np.int64)  # noqa: E731
+        self.stations = np.stack([master, outstation], axis=1)
+        self.length = np.where(whole, data_len - 1, 0)
+        self.at = ud_at + 1  # the fragment follows the transport header
+        self.buf = ud
+        b = lambda k: ud.take(self.at + k, mode="clip").astype(np.int64)  # noqa: E731
         fc, seq = b(1), b(0) & 0x0F
         response = _RESPONSE[fc]
-        readable = (frag_len >= 2) & _KNOWN[fc] & (~response | (frag_len >= 4))
-        decided, self.malformed = walk_malformed(buf, fa, frag_len, np.where(response, 4, 2),
+        readable = (self.length >= 2) & _KNOWN[fc] & (~response | (self.length >= 4))
+        decided, self.malformed = walk_malformed(ud, self.at, self.length, np.where(response, 4, 2),
                                                  response | ~_HEADERS_ONLY[fc])
         self.ok &= ~whole | (readable & decided)
         self.message &= self.ok

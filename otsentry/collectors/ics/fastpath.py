@@ -27,7 +27,7 @@ _ENIP_KNOWN[[c for c in ENIP_COMMANDS if c != 0]] = True  # NOP's all-zero heade
 
 
 def _gather(u8: np.ndarray, pos: np.ndarray, k: int) -> np.ndarray:
-    return u8[np.minimum(pos + k, len(u8) - 1)].astype(np.int64)
+    return u8.take(pos + k, mode="clip").astype(np.int64)
 
 
 def _iec104(u8: np.ndarray, pos: np.ndarray) -> np.ndarray:

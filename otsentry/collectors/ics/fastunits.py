@@ -21,7 +21,7 @@ from otsentry.collectors.ics.dnp3_app import parse_fragment
 from otsentry.collectors.ics.dnp3_names import FUNCTIONS as DNP3_FUNCTIONS
 from otsentry.collectors.ics.enip import parse_encapsulation
 from otsentry.collectors.ics.enip_names import COMMANDS, SERVICES
-from otsentry.collectors.ics.fast_dnp3 import ADDRESSES, read_frames
+from otsentry.collectors.ics.fast_dnp3 import read_frames
 from otsentry.collectors.ics.iec104 import parse_apdu
 from otsentry.collectors.ics.iec104_names import TYPES, U_FUNCTIONS
 from otsentry.collectors.ics.message import Message
@@ -95,16 +95,17 @@ class UnitClasses:
     buf: np.ndarray | None = None  # where the message bytes are (None: the unit itself, in the chunk's buffer)
     at: np.ndarray | None = None
     length: np.ndarray | None = None
+    stations: np.ndarray | None = None  # (n, 2): master and outstation link addresses (DNP3)
 
 
 class _Bytes:
     """Byte gathers at fixed offsets from each unit's start, clipped to the buffer (rows not ``ok`` read noise)."""
 
     def __init__(self, u8: np.ndarray, off: np.ndarray) -> None:
-        self.u8, self.off, self.last = u8, off, len(u8) - 1
+        self.u8, self.off = u8, off
 
     def b(self, at: np.ndarray | int) -> np.ndarray:
-        return self.u8[np.minimum(self.off + at, self.last)].astype(np.int64)
+        return self.u8.take(self.off + at, mode="clip").astype(np.int64)
 
     def be16(self, at: np.ndarray | int) -> np.ndarray:
         return self.b(at) << 8 | self.b(at + 1)
@@ -206,7 +207,7 @@ def _dnp3(u8: np.ndarray, off: np.ndarray, size: np.ndarray) -> UnitClasses:
     f = read_frames(u8, off, size)
     name = _DNP3_NAME[f.function]
     return UnitClasses(f.ok, np.full(len(off), 3, dtype=np.int64), f.request, f.error, name, f.keyed,
-                       _key(*f.key.T), f.message, f.malformed, f.crc_errors, f.buf, f.at, f.length)
+                       _key(*f.key.T), f.message, f.malformed, f.crc_errors, f.buf, f.at, f.length, f.stations)
 
 
 def classify(framer: str, u8: np.ndarray, off: np.ndarray, size: np.ndarray,
@@ -238,12 +239,14 @@ def key_columns(protocol: str, key: tuple) -> tuple[int, int, int, int] | None:
     return None
 
 
-def message_of(protocol: int, unit: bytes, from_client: bool, frame: int, ts_ns: int) -> Message:
-    """The parser's message of one unit ``classify`` read (``protocol`` indexes PROTOCOLS)."""
+def message_of(protocol: int, unit: bytes, from_client: bool, frame: int, ts_ns: int, master: int = 0,
+               outstation: int = 0) -> Message:
+    """The parser's message of one unit ``classify`` read (``protocol`` indexes PROTOCOLS; a DNP3 unit is its
+    application fragment, sent between the ``master`` and ``outstation`` link addresses)."""
     if protocol == 0:
         return parse_s7comm(unit[_S7_HEAD:], frame, ts_ns)
     if protocol == 1:
         return parse_apdu(unit, from_client, frame, ts_ns)
     if protocol == 2:
         return parse_encapsulation(unit, from_client, frame, ts_ns)
-    return parse_fragment(unit[ADDRESSES:], unit[0] | unit[1] << 8, unit[2] | unit[3] << 8, frame, ts_ns)
+    return parse_fragment(unit, master, outstation, frame, ts_ns)

@@ -14,7 +14,6 @@ from typing import Iterable, Iterator, overload
 
 import numpy as np
 
-from otsentry.arrays import ranges
 from otsentry.collectors.ics.fastunits import message_of
 from otsentry.collectors.ics.message import Message
 from otsentry.collectors.ics.pairing import operation_event
@@ -27,35 +26,35 @@ __all__ = ["LazyOperations", "Operations"]
 class LazyOperations:
     """Operations of fast-path units, each a request (an index in the unit table) and its response or -1."""
 
-    __slots__ = ("_blob", "_start", "_size", "_frame", "_ts", "_from_client", "_protocol", "_conns", "_conn",
-                 "_request", "_response")
+    __slots__ = ("_buffers", "_which", "_start", "_size", "_frame", "_ts", "_from_client", "_protocol",
+                 "_stations", "_conns", "_conn", "_request", "_response")
 
-    def __init__(self, u8: np.ndarray, off: np.ndarray, size: np.ndarray, frame: np.ndarray, ts: np.ndarray,
-                 from_client: np.ndarray, protocol: np.ndarray, conns: list[Conn], conn: np.ndarray,
-                 request: np.ndarray, response: np.ndarray) -> None:
-        """Units by index (``off``/``size`` in ``u8``, the chunk's buffer: only the units used are copied);
-        ``conn`` indexes ``conns`` per operation."""
-        used = np.unique(np.concatenate([request, response[response >= 0]]))
-        self._blob = u8[ranges(off[used], size[used])].tobytes()
-        self._size = size[used]
-        self._start = np.cumsum(self._size) - self._size
-        self._frame, self._ts, self._from_client, self._protocol = frame[used], ts[used], from_client[used], \
-            protocol[used]
+    def __init__(self, buffers: list[np.ndarray], which: np.ndarray, start: np.ndarray, size: np.ndarray,
+                 frame: np.ndarray, ts: np.ndarray, from_client: np.ndarray, protocol: np.ndarray,
+                 stations: np.ndarray, conns: list[Conn], conn: np.ndarray, request: np.ndarray,
+                 response: np.ndarray) -> None:
+        """Units by index: ``size`` bytes at ``start`` in ``buffers[which]`` (read-only: a chunk's buffer is
+        immutable bytes, so it is referenced, not copied), DNP3's sent between ``stations`` (master,
+        outstation); ``conn`` indexes ``conns`` per operation."""
+        self._buffers, self._which, self._start, self._size = buffers, which, start, size
+        self._frame, self._ts, self._from_client, self._protocol = frame, ts, from_client, protocol
+        self._stations = stations
         self._conns, self._conn = conns, conn
-        self._request = np.searchsorted(used, request)
-        self._response = np.where(response >= 0, np.searchsorted(used, response), -1)
+        self._request, self._response = request, response
 
     def __len__(self) -> int:
         return len(self._request)
 
     def build(self) -> list[OperationEvent]:
-        blob, conns = self._blob, self._conns
-        units = list(zip(self._protocol.tolist(), self._start.tolist(), (self._start + self._size).tolist(),
-                         self._from_client.tolist(), self._frame.tolist(), self._ts.tolist()))
+        conns, buffers = self._conns, self._buffers
+        units = list(zip(self._protocol.tolist(), self._which.tolist(), self._start.tolist(),
+                         (self._start + self._size).tolist(), self._from_client.tolist(), self._frame.tolist(),
+                         self._ts.tolist(), self._stations[:, 0].tolist(), self._stations[:, 1].tolist()))
 
         def message(i: int) -> Message:
-            protocol, start, end, from_client, frame, ts = units[i]
-            return message_of(protocol, blob[start:end], from_client, frame, ts)
+            protocol, which, start, end, from_client, frame, ts, master, outstation = units[i]
+            return message_of(protocol, buffers[which][start:end].tobytes(), from_client, frame, ts, master,
+                              outstation)
 
         out = []
         for conn, req, resp in zip(self._conn.tolist(), self._request.tolist(), self._response.tolist()):
