@@ -150,10 +150,12 @@ def walk_malformed(u8: np.ndarray, base: np.ndarray, n: np.ndarray, pos: np.ndar
                                 p + count * (pw + np.maximum(osize, 0))))
         end = np.where(body, end, p)
         variable = body & ~packed & (prefix > 0) & ((prefix >= 4) | (g == 0))  # size prefixes, device attributes
-        undecoded = body & ~packed & ~variable & (prefix > 0) & (osize < 0)  # the walk stops there, not malformed
+        # an object of unknown size after its prefix: the walk stops there (not malformed, if the prefix is in)
+        unknown = body & ~packed & ~variable & (prefix > 0) & (osize < 0)
+        undecoded = unknown & (p + pw <= size)
         rejected[act[variable]] = True
         decided[act[undecoded]] = True
-        past = ~variable & ~undecoded & (end > size)
+        past = ~variable & ~undecoded & (unknown | (end > size))
         decided[act[past]] = malformed[act[past]] = True
         go = ~variable & ~undecoded & ~past
         pos[act[go]] = end[go]
@@ -210,7 +212,24 @@ class DnpFrames:
         self.keyed = ~_UNPAIRED[fc]
         self.key = np.stack([outstation, master, seq], axis=1)
 
+    def spread(self, rows: np.ndarray) -> "DnpFrames":
+        """These frames' results placed at ``rows`` (a mask) of a longer list whose other units are not ok."""
+        for name in self.__slots__:
+            if name != "buf":
+                value = getattr(self, name)
+                full = np.zeros((len(rows), *value.shape[1:]), dtype=value.dtype)
+                full[rows] = value
+                setattr(self, name, full)
+        return self
+
 
 def read_frames(u8: np.ndarray, off: np.ndarray, size: np.ndarray) -> DnpFrames:
+    """The frames at ``off`` of ``size`` bytes; a unit that is not one whole link frame is not ``ok``."""
     with np.errstate(over="ignore"):
-        return DnpFrames(u8, off, size)
+        length = u8.take(off + 2, mode="clip").astype(np.int64)
+        data = length - MIN_LEN
+        whole = ((size >= HEADER) & (u8.take(off, mode="clip") == 0x05) & (u8.take(off + 1, mode="clip") == 0x64)
+                 & (length >= MIN_LEN) & (size == HEADER + data + 2 * ((data + BLOCK - 1) // BLOCK)))
+        if whole.all():
+            return DnpFrames(u8, off, size)
+        return DnpFrames(u8, off[whole], size[whole]).spread(whole)

@@ -87,6 +87,11 @@ class Operations(Sequence):
             return Operations([*self._events, *more])
         return Operations([*self._ready, *more], self._lazy)
 
+    @property
+    def deferred(self) -> int:
+        """Operations not built yet (all the fast path's until the batch's operations are first read)."""
+        return 0 if self._events is not None else sum(len(part) for part in self._lazy)
+
     def _all(self) -> tuple[OperationEvent, ...]:
         if self._events is None:
             events = self._ready + [op for part in self._lazy for op in part.build()]
