@@ -16,20 +16,20 @@ from otsentry.collectors.chunks import Chunk
 from otsentry.collectors.events import ConnTable
 from otsentry.collectors.grouping import group_columns
 from otsentry.collectors.ics.counts import ProtocolCounts
-from otsentry.collectors.ics.fastpair import pair
+from otsentry.collectors.ics.fastops import FramedUnits, advance_streams, fast_operations
 from otsentry.collectors.ics.fastpath import FAST_FRAMERS, frame_segments, stream_breaks
-from otsentry.collectors.ics.fastunits import LINK_COUNTS, NAMES, PROTOCOLS, classify, key_columns, message_of
+from otsentry.collectors.ics.fastunits import PROTOCOLS, classify, key_columns
 from otsentry.collectors.ics.found import FRAMER_OF_SERVICE, FoundServers
 from otsentry.collectors.ics.framing import FRAMES, StreamFramer
 from otsentry.collectors.ics.lazy import LazyOperations, Operations
 from otsentry.collectors.ics.message import KeptMessage, Message, Pdu
-from otsentry.collectors.ics.pairing import OperationPairer, operation_event, to_group
+from otsentry.collectors.ics.pairing import OperationPairer, to_group
 from otsentry.collectors.ics.ports import DECODED_TCP, DECODED_UDP
 from otsentry.collectors.ics.s7comm import cotp_message
 from otsentry.collectors.ics.units import UnitDecoder
 from otsentry.collectors.packets import Packets, addr_to_str
 from otsentry.collectors.stats import add_stream_counts, stream_counts
-from otsentry.collectors.reassembly import LIMITS, SEQ_MOD, TAIL_BYTES, ReassemblyLimits, StreamState, feed_segment, \
+from otsentry.collectors.reassembly import LIMITS, SEQ_MOD, ReassemblyLimits, StreamState, feed_segment, \
     finish_stream, flush, skip_gap
 from otsentry.collectors.types import Conn
 from otsentry.contracts.events import OperationEvent
@@ -190,13 +190,15 @@ class IcsDecoder:
         if not cids:
             return rows
         fast = known & np.isin(cid, np.fromiter(cids, dtype=np.int64, count=len(cids)))
-        self._fast_streams(p, cand, fast, sid, fid, data, syn, seq, plen, u8)
-        parts = [(seg[m], off[m], size[m], units, m, framer) for seg, off, size, units, framer in framed
+        for stream, name in advance_streams(self.streams, p, cand, fast, sid, fid, data, syn, seq, plen, u8):
+            self._framer_of[stream // 2] = name
+            self._transport_of[stream // 2] = "tcp"
+        parts = [FramedUnits(seg[m], off[m], size[m], units, m, framer) for seg, off, size, units, framer in framed
                  if (m := fast[seg]).any()]
-        if parts:
-            self._fast_units(p, cand, cid, from_client, parts, carried, u8, out, lazy)
-        elif carried:
-            self._pairer.put_back([(key, entry) for key, entry, _ in carried], self.counts, out)
+        ops = fast_operations(p, cand, cid, from_client, parts, carried, u8, self.counts, self._pairer,
+                              self.conns.conns, out)
+        if ops is not None:
+            lazy.append(ops)
         return rows[~np.isin(rows, cand[fast], assume_unique=True)]
 
     def _tcp_routes(self, p: Packets, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -206,8 +208,9 @@ class IcsDecoder:
         first, group = group_columns([c.astype(np.uint64) for c in cols])
         table = np.full((len(first), 3), -1, dtype=np.int64)
         framers = {name: f for f, name in enumerate(FAST_FRAMERS)}
-        keys = zip(*(c[first].tolist() for c in cols))
-        for j, key in sorted(zip(range(len(first)), keys), key=lambda jk: int(first[jk[0]])):
+        keys = list(zip(*(c[first].tolist() for c in cols)))
+        for j in np.argsort(first).tolist():
+            key = keys[j]
             route = self._routes.get((6, *key))
             if route is None:
                 route = self._route(6, *key)
@@ -215,145 +218,6 @@ class IcsDecoder:
                 table[j] = route[0], route[1], framers.get(route[2], -1)
         per_row = table[group]
         return per_row[:, 0], per_row[:, 1] == 1, per_row[:, 2]
-
-    def _fast_streams(self, p: Packets, cand: np.ndarray, fast: np.ndarray, sid: np.ndarray, fid: np.ndarray,
-                      data: np.ndarray, syn: np.ndarray, seq: np.ndarray, plen: np.ndarray, u8: np.ndarray) -> None:
-        """The fast streams' reassembly state, as the general path leaves it: next byte expected, last bytes."""
-        names = list(FAST_FRAMERS)
-        rows = np.flatnonzero(fast)
-        order = rows[np.argsort(sid[rows], kind="stable")]
-        s = sid[order]
-        cut = np.flatnonzero(np.append(s[1:] != s[:-1], True))
-        start = 0
-        for end in cut.tolist():
-            run = order[start : end + 1]
-            start = end + 1
-            stream = int(s[end])
-            state = self.streams.get(stream)
-            if state is None:
-                name = names[int(fid[run[0]])]
-                state = self.streams[stream] = StreamState(framer=StreamFramer(FRAMES[name]))
-                self._framer_of[stream // 2] = name
-            self._transport_of[stream // 2] = "tcp"
-            run = run[data[run]]
-            if not len(run):
-                continue
-            if syn[run[0]]:  # the stream starts (again) here: only its SYN is a first row (see _fast)
-                state.saw_syn, state.tail, state.tail_end = True, b"", -1
-                state.next_seq = (int(seq[run[0]]) + 1) % SEQ_MOD
-                run = run[1:]
-                if not len(run):
-                    continue
-            first_seq, last = int(seq[run[0]]), int(run[-1])
-            tail, kept = [], 0
-            for k in run[::-1].tolist():
-                off = int(p.payload_off[cand[k]])
-                tail.append(u8[off : off + int(plen[k])].tobytes())
-                kept += int(plen[k])
-                if kept >= TAIL_BYTES:
-                    break
-            if kept < TAIL_BYTES and state.tail_end == first_seq:
-                tail.append(state.tail)
-            state.tail = b"".join(reversed(tail))[-TAIL_BYTES:]
-            state.next_seq = state.tail_end = (int(seq[last]) + int(plen[last])) % SEQ_MOD
-
-    def _fast_units(self, p: Packets, cand: np.ndarray, cid: np.ndarray, from_client: np.ndarray, parts: list,
-                    carried: list, u8: np.ndarray, out: list[OperationEvent], lazy: list[LazyOperations]) -> None:
-        """Count, pair and keep (for reading later) the units of the fast connections."""
-        buffers = [u8]  # where message bytes are: the chunk's buffer, DNP3 fragments without their CRCs
-        fields: dict[str, list[np.ndarray]] = {n: [] for n in ("seg", "unit", "at", "size", "buffer", "protocol",
-                                                              "request", "error", "name", "keyed", "key",
-                                                              "malformed", "stations")}
-        for seg, off, size, units, m, framer in parts:
-            if framer in LINK_COUNTS:  # every TPKT unit is a COTP TPDU, every DNP3 unit a link frame
-                self.counts.setdefault(LINK_COUNTS[framer], ProtocolCounts()).link_frames += len(seg)
-            if units.crc_errors is not None:
-                self.counts.setdefault("dnp3", ProtocolCounts()).crc_errors += int(units.crc_errors[m].sum())
-            mm = m if units.message is None else m & units.message
-            keep = mm[m]  # of the units kept (seg, off, size are already the fast connections')
-            fields["seg"].append(seg[keep])
-            fields["unit"].append(off[keep])
-            if units.buf is None:
-                fields["at"].append(off[keep])
-                fields["size"].append(size[keep])
-            else:
-                fields["at"].append(units.at[mm])
-                fields["size"].append(units.length[mm])
-                buffers.append(units.buf)
-            fields["buffer"].append(np.full(int(keep.sum()), len(buffers) - 1, dtype=np.int64))
-            for name in ("protocol", "request", "error", "name", "keyed", "key"):
-                fields[name].append(getattr(units, name)[mm])
-            fields["malformed"].append(np.zeros(int(mm.sum()), dtype=bool) if units.malformed is None
-                                     else units.malformed[mm])
-            fields["stations"].append(np.zeros((int(mm.sum()), 2), dtype=np.int64) if units.stations is None
-                                      else units.stations[mm])
-        seg, unit, off, size, which, proto, request, error, name, keyed, key, malformed, stations = (
-            np.concatenate(fields[n]) for n in ("seg", "unit", "at", "size", "buffer", "protocol", "request",
-                                                "error", "name", "keyed", "key", "malformed", "stations"))
-        order = np.lexsort((unit, seg))
-        seg, off, size, which, proto, request, error, name, keyed, key, malformed, stations = (
-            x[order] for x in (seg, off, size, which, proto, request, error, name, keyed, key, malformed, stations))
-        for pi, protocol in enumerate(PROTOCOLS):
-            m = proto == pi
-            n = int(m.sum())
-            if not n:
-                continue
-            c = self.counts.setdefault(protocol, ProtocolCounts())
-            req = int(request[m].sum())
-            c.messages += n
-            c.requests += req
-            c.responses += n - req
-            c.errors += int((error[m] & ~request[m]).sum())
-            c.malformed += int(malformed[m].sum())
-            ids, counts = np.unique(name[m], return_counts=True)
-            for i, k in zip(ids.tolist(), counts.tolist()):
-                c.functions[NAMES[i]] = c.functions.get(NAMES[i], 0) + k
-        ucid, ufc = cid[seg], from_client[seg]
-        rows = cand[seg]
-        frame, ts = p.frame[rows], p.ts_ns[rows]
-        ref = np.flatnonzero(keyed)
-        u64 = np.uint64
-        carried_cols = [np.array(col, dtype=u64) for col in zip(*(
-            (key_[0], PROTOCOLS.index(entry[1].protocol), *cols) for key_, entry, cols in carried))] \
-            if carried else []
-        res = pair(ref, request[ref], [ucid[ref].astype(u64), proto[ref].astype(u64), *key[ref].T], carried_cols)
-
-        def message(i: int) -> Message:
-            start = int(off[i])
-            return message_of(int(proto[i]), buffers[int(which[i])][start : start + int(size[i])].tobytes(),
-                              bool(ufc[i]), int(frame[i]), int(ts[i]), int(stations[i, 0]), int(stations[i, 1]))
-
-        for pi, protocol in enumerate(PROTOCOLS):  # unanswered and orphans, per protocol
-            lost = int((proto[res.unanswered[res.unanswered >= 0]] == pi).sum()) + sum(
-                1 for r in res.unanswered[res.unanswered < 0].tolist() if carried[-1 - r][1][1].protocol == protocol)
-            orphans = int((proto[res.orphans] == pi).sum())
-            if lost or orphans:
-                c = self.counts.setdefault(protocol, ProtocolCounts())
-                c.unanswered += lost
-                c.orphan_responses += orphans
-        for r, s in zip(res.request.tolist(), res.response.tolist()):
-            if r < 0:  # a request of an earlier chunk, answered in this one
-                conn, msg, transport = carried[-1 - r][1]
-                out.append(operation_event(conn, msg, message(s), (), transport))
-        for r in res.unanswered[res.unanswered < 0].tolist():
-            conn, msg, transport = carried[-1 - r][1]
-            out.append(operation_event(conn, msg, None, ("unanswered",), transport))
-        left = []
-        for r in res.open.tolist():
-            if r < 0:
-                left.append(carried[-1 - r][:2])
-            else:
-                msg = message(r)
-                left.append(((int(ucid[r]), msg.protocol, msg.key), (self.conns.conns[int(ucid[r])], msg, "tcp")))
-        self._pairer.put_back(left, self.counts, out)
-        answered = res.request >= 0
-        req = np.concatenate([res.request[answered], res.unanswered[res.unanswered >= 0]])
-        resp = np.concatenate([res.response[answered], np.full(int((res.unanswered >= 0).sum()), -1, np.int64)])
-        if len(req):
-            used = np.unique(ucid[req])
-            conn_list = [self.conns.conns[c] for c in used.tolist()]
-            lazy.append(LazyOperations(buffers, which, off, size, frame, ts, ufc, proto, stations, conn_list,
-                                       np.searchsorted(used, ucid[req]), req, resp))
 
     def _sweep_held(self, out: list[OperationEvent]) -> None:
         """Holes open longer than the timeout, and the memory bound over all OT streams: give up on the oldest."""
