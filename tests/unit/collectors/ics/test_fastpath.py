@@ -91,13 +91,14 @@ def _conversations(draw):
     streams = {True: b"", False: b""}
     segments: list[tuple[bool, int, bytes, int]] = []
     handshake = draw(st.booleans())
+    rare = draw(st.sampled_from([0, 6, 30]))  # one unit in ``rare`` cut (0: none)
     if handshake:
         segments += [(True, -1, b"", SYN), (False, -1, b"", SYN | ACK)]
     for i in range(draw(st.integers(1, 30))):
         request, answer = EXCHANGES[protocol](i, rng)
         for client, data in ((True, request), (False, answer)):
             cuts: list[int] = []  # most units are whole segments (the fast path's case), some are cut
-            if draw(st.integers(0, 5)) == 0:
+            if rare and draw(st.integers(0, rare - 1)) == 0:
                 cuts = sorted(draw(st.lists(st.integers(1, max(1, len(data) - 1)), min_size=1, max_size=2,
                                             unique=True)))
             start = len(streams[client])
@@ -105,7 +106,7 @@ def _conversations(draw):
             bounds = [0, *cuts, len(data)]
             for a, b in zip(bounds, bounds[1:]):
                 segments.append((client, start + a, data[a:b], ACK | PSH))
-    for _ in range(draw(st.integers(0, 3))):
+    for _ in range(draw(st.integers(0, 3)) if rare else 0):
         k = draw(st.integers(0, len(segments) - 1))
         action = draw(st.sampled_from(["retransmit", "swap", "drop", "ack"]))
         if action == "retransmit":
@@ -135,7 +136,7 @@ def test_segmentations_exercise_both_paths(tmp_path):
     deferred = []
 
     @given(_conversations())
-    @settings(max_examples=60, deadline=None, database=None)
+    @settings(max_examples=60, deadline=None, database=None, derandomize=True)
     def run(conversation):
         protocol, segments, chunk_bytes = conversation
         path = tmp_path / "e.pcap"
@@ -143,7 +144,7 @@ def test_segmentations_exercise_both_paths(tmp_path):
         deferred.append(_decode(path, chunk_bytes)[2])
 
     run()
-    assert sum(d > 0 for d in deferred) >= 15 and sum(d == 0 for d in deferred) >= 5
+    assert sum(d > 0 for d in deferred) >= 20 and sum(d == 0 for d in deferred) >= 10
 
 
 def test_a_request_answered_in_the_next_chunk(tmp_path):
