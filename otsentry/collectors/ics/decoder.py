@@ -6,6 +6,10 @@ protocol's framer; UDP datagrams are framed one by one. Out-of-order bytes are b
 a hole open longer than the timeout is given up at the end of each batch even when its stream is quiet, and the
 oldest holes are given up while the streams hold more than ``max_held_total_bytes`` between them. Framed units become messages (``units``), requests
 and responses are paired into ``OperationEvent``s (``pairing``), and every protocol is counted.
+
+TCP connections whose segments in a chunk are all whole units in order, with nothing pending, take the fast path
+instead (``fastpath``: framed, read, counted and paired over arrays, the same results); the others go through the
+loop above, segment by segment, in capture order. ``process`` returns the chunk's operations as ``Operations``.
 """
 
 from __future__ import annotations
