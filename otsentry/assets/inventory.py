@@ -13,6 +13,7 @@ from typing import Iterable
 from otsentry.assets.observe import LinkObservations
 from otsentry.assets.roles import HostFacts, infer_roles
 from otsentry.assets.vendors import Vendors, vendors
+from otsentry.collectors.ics.ports import service_name as ot_service_name
 from otsentry.detectors.discovery import is_group
 from otsentry.contracts.events import OperationEvent
 from otsentry.records import Asset, FlowEvent, ModbusEvent
@@ -118,8 +119,16 @@ def ip_sort_key(ip: str) -> tuple[int, ...]:
 
 
 def _services(f: HostFacts) -> tuple[str, ...]:
-    """'port/transport', with the protocol its payload showed when one did: ``20001/tcp (dnp3)``."""
-    return tuple(f"{s} ({f.service_names[s]})" if s in f.service_names else s for s in sorted(f.services, key=_svc_key))
+    """'port/transport', with the protocol its payload showed when one did (``20001/tcp (dnp3)``), else the OT
+    protocol usually on that port (``3671/udp (knxnet-ip, by port)``)."""
+    return tuple(f"{s} ({f.service_names[s]})" if s in f.service_names else _by_port(s)
+                 for s in sorted(f.services, key=_svc_key))
+
+
+def _by_port(service: str) -> str:
+    port, _, transport = service.partition("/")
+    name = ot_service_name(transport, int(port)) if port.isdigit() else None
+    return f"{service} ({name}, by port)" if name else service
 
 
 def _svc_key(s: str) -> tuple[str, int]:

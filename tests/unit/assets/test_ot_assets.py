@@ -54,3 +54,26 @@ def test_dnp3_outstation_and_masters() -> None:
     assert "DNP3" in roles["plc"] and "10.0.0.8" in roles["plc"] and "station 4" in roles["plc"]
     for master in ("10.0.0.8", "10.0.0.9"):
         assert "hmi" in dict(assets[master].roles)
+
+
+def test_a_service_no_payload_named_shows_the_protocol_usual_on_its_port(tmp_path) -> None:
+    """KNXnet/IP on 3671/udp, C37.118 on 4712/tcp: named by port (and said so); an unknown port stays bare."""
+    from otsentry.synth.frames import Direction, Link
+    from otsentry.synth.pcapwriter import PcapWriter
+
+    path = tmp_path / "bas.pcap"
+    link = Link()
+    with PcapWriter(path) as writer:
+        for i, (port, udp) in enumerate(((3671, True), (4712, False), (40123, True))):
+            out = Direction("10.0.0.8", "10.0.0.3", 50000 + i, port, link)
+            back = Direction("10.0.0.3", "10.0.0.8", port, 50000 + i, link.reverse())
+            ts = 1_700_000_000 * 10**9 + i * 10**9
+            if udp:
+                writer.write(ts, out.udp(b"\x06\x10\x02\x05\x00\x1a" + bytes(20)))
+                writer.write(ts + 10**6, back.udp(b"\x06\x10\x02\x06\x00\x08" + bytes(2)))
+            else:
+                writer.write(ts, out.tcp(1000, 0, 0x02))
+                writer.write(ts + 10**6, back.tcp(5000, 1001, 0x12))
+                writer.write(ts + 2 * 10**6, out.tcp(1001, 5001, 0x18, b"\xaa\x41\x00\x12" + bytes(14)))
+    server = {a.ip: a for a in inventory_from_captures([path])}["10.0.0.3"]
+    assert set(server.services) == {"3671/udp (knxnet-ip, by port)", "4712/tcp (c37.118, by port)", "40123/udp"}

@@ -200,6 +200,9 @@ def test_other_ot_protocols_are_named_by_port_in_alert_wording() -> None:
     assert service_label(47808, "udp") == "47808/udp (BACnet)" and service_label(9600, "udp") == "9600/udp (omron-fins)"
     assert service_label(1911, "tcp") == "1911/tcp (niagara-fox)" and service_label(40000, "tcp") == "40000/tcp"
     assert all(name and transport in ("tcp", "udp") and 0 < port < 65536 for (transport, port), name in NAMED_PORTS.items())
+    assert service_label(3671, "udp") == "3671/udp (knxnet-ip)" and service_label(1502, "udp") == \
+        "1502/udp (triconex-tristation)" and service_label(4712, "tcp") == "4712/tcp (c37.118)"
+    assert len(set(NAMED_PORTS.values())) >= 100  # about a hundred OT, building and grid protocols by port
 
 
 def test_review_cases_a_huge_count_of_bodiless_objects_and_an_empty_sized_object() -> None:
