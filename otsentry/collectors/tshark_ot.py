@@ -11,8 +11,9 @@ holds them as a raw list its attribute access fails on (parsitects-iec104-iec104
 ``AttributeError``; only the private ``_fields_dict`` has them), and it read about 3,200 packets/s (100,000 DNP3
 packets in 31 s), no faster than reading tshark's EK lines directly, as here.
 
-Not decoded from Wireshark's tree (the native decoder has them): objects and values, DNP3 IIN detail, S7 item
-addresses, identities (ListIdentity, SZL). S7comm-plus has no dissector in tshark 4.0: none of its messages.
+The objects a request addresses come from Wireshark's tree too (``tshark_ot_objects``). Not decoded from it (the
+native decoder has them): values, DNP3 IIN detail, identities (ListIdentity, SZL). S7comm-plus has no dissector
+in tshark 4.0: none of its messages.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from otsentry.collectors.ics.pairing import OperationPairer
 from otsentry.collectors.ics.ports import DECODED_TCP, DECODED_UDP
 from otsentry.collectors.ics.s7_names import FUNCTIONS as S7_FUNCTIONS, RETURN_CODES, USERDATA_GROUPS
 from otsentry.collectors.ics.s7_names import USERDATA_SUBFUNCTIONS
+from otsentry.collectors.tshark_ot_objects import cip_objects, dnp3_objects, iec104_objects, s7_objects
 from otsentry.collectors.types import Conn
 from otsentry.contracts.events import OperationEvent
 
@@ -88,6 +90,12 @@ def _get(layer: Layer, field: str, owner: str | None = None) -> Any:
     then the field with dots as underscores."""
     value = layer.get((owner or field.split(".", 1)[0]) + "_" + field.replace(".", "_"))
     return value[0] if isinstance(value, list) and value else value
+
+
+def _all(layer: Layer, field: str, owner: str | None = None) -> list:
+    """Every value of a field the layer repeats (one per object, item, segment...), in the order shown."""
+    value = layer.get((owner or field.split(".", 1)[0]) + "_" + field.replace(".", "_"))
+    return [] if value is None else value if isinstance(value, list) else [value]
 
 
 def _int(layer: Layer, field: str, owner: str | None = None) -> int | None:
@@ -156,7 +164,7 @@ def _dnp3(layer: Layer, p: TsharkPacket) -> Message:
     flags = () if fc in DNP3_FUNCTIONS else ("reserved_function",)
     key = None if fc in UNPAIRED else (outstation, master, seq)
     return Message("dnp3", p.frame, p.ts_ns, fc not in RESPONSE_CODES, fc, function_name(fc), function_class(fc),
-                   outstation, status=status, key=key, flags=flags)
+                   outstation, dnp3_objects(layer, _all), status=status, key=key, flags=flags)
 
 
 def _iec104(layer: Layer, asdus: Iterator[Layer], p: TsharkPacket, from_client: bool) -> Message:
@@ -184,8 +192,8 @@ def _iec104(layer: Layer, asdus: Iterator[Layer], p: TsharkPacket, from_client: 
         key = (tid, ca, first)
     elif cause == _REQUESTED and tid < 45 and not from_client:
         key = (_READ, ca, first)
-    return Message("iec104", p.frame, p.ts_ns, request, tid, type_name(tid), type_class(tid), ca, status=status,
-                   key=key)
+    return Message("iec104", p.frame, p.ts_ns, request, tid, type_name(tid), type_class(tid), ca,
+                   iec104_objects(asdu, tid, _all), status=status, key=key)
 
 
 def _s7comm(layer: Layer, p: TsharkPacket) -> Message:
@@ -201,9 +209,11 @@ def _s7comm(layer: Layer, p: TsharkPacket) -> Message:
             status = f"error-0x{errcode:04x}"
         elif kind == 8 and ret not in (None, 0xFF, 0x00):
             status = RETURN_CODES.get(ret, f"return-0x{ret:02x}")
+        objects = s7_objects(layer, _all) if (group, sub) == (0x4, 0x01) and kind == 4 else ()
         return Message("s7comm", p.frame, p.ts_ns, kind != 8, group << 8 | sub,
                        USERDATA_SUBFUNCTIONS.get((group, sub), f"{gname}/{sub}"),
-                       "time" if (group, sub) == (0x7, 0x02) else klass, status=status, key=("s7", ref))
+                       "time" if (group, sub) == (0x7, 0x02) else klass, objects=objects, status=status,
+                       key=("s7", ref))
     status = None
     err_class, err_code = _int(layer, "s7comm.header.errcls") or 0, _int(layer, "s7comm.header.errcod") or 0
     if rosctr in (2, 3) and (err_class or err_code):
@@ -213,16 +223,18 @@ def _s7comm(layer: Layer, p: TsharkPacket) -> Message:
         func = -1
     name, klass = S7_FUNCTIONS.get(func, (f"reserved-0x{func & 0xFF:02x}", "other"))
     service = _get(layer, "s7comm.param.pistart.servicename")
+    objects: tuple[str, ...] = s7_objects(layer, _all) if func in (0x04, 0x05) and rosctr == 1 else ()
     if func < 0:
         name = "ACK"
     elif func in (0x28, 0x29) and rosctr == 1 and service:
         name = f"{name}({service})"
+        objects = (service,)
     ret = _int(layer, "s7comm.data.returncode")
     if func == 0x04 and rosctr == 3 and status is None and ret not in (None, 0xFF):
         status = RETURN_CODES.get(ret, f"return-0x{ret:02x}")
     flags = () if func < 0 or func in S7_FUNCTIONS else ("reserved_function",)
-    return Message("s7comm", p.frame, p.ts_ns, rosctr == 1, func, name, klass, status=status, key=("s7", ref),
-                   flags=flags)
+    return Message("s7comm", p.frame, p.ts_ns, rosctr == 1, func, name, klass, objects=objects, status=status,
+                   key=("s7", ref), flags=flags)
 
 
 def _enip(layer: Layer, cips: Iterator[Layer], p: TsharkPacket, from_client: bool) -> Message:
@@ -231,12 +243,15 @@ def _enip(layer: Layer, cips: Iterator[Layer], p: TsharkPacket, from_client: boo
     # the sender context as a number: tshark 4.0 prints a ListIdentity request's with fewer octets than its reply's
     context = int(str(_get(layer, "enip.context") or "0").replace(":", "") or "0", 16)
     operation, name, klass, status = command, command_name(command), "other", None
+    objects: tuple[str, ...] = ()
     key: tuple = (command, context)
     if command in (0x6F, 0x70):
         cip = next(cips, None)
         if cip is not None:
             operation = (_int(cip, "cip.sc") or 0) & 0x7F
             name, klass = service_name(operation), CIP_SERVICES.get(operation, ("", "other"))[1]
+            if not _int(cip, "cip.rr"):
+                objects = cip_objects(cip, _all)
             general = _int(cip, "cip.genstat")
             if _get(cip, "cip.rr") and general:
                 status = GENERAL_STATUS.get(general, f"status-0x{general:02x}")
@@ -246,7 +261,7 @@ def _enip(layer: Layer, cips: Iterator[Layer], p: TsharkPacket, from_client: boo
     elif command in (0x63, 0x04, 0x64):
         klass = "diagnostic"
     encap = _int(layer, "enip.status") or 0
-    return Message("enip", p.frame, p.ts_ns, from_client, operation, name, klass, None, status=(
+    return Message("enip", p.frame, p.ts_ns, from_client, operation, name, klass, None, objects, status=(
         f"encap-status-0x{encap:x}" if encap else status), key=key)
 
 

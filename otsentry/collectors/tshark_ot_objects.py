@@ -1,0 +1,118 @@
+"""The objects an OT request addresses, read from Wireshark's tree (``--decoder tshark``), named as otsentry names them.
+
+DNP3 object headers (``g30v1:0-9``, from ``dnp3.al.obj`` and its qualifier and range fields), IEC 104 information
+object addresses (``iec60870_asdu.ioa``; a sequence as ``first-last``), S7comm S7ANY variable addresses
+(``DB1:0.0x4``) and SZL requests, and CIP request paths walked segment by segment (``class=0x02``,
+``instance=1``...: ``cip.path_segment`` gives their order, ``cip.class``/``cip.instance``/... their values) with
+the class's name and the services a Multiple Service Packet embeds. Same words as the native parsers, so both
+backends' operations compare field for field.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from otsentry.collectors.ics.enip_names import CIP_CLASSES, service_name
+from otsentry.collectors.ics.iec104 import MAX_OBJECTS
+from otsentry.collectors.ics.iec104_names import TYPES
+from otsentry.collectors.ics.s7_names import AREAS
+
+__all__ = ["cip_objects", "dnp3_objects", "iec104_objects", "s7_objects"]
+
+Layer = dict[str, Any]
+Getter = Callable[[Layer, str], list]
+_RANGES, _COUNTS = frozenset(range(6)), frozenset({7, 8, 9, 0xB})
+_LOGICAL = {0x20: "class", 0x24: "instance", 0x28: "member", 0x2C: "connection", 0x30: "attribute"}
+
+
+def _num(value: Any) -> int:
+    text = str(value)
+    return int(text, 16) if text.startswith("0x") else int(text)
+
+
+def dnp3_objects(layer: Layer, values: Getter) -> tuple[str, ...]:
+    """``g{group}v{variation}`` per object header, with ``:start-stop`` (``:start``) for range qualifiers."""
+    out: list[str] = []
+    starts, stops = iter(values(layer, "dnp3.al.range.start")), iter(values(layer, "dnp3.al.range.stop"))
+    for obj, rng in zip(values(layer, "dnp3.al.obj"), values(layer, "dnp3.al.objq.range")):
+        code = _num(obj)
+        label = f"g{code >> 8}v{code & 0xFF}"
+        if _num(rng) in _RANGES:
+            start, stop = next(starts, None), next(stops, None)
+            if start is None or stop is None:
+                break
+            start, stop = _num(start), _num(stop)
+            if stop < start:
+                out.append(label)
+                break
+            label = f"{label}:{start}-{stop}" if stop > start else f"{label}:{start}"
+        out.append(label)
+    return tuple(out)
+
+
+def iec104_objects(asdu: Layer, tid: int, values: Getter) -> tuple[str, ...]:
+    """The IOAs of an ASDU's information objects (types whose elements the native parser reads)."""
+    if TYPES.get(tid, ("", "", None))[2] is None:
+        return ()
+    ioas = [_num(v) for v in values(asdu, "iec60870_asdu.ioa")]
+    if not ioas:
+        return ()
+    if values(asdu, "iec60870_asdu.sq")[:1] in ([True], ["1"], [1]):
+        count = _num((values(asdu, "iec60870_asdu.numix") or [len(ioas)])[0])
+        return (f"{ioas[0]}-{ioas[0] + count - 1}" if count > 1 else str(ioas[0]),)
+    return tuple(str(i) for i in ioas[:MAX_OBJECTS])
+
+
+def s7_objects(layer: Layer, values: Getter) -> tuple[str, ...]:
+    """S7ANY item addresses of a read/write job (all items S7ANY, else none), or an SZL request's id and index."""
+    szl, index = values(layer, "s7comm.data.userdata.szl_id"), values(layer, "s7comm.data.userdata.szl_index")
+    if szl and index:
+        return (f"SZL 0x{_num(szl[0]):04x} index 0x{_num(index[0]):04x}",)
+    syntax = values(layer, "s7comm.param.item.syntaxid")
+    areas, dbs = values(layer, "s7comm.param.item.area"), values(layer, "s7comm.param.item.db")
+    addresses, counts = values(layer, "s7comm.param.item.address"), values(layer, "s7comm.param.item.length")
+    if not syntax or any(_num(s) != 0x10 for s in syntax) or not len(areas) == len(dbs) == len(addresses) == \
+            len(counts) == len(syntax):
+        return ()
+    out = []
+    for area, db, address, count in list(zip(areas, dbs, addresses, counts))[:32]:
+        area, address = _num(area), _num(address)
+        name = AREAS.get(area, f"area-0x{area:02x}")
+        where = f"{name}{_num(db)}" if area == 0x84 else name
+        out.append(f"{where}:{address >> 3}.{address & 7}x{_num(count)}")
+    return tuple(out)
+
+
+def cip_objects(cip: Layer, values: Getter) -> tuple[str, ...]:
+    """A CIP request's path as the native parser names it, then its class's name and the embedded services."""
+    pools = {kind: iter(values(cip, f"cip.{kind}")) for kind in ("class", "instance", "member", "attribute")}
+    symbols = iter(values(cip, "cip.symbol"))
+    parts: list[str] = []
+    klass = None
+    for segment in values(cip, "cip.path_segment"):
+        seg = _num(segment)
+        name = _LOGICAL.get(seg & 0xFC) if seg & 0xE0 == 0x20 else None
+        if name in pools:
+            value = next(pools[name], None)
+            if value is None:
+                break
+            value = _num(value)
+            klass = value if name == "class" and klass is None else klass
+            parts.append(f"class=0x{value:02x}" if name == "class" else f"{name}={value}")
+        elif seg == 0x91:
+            symbol = next(symbols, None)
+            if symbol is None:
+                break
+            parts.append(f"tag={symbol}")
+        else:  # connection points, port and data segments: named by the native parser, not walked further
+            parts.append(f"segment=0x{seg:02x}")
+            break
+    if klass is not None and klass in CIP_CLASSES:
+        parts.append(CIP_CLASSES[klass])
+    if klass == 0x02 and _num((values(cip, "cip.sc") or ["0"])[0]) & 0x7F == 0x0A:
+        embedded = cip.get("cip")
+        for inner in (embedded if isinstance(embedded, list) else [embedded] if embedded else [])[:64]:
+            code = values(inner, "cip.sc")
+            if code:
+                parts.append("service=" + service_name(_num(code[0]) & 0x7F))
+    return tuple(parts)
