@@ -12,8 +12,8 @@ holds them as a raw list its attribute access fails on (parsitects-iec104-iec104
 packets in 31 s), no faster than reading tshark's EK lines directly, as here.
 
 The objects a request addresses come from Wireshark's tree too (``tshark_ot_objects``). Not decoded from it (the
-native decoder has them): values, DNP3 IIN detail, identities (ListIdentity, SZL). S7comm-plus has no dissector
-in tshark 4.0: none of its messages.
+native decoder has them): values, DNP3 IIN detail, S7 SZL identities. S7comm-plus has no dissector
+in tshark 4.0: none of its messages. ListIdentity answers give the device's identity (``list_identity``).
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ from otsentry.collectors.tshark_ot_objects import cip_objects, dnp3_objects, iec
 from otsentry.collectors.types import Conn
 from otsentry.contracts.events import OperationEvent
 
-__all__ = ["OT_LAYERS", "TsharkOtDecoder", "TsharkPacket", "messages_of", "ot_command", "read_packets"]
+__all__ = ["OT_LAYERS", "TsharkOtDecoder", "TsharkPacket", "list_identity", "messages_of", "ot_command",
+           "read_packets"]
 
 OT_LAYERS = ("dnp3", "iec60870_104", "iec60870_asdu", "s7comm", "enip", "cip")
 _CONFIRMS, _REFUSALS, _READ, _REQUESTED = frozenset({7, 9}), frozenset({44, 45, 46, 47}), 102, 5
@@ -261,8 +262,21 @@ def _enip(layer: Layer, cips: Iterator[Layer], p: TsharkPacket, from_client: boo
     elif command in (0x63, 0x04, 0x64):
         klass = "diagnostic"
     encap = _int(layer, "enip.status") or 0
+    identity = list_identity(layer) if command == 0x63 and not from_client else ()
     return Message("enip", p.frame, p.ts_ns, from_client, operation, name, klass, None, objects, status=(
-        f"encap-status-0x{encap:x}" if encap else status), key=key)
+        f"encap-status-0x{encap:x}" if encap else status), key=key, identity=identity)
+
+
+def list_identity(layer: Layer) -> tuple[tuple[str, str], ...]:
+    """What a ListIdentity answer says of the device, as the native parser words it (revision major.minor)."""
+    vendor = _int(layer, "enip.lir.vendor")
+    if vendor is None:
+        return ()
+    revision, serial = _int(layer, "enip.lir.revision") or 0, _int(layer, "enip.lir.serial") or 0
+    fields = (("vendor_id", vendor), ("device_type", _int(layer, "enip.lir.devtype")),
+              ("product_code", _int(layer, "enip.lir.prodcode")), ("revision", f"{revision >> 8}.{revision & 0xFF}"),
+              ("serial", f"0x{serial:08x}"), ("product_name", _get(layer, "enip.lir.name") or ""))
+    return tuple((k, str(v)) for k, v in fields)
 
 
 class TsharkOtDecoder:

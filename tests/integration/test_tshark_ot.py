@@ -102,20 +102,23 @@ def _operations(path: Path, decoder: str) -> dict:
 
 
 def test_tshark_backend_names_the_native_objects() -> None:
-    """Objects read from Wireshark's tree (DNP3 headers, IEC 104 IOAs, S7ANY items and SZL ids, CIP paths) equal
+    """ListIdentity identities are equal, and objects read from Wireshark's tree (DNP3 headers, IEC 104 IOAs, S7ANY items and SZL ids, CIP paths) equal
     the native decoder's on every operation of every capture, but where the native decoder flags the request
     malformed: there Wireshark stops at a different point of the broken headers (DNP3-Malformed.pcap's OPERATEs,
     a file READ), or reads no objects of a function it does not walk (STOP_APPL in zeek-dnp3-dnp3.pcap)."""
     require_tool("tshark")
-    compared = named = malformed = 0
+    compared = named = malformed = identities = 0
     for path in CAPTURES:
         native, wire = _operations(path, "native"), _operations(path, "tshark")
         for key in set(native) & set(wire):
             ours, theirs = native[key], wire[key]
             compared += 1
             named += bool(ours.objects)
+            identities += bool(ours.identity) and ours.protocol == "enip"
+            if ours.protocol == "enip":  # ListIdentity answers: vendor, type, product, revision, serial, name
+                assert ours.identity == theirs.identity, (path.name, key)
             if "malformed" in ours.flags:
                 malformed += ours.objects != theirs.objects
                 continue
             assert ours.objects == theirs.objects, (path.name, key)
-    assert compared > 3500 and named > 3500 and malformed <= 110
+    assert compared > 3500 and named > 3500 and malformed <= 110 and identities >= 2
