@@ -136,8 +136,8 @@ def walk_malformed(u8: np.ndarray, base: np.ndarray, n: np.ndarray, pos: np.ndar
         need = np.where(wr > 0, 2 * wr, wc)
         lo, hi = _le(u8, base[act] + p, np.where(wr > 0, wr, wc)), _le(u8, base[act] + p + wr, wr)
         count = np.where(wr > 0, hi - lo + 1, lo)
-        bad = (((wr > 0) | (wc > 0)) & (p + need > size)) | ((wr > 0) & (hi < lo)) | ((wr == 0) & (wc == 0) & (rng != 6))
-        bad |= prefix == 7
+        bad = (((wr > 0) | (wc > 0)) & (p + need > size)) | ((wr > 0) & (hi < lo))  # cut short, backwards
+        bad |= ((wr == 0) & (wc == 0) & (rng != 6)) | (prefix == 7)  # reserved range or prefix codes
         p = p + need
         decided[act[bad]] = malformed[act[bad]] = True
         ok = ~bad

@@ -154,8 +154,8 @@ def _iec104(g: _Bytes, size: np.ndarray, from_client: np.ndarray) -> UnitClasses
     count, sequence, element = vsq & 0x7F, vsq & 0x80 > 0, _OBJECT_SIZE[tid]
     body = length - 10
     whole = np.where(sequence, 3 + count * element <= body, count * (3 + element) <= body) | (element < 0)
-    ok = (g.b(0) == 0x68) & (length >= 4) & (size == 2 + length) & np.where(is_i, (length >= 10) & (_TYPE_NAME[tid] >= 0) & whole,
-                                  ~is_u | (_U_NAME[c1] >= 0))
+    ok = (g.b(0) == 0x68) & (length >= 4) & (size == 2 + length) & np.where(
+        is_i, (length >= 10) & (_TYPE_NAME[tid] >= 0) & whole, ~is_u | (_U_NAME[c1] >= 0))
     ioa = g.b(12) | g.b(13) << 8 | g.b(14) << 16
     first = (element >= 0) & (sequence | (count >= 1))  # the parser names a first object
     a = np.where(first, ioa, -1).astype(np.uint64)  # -1 wraps to ABSENT
