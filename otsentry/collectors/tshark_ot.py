@@ -36,7 +36,7 @@ from otsentry.collectors.ics.pairing import OperationPairer
 from otsentry.collectors.ics.ports import DECODED_TCP, DECODED_UDP
 from otsentry.collectors.ics.s7_names import FUNCTIONS as S7_FUNCTIONS, RETURN_CODES, USERDATA_GROUPS
 from otsentry.collectors.ics.s7_names import USERDATA_SUBFUNCTIONS
-from otsentry.collectors.tshark_ot_objects import cip_objects, dnp3_objects, iec104_objects, s7_objects
+from otsentry.collectors.tshark_ot_objects import cip_objects, dnp3_objects, dnp3_values, iec104_objects, s7_objects
 from otsentry.collectors.types import Conn
 from otsentry.contracts.events import OperationEvent
 
@@ -165,7 +165,8 @@ def _dnp3(layer: Layer, p: TsharkPacket) -> Message:
     flags = () if fc in DNP3_FUNCTIONS else ("reserved_function",)
     key = None if fc in UNPAIRED else (outstation, master, seq)
     return Message("dnp3", p.frame, p.ts_ns, fc not in RESPONSE_CODES, fc, function_name(fc), function_class(fc),
-                   outstation, dnp3_objects(layer, _all), status=status, key=key, flags=flags)
+                   outstation, dnp3_objects(layer, _all), dnp3_values(layer, _all), status=status, key=key,
+                   flags=flags)
 
 
 def _iec104(layer: Layer, asdus: Iterator[Layer], p: TsharkPacket, from_client: bool) -> Message:

@@ -4,20 +4,24 @@ DNP3 object headers (``g30v1:0-9``, from ``dnp3.al.obj`` and its qualifier and r
 object addresses (``iec60870_asdu.ioa``; a sequence as ``first-last``), S7comm S7ANY variable addresses
 (``DB1:0.0x4``) and SZL requests, and CIP request paths walked segment by segment (``class=0x02``,
 ``instance=1``...: ``cip.path_segment`` gives their order, ``cip.class``/``cip.instance``/... their values) with
-the class's name and the services a Multiple Service Packet embeds. Same words as the native parsers, so both
-backends' operations compare field for field.
+the class's name and the services a Multiple Service Packet embeds. DNP3 point values too (``dnp3_values``): the
+state bit of binary points, analog and counter values, CROB control codes, absolute times and time delays. Same words and numbers
+as the native parsers, so both backends' operations compare field for field.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
+from datetime import datetime
+
+from otsentry.collectors.ics.dnp3_objects import MAX_VALUES
 from otsentry.collectors.ics.enip_names import CIP_CLASSES, service_name
 from otsentry.collectors.ics.iec104 import MAX_OBJECTS
 from otsentry.collectors.ics.iec104_names import TYPES
 from otsentry.collectors.ics.s7_names import AREAS
 
-__all__ = ["cip_objects", "dnp3_objects", "iec104_objects", "s7_objects"]
+__all__ = ["cip_objects", "dnp3_objects", "dnp3_values", "iec104_objects", "s7_objects"]
 
 Layer = dict[str, Any]
 Getter = Callable[[Layer, str], list]
@@ -116,3 +120,84 @@ def cip_objects(cip: Layer, values: Getter) -> tuple[str, ...]:
             if code:
                 parts.append("service=" + service_name(_num(code[0]) & 0x7F))
     return tuple(parts)
+
+
+# (group, variations) -> Wireshark's field per point, and whether the native parser keeps it as the point's value
+# (a field read but not kept is still consumed: points of several headers share it, in header order).
+_POINT_FIELDS: tuple[tuple[int, frozenset[int], str, bool], ...] = (
+    (1, frozenset({1}), "dnp3.al.bit", True), (10, frozenset({1}), "dnp3.al.bit", True),
+    (80, frozenset({1}), "dnp3.al.bit", True), (12, frozenset({3}), "dnp3.al.bit", True),
+    (1, frozenset({2}), "dnp3.al.biq.b7", True), (2, frozenset({1, 2, 3}), "dnp3.al.biq.b7", True),
+    (10, frozenset({2}), "dnp3.al.boq.b7", True), (11, frozenset({1, 2}), "dnp3.al.boq.b7", True),
+    (30, frozenset({1, 2, 3, 4}), "dnp3.al.ana.int", True), (30, frozenset({5}), "dnp3.al.ana.float", True),
+    (30, frozenset({6}), "dnp3.al.ana.double", True), (32, frozenset({1, 2}), "dnp3.al.ana.int", True),
+    (32, frozenset({5}), "dnp3.al.ana.float", True), (32, frozenset({6}), "dnp3.al.ana.double", True),
+    (32, frozenset({3, 4}), "dnp3.al.ana.int", False), (32, frozenset({7}), "dnp3.al.ana.float", False),
+    (32, frozenset({8}), "dnp3.al.ana.double", False), (31, frozenset(range(1, 9)), "dnp3.al.ana.int", False),
+    (33, frozenset(range(1, 9)), "dnp3.al.ana.int", False),
+    (40, frozenset({1, 2}), "dnp3.al.anaout.int", True), (40, frozenset({3}), "dnp3.al.anaout.float", True),
+    (40, frozenset({4}), "dnp3.al.anaout.double", True), (41, frozenset({1, 2}), "dnp3.al.anaout.int", True),
+    (41, frozenset({3}), "dnp3.al.anaout.float", True), (41, frozenset({4}), "dnp3.al.anaout.double", True),
+    (20, frozenset({1, 2, 5, 6}), "dnp3.al.cnt", True), (22, frozenset({1, 2}), "dnp3.al.cnt", True),
+    (20, frozenset({3, 4, 7, 8}), "dnp3.al.cnt", False), (21, frozenset(range(1, 13)), "dnp3.al.cnt", False),
+    (22, frozenset(range(3, 9)), "dnp3.al.cnt", False), (23, frozenset(range(1, 9)), "dnp3.al.cnt", False),
+    (50, frozenset({1}), "dnp3.al.timestamp", True), (52, frozenset({1, 2}), "dnp3.al.time_delay", True),
+)
+# points that carry an absolute time besides their value (they take their turn in ``dnp3.al.timestamp``)
+_TIMED = {(2, 2), (4, 2), (11, 2), (13, 2), (21, 5), (21, 6), (21, 7), (21, 8), (22, 5), (22, 6), (22, 7), (22, 8),
+          (23, 5), (23, 6), (23, 7), (23, 8), (32, 3), (32, 4), (32, 7), (32, 8), (33, 3), (33, 4), (33, 7), (33, 8),
+          (42, 3), (42, 4), (42, 7), (42, 8), (43, 3), (43, 4), (43, 7), (43, 8), (50, 3), (50, 4), (51, 1), (51, 2)}
+
+
+def _point(field: str, value: object) -> int | None:
+    if field == "dnp3.al.timestamp":  # milliseconds since 1970, as the object carries them
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00")[:26] + "+00:00"
+                                        if "." in str(value) else str(value).replace("Z", "+00:00"))
+        return round(moment.timestamp() * 1000)
+    if isinstance(value, bool):
+        return int(value)
+    number = float(value) if field.endswith(("float", "double")) else _num(value)
+    if isinstance(number, float):
+        return int(round(number)) if number == number and abs(number) < 1 << 62 else None
+    return number
+
+
+def dnp3_values(layer: Layer, values: Getter) -> tuple[int, ...]:
+    """Point values in header order, up to the native parser's MAX_VALUES: CROB control codes (operation type,
+    clear, trip/close bits) and what ``_POINT_FIELDS`` reads for the others."""
+    pools: dict[str, Any] = {}
+    ops = iter(zip(values(layer, "dnp3.ctl.op"), values(layer, "dnp3.ctl.clr"), values(layer, "dnp3.ctl.trip")))
+    starts, stops = iter(values(layer, "dnp3.al.range.start")), iter(values(layer, "dnp3.al.range.stop"))
+    quantities = iter(values(layer, "dnp3.al.range.quantity"))
+    out: list[int] = []
+    for obj, rng in zip(values(layer, "dnp3.al.obj"), values(layer, "dnp3.al.objq.range")):
+        code, qualifier = _num(obj), _num(rng)
+        g, v = code >> 8, code & 0xFF
+        if qualifier in _RANGES:
+            start, stop = next(starts, None), next(stops, None)
+            count = _num(stop) - _num(start) + 1 if start is not None and stop is not None else 0
+        elif qualifier in _COUNTS:
+            quantity = next(quantities, None)
+            count = _num(quantity) if quantity is not None else 0
+        else:
+            count = 0
+        if (g, v) in ((12, 1), (12, 2)):
+            for control in (next(ops, None) for _ in range(count)):
+                if control is not None:
+                    op, clr, trip = control
+                    out.append(_num(op) | (0x20 if clr in (True, "1", 1) else 0) | _num(trip) << 6)
+            continue
+        source = next(((f, keep) for group, vs, f, keep in _POINT_FIELDS if group == g and v in vs), None)
+        if source is not None:
+            field, keep = source
+            pool = pools.setdefault(field, iter(values(layer, field)))
+            for _ in range(count):
+                value = next(pool, None)
+                point = _point(field, value) if keep and value is not None else None
+                if point is not None:
+                    out.append(point)
+        if (g, v) in _TIMED:
+            pool = pools.setdefault("dnp3.al.timestamp", iter(values(layer, "dnp3.al.timestamp")))
+            for _ in range(count):
+                next(pool, None)
+    return tuple(out[:MAX_VALUES])
