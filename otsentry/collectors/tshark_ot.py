@@ -11,9 +11,9 @@ holds them as a raw list its attribute access fails on (parsitects-iec104-iec104
 ``AttributeError``; only the private ``_fields_dict`` has them), and it read about 3,200 packets/s (100,000 DNP3
 packets in 31 s), no faster than reading tshark's EK lines directly, as here.
 
-The objects a request addresses come from Wireshark's tree too (``tshark_ot_objects``). Not decoded from it (the
-native decoder has them): values, DNP3 IIN detail, S7 SZL identities. S7comm-plus has no dissector
-in tshark 4.0: none of its messages. ListIdentity answers give the device's identity (``list_identity``).
+The objects a request addresses and the DNP3 and IEC 104 values come from Wireshark's tree too
+(``tshark_ot_objects``); so do ListIdentity identities (``list_identity``). Not decoded from it (the native decoder
+has them): DNP3 IIN detail, S7 SZL identities. S7comm-plus has no dissector in tshark 4.0: none of its messages.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ from otsentry.collectors.ics.pairing import OperationPairer
 from otsentry.collectors.ics.ports import DECODED_TCP, DECODED_UDP
 from otsentry.collectors.ics.s7_names import FUNCTIONS as S7_FUNCTIONS, RETURN_CODES, USERDATA_GROUPS
 from otsentry.collectors.ics.s7_names import USERDATA_SUBFUNCTIONS
-from otsentry.collectors.tshark_ot_objects import cip_objects, dnp3_objects, dnp3_values, iec104_objects, s7_objects
+from otsentry.collectors.tshark_ot_objects import (cip_objects, dnp3_objects, dnp3_values, iec104_objects,
+                                                  iec104_values, s7_objects)
 from otsentry.collectors.types import Conn
 from otsentry.contracts.events import OperationEvent
 
@@ -195,7 +196,7 @@ def _iec104(layer: Layer, asdus: Iterator[Layer], p: TsharkPacket, from_client: 
     elif cause == _REQUESTED and tid < 45 and not from_client:
         key = (_READ, ca, first)
     return Message("iec104", p.frame, p.ts_ns, request, tid, type_name(tid), type_class(tid), ca,
-                   iec104_objects(asdu, tid, _all), status=status, key=key)
+                   iec104_objects(asdu, tid, _all), iec104_values(asdu, tid, _all), status=status, key=key)
 
 
 def _s7comm(layer: Layer, p: TsharkPacket) -> Message:

@@ -1,12 +1,13 @@
-"""The objects an OT request addresses, read from Wireshark's tree (``--decoder tshark``), named as otsentry names them.
+"""Objects and values of OT messages, read from Wireshark's tree (``--decoder tshark``), worded as otsentry words them.
 
-DNP3 object headers (``g30v1:0-9``, from ``dnp3.al.obj`` and its qualifier and range fields), IEC 104 information
-object addresses (``iec60870_asdu.ioa``; a sequence as ``first-last``), S7comm S7ANY variable addresses
-(``DB1:0.0x4``) and SZL requests, and CIP request paths walked segment by segment (``class=0x02``,
+Objects: DNP3 object headers (``g30v1:0-9``, from ``dnp3.al.obj`` and its qualifier and range fields), IEC 104
+information object addresses (``iec60870_asdu.ioa``; a sequence as ``first-last``), S7comm S7ANY variable
+addresses (``DB1:0.0x4``) and SZL requests, and CIP request paths walked segment by segment (``class=0x02``,
 ``instance=1``...: ``cip.path_segment`` gives their order, ``cip.class``/``cip.instance``/... their values) with
-the class's name and the services a Multiple Service Packet embeds. DNP3 point values too (``dnp3_values``): the
-state bit of binary points, analog and counter values, CROB control codes, absolute times and time delays. Same words and numbers
-as the native parsers, so both backends' operations compare field for field.
+the class's name and the services a Multiple Service Packet embeds. Values: DNP3 points (``dnp3_values``: the
+state bit of binary points, analog and counter values, CROB control codes, absolute times, time delays) and IEC
+104 elements (``iec104_values``: the quality or command octet, scaled, normalised and float values). Same words
+and numbers as the native parsers, so both backends' operations compare field for field.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from otsentry.collectors.ics.iec104 import MAX_OBJECTS
 from otsentry.collectors.ics.iec104_names import TYPES
 from otsentry.collectors.ics.s7_names import AREAS
 
-__all__ = ["cip_objects", "dnp3_objects", "dnp3_values", "iec104_objects", "s7_objects"]
+__all__ = ["cip_objects", "dnp3_objects", "dnp3_values", "iec104_objects", "iec104_values", "s7_objects"]
 
 Layer = dict[str, Any]
 Getter = Callable[[Layer, str], list]
@@ -201,3 +202,50 @@ def dnp3_values(layer: Layer, values: Getter) -> tuple[int, ...]:
             for _ in range(count):
                 next(pool, None)
     return tuple(out[:MAX_VALUES])
+
+
+def _octet(value: object) -> int:
+    return _num(value) & 0xFF
+
+
+def _normalised(value: object) -> int:
+    return int(round(float(str(value)) * 32768))
+
+
+def _rounded(value: object) -> int:
+    number = float(str(value))
+    return int(round(number)) if number == number and abs(number) < 1 << 62 else 0
+
+
+# type id -> (Wireshark's field per element, how the native parser's value follows from it)
+_ELEMENTS: dict[int, tuple[str, Callable[[object], int]]] = {
+    **{t: ("iec60870_asdu.siq", _octet) for t in (1, 2, 30)}, **{t: ("iec60870_asdu.diq", _octet) for t in (3, 4, 31)},
+    **{t: ("iec60870_asdu.vti", _octet) for t in (5, 6, 32)},
+    **{t: ("iec60870_asdu.bitstring", lambda v: _num(v) >> 24 & 0xFF) for t in (7, 8, 33, 51, 64)},  # shown MSB first
+    **{t: ("iec60870_asdu.normval", _normalised) for t in (9, 10, 34, 48, 61, 110)},
+    21: ("iec60870_asdu.normval", lambda v: _normalised(v) & 0xFF),  # no quality octet: its first octet is kept
+    **{t: ("iec60870_asdu.scalval", _num) for t in (11, 12, 35, 49, 62, 111)},
+    **{t: ("iec60870_asdu.float", _rounded) for t in (13, 14, 36, 50, 63, 112)},
+    **{t: ("iec60870_asdu.bcr.count", _octet) for t in (15, 16, 37)},
+    **{t: ("iec60870_asdu.sco", _octet) for t in (45, 58)}, **{t: ("iec60870_asdu.dco", _octet) for t in (46, 59)},
+    **{t: ("iec60870_asdu.rco", _octet) for t in (47, 60)}, 70: ("iec60870_asdu.coi", _octet),
+    100: ("iec60870_asdu.qoi", _octet), 101: ("iec60870_asdu.qcc", _octet), 105: ("iec60870_asdu.qrp", _octet),
+    103: ("iec60870_asdu.cp56time.ms", _octet),
+}
+
+
+def iec104_values(asdu: Layer, tid: int, values: Getter) -> tuple[int, ...]:
+    """One value per information object (at most MAX_OBJECTS), as the native parser reads its element: the
+    first octet (quality descriptor, command qualifier), or the 16-bit or float value of measurements and
+    set-points. Types not in ``_ELEMENTS`` (protection events, test and delay commands...) give none."""
+    size = TYPES.get(tid, ("", "", None))[2]
+    if size is None:
+        return ()
+    count = _num((values(asdu, "iec60870_asdu.numix") or ["0"])[0])
+    if size == 0:
+        return (0,) * min(count, MAX_OBJECTS)
+    element = _ELEMENTS.get(tid)
+    if element is None:
+        return ()
+    field, convert = element
+    return tuple(convert(v) for v in values(asdu, field)[: min(count, MAX_OBJECTS)])

@@ -102,12 +102,12 @@ def _operations(path: Path, decoder: str) -> dict:
 
 
 def test_tshark_backend_names_the_native_objects() -> None:
-    """ListIdentity identities are equal, and objects read from Wireshark's tree (DNP3 headers, IEC 104 IOAs, S7ANY items and SZL ids, CIP paths) equal
+    """ListIdentity identities and DNP3/IEC 104 values are equal, and objects read from Wireshark's tree (DNP3 headers, IEC 104 IOAs, S7ANY items and SZL ids, CIP paths) equal
     the native decoder's on every operation of every capture, but where the native decoder flags the request
     malformed: there Wireshark stops at a different point of the broken headers (DNP3-Malformed.pcap's OPERATEs,
     a file READ), or reads no objects of a function it does not walk (STOP_APPL in zeek-dnp3-dnp3.pcap)."""
     require_tool("tshark")
-    compared = named = malformed = identities = 0
+    compared = named = valued = malformed = identities = 0
     for path in CAPTURES:
         native, wire = _operations(path, "native"), _operations(path, "tshark")
         for key in set(native) & set(wire):
@@ -117,8 +117,10 @@ def test_tshark_backend_names_the_native_objects() -> None:
             identities += bool(ours.identity) and ours.protocol == "enip"
             if ours.protocol == "enip":  # ListIdentity answers: vendor, type, product, revision, serial, name
                 assert ours.identity == theirs.identity, (path.name, key)
+            valued += bool(ours.values)
             if "malformed" in ours.flags:
-                malformed += ours.objects != theirs.objects
+                malformed += ours.objects != theirs.objects or ours.values != theirs.values
                 continue
             assert ours.objects == theirs.objects, (path.name, key)
-    assert compared > 3500 and named > 3500 and malformed <= 110 and identities >= 2
+            assert ours.values == theirs.values, (path.name, key)  # DNP3 points, IEC 104 elements
+    assert compared > 3500 and named > 3500 and valued > 450 and malformed <= 200 and identities >= 2
