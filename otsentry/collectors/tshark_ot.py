@@ -12,8 +12,9 @@ holds them as a raw list its attribute access fails on (parsitects-iec104-iec104
 packets in 31 s), no faster than reading tshark's EK lines directly, as here.
 
 The objects a request addresses and the DNP3 and IEC 104 values come from Wireshark's tree too
-(``tshark_ot_objects``); so do ListIdentity identities (``list_identity``). Not decoded from it (the native decoder
-has them): DNP3 IIN detail, S7 SZL identities. S7comm-plus has no dissector in tshark 4.0: none of its messages.
+(``tshark_ot_objects``); so do ListIdentity and SZL identities (``list_identity``, ``szl_identity``). Not decoded
+from it (the native decoder has it): DNP3 IIN detail. S7comm-plus has no dissector in tshark 4.0: none of its
+messages.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from otsentry.collectors.ics.ports import DECODED_TCP, DECODED_UDP
 from otsentry.collectors.ics.s7_names import FUNCTIONS as S7_FUNCTIONS, RETURN_CODES, USERDATA_GROUPS
 from otsentry.collectors.ics.s7_names import USERDATA_SUBFUNCTIONS
 from otsentry.collectors.tshark_ot_objects import (cip_objects, dnp3_objects, dnp3_values, iec104_objects,
-                                                  iec104_values, s7_objects)
+                                                  iec104_values, s7_objects, szl_identity)
 from otsentry.collectors.types import Conn
 from otsentry.contracts.events import OperationEvent
 
@@ -213,10 +214,11 @@ def _s7comm(layer: Layer, p: TsharkPacket) -> Message:
         elif kind == 8 and ret not in (None, 0xFF, 0x00):
             status = RETURN_CODES.get(ret, f"return-0x{ret:02x}")
         objects = s7_objects(layer, _all) if (group, sub) == (0x4, 0x01) and kind == 4 else ()
+        identity = szl_identity(layer, _all) if (group, sub) == (0x4, 0x01) and kind == 8 else ()
         return Message("s7comm", p.frame, p.ts_ns, kind != 8, group << 8 | sub,
                        USERDATA_SUBFUNCTIONS.get((group, sub), f"{gname}/{sub}"),
                        "time" if (group, sub) == (0x7, 0x02) else klass, objects=objects, status=status,
-                       key=("s7", ref))
+                       key=("s7", ref), identity=identity)
     status = None
     err_class, err_code = _int(layer, "s7comm.header.errcls") or 0, _int(layer, "s7comm.header.errcod") or 0
     if rosctr in (2, 3) and (err_class or err_code):

@@ -6,8 +6,9 @@ addresses (``DB1:0.0x4``) and SZL requests, and CIP request paths walked segment
 ``instance=1``...: ``cip.path_segment`` gives their order, ``cip.class``/``cip.instance``/... their values) with
 the class's name and the services a Multiple Service Packet embeds. Values: DNP3 points (``dnp3_values``: the
 state bit of binary points, analog and counter values, CROB control codes, absolute times, time delays) and IEC
-104 elements (``iec104_values``: the quality or command octet, scaled, normalised and float values). Same words
-and numbers as the native parsers, so both backends' operations compare field for field.
+104 elements (``iec104_values``: the quality or command octet, scaled, normalised and float values). And what an
+S7 CPU says of itself in SZL answers (``szl_identity``). Same words and numbers as the native parsers, so both
+backends' operations compare field for field.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from otsentry.collectors.ics.iec104 import MAX_OBJECTS
 from otsentry.collectors.ics.iec104_names import TYPES
 from otsentry.collectors.ics.s7_names import AREAS
 
-__all__ = ["cip_objects", "dnp3_objects", "dnp3_values", "iec104_objects", "iec104_values", "s7_objects"]
+__all__ = ["cip_objects", "dnp3_objects", "dnp3_values", "iec104_objects", "iec104_values", "s7_objects",
+           "szl_identity"]
 
 Layer = dict[str, Any]
 Getter = Callable[[Layer, str], list]
@@ -249,3 +251,31 @@ def iec104_values(asdu: Layer, tid: int, values: Getter) -> tuple[int, ...]:
         return ()
     field, convert = element
     return tuple(convert(v) for v in values(asdu, field)[: min(count, MAX_OBJECTS)])
+
+
+# SZL 0x001c component identification: record index -> (identity key, Wireshark's field of that record)
+_COMPONENTS = {1: ("system_name", "s7comm.szl.001c.0001.name"), 2: ("module_name", "s7comm.szl.001c.0002.name"),
+               3: ("plant_id", "s7comm.szl.001c.0003.tag"), 4: ("copyright", "s7comm.szl.001c.0004.copyright"),
+               5: ("serial", "s7comm.szl.001c.0005.serialn"), 7: ("module_type", "s7comm.szl.001c.0007.cputypname")}
+
+
+def szl_identity(layer: Layer, values: Getter) -> tuple[tuple[str, str], ...]:
+    """An SZL answer's CPU identity as the native parser reads it: 0x0011/0x0111 record 1's order number (MLFB),
+    0x001c/0x011c's names and serial, in record order, empty texts left out."""
+    szl = values(layer, "s7comm.data.userdata.szl_id")
+    ret = values(layer, "s7comm.data.returncode")
+    if not szl or not ret or _num(ret[0]) != 0xFF:
+        return ()
+    szl_id = _num(szl[0]) & 0xFF
+    out: list[tuple[str, str]] = []
+    if szl_id == 0x11:
+        for index, mlfb in zip(values(layer, "s7comm.szl.xy11.0001.index"), values(layer, "s7comm.szl.xy11.0001.anz")):
+            if _num(index) == 1:
+                out.append(("order_number", str(mlfb).split("\0", 1)[0].strip()))
+    elif szl_id == 0x1C:
+        for index in values(layer, "s7comm.szl.001c.000x.index")[:32]:
+            component = _COMPONENTS.get(_num(index))
+            if component is not None:
+                text = values(layer, component[1])
+                out.append((component[0], str(text[0]).split("\0", 1)[0].strip() if text else ""))
+    return tuple((k, v) for k, v in out if v)
