@@ -172,7 +172,6 @@ class DnpFrames:
                  "buf", "at", "length", "stations")
 
     def __init__(self, u8: np.ndarray, off: np.ndarray, size: np.ndarray) -> None:
-        m = len(off)
         g = lambda k: u8.take(off + k, mode="clip").astype(np.int64)  # noqa: E731
         length, control = g(2), g(3)
         destination, source = g(4) | g(5) << 8, g(6) | g(7) << 8
