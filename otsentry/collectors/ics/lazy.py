@@ -1,8 +1,9 @@
 """A batch's OT operations, built when first read: counting needs none of them, so ``inspect --summary`` builds none.
 
-The fast path (``ics.fastpath``) keeps the bytes of the units its operations come from; reading the operations
-runs the protocol's parser on them and pairs the messages as the pairer does, so an operation read is the same
-object, field for field, as the general path makes. ``Operations`` is what ``CollectedBatch.operations`` holds:
+The fast path (``ics.fastpath``) pairs its messages over arrays (``fastpair``) and keeps the bytes of the units
+each operation comes from; reading the operations runs the protocol's parser on them and builds each event as the
+pairer does (``pairing.operation_event``), so an operation read is the same object, field for field, as the
+general path makes. ``Operations`` is what ``CollectedBatch.operations`` holds:
 a sequence of ``OperationEvent``s, in the order they completed (by the frame of the answer, or of the request of
 an unanswered one), whichever path made them.
 """
