@@ -37,7 +37,7 @@ from otsentry.collectors.ics.pairing import OperationPairer
 from otsentry.collectors.ics.ports import DECODED_TCP, DECODED_UDP
 from otsentry.collectors.ics.s7_names import FUNCTIONS as S7_FUNCTIONS, RETURN_CODES, USERDATA_GROUPS
 from otsentry.collectors.ics.s7_names import USERDATA_SUBFUNCTIONS
-from otsentry.collectors.tshark_ot_objects import (cip_objects, dnp3_objects, dnp3_values, iec104_objects,
+from otsentry.collectors.tshark_ot_objects import (cip_objects, dnp3_objects, dnp3_values, ek_int, iec104_objects,
                                                   iec104_values, s7_objects, szl_identity)
 from otsentry.collectors.types import Conn
 from otsentry.contracts.events import OperationEvent
@@ -106,7 +106,7 @@ def _int(layer: Layer, field: str, owner: str | None = None) -> int | None:
     if value is None or isinstance(value, bool):
         return None if value is None else int(value)
     try:
-        return int(value, 16) if str(value).startswith("0x") else int(value)
+        return ek_int(value)
     except ValueError:
         return None
 

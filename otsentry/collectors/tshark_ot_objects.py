@@ -13,28 +13,29 @@ backends' operations compare field for field.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Callable
 
-from datetime import datetime
-
-from otsentry.collectors.ics.dnp3_objects import MAX_VALUES
+from otsentry.collectors.ics.dnp3_objects import MAX_VALUES, object_label
+from otsentry.collectors.ics.enip import LOGICAL_SEGMENTS, segment_label
 from otsentry.collectors.ics.enip_names import CIP_CLASSES, service_name
-from otsentry.collectors.ics.iec104 import MAX_OBJECTS
+from otsentry.collectors.ics.iec104 import MAX_OBJECTS, sequence_label
 from otsentry.collectors.ics.iec104_names import TYPES
-from otsentry.collectors.ics.s7_names import AREAS
+from otsentry.collectors.ics.s7comm import COMPONENTS, szl_request_label, variable_label
 
-__all__ = ["cip_objects", "dnp3_objects", "dnp3_values", "iec104_objects", "iec104_values", "s7_objects",
+__all__ = ["cip_objects", "dnp3_objects", "dnp3_values", "ek_int", "iec104_objects", "iec104_values", "s7_objects",
            "szl_identity"]
 
 Layer = dict[str, Any]
 Getter = Callable[[Layer, str], list]
 _RANGES, _COUNTS = frozenset(range(6)), frozenset({7, 8, 9, 0xB})
-_LOGICAL = {0x20: "class", 0x24: "instance", 0x28: "member", 0x2C: "connection", 0x30: "attribute"}
 
 
-def _num(value: Any) -> int:
+def ek_int(value: Any) -> int:
+    """A number as tshark's EK output prints it: decimal, or hexadecimal with ``0x``."""
     text = str(value)
     return int(text, 16) if text.startswith("0x") else int(text)
+
 
 
 def dnp3_objects(layer: Layer, values: Getter) -> tuple[str, ...]:
@@ -42,18 +43,19 @@ def dnp3_objects(layer: Layer, values: Getter) -> tuple[str, ...]:
     out: list[str] = []
     starts, stops = iter(values(layer, "dnp3.al.range.start")), iter(values(layer, "dnp3.al.range.stop"))
     for obj, rng in zip(values(layer, "dnp3.al.obj"), values(layer, "dnp3.al.objq.range")):
-        code = _num(obj)
-        label = f"g{code >> 8}v{code & 0xFF}"
-        if _num(rng) in _RANGES:
+        code = ek_int(obj)
+        g, v = code >> 8, code & 0xFF
+        if ek_int(rng) in _RANGES:
             start, stop = next(starts, None), next(stops, None)
             if start is None or stop is None:
                 break
-            start, stop = _num(start), _num(stop)
+            start, stop = ek_int(start), ek_int(stop)
             if stop < start:
-                out.append(label)
+                out.append(object_label(g, v))
                 break
-            label = f"{label}:{start}-{stop}" if stop > start else f"{label}:{start}"
-        out.append(label)
+            out.append(object_label(g, v, start, stop))
+        else:
+            out.append(object_label(g, v))
     return tuple(out)
 
 
@@ -61,12 +63,12 @@ def iec104_objects(asdu: Layer, tid: int, values: Getter) -> tuple[str, ...]:
     """The IOAs of an ASDU's information objects (types whose elements the native parser reads)."""
     if TYPES.get(tid, ("", "", None))[2] is None:
         return ()
-    ioas = [_num(v) for v in values(asdu, "iec60870_asdu.ioa")]
+    ioas = [ek_int(v) for v in values(asdu, "iec60870_asdu.ioa")]
     if not ioas:
         return ()
     if values(asdu, "iec60870_asdu.sq")[:1] in ([True], ["1"], [1]):
-        count = _num((values(asdu, "iec60870_asdu.numix") or [len(ioas)])[0])
-        return (f"{ioas[0]}-{ioas[0] + count - 1}" if count > 1 else str(ioas[0]),)
+        count = ek_int((values(asdu, "iec60870_asdu.numix") or [len(ioas)])[0])
+        return (sequence_label(ioas[0], count),)
     return tuple(str(i) for i in ioas[:MAX_OBJECTS])
 
 
@@ -74,20 +76,15 @@ def s7_objects(layer: Layer, values: Getter) -> tuple[str, ...]:
     """S7ANY item addresses of a read/write job (all items S7ANY, else none), or an SZL request's id and index."""
     szl, index = values(layer, "s7comm.data.userdata.szl_id"), values(layer, "s7comm.data.userdata.szl_index")
     if szl and index:
-        return (f"SZL 0x{_num(szl[0]):04x} index 0x{_num(index[0]):04x}",)
+        return (szl_request_label(ek_int(szl[0]), ek_int(index[0])),)
     syntax = values(layer, "s7comm.param.item.syntaxid")
     areas, dbs = values(layer, "s7comm.param.item.area"), values(layer, "s7comm.param.item.db")
     addresses, counts = values(layer, "s7comm.param.item.address"), values(layer, "s7comm.param.item.length")
-    if not syntax or any(_num(s) != 0x10 for s in syntax) or not len(areas) == len(dbs) == len(addresses) == \
+    if not syntax or any(ek_int(s) != 0x10 for s in syntax) or not len(areas) == len(dbs) == len(addresses) == \
             len(counts) == len(syntax):
         return ()
-    out = []
-    for area, db, address, count in list(zip(areas, dbs, addresses, counts))[:32]:
-        area, address = _num(area), _num(address)
-        name = AREAS.get(area, f"area-0x{area:02x}")
-        where = f"{name}{_num(db)}" if area == 0x84 else name
-        out.append(f"{where}:{address >> 3}.{address & 7}x{_num(count)}")
-    return tuple(out)
+    return tuple(variable_label(ek_int(area), ek_int(db), ek_int(address), ek_int(count))
+                 for area, db, address, count in list(zip(areas, dbs, addresses, counts))[:32])
 
 
 def cip_objects(cip: Layer, values: Getter) -> tuple[str, ...]:
@@ -97,15 +94,15 @@ def cip_objects(cip: Layer, values: Getter) -> tuple[str, ...]:
     parts: list[str] = []
     klass = None
     for segment in values(cip, "cip.path_segment"):
-        seg = _num(segment)
-        name = _LOGICAL.get(seg & 0xFC) if seg & 0xE0 == 0x20 else None
+        seg = ek_int(segment)
+        name = LOGICAL_SEGMENTS.get(seg & 0xFC) if seg & 0xE0 == 0x20 else None
         if name in pools:
             value = next(pools[name], None)
             if value is None:
                 break
-            value = _num(value)
+            value = ek_int(value)
             klass = value if name == "class" and klass is None else klass
-            parts.append(f"class=0x{value:02x}" if name == "class" else f"{name}={value}")
+            parts.append(segment_label(name, value))
         elif seg == 0x91:
             symbol = next(symbols, None)
             if symbol is None:
@@ -116,12 +113,12 @@ def cip_objects(cip: Layer, values: Getter) -> tuple[str, ...]:
             break
     if klass is not None and klass in CIP_CLASSES:
         parts.append(CIP_CLASSES[klass])
-    if klass == 0x02 and _num((values(cip, "cip.sc") or ["0"])[0]) & 0x7F == 0x0A:
+    if klass == 0x02 and ek_int((values(cip, "cip.sc") or ["0"])[0]) & 0x7F == 0x0A:
         embedded = cip.get("cip")
         for inner in (embedded if isinstance(embedded, list) else [embedded] if embedded else [])[:64]:
             code = values(inner, "cip.sc")
             if code:
-                parts.append("service=" + service_name(_num(code[0]) & 0x7F))
+                parts.append("service=" + service_name(ek_int(code[0]) & 0x7F))
     return tuple(parts)
 
 
@@ -159,7 +156,7 @@ def _point(field: str, value: object) -> int | None:
         return round(moment.timestamp() * 1000)
     if isinstance(value, bool):
         return int(value)
-    number = float(value) if field.endswith(("float", "double")) else _num(value)
+    number = float(value) if field.endswith(("float", "double")) else ek_int(value)
     if isinstance(number, float):
         return int(round(number)) if number == number and abs(number) < 1 << 62 else None
     return number
@@ -174,21 +171,21 @@ def dnp3_values(layer: Layer, values: Getter) -> tuple[int, ...]:
     quantities = iter(values(layer, "dnp3.al.range.quantity"))
     out: list[int] = []
     for obj, rng in zip(values(layer, "dnp3.al.obj"), values(layer, "dnp3.al.objq.range")):
-        code, qualifier = _num(obj), _num(rng)
+        code, qualifier = ek_int(obj), ek_int(rng)
         g, v = code >> 8, code & 0xFF
         if qualifier in _RANGES:
             start, stop = next(starts, None), next(stops, None)
-            count = _num(stop) - _num(start) + 1 if start is not None and stop is not None else 0
+            count = ek_int(stop) - ek_int(start) + 1 if start is not None and stop is not None else 0
         elif qualifier in _COUNTS:
             quantity = next(quantities, None)
-            count = _num(quantity) if quantity is not None else 0
+            count = ek_int(quantity) if quantity is not None else 0
         else:
             count = 0
         if (g, v) in ((12, 1), (12, 2)):
             for control in (next(ops, None) for _ in range(count)):
                 if control is not None:
                     op, clr, trip = control
-                    out.append(_num(op) | (0x20 if clr in (True, "1", 1) else 0) | _num(trip) << 6)
+                    out.append(ek_int(op) | (0x20 if clr in (True, "1", 1) else 0) | ek_int(trip) << 6)
             continue
         source = next(((f, keep) for group, vs, f, keep in _POINT_FIELDS if group == g and v in vs), None)
         if source is not None:
@@ -207,7 +204,7 @@ def dnp3_values(layer: Layer, values: Getter) -> tuple[int, ...]:
 
 
 def _octet(value: object) -> int:
-    return _num(value) & 0xFF
+    return ek_int(value) & 0xFF
 
 
 def _normalised(value: object) -> int:
@@ -223,10 +220,10 @@ def _rounded(value: object) -> int:
 _ELEMENTS: dict[int, tuple[str, Callable[[object], int]]] = {
     **{t: ("iec60870_asdu.siq", _octet) for t in (1, 2, 30)}, **{t: ("iec60870_asdu.diq", _octet) for t in (3, 4, 31)},
     **{t: ("iec60870_asdu.vti", _octet) for t in (5, 6, 32)},
-    **{t: ("iec60870_asdu.bitstring", lambda v: _num(v) >> 24 & 0xFF) for t in (7, 8, 33, 51, 64)},  # shown MSB first
+    **{t: ("iec60870_asdu.bitstring", lambda v: ek_int(v) >> 24 & 0xFF) for t in (7, 8, 33, 51, 64)},  # shown MSB first
     **{t: ("iec60870_asdu.normval", _normalised) for t in (9, 10, 34, 48, 61, 110)},
     21: ("iec60870_asdu.normval", lambda v: _normalised(v) & 0xFF),  # no quality octet: its first octet is kept
-    **{t: ("iec60870_asdu.scalval", _num) for t in (11, 12, 35, 49, 62, 111)},
+    **{t: ("iec60870_asdu.scalval", ek_int) for t in (11, 12, 35, 49, 62, 111)},
     **{t: ("iec60870_asdu.float", _rounded) for t in (13, 14, 36, 50, 63, 112)},
     **{t: ("iec60870_asdu.bcr.count", _octet) for t in (15, 16, 37)},
     **{t: ("iec60870_asdu.sco", _octet) for t in (45, 58)}, **{t: ("iec60870_asdu.dco", _octet) for t in (46, 59)},
@@ -243,7 +240,7 @@ def iec104_values(asdu: Layer, tid: int, values: Getter) -> tuple[int, ...]:
     size = TYPES.get(tid, ("", "", None))[2]
     if size is None:
         return ()
-    count = _num((values(asdu, "iec60870_asdu.numix") or ["0"])[0])
+    count = ek_int((values(asdu, "iec60870_asdu.numix") or ["0"])[0])
     if size == 0:
         return (0,) * min(count, MAX_OBJECTS)
     element = _ELEMENTS.get(tid)
@@ -253,10 +250,10 @@ def iec104_values(asdu: Layer, tid: int, values: Getter) -> tuple[int, ...]:
     return tuple(convert(v) for v in values(asdu, field)[: min(count, MAX_OBJECTS)])
 
 
-# SZL 0x001c component identification: record index -> (identity key, Wireshark's field of that record)
-_COMPONENTS = {1: ("system_name", "s7comm.szl.001c.0001.name"), 2: ("module_name", "s7comm.szl.001c.0002.name"),
-               3: ("plant_id", "s7comm.szl.001c.0003.tag"), 4: ("copyright", "s7comm.szl.001c.0004.copyright"),
-               5: ("serial", "s7comm.szl.001c.0005.serialn"), 7: ("module_type", "s7comm.szl.001c.0007.cputypname")}
+# SZL 0x001c component identification: record index (``s7comm.COMPONENTS``, its identity key) -> Wireshark's field
+_COMPONENT_FIELDS = {1: "s7comm.szl.001c.0001.name", 2: "s7comm.szl.001c.0002.name", 3: "s7comm.szl.001c.0003.tag",
+                     4: "s7comm.szl.001c.0004.copyright", 5: "s7comm.szl.001c.0005.serialn",
+                     7: "s7comm.szl.001c.0007.cputypname"}
 
 
 def szl_identity(layer: Layer, values: Getter) -> tuple[tuple[str, str], ...]:
@@ -264,18 +261,18 @@ def szl_identity(layer: Layer, values: Getter) -> tuple[tuple[str, str], ...]:
     0x001c/0x011c's names and serial, in record order, empty texts left out."""
     szl = values(layer, "s7comm.data.userdata.szl_id")
     ret = values(layer, "s7comm.data.returncode")
-    if not szl or not ret or _num(ret[0]) != 0xFF:
+    if not szl or not ret or ek_int(ret[0]) != 0xFF:
         return ()
-    szl_id = _num(szl[0]) & 0xFF
+    szl_id = ek_int(szl[0]) & 0xFF
     out: list[tuple[str, str]] = []
     if szl_id == 0x11:
         for index, mlfb in zip(values(layer, "s7comm.szl.xy11.0001.index"), values(layer, "s7comm.szl.xy11.0001.anz")):
-            if _num(index) == 1:
+            if ek_int(index) == 1:
                 out.append(("order_number", str(mlfb).split("\0", 1)[0].strip()))
     elif szl_id == 0x1C:
         for index in values(layer, "s7comm.szl.001c.000x.index")[:32]:
-            component = _COMPONENTS.get(_num(index))
-            if component is not None:
-                text = values(layer, component[1])
-                out.append((component[0], str(text[0]).split("\0", 1)[0].strip() if text else ""))
+            field = _COMPONENT_FIELDS.get(ek_int(index))
+            if field is not None:
+                text = values(layer, field)
+                out.append((COMPONENTS[ek_int(index)], str(text[0]).split("\0", 1)[0].strip() if text else ""))
     return tuple((k, v) for k, v in out if v)

@@ -14,7 +14,7 @@ from typing import Mapping, NamedTuple
 from otsentry.collectors.ics.dnp3_names import OBJECT_SIZES, PACKED_BITS
 
 __all__ = ["COUNT_BYTES", "INT_FORMATS", "MAX_VALUES", "ObjectWalk", "PREFIX_BYTES", "RANGE_BYTES", "VALUE_LAYOUT",
-           "walk_objects"]
+           "object_label", "walk_objects"]
 
 MAX_VALUES = 256  # values kept per fragment (a response may carry thousands of points)
 # qualifier code (low nibble) -> octets of each range bound / of the count; prefix code (bits 4-6) -> prefix octets
@@ -91,6 +91,14 @@ def _value(data: bytes, at: int, size: int, gv: tuple[int, int]) -> int | None:
     return v
 
 
+def object_label(g: int, v: int, start: int | None = None, stop: int | None = None) -> str:
+    """An object header as otsentry names it: ``g30v1``, with ``:start-stop`` (``:start``) for a range; the
+    Wireshark backend words its headers with it too."""
+    if start is None or stop is None:
+        return f"g{g}v{v}"
+    return f"g{g}v{v}:{start}-{stop}" if stop > start else f"g{g}v{v}:{start}"
+
+
 def walk_objects(data: bytes, pos: int, with_data: bool) -> ObjectWalk:
     """Walk the object headers from ``pos``; ``with_data`` says whether the objects' bodies follow each header
     (they do in writes, controls and responses, not in reads or class assignments)."""
@@ -111,20 +119,20 @@ def walk_objects(data: bytes, pos: int, with_data: bool) -> ObjectWalk:
             stop = int.from_bytes(data[pos + w : pos + 2 * w], "little")
             pos += 2 * w
             if stop < start:
-                objects.append(f"g{g}v{v}")
+                objects.append(object_label(g, v))
                 return ObjectWalk(tuple(objects), tuple(values), True, False)
-            count, label = stop - start + 1, f"g{g}v{v}:{start}-{stop}" if stop > start else f"g{g}v{v}:{start}"
+            count, label = stop - start + 1, object_label(g, v, start, stop)
         elif rng in COUNT_BYTES:
             w = COUNT_BYTES[rng]
             if pos + w > n:
                 return ObjectWalk(tuple(objects), tuple(values), True, False)
             count = int.from_bytes(data[pos : pos + w], "little")
             pos += w
-            label = f"g{g}v{v}"
+            label = object_label(g, v)
         elif rng == 6:
-            count, label = 0, f"g{g}v{v}"
+            count, label = 0, object_label(g, v)
         else:  # reserved range specifier: the rest cannot be framed
-            objects.append(f"g{g}v{v}")
+            objects.append(object_label(g, v))
             return ObjectWalk(tuple(objects), tuple(values), True, False)
         if prefix == 7:
             objects.append(label)

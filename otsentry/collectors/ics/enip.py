@@ -13,10 +13,20 @@ import struct
 from otsentry.collectors.ics.enip_names import CIP_CLASSES, GENERAL_STATUS, SERVICES, command_name, service_name
 from otsentry.collectors.ics.message import Message
 
-__all__ = ["HEADER", "cip_path", "parse_cip", "parse_encapsulation", "parse_identity"]
+__all__ = ["HEADER", "LOGICAL_SEGMENTS", "cip_path", "parse_cip", "parse_encapsulation", "parse_identity",
+           "segment_label"]
 
 HEADER = 24
 _DATA_ITEMS = (0x00B2, 0x00B1)  # unconnected, connected data
+
+
+# logical segment type (segment octet & 0xFC) -> what it names
+LOGICAL_SEGMENTS = {0x20: "class", 0x24: "instance", 0x28: "member", 0x2C: "connection", 0x30: "attribute"}
+
+
+def segment_label(name: str, value: int) -> str:
+    """One logical segment of a path as otsentry names it (``class=0x02``, ``instance=1``)."""
+    return f"{name}=0x{value:02x}" if name == "class" else f"{name}={value}"
 
 
 def cip_path(path: bytes) -> tuple[tuple[str, ...], int | None]:
@@ -26,10 +36,9 @@ def cip_path(path: bytes) -> tuple[tuple[str, ...], int | None]:
     pos = 0
     while pos < len(path):
         seg = path[pos]
-        kind = {0x20: "class", 0x24: "instance", 0x28: "member", 0x2C: "connection", 0x30: "attribute"}
         if seg & 0xE0 == 0x20:  # logical segment: 8, 16 or 32-bit value
             fmt = seg & 0x03
-            name = kind.get(seg & 0xFC, "logical")
+            name = LOGICAL_SEGMENTS.get(seg & 0xFC, "logical")
             if fmt == 0 and pos + 2 <= len(path):
                 value, pos = path[pos + 1], pos + 2
             elif fmt == 1 and pos + 4 <= len(path):
@@ -40,7 +49,7 @@ def cip_path(path: bytes) -> tuple[tuple[str, ...], int | None]:
                 break
             if name == "class" and klass is None:
                 klass = value
-            parts.append(f"{name}=0x{value:02x}" if name == "class" else f"{name}={value}")
+            parts.append(segment_label(name, value))
         elif seg == 0x91 and pos + 2 <= len(path):  # ANSI extended symbolic: a tag name
             size = path[pos + 1]
             parts.append("tag=" + path[pos + 2 : pos + 2 + size].decode("latin-1"))

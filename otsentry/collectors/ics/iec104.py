@@ -14,12 +14,17 @@ import struct
 from otsentry.collectors.ics.iec104_names import TYPES, U_FUNCTIONS, cause_name, type_class, type_name
 from otsentry.collectors.ics.message import Message
 
-__all__ = ["MAX_OBJECTS", "parse_apdu"]
+__all__ = ["MAX_OBJECTS", "parse_apdu", "sequence_label"]
 
 MAX_OBJECTS = 64  # IOAs named per ASDU
 _CONFIRMS = frozenset({7, 9})  # actcon, deactcon (actterm follows the confirmation: not paired)
 _REFUSALS = frozenset({44, 45, 46, 47})  # unknown type id, cause, common address, information object address
 READ, REQUESTED = 102, 5  # C_RD_NA_1 and the cause of the data it asks for
+
+
+def sequence_label(ioa: int, count: int) -> str:
+    """A sequence of information objects (SQ=1) named by its first and last address (``100-107``)."""
+    return f"{ioa}-{ioa + count - 1}" if count > 1 else str(ioa)
 
 
 def parse_apdu(pdu: bytes, from_client: bool, frame: int, ts_ns: int) -> Message:
@@ -85,7 +90,7 @@ def _objects(body: bytes, count: int, sequence: bool, size: int | None, tid: int
             flags.append("malformed")
             return (), ()
         ioa = body[0] | body[1] << 8 | body[2] << 16
-        objects.append(f"{ioa}-{ioa + count - 1}" if count > 1 else str(ioa))
+        objects.append(sequence_label(ioa, count))
         values.extend(_element(body, 3 + i * size, size, tid) for i in range(min(count, MAX_OBJECTS)))
         return tuple(objects), tuple(values)
     pos = 0

@@ -14,7 +14,8 @@ from otsentry.collectors.ics.message import Message
 from otsentry.collectors.ics.s7_names import (AREAS, COTP_TYPES, FUNCTIONS, PLUS_FUNCTIONS, PLUS_OPCODES, RETURN_CODES,
                                                USERDATA_GROUPS, USERDATA_SUBFUNCTIONS)
 
-__all__ = ["COTP_MAX", "CotpAssembler", "cotp_message", "parse_s7comm", "parse_s7plus", "split_cotp", "szl_identity"]
+__all__ = ["COMPONENTS", "COTP_MAX", "CotpAssembler", "cotp_message", "parse_s7comm", "parse_s7plus", "split_cotp",
+           "szl_identity", "szl_request_label", "variable_label"]
 
 COTP_MAX = 65536  # bytes of one segmented TSDU kept (memory bound per direction)
 S7COMM, S7PLUS = 0x32, 0x72
@@ -62,15 +63,24 @@ class CotpAssembler:
         return data
 
 
-def _item_label(item: bytes) -> str | None:
-    """An S7ANY variable address: area, DB number, byte.bit and element count (``DB1:0.0x4``)."""
-    if len(item) < 12 or item[0] != 0x12 or item[2] != 0x10:
-        return None
-    count, db, area = item[4] << 8 | item[5], item[6] << 8 | item[7], item[8]
-    address = item[9] << 16 | item[10] << 8 | item[11]
+def variable_label(area: int, db: int, address: int, count: int) -> str:
+    """An S7ANY variable address as otsentry names it: area, DB number, byte.bit and element count (``DB1:0.0x4``);
+    the Wireshark backend words its items with it too."""
     name = AREAS.get(area, f"area-0x{area:02x}")
     where = f"{name}{db}" if area == 0x84 else name
     return f"{where}:{address >> 3}.{address & 7}x{count}"
+
+
+def szl_request_label(szl_id: int, index: int) -> str:
+    return f"SZL 0x{szl_id:04x} index 0x{index:04x}"
+
+
+def _item_label(item: bytes) -> str | None:
+    """The label of one S7ANY item of a read/write job; None for other address syntaxes."""
+    if len(item) < 12 or item[0] != 0x12 or item[2] != 0x10:
+        return None
+    return variable_label(item[8], item[6] << 8 | item[7], item[9] << 16 | item[10] << 8 | item[11],
+                          item[4] << 8 | item[5])
 
 
 def parse_s7comm(pdu: bytes, frame: int, ts_ns: int) -> Message:
@@ -142,7 +152,7 @@ def _userdata(params: bytes, data: bytes, ref: int, frame: int, ts_ns: int, flag
     objects: tuple[str, ...] = ()
     status = None
     if (group, sub) == (0x4, 0x01) and kind == 4 and len(data) >= 8:
-        objects = (f"SZL 0x{data[4] << 8 | data[5]:04x} index 0x{data[6] << 8 | data[7]:04x}",)
+        objects = (szl_request_label(data[4] << 8 | data[5], data[6] << 8 | data[7]),)
     if kind == 8 and len(params) >= 12 and (params[10] or params[11]):
         status = f"error-0x{params[10]:02x}{params[11]:02x}"
     elif kind == 8 and data and data[0] not in (0xFF, 0x00):
@@ -155,7 +165,7 @@ def _userdata(params: bytes, data: bytes, ref: int, frame: int, ts_ns: int, flag
 
 
 # SZL 0x001c component identification: record index -> identity key
-_COMPONENTS = {1: "system_name", 2: "module_name", 3: "plant_id", 4: "copyright", 5: "serial", 7: "module_type"}
+COMPONENTS = {1: "system_name", 2: "module_name", 3: "plant_id", 4: "copyright", 5: "serial", 7: "module_type"}
 
 
 def _text(raw: bytes) -> str:
@@ -175,8 +185,8 @@ def szl_identity(data: bytes) -> tuple[tuple[str, str], ...]:
         index = record[0] << 8 | record[1]
         if szl & 0xFF == 0x11 and index == 1:
             out.append(("order_number", _text(record[2:22])))
-        elif szl & 0xFF == 0x1C and index in _COMPONENTS:
-            out.append((_COMPONENTS[index], _text(record[2:34])))
+        elif szl & 0xFF == 0x1C and index in COMPONENTS:
+            out.append((COMPONENTS[index], _text(record[2:34])))
     return tuple((k, v) for k, v in out if v)
 
 
