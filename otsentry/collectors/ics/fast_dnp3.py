@@ -15,9 +15,10 @@ import numpy as np
 from otsentry.arrays import ranges
 from otsentry.collectors.chunks import view_as
 from otsentry.collectors.ics.dnp3_app import HEADERS_ONLY, UNPAIRED
-from otsentry.collectors.ics.dnp3_link import BLOCK, CRC_TABLE, HEADER, MIN_LEN
+from otsentry.collectors.ics.dnp3_link import BLOCK, CRC_TABLE, HEADER, MIN_LEN, frame_size
 from otsentry.collectors.ics.dnp3_names import ERROR_IIN_MASK, FUNCTIONS, OBJECT_SIZES, PACKED_BITS, RESPONSE_CODES
 from otsentry.collectors.ics.dnp3_objects import COUNT_BYTES, PREFIX_BYTES, RANGE_BYTES
+from otsentry.collectors.ics.fastpath import gather, lookup
 
 __all__ = ["DnpFrames", "MAX_HEADERS", "crc_errors", "read_frames", "walk_malformed"]
 
@@ -25,14 +26,7 @@ MAX_HEADERS = 32  # object headers walked per fragment over arrays; more (rare) 
 _CRC = np.array(CRC_TABLE, dtype=np.int64)
 
 
-def _table(entries: dict, size: int, default: int = 0) -> np.ndarray:
-    t = np.full(size, default, dtype=np.int64)
-    for k, v in entries.items():
-        t[k] = v
-    return t
-
-
-_RANGE_W, _COUNT_W, _PREFIX_W = _table(RANGE_BYTES, 16), _table(COUNT_BYTES, 16), _table(PREFIX_BYTES, 8)
+_RANGE_W, _COUNT_W, _PREFIX_W = lookup(RANGE_BYTES, 16, 0), lookup(COUNT_BYTES, 16, 0), lookup(PREFIX_BYTES, 8, 0)
 _BITS = np.zeros((256, 256), dtype=np.int64)
 _SIZE = np.full((256, 256), -1, dtype=np.int64)  # bytes per object, -1: not fixed
 for (_g, _v), _n in PACKED_BITS.items():
@@ -41,10 +35,8 @@ for _g in (110, 111, 112, 113):  # octet strings: the variation is the length
     _SIZE[_g, :] = np.arange(256)
 for (_g, _v), _n in OBJECT_SIZES.items():
     _SIZE[_g, _v] = _n
-_KNOWN = _table({fc: 1 for fc in FUNCTIONS}, 256).astype(bool)
-_RESPONSE = _table({fc: 1 for fc in RESPONSE_CODES}, 256).astype(bool)
-_HEADERS_ONLY = _table({fc: 1 for fc in HEADERS_ONLY}, 256).astype(bool)
-_UNPAIRED = _table({fc: 1 for fc in UNPAIRED}, 256).astype(bool)
+_KNOWN, _RESPONSE, _HEADERS_ONLY, _UNPAIRED = (lookup(dict.fromkeys(codes, 1), 256, 0).astype(bool)
+                                                for codes in (FUNCTIONS, RESPONSE_CODES, HEADERS_ONLY, UNPAIRED))
 
 
 def _word_table() -> np.ndarray:
@@ -80,17 +72,16 @@ def _crc(u8: np.ndarray, words: np.ndarray, start: np.ndarray, length: np.ndarra
         crc[part] = c
     odd = np.flatnonzero(length & 1)
     if len(odd):
-        byte = u8.take(start[odd] + length[odd] - 1, mode="clip").astype(np.int64)
+        byte = gather(u8, start[odd] + length[odd] - 1)
         crc[odd] = (crc[odd] >> 8) ^ _CRC[(crc[odd] ^ byte) & 0xFF]
     return ~crc & 0xFFFF
 
 
 def _le(u8: np.ndarray, at: np.ndarray, width: np.ndarray) -> np.ndarray:
     """Little-endian unsigned integers of 0, 1, 2 or 4 bytes at ``at``."""
-    last = len(u8) - 1
     out = np.zeros(len(at), dtype=np.int64)
     for k in range(4):
-        out |= np.where(k < width, u8[np.minimum(at + k, last)].astype(np.int64) << (8 * k), 0)
+        out |= np.where(k < width, gather(u8, at, k) << (8 * k), 0)
     return out
 
 
@@ -117,7 +108,6 @@ def walk_malformed(u8: np.ndarray, base: np.ndarray, n: np.ndarray, pos: np.ndar
     m = len(base)
     decided, malformed, rejected = np.zeros(m, dtype=bool), np.zeros(m, dtype=bool), np.zeros(m, dtype=bool)
     pos = pos.copy()
-    last = len(u8) - 1
     for _ in range(MAX_HEADERS):
         act = np.flatnonzero(~decided & ~rejected)
         if not len(act):
@@ -129,7 +119,7 @@ def walk_malformed(u8: np.ndarray, base: np.ndarray, n: np.ndarray, pos: np.ndar
         keep = (p < size) & ~short
         act, p, size = act[keep], p[keep], size[keep]
         at = base[act] + p
-        g, v, q = (u8[np.minimum(at + k, last)].astype(np.int64) for k in range(3))
+        g, v, q = (gather(u8, at, k) for k in range(3))
         p = p + 3
         prefix, rng = q >> 4 & 7, q & 0x0F
         wr, wc = _RANGE_W[rng], _COUNT_W[rng]
@@ -172,9 +162,9 @@ class DnpFrames:
                  "buf", "at", "length", "stations")
 
     def __init__(self, u8: np.ndarray, off: np.ndarray, size: np.ndarray) -> None:
-        g = lambda k: u8.take(off + k, mode="clip").astype(np.int64)  # noqa: E731
-        length, control = g(2), g(3)
-        destination, source = g(4) | g(5) << 8, g(6) | g(7) << 8
+        length, control = gather(u8, off, 2), gather(u8, off, 3)
+        destination = gather(u8, off, 4) | gather(u8, off, 5) << 8
+        source = gather(u8, off, 6) | gather(u8, off, 7) << 8
         data_len = length - MIN_LEN
         self.crc_errors, blocks = crc_errors(u8, off, data_len)
         carries = (control & 0x40 > 0) & ((control & 0x0F == 3) | (control & 0x0F == 4)) & (data_len > 0) \
@@ -186,7 +176,7 @@ class DnpFrames:
             ud = np.zeros(1, dtype=np.uint8)  # nothing carries data: a byte to gather from, never read
         ud_len = np.where(carries, data_len, 0)
         ud_at = np.cumsum(ud_len) - ud_len
-        transport = ud.take(ud_at, mode="clip").astype(np.int64)
+        transport = gather(ud, ud_at)
         whole = carries & (transport & 0xC0 == 0xC0)  # FIR and FIN: the fragment is this segment's body
         self.ok = ~carries | whole
         self.message = whole.copy()
@@ -196,8 +186,7 @@ class DnpFrames:
         self.length = np.where(whole, data_len - 1, 0)
         self.at = ud_at + 1  # the fragment follows the transport header
         self.buf = ud
-        b = lambda k: ud.take(self.at + k, mode="clip").astype(np.int64)  # noqa: E731
-        fc, seq = b(1), b(0) & 0x0F
+        fc, seq = gather(ud, self.at, 1), gather(ud, self.at) & 0x0F
         response = _RESPONSE[fc]
         readable = (self.length >= 2) & _KNOWN[fc] & (~response | (self.length >= 4))
         decided, self.malformed = walk_malformed(ud, self.at, self.length, np.where(response, 4, 2),
@@ -206,7 +195,7 @@ class DnpFrames:
         self.message &= self.ok
         self.malformed &= self.message
         self.request = ~response
-        self.error = response & ((b(2) << 8 | b(3)) & ERROR_IIN_MASK != 0)
+        self.error = response & ((gather(ud, self.at, 2) << 8 | gather(ud, self.at, 3)) & ERROR_IIN_MASK != 0)
         self.function = fc
         self.keyed = ~_UNPAIRED[fc]
         self.key = np.stack([outstation, master, seq], axis=1)
@@ -225,10 +214,9 @@ class DnpFrames:
 def read_frames(u8: np.ndarray, off: np.ndarray, size: np.ndarray) -> DnpFrames:
     """The frames at ``off`` of ``size`` bytes; a unit that is not one whole link frame is not ``ok``."""
     with np.errstate(over="ignore"):
-        length = u8.take(off + 2, mode="clip").astype(np.int64)
-        data = length - MIN_LEN
-        whole = ((size >= HEADER) & (u8.take(off, mode="clip") == 0x05) & (u8.take(off + 1, mode="clip") == 0x64)
-                 & (length >= MIN_LEN) & (size == HEADER + data + 2 * ((data + BLOCK - 1) // BLOCK)))
+        length = gather(u8, off, 2)
+        whole = ((size >= HEADER) & (gather(u8, off) == 0x05) & (gather(u8, off, 1) == 0x64) & (length >= MIN_LEN)
+                 & (size == frame_size(length)))
         if whole.all():
             return DnpFrames(u8, off, size)
         return DnpFrames(u8, off[whole], size[whole]).spread(whole)

@@ -15,41 +15,51 @@ from typing import Callable
 
 import numpy as np
 
-from otsentry.collectors.ics.dnp3_link import BLOCK, HEADER, MIN_LEN
+from otsentry.collectors.ics.dnp3_link import MIN_LEN, frame_size
 from otsentry.collectors.ics.enip_names import COMMANDS as ENIP_COMMANDS
 from otsentry.collectors.reassembly import SEQ_MOD
 
-__all__ = ["FAST_FRAMERS", "MAX_UNITS_PER_SEGMENT", "frame_segments", "stream_breaks"]
+__all__ = ["FAST_FRAMERS", "MAX_UNITS_PER_SEGMENT", "frame_segments", "gather", "lookup", "stream_breaks"]
 
 MAX_UNITS_PER_SEGMENT = 16  # more (rare) goes to the general path
 _ENIP_KNOWN = np.zeros(65536, dtype=bool)
 _ENIP_KNOWN[[c for c in ENIP_COMMANDS if c != 0]] = True  # NOP's all-zero header matches any run of zeros
 
 
-def _gather(u8: np.ndarray, pos: np.ndarray, k: int) -> np.ndarray:
+def gather(u8: np.ndarray, pos: np.ndarray, k: int | np.ndarray = 0) -> np.ndarray:
+    """The byte ``k`` after each position, as int64; clipped to the buffer (rows that are not what they are
+    checked for may read noise, never past the end). Every array reader of the fast path reads through it."""
     return u8.take(pos + k, mode="clip").astype(np.int64)
 
 
+def lookup(entries: dict[int, int], size: int, default: int = -1) -> np.ndarray:
+    """A code table as an array indexed by code (``default`` for codes not listed)."""
+    table = np.full(size, default, dtype=np.int64)
+    for code, value in entries.items():
+        table[code] = value
+    return table
+
+
+
 def _iec104(u8: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    return np.where(_gather(u8, pos, 0) == 0x68, 2 + _gather(u8, pos, 1), -1)
+    return np.where(gather(u8, pos, 0) == 0x68, 2 + gather(u8, pos, 1), -1)
 
 
 def _tpkt(u8: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    size = _gather(u8, pos, 2) << 8 | _gather(u8, pos, 3)
-    return np.where((_gather(u8, pos, 0) == 3) & (_gather(u8, pos, 1) == 0) & (size >= 7), size, -1)
+    size = gather(u8, pos, 2) << 8 | gather(u8, pos, 3)
+    return np.where((gather(u8, pos, 0) == 3) & (gather(u8, pos, 1) == 0) & (size >= 7), size, -1)
 
 
 def _enip(u8: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    command = _gather(u8, pos, 0) | _gather(u8, pos, 1) << 8
-    options = _gather(u8, pos, 20) | _gather(u8, pos, 21) | _gather(u8, pos, 22) | _gather(u8, pos, 23)
-    return np.where(_ENIP_KNOWN[command] & (options == 0), 24 + (_gather(u8, pos, 2) | _gather(u8, pos, 3) << 8), -1)
+    command = gather(u8, pos, 0) | gather(u8, pos, 1) << 8
+    options = gather(u8, pos, 20) | gather(u8, pos, 21) | gather(u8, pos, 22) | gather(u8, pos, 23)
+    return np.where(_ENIP_KNOWN[command] & (options == 0), 24 + (gather(u8, pos, 2) | gather(u8, pos, 3) << 8), -1)
 
 
 def _dnp3(u8: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    length = _gather(u8, pos, 2)
-    data = length - MIN_LEN
-    size = HEADER + data + 2 * ((data + BLOCK - 1) // BLOCK)
-    return np.where((_gather(u8, pos, 0) == 0x05) & (_gather(u8, pos, 1) == 0x64) & (length >= MIN_LEN), size, -1)
+    length = gather(u8, pos, 2)
+    return np.where((gather(u8, pos, 0) == 0x05) & (gather(u8, pos, 1) == 0x64) & (length >= MIN_LEN),
+                    frame_size(length), -1)
 
 
 # framer -> (bytes a size needs, size of the unit starting at each position or -1)

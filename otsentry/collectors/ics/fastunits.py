@@ -22,6 +22,7 @@ from otsentry.collectors.ics.dnp3_names import FUNCTIONS as DNP3_FUNCTIONS
 from otsentry.collectors.ics.enip import parse_encapsulation
 from otsentry.collectors.ics.enip_names import COMMANDS, SERVICES
 from otsentry.collectors.ics.fast_dnp3 import read_frames
+from otsentry.collectors.ics.fastpath import gather, lookup
 from otsentry.collectors.ics.iec104 import parse_apdu
 from otsentry.collectors.ics.iec104_names import TYPES, U_FUNCTIONS
 from otsentry.collectors.ics.message import Message
@@ -62,20 +63,10 @@ _S_ID = len(NAMES)
 NAMES.append("S")
 
 
-def _lookup(ids: dict[int, int], size: int) -> np.ndarray:
-    t = np.full(size, -1, dtype=np.int64)
-    for code, i in ids.items():
-        t[code] = i
-    return t
-
-
-_S7_NAME, _TYPE_NAME, _U_NAME = _lookup(_S7_IDS, 256), _lookup(_TYPE_IDS, 256), _lookup(_U_IDS, 256)
-_COMMAND_NAME, _SERVICE_NAME = _lookup(_COMMAND_IDS, 65536), _lookup(_SERVICE_IDS, 128)
-_DNP3_NAME = _lookup(_DNP3_IDS, 256)
-_OBJECT_SIZE = np.full(256, -1, dtype=np.int64)  # IEC 104 element size per type id (-1: objects not read)
-for _tid, _entry in TYPES.items():
-    if _entry[2] is not None:
-        _OBJECT_SIZE[_tid] = _entry[2]
+_S7_NAME, _TYPE_NAME, _U_NAME = lookup(_S7_IDS, 256), lookup(_TYPE_IDS, 256), lookup(_U_IDS, 256)
+_COMMAND_NAME, _SERVICE_NAME = lookup(_COMMAND_IDS, 65536), lookup(_SERVICE_IDS, 128)
+_DNP3_NAME = lookup(_DNP3_IDS, 256)
+_OBJECT_SIZE = lookup({tid: entry[2] for tid, entry in TYPES.items() if entry[2] is not None}, 256)  # -1: not read
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +96,7 @@ class _Bytes:
         self.u8, self.off = u8, off
 
     def b(self, at: np.ndarray | int) -> np.ndarray:
-        return self.u8.take(self.off + at, mode="clip").astype(np.int64)
+        return gather(self.u8, self.off, at)
 
     def be16(self, at: np.ndarray | int) -> np.ndarray:
         return self.b(at) << 8 | self.b(at + 1)
